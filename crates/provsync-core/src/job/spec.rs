@@ -1,0 +1,274 @@
+//! The job request: kind, mode, scope, source, target, mapping and options.
+//! The same structure is read from a job file (`provsync run job.toml`) and from
+//! the HTTP API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Scope;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    /// Entities, then their relations.
+    ProviderSync,
+    /// Code lists into target picklists.
+    CodesSync,
+}
+
+impl JobKind {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::ProviderSync => "provider-sync",
+            JobKind::CodesSync => "codes-sync",
+        }
+    }
+}
+
+/// Whether the source sends a complete snapshot or only changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A complete snapshot of the scope: what is absent is swept.
+    #[default]
+    Full,
+    /// Changes since a watermark: nothing is swept.
+    Delta,
+}
+
+/// A source or target: its `type` plus connector-specific settings, which the
+/// connector validates with its own typed, `deny_unknown_fields` config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorSpec {
+    /// Connector type, e.g. `file`, `csv-facilities`, `sqlite`, `postgres`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Connector settings.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A failure threshold: a count of records, or a share of the extracted ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// At most this many rejected or failed records.
+    Count(u64),
+    /// At most this share (0..=1) of the extracted records.
+    Ratio(f64),
+}
+
+impl Threshold {
+    /// Whether `errors` out of `extracted` crosses the threshold.
+    pub fn exceeded(self, errors: u64, extracted: u64) -> bool {
+        match self {
+            Threshold::Count(n) => errors > n,
+            Threshold::Ratio(r) => extracted > 0 && (errors as f64) > r * extracted as f64,
+        }
+    }
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Threshold::Count(n) => s.serialize_u64(*n),
+            Threshold::Ratio(r) => s.serialize_str(&format!("{}%", r * 100.0)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => Ok(Threshold::Count(n)),
+            Raw::Text(t) => {
+                let pct = t
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<f64>().ok())
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "expected a record count or a percentage like \"5%\", got {t:?}"
+                        ))
+                    })?;
+                Ok(Threshold::Ratio(pct / 100.0))
+            }
+        }
+    }
+}
+
+/// Tuning and safety options of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobOptions {
+    /// Above this many rejected or failed records the run ends `failed`.
+    pub max_failed_records: Threshold,
+    /// A full snapshot may disconnect at most this share (0..=1) of a scope's records.
+    pub max_disconnect_share: f64,
+    /// Lifts the guards against an empty scope and a mass disconnect.
+    pub allow_mass_disconnect: bool,
+    /// Records per page the source is asked for (when it lets us choose).
+    pub page_size: usize,
+    /// Records per target write.
+    pub batch_size: usize,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self {
+            max_failed_records: Threshold::Ratio(0.05),
+            max_disconnect_share: 0.10,
+            allow_mass_disconnect: false,
+            page_size: 5_000,
+            batch_size: 1_000,
+        }
+    }
+}
+
+/// A validated request to run a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Provider sync or codes sync.
+    #[serde(default = "provider_sync")]
+    pub kind: JobKind,
+    /// Full snapshot or delta.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Partitions asked for (countries, designated bodies); empty means all the source has.
+    #[serde(default)]
+    pub scope: Vec<Scope>,
+    /// Where the data comes from.
+    pub source: ConnectorSpec,
+    /// Where it goes.
+    pub target: ConnectorSpec,
+    /// Path of the mapping file; the target's default mapping when absent.
+    #[serde(default)]
+    pub mapping: Option<String>,
+    /// Tuning and safety options.
+    #[serde(default)]
+    pub options: JobOptions,
+}
+
+fn provider_sync() -> JobKind {
+    JobKind::ProviderSync
+}
+
+/// A job request that does not hold together; names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// Dotted path of the field at fault.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl JobSpec {
+    /// Checks what serde cannot; returns every problem found, not just the first.
+    pub fn validate(&self) -> Result<(), Vec<SpecError>> {
+        let mut errs = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            errs.push(SpecError {
+                field: field.into(),
+                message,
+            })
+        };
+        if self.source.kind.trim().is_empty() {
+            bad("source.type", "must not be empty".into());
+        }
+        if self.target.kind.trim().is_empty() {
+            bad("target.type", "must not be empty".into());
+        }
+        let o = &self.options;
+        if !(0.0..=1.0).contains(&o.max_disconnect_share) {
+            bad(
+                "options.max_disconnect_share",
+                format!("must be between 0 and 1, got {}", o.max_disconnect_share),
+            );
+        }
+        if o.page_size == 0 || o.page_size > 100_000 {
+            bad(
+                "options.page_size",
+                format!("must be 1..=100000, got {}", o.page_size),
+            );
+        }
+        if o.batch_size == 0 || o.batch_size > 10_000 {
+            bad(
+                "options.batch_size",
+                format!("must be 1..=10000, got {}", o.batch_size),
+            );
+        }
+        for (i, s) in self.scope.iter().enumerate() {
+            if s.0.trim().is_empty() {
+                bad(&format!("scope[{i}]"), "must not be empty".into());
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_file_parses_with_defaults() {
+        let spec: JobSpec = toml::from_str(
+            r#"
+            scope = ["US"]
+            [source]
+            type = "file"
+            path = "world.ndjson"
+            [target]
+            type = "sqlite"
+            url = "sqlite://t.db"
+            [options]
+            max_failed_records = "2.5%"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(spec.kind, JobKind::ProviderSync);
+        assert_eq!(spec.options.max_failed_records, Threshold::Ratio(0.025));
+        assert_eq!(spec.source.settings["path"], "world.ndjson");
+        assert_eq!(spec.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unknown_option_is_refused_with_its_name() {
+        let err = toml::from_str::<JobSpec>(
+            "[source]\ntype='file'\n[target]\ntype='sqlite'\n[options]\nmax_fail=3\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_fail"), "{err}");
+    }
+
+    #[test]
+    fn validate_reports_every_field_at_fault() {
+        let mut spec: JobSpec =
+            toml::from_str("[source]\ntype=''\n[target]\ntype='sqlite'\n").unwrap();
+        spec.options.page_size = 0;
+        let errs = spec.validate().unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["source.type", "options.page_size"]);
+    }
+
+    #[test]
+    fn threshold_ratio_and_count() {
+        assert!(Threshold::Count(2).exceeded(3, 100));
+        assert!(!Threshold::Count(3).exceeded(3, 100));
+        assert!(Threshold::Ratio(0.01).exceeded(2, 100));
+        assert!(!Threshold::Ratio(0.01).exceeded(1, 100));
+        assert!(toml::from_str::<JobOptions>("max_failed_records = '120%'").is_err());
+    }
+}

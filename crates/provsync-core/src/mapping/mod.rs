@@ -1,0 +1,1 @@
+//! Declarative mappings (TOML) from canonical records to target tables and fields.

@@ -1,0 +1,1 @@
+//! Readers of real reference data files (US facilities, NUCC taxonomy).

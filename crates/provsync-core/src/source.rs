@@ -1,0 +1,75 @@
+//! The `Source` trait: open a scope, fetch pages by cursor, close the session.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::job::Mode;
+use crate::model::{Record, Scope};
+
+/// An opaque position in the source (a OneKey packet cursor, a body index, a file offset).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(pub String);
+
+/// What the job asks the source for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenRequest {
+    /// Partitions; empty means all.
+    pub scope: Vec<Scope>,
+    /// Full snapshot or delta.
+    pub mode: Mode,
+    /// Records per page, when the source lets us choose.
+    pub page_size: usize,
+}
+
+/// A record the source sent that could not be read; becomes a rejected entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadRecord {
+    /// The record's id, when it could be read.
+    pub source_id: Option<String>,
+    /// Where in the page (line, index...).
+    pub position: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// One page of source data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Records read, in source order.
+    pub records: Vec<Record>,
+    /// Records that could not be read.
+    pub bad: Vec<BadRecord>,
+    /// Cursor of the next page; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// A source failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The source's configuration is wrong (never retried).
+    #[error("source configuration: {0}")]
+    Config(String),
+    /// The source refused us (credentials, access): fails the job.
+    #[error("source refused access: {0}")]
+    Refused(String),
+    /// A transient failure that outlived the connector's retries.
+    #[error("source unavailable: {0}")]
+    Unavailable(String),
+    /// The cursor does not point into this source.
+    #[error("bad cursor {0:?}")]
+    BadCursor(String),
+}
+
+/// A provider master data source.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Starts a session for a scope; returns the cursor of the first page.
+    async fn open(&self, req: &OpenRequest) -> Result<Cursor, SourceError>;
+    /// Fetches the page at `cursor`. Fetching the same cursor again returns the same page.
+    async fn fetch(&self, cursor: &Cursor) -> Result<Page, SourceError>;
+    /// Ends the session (on completion, abort or failure).
+    async fn close(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
+}

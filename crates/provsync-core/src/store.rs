@@ -1,0 +1,379 @@
+//! The `StateStore` trait: everything a job needs to survive a crash, kept outside
+//! memory (jobs and transitions, dispatch queue, abort flags, page ledger,
+//! checkpoints, id map, content hashes, staged links, errors, leases).
+//! Implemented by SQLite (embedded) and PostgreSQL (distributed); one conformance
+//! suite runs against both.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobId, JobSpec, JobState, KindCounts, Stage};
+use crate::mapped::MappedRecord;
+use crate::model::{ContentHash, EntityKind, Scope, SourceId};
+use crate::source::Cursor;
+
+/// A job as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Id.
+    pub id: JobId,
+    /// Dispatch key: one active job per target.
+    pub target: String,
+    /// The request.
+    pub spec: JobSpec,
+    /// Who or what started it (`cli`, `api:<token name>`, `schedule:<name>`).
+    pub requested_by: String,
+    /// Lifecycle state.
+    pub state: JobState,
+    /// Pipeline stage.
+    pub stage: Stage,
+    /// First failure recorded.
+    pub failure: Option<String>,
+    /// An abort was requested.
+    pub abort_requested: bool,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When it started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The run summary written by the finish stage.
+    pub summary: Option<serde_json::Value>,
+}
+
+/// One persisted state change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// State before.
+    pub from: JobState,
+    /// State after.
+    pub to: JobState,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why (event, failure...).
+    pub reason: Option<String>,
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this target.
+    pub target: Option<String>,
+    /// Only jobs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u32,
+}
+
+/// The extraction checkpoint of a job: where the next fetch starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Number the next page will get.
+    pub next_page: u64,
+    /// Cursor of the next page (`None` once extraction is complete).
+    pub next_cursor: Option<Cursor>,
+    /// Every page has been fetched.
+    pub extraction_complete: bool,
+}
+
+/// A page in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageEntry {
+    /// Page number, from 0.
+    pub page_no: u64,
+    /// Cursor it was fetched with (to fetch it again after a crash).
+    pub cursor: Cursor,
+    /// Its effects are committed.
+    pub loaded: bool,
+    /// Records it held.
+    pub records: u64,
+}
+
+/// A rejected or failed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEntry {
+    /// Page it came from (`None` for finish-stage errors).
+    pub page_no: Option<u64>,
+    /// Stage that refused it (`transform`, `load`, `relations`, `finish`).
+    pub stage: String,
+    /// Kind, when known.
+    pub kind: Option<EntityKind>,
+    /// Source id, when known.
+    pub source_id: Option<String>,
+    /// Why, naming the field or reference at fault.
+    pub reason: String,
+}
+
+/// What the store knows of a record in a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownRecord {
+    /// Content hash last written.
+    pub hash: ContentHash,
+    /// Whether it is currently connected (not swept).
+    pub connected: bool,
+}
+
+/// A record written to the target: its new hash and (optional) target id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashUpdate {
+    /// Kind.
+    pub kind: EntityKind,
+    /// Source id.
+    pub source_id: SourceId,
+    /// Scope (for the sweep).
+    pub scope: Scope,
+    /// Content hash written.
+    pub hash: ContentHash,
+    /// Target-side id, when the target has its own.
+    pub target_id: Option<String>,
+}
+
+/// Everything one page changed, committed atomically with the page's `loaded` mark.
+#[derive(Debug, Clone, Default)]
+pub struct PageCommit {
+    /// Counts per kind.
+    pub counts: KindCounts,
+    /// Rejected and failed records.
+    pub errors: Vec<ErrorEntry>,
+    /// Records written (hash and id map updates).
+    pub written: Vec<HashUpdate>,
+    /// Links to load in the relations stage.
+    pub staged: Vec<MappedRecord>,
+}
+
+/// A staged link read back for the relations stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedLink {
+    /// Order key within the job (resume point).
+    pub seq: i64,
+    /// Page it came from.
+    pub page_no: u64,
+    /// Created or updated.
+    pub created: bool,
+    /// The link record.
+    pub record: MappedRecord,
+}
+
+/// What the relations stage changed for one chunk of staged links.
+#[derive(Debug, Clone, Default)]
+pub struct LinkCommit {
+    /// Highest staged `seq` this chunk covers (its rows are removed).
+    pub upto_seq: i64,
+    /// Counts per kind.
+    pub counts: KindCounts,
+    /// Failed links.
+    pub errors: Vec<ErrorEntry>,
+    /// Links written.
+    pub written: Vec<HashUpdate>,
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(String),
+    /// The job is not in the state the caller expected (someone else moved it).
+    #[error("job {job} is {actual}, expected {expected}")]
+    Conflict {
+        /// Job id.
+        job: String,
+        /// State found.
+        actual: JobState,
+        /// State expected.
+        expected: String,
+    },
+    /// The database failed.
+    #[error("state store: {0}")]
+    Backend(String),
+    /// A persisted value could not be read back.
+    #[error("state store holds an unreadable value: {0}")]
+    Corrupt(String),
+}
+
+/// How a job was dispatched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// It got its target and is running.
+    Started,
+    /// Another job holds the target; it waits in the FIFO queue.
+    Queued,
+}
+
+/// The persistent state of every job.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    // --- jobs, transitions, dispatch ---
+    /// Persists a validated request as an `accepted` job.
+    async fn create_job(
+        &self,
+        id: &JobId,
+        target: &str,
+        spec: &JobSpec,
+        requested_by: &str,
+    ) -> Result<JobRecord, StoreError>;
+    /// Atomically starts the job if its target is free (taking `owner`'s lease), or queues it.
+    async fn dispatch(
+        &self,
+        id: &JobId,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Dispatch, StoreError>;
+    /// Pops the oldest queued job of a target if the target is free, starting it for `owner`.
+    async fn start_next_queued(
+        &self,
+        target: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Option<JobId>, StoreError>;
+    /// Persists a transition if the job is still in `from`.
+    async fn transition(
+        &self,
+        id: &JobId,
+        from: JobState,
+        to: JobState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Records the first failure of a job (later ones are kept as errors only).
+    async fn record_failure(&self, id: &JobId, reason: &str) -> Result<(), StoreError>;
+    /// Sets the pipeline stage.
+    async fn set_stage(&self, id: &JobId, stage: Stage) -> Result<(), StoreError>;
+    /// Writes the run summary.
+    async fn set_summary(&self, id: &JobId, summary: &serde_json::Value) -> Result<(), StoreError>;
+    /// Reads a job.
+    async fn job(&self, id: &JobId) -> Result<JobRecord, StoreError>;
+    /// Lists jobs, newest first.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+    /// A job's transitions, oldest first.
+    async fn transitions(&self, id: &JobId) -> Result<Vec<Transition>, StoreError>;
+
+    // --- abort ---
+    /// Raises the abort flag.
+    async fn request_abort(&self, id: &JobId) -> Result<(), StoreError>;
+    /// Reads the abort flag.
+    async fn abort_requested(&self, id: &JobId) -> Result<bool, StoreError>;
+
+    // --- leases ---
+    /// Takes or renews a named lease; false if another owner holds it unexpired.
+    async fn acquire_lease(&self, name: &str, owner: &str, ttl_ms: i64)
+        -> Result<bool, StoreError>;
+    /// Gives a lease up (only if `owner` holds it).
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+    /// Active jobs whose lease lapsed: their process died, they must be resumed.
+    async fn orphaned_jobs(&self) -> Result<Vec<JobId>, StoreError>;
+
+    // --- page ledger and checkpoints ---
+    /// Records a fetched page and moves the checkpoint past it, atomically.
+    async fn record_page(
+        &self,
+        id: &JobId,
+        page_no: u64,
+        cursor: &Cursor,
+        records: u64,
+        next: &Checkpoint,
+    ) -> Result<(), StoreError>;
+    /// The extraction checkpoint (`None` before the first page).
+    async fn checkpoint(&self, id: &JobId) -> Result<Option<Checkpoint>, StoreError>;
+    /// Stores the checkpoint (first cursor, or extraction complete).
+    async fn set_checkpoint(&self, id: &JobId, cp: &Checkpoint) -> Result<(), StoreError>;
+    /// The page ledger, in page order.
+    async fn pages(&self, id: &JobId) -> Result<Vec<PageEntry>, StoreError>;
+    /// Commits a page's effects and marks it loaded; false (and no effect) if it
+    /// already was (a redelivered page changes nothing).
+    async fn commit_page(
+        &self,
+        id: &JobId,
+        target: &str,
+        page_no: u64,
+        commit: &PageCommit,
+    ) -> Result<bool, StoreError>;
+    /// Counts summed over loaded pages and link chunks, per kind.
+    async fn counts(&self, id: &JobId) -> Result<KindCounts, StoreError>;
+
+    // --- content hashes and id map, per target ---
+    /// Known hashes of these records in the target, stamping them as seen by run `id`.
+    async fn known_records(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        ids: &[SourceId],
+        seen_by: &JobId,
+    ) -> Result<HashMap<SourceId, KnownRecord>, StoreError>;
+    /// Target ids of these records (for targets with their own ids).
+    async fn target_ids(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        ids: &[SourceId],
+    ) -> Result<HashMap<SourceId, String>, StoreError>;
+
+    // --- staged links (relations stage) ---
+    /// Staged links of a job after `after_seq`, parents grouped together, at most `limit`.
+    async fn staged_links(
+        &self,
+        id: &JobId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StagedLink>, StoreError>;
+    /// Commits a chunk of loaded links and removes them from the staging area.
+    async fn commit_links(
+        &self,
+        id: &JobId,
+        target: &str,
+        commit: &LinkCommit,
+    ) -> Result<(), StoreError>;
+
+    // --- errors ---
+    /// Appends errors not tied to a page commit (finish stage, source failures).
+    async fn add_errors(&self, id: &JobId, errors: &[ErrorEntry]) -> Result<(), StoreError>;
+    /// A page of a job's errors, oldest first.
+    async fn errors(
+        &self,
+        id: &JobId,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<ErrorEntry>, StoreError>;
+    /// Total errors of a job.
+    async fn error_count(&self, id: &JobId) -> Result<u64, StoreError>;
+
+    // --- snapshot sweep ---
+    /// Connected records of a target's scope, per kind (the sweep's denominator).
+    async fn connected_count(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        scopes: &[Scope],
+    ) -> Result<u64, StoreError>;
+    /// Connected records of the scope that run `id` did not see, at most `limit`.
+    async fn unseen_records(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        scopes: &[Scope],
+        id: &JobId,
+        limit: u32,
+    ) -> Result<Vec<SourceId>, StoreError>;
+    /// How many connected records of the scope run `id` did not see.
+    async fn unseen_count(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        scopes: &[Scope],
+        id: &JobId,
+    ) -> Result<u64, StoreError>;
+    /// Marks swept records disconnected by run `id`.
+    async fn mark_disconnected(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        ids: &[SourceId],
+        id: &JobId,
+    ) -> Result<(), StoreError>;
+}

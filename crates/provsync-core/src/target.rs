@@ -1,0 +1,107 @@
+//! The `Target` trait: upsert mapped records, load links, disconnect swept records.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::mapped::MappedRecord;
+use crate::model::{EntityKind, SourceId};
+
+/// How a target wants to be fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetLimits {
+    /// Most records in one write.
+    pub max_batch: usize,
+    /// Most writes in flight at once.
+    pub max_concurrency: usize,
+}
+
+/// Where the mapping sends one entity kind: table or object, and its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePlan {
+    /// Entity kind.
+    pub kind: EntityKind,
+    /// Target table or object.
+    pub table: String,
+    /// Mapped fields.
+    pub fields: Vec<String>,
+}
+
+/// Whether a record is new to the target or an update (known from the store's hashes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// The target has never had it.
+    Created,
+    /// The target has it with other content.
+    Updated,
+}
+
+/// One record to write and what kind of change it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Write {
+    /// The record.
+    pub record: MappedRecord,
+    /// Created or updated.
+    pub change: Change,
+}
+
+/// The target's answer for one record, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Written; the target's id when it has its own.
+    Written {
+        /// Target-side id (Salesforce record id...); `None` when the source id is the key.
+        target_id: Option<String>,
+    },
+    /// Refused; the reason names the field or reference at fault.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The run a write belongs to, for the target's change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRef {
+    /// Job id.
+    pub job_id: String,
+}
+
+/// A target failure that concerns the whole batch (not one record).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Configuration or schema mismatch (never retried).
+    #[error("target configuration: {0}")]
+    Config(String),
+    /// The target refused us (auth): fails the job.
+    #[error("target refused access: {0}")]
+    Refused(String),
+    /// A transient failure that outlived the connector's retries.
+    #[error("target unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A system provider data is loaded into.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// Batch size and concurrency the loader plans to.
+    fn limits(&self) -> TargetLimits;
+    /// Checks the target can take these tables and fields (before any page is fetched).
+    async fn prepare(&self, plan: &[TablePlan]) -> Result<(), TargetError>;
+    /// Upserts entities (no links); one outcome per write, in order.
+    async fn upsert(&self, run: &RunRef, writes: &[Write]) -> Result<Vec<Outcome>, TargetError>;
+    /// Upserts links (activities, relations) whose ends were loaded; an unresolved end
+    /// is a per-record failure naming it.
+    async fn upsert_links(
+        &self,
+        run: &RunRef,
+        writes: &[Write],
+    ) -> Result<Vec<Outcome>, TargetError>;
+    /// Soft-disconnects records swept from a complete snapshot; returns how many changed.
+    async fn disconnect(
+        &self,
+        run: &RunRef,
+        kind: EntityKind,
+        ids: &[SourceId],
+    ) -> Result<u64, TargetError>;
+}
