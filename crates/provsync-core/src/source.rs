@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::job::Mode;
-use crate::model::{Record, Scope};
+use crate::model::{EntityKind, Record, Scope};
 
 /// An opaque position in the source (a OneKey packet cursor, a body index, a file offset).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -25,6 +25,8 @@ pub struct OpenRequest {
 /// A record the source sent that could not be read; becomes a rejected entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BadRecord {
+    /// The record's kind, when it could be read.
+    pub kind: Option<EntityKind>,
     /// The record's id, when it could be read.
     pub source_id: Option<String>,
     /// Where in the page (line, index...).

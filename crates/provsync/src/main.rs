@@ -1,1 +1,5 @@
-fn main() {}
+//! The `provsync` binary.
+
+fn main() -> std::process::ExitCode {
+    provsync::cli::main()
+}

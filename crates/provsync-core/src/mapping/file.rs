@@ -1,0 +1,623 @@
+//! The mapping file (TOML): schema, load-time validation and load errors.
+//!
+//! The file is walked from `toml`'s spanned document tree rather than derived with
+//! serde, so every refusal names the file, the line and the dotted field at fault, and
+//! fields keep the order they have in the file (the span order).
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{NaiveDate, TimeZone, Utc};
+use serde_json::Value;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::expr::{format_node, FieldExpr, OnMissing, Path, Source, Translation};
+use super::schema::{Node, Scalar};
+use crate::model::EntityKind;
+
+/// A mapping file refused at load time: where, which field, why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}:{line}: {}{message}", field_prefix(.field))]
+pub struct MappingError {
+    /// The file name given to `Mapping::from_toml`.
+    pub origin: String,
+    /// 1-based line of the fault.
+    pub line: usize,
+    /// Dotted path of the field at fault (`entities.individual.fields.npi`); empty for
+    /// TOML syntax errors.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+/// Which entity kinds a file maps, to which table, with which fields.
+#[derive(Debug)]
+pub(crate) struct EntityMapping {
+    pub(crate) kind: EntityKind,
+    pub(crate) table: String,
+    pub(crate) fields: Vec<FieldExpr>,
+}
+
+/// A parsed and validated mapping file.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) name: Option<String>,
+    pub(crate) entities: Vec<EntityMapping>,
+}
+
+type Entry<'a, 'i> = (
+    &'a Spanned<toml::de::DeString<'i>>,
+    &'a Spanned<DeValue<'i>>,
+);
+
+/// Table entries in file order (the parser keeps them sorted by key).
+fn entries<'a, 'i>(t: &'a DeTable<'i>) -> Vec<Entry<'a, 'i>> {
+    let mut v: Vec<Entry<'a, 'i>> = t.iter().collect();
+    v.sort_by_key(|(k, _)| k.span().start);
+    v
+}
+
+fn join_path(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// The JSON value of a TOML string, number or boolean.
+fn scalar_json(v: &DeValue<'_>) -> Option<Value> {
+    match v {
+        DeValue::String(s) => Some(Value::String(s.to_string())),
+        DeValue::Boolean(b) => Some(Value::Bool(*b)),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .map(Value::from),
+        DeValue::Float(f) => f
+            .as_str()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number),
+        _ => None,
+    }
+}
+
+const FIELD_KEYS: &str = "from, concat, separator, constant, translate, on_missing, default, join, date_format, required";
+
+struct Loader<'t> {
+    text: &'t str,
+    origin: &'t str,
+}
+
+impl Loader<'_> {
+    fn err(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> MappingError {
+        let start = span.start.min(self.text.len());
+        MappingError {
+            origin: self.origin.to_string(),
+            line: 1 + self.text.as_bytes()[..start]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn string<'v>(
+        &self,
+        v: &'v Spanned<DeValue<'_>>,
+        field: &str,
+        what: &str,
+    ) -> Result<&'v str, MappingError> {
+        match v.get_ref() {
+            DeValue::String(s) => Ok(s),
+            other => Err(self.err(
+                v.span(),
+                field,
+                format!("{what} must be a string, not {}", other.type_str()),
+            )),
+        }
+    }
+
+    fn table<'v, 'i>(
+        &self,
+        v: &'v Spanned<DeValue<'i>>,
+        field: &str,
+    ) -> Result<&'v DeTable<'i>, MappingError> {
+        match v.get_ref() {
+            DeValue::Table(t) => Ok(t),
+            other => Err(self.err(
+                v.span(),
+                field,
+                format!("expected a table, not {}", other.type_str()),
+            )),
+        }
+    }
+
+    fn load(&self) -> Result<Loaded, MappingError> {
+        let doc = DeTable::parse(self.text).map_err(|e| {
+            self.err(
+                e.span().unwrap_or(0..0),
+                "",
+                format!("invalid TOML: {}", e.message()),
+            )
+        })?;
+        let mut name = None;
+        let mut translations_v = None;
+        let mut entities_v = None;
+        for (k, v) in entries(doc.get_ref()) {
+            match k.get_ref().as_ref() {
+                "name" => name = Some(self.string(v, "name", "name")?.to_string()),
+                "version" => match v.get_ref() {
+                    DeValue::Integer(i) if i.as_str() == "1" => {}
+                    _ => {
+                        return Err(self.err(
+                            v.span(),
+                            "version",
+                            "unsupported version (this program reads version = 1)",
+                        ))
+                    }
+                },
+                "translations" => translations_v = Some(v),
+                "entities" => entities_v = Some((k, v)),
+                other => {
+                    return Err(self.err(
+                        k.span(),
+                        other,
+                        "unknown key (expected one of: name, version, translations, entities)",
+                    ))
+                }
+            }
+        }
+        let translations = match translations_v {
+            Some(v) => self.translations(v)?,
+            None => HashMap::new(),
+        };
+        let Some((entities_k, entities_v)) = entities_v else {
+            return Err(self.err(
+                0..0,
+                "entities",
+                "missing: a mapping maps at least one kind",
+            ));
+        };
+        let mut entities = Vec::new();
+        for (k, v) in entries(self.table(entities_v, "entities")?) {
+            let path = join_path("entities", k.get_ref());
+            let kind = EntityKind::parse(k.get_ref()).ok_or_else(|| {
+                self.err(
+                    k.span(),
+                    &path,
+                    "unknown entity kind (expected one of: individual, workplace, activity, relation, code)",
+                )
+            })?;
+            entities.push(self.entity(kind, &path, v, &translations)?);
+        }
+        if entities.is_empty() {
+            return Err(self.err(
+                entities_k.span(),
+                "entities",
+                "no entity kinds: a mapping maps at least one kind",
+            ));
+        }
+        Ok(Loaded { name, entities })
+    }
+
+    fn translations(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+    ) -> Result<HashMap<String, Arc<Translation>>, MappingError> {
+        let mut out = HashMap::new();
+        for (k, table) in entries(self.table(v, "translations")?) {
+            let path = join_path("translations", k.get_ref());
+            let mut map = HashMap::new();
+            for (code, value) in entries(self.table(table, &path)?) {
+                let json = scalar_json(value.get_ref()).ok_or_else(|| {
+                    self.err(
+                        value.span(),
+                        &join_path(&path, code.get_ref()),
+                        format!(
+                            "a translation must be a string, number or boolean, not {}",
+                            value.get_ref().type_str()
+                        ),
+                    )
+                })?;
+                map.insert(code.get_ref().to_string(), json);
+            }
+            out.insert(
+                k.get_ref().to_string(),
+                Arc::new(Translation {
+                    name: k.get_ref().to_string(),
+                    entries: map,
+                }),
+            );
+        }
+        Ok(out)
+    }
+
+    fn entity(
+        &self,
+        kind: EntityKind,
+        path: &str,
+        v: &Spanned<DeValue<'_>>,
+        translations: &HashMap<String, Arc<Translation>>,
+    ) -> Result<EntityMapping, MappingError> {
+        let t = self.table(v, path)?;
+        let mut table = None;
+        let mut fields_v = None;
+        for (k, v) in entries(t) {
+            match k.get_ref().as_ref() {
+                "table" => {
+                    let field = join_path(path, "table");
+                    let name = self.string(v, &field, "table")?;
+                    if name.trim().is_empty() {
+                        return Err(self.err(v.span(), &field, "table name is empty"));
+                    }
+                    table = Some(name.to_string());
+                }
+                "fields" => fields_v = Some(v),
+                other => {
+                    return Err(self.err(
+                        k.span(),
+                        &join_path(path, other),
+                        "unknown key (expected table, fields)",
+                    ))
+                }
+            }
+        }
+        let table = table.ok_or_else(|| {
+            self.err(
+                v.span(),
+                &join_path(path, "table"),
+                "missing: which table or object this kind goes to",
+            )
+        })?;
+        let mut fields = Vec::new();
+        let mut seen = HashSet::new();
+        if let Some(fv) = fields_v {
+            let fpath = join_path(path, "fields");
+            for (k, v) in entries(self.table(fv, &fpath)?) {
+                let name = k.get_ref().to_string();
+                let field = join_path(&fpath, &name);
+                if name.trim().is_empty() {
+                    return Err(self.err(k.span(), &field, "target field name is empty"));
+                }
+                // SQL and Salesforce field names are case-insensitive: NPI and npi collide.
+                if !seen.insert(name.to_lowercase()) {
+                    return Err(self.err(
+                        k.span(),
+                        &field,
+                        "duplicate target field (names are compared without case)",
+                    ));
+                }
+                fields.push(self.field(kind, name, &field, v, translations)?);
+            }
+        }
+        Ok(EntityMapping {
+            kind,
+            table,
+            fields,
+        })
+    }
+
+    fn path(
+        &self,
+        kind: EntityKind,
+        v: &Spanned<DeValue<'_>>,
+        field: &str,
+        what: &str,
+    ) -> Result<Path, MappingError> {
+        let text = self.string(v, field, what)?;
+        Path::compile(text, kind).map_err(|m| self.err(v.span(), field, m))
+    }
+
+    fn field(
+        &self,
+        kind: EntityKind,
+        name: String,
+        field: &str,
+        v: &Spanned<DeValue<'_>>,
+        translations: &HashMap<String, Arc<Translation>>,
+    ) -> Result<FieldExpr, MappingError> {
+        let mut expr = FieldExpr {
+            name,
+            source: Source::Constant(Value::Null),
+            translate: None,
+            on_missing: OnMissing::Keep,
+            join: None,
+            date_format: None,
+            default: None,
+            required: false,
+        };
+        let spec = match v.get_ref() {
+            DeValue::String(_) => {
+                expr.source = Source::Path(self.path(kind, v, field, "a path")?);
+                return Ok(expr);
+            }
+            DeValue::Table(t) => t,
+            other => {
+                return Err(self.err(
+                    v.span(),
+                    field,
+                    format!(
+                        "expected a path string or a table ({FIELD_KEYS}), not {}",
+                        other.type_str()
+                    ),
+                ))
+            }
+        };
+        // (key, span) of each source and modifier present, to check they fit together.
+        let mut sources: Vec<(&str, Range<usize>)> = Vec::new();
+        let mut modifiers: Vec<(&str, Range<usize>)> = Vec::new();
+        let mut separator = None;
+        let mut date_format_v = None;
+        for (k, v) in entries(spec) {
+            let key: &str = k.get_ref();
+            match key {
+                "from" => {
+                    sources.push(("from", k.span()));
+                    expr.source = Source::Path(self.path(kind, v, field, "from")?);
+                }
+                "concat" => {
+                    sources.push(("concat", k.span()));
+                    let DeValue::Array(items) = v.get_ref() else {
+                        return Err(self.err(v.span(), field, "concat must be an array of paths"));
+                    };
+                    if items.is_empty() {
+                        return Err(self.err(v.span(), field, "concat has no parts"));
+                    }
+                    let mut parts = Vec::new();
+                    for item in items.iter() {
+                        let p = self.path(kind, item, field, "a concat part")?;
+                        if !p.shape.is_textual() {
+                            return Err(self.err(
+                                item.span(),
+                                field,
+                                format!("concat part {} is an object, not text", p.text),
+                            ));
+                        }
+                        parts.push(p);
+                    }
+                    expr.source = Source::Concat {
+                        parts,
+                        separator: String::new(),
+                    };
+                }
+                "constant" => {
+                    sources.push(("constant", k.span()));
+                    let c = scalar_json(v.get_ref()).ok_or_else(|| {
+                        self.err(
+                            v.span(),
+                            field,
+                            format!(
+                                "constant must be a string, number or boolean, not {}",
+                                v.get_ref().type_str()
+                            ),
+                        )
+                    })?;
+                    expr.source = Source::Constant(c);
+                }
+                "separator" => {
+                    modifiers.push(("separator", k.span()));
+                    separator = Some(self.string(v, field, "separator")?.to_string());
+                }
+                "translate" => {
+                    modifiers.push(("translate", k.span()));
+                    let t = self.string(v, field, "translate")?;
+                    let table = translations.get(t).ok_or_else(|| {
+                        let mut known: Vec<_> = translations.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        self.err(
+                            v.span(),
+                            field,
+                            format!(
+                                "translate names a missing table {t:?} (translations has: {})",
+                                known.join(", ")
+                            ),
+                        )
+                    })?;
+                    expr.translate = Some(table.clone());
+                }
+                "on_missing" => {
+                    modifiers.push(("on_missing", k.span()));
+                    expr.on_missing = match self.string(v, field, "on_missing")? {
+                        "keep" => OnMissing::Keep,
+                        "default" => OnMissing::Default,
+                        "reject" => OnMissing::Reject,
+                        other => {
+                            return Err(self.err(
+                                v.span(),
+                                field,
+                                format!(
+                                    "on_missing {other:?} is not one of: keep, default, reject"
+                                ),
+                            ))
+                        }
+                    };
+                }
+                "default" => {
+                    modifiers.push(("default", k.span()));
+                    expr.default = Some(scalar_json(v.get_ref()).ok_or_else(|| {
+                        self.err(
+                            v.span(),
+                            field,
+                            format!(
+                                "default must be a string, number or boolean, not {}",
+                                v.get_ref().type_str()
+                            ),
+                        )
+                    })?);
+                }
+                "join" => {
+                    modifiers.push(("join", k.span()));
+                    expr.join = Some(self.string(v, field, "join")?.to_string());
+                }
+                "date_format" => {
+                    modifiers.push(("date_format", k.span()));
+                    date_format_v = Some(v);
+                }
+                "required" => {
+                    modifiers.push(("required", k.span()));
+                    match v.get_ref() {
+                        DeValue::Boolean(b) => expr.required = *b,
+                        other => {
+                            return Err(self.err(
+                                v.span(),
+                                field,
+                                format!("required must be true or false, not {}", other.type_str()),
+                            ))
+                        }
+                    }
+                }
+                other => {
+                    return Err(self.err(
+                        k.span(),
+                        field,
+                        format!("unknown key {other:?} (expected one of: {FIELD_KEYS})"),
+                    ))
+                }
+            }
+        }
+        let source = match sources.as_slice() {
+            [] => {
+                return Err(self.err(
+                    v.span(),
+                    field,
+                    "no source: give one of from, concat, constant",
+                ))
+            }
+            [(s, _)] => *s,
+            [(a, _), (b, span), ..] => {
+                return Err(self.err(
+                    span.clone(),
+                    field,
+                    format!(
+                        "two sources ({a} and {b}): give exactly one of from, concat, constant"
+                    ),
+                ))
+            }
+        };
+        // Modifiers that only make sense with one source.
+        for (m, span) in &modifiers {
+            let allowed: &[&str] = match source {
+                "from" => &[
+                    "translate",
+                    "on_missing",
+                    "default",
+                    "join",
+                    "date_format",
+                    "required",
+                ],
+                "concat" => &["separator", "default", "required"],
+                _ => &[],
+            };
+            if !allowed.contains(m) {
+                return Err(self.err(
+                    span.clone(),
+                    field,
+                    format!("{m} does not apply to a {source} field"),
+                ));
+            }
+        }
+        if let (Source::Concat { separator: s, .. }, Some(sep)) = (&mut expr.source, separator) {
+            *s = sep;
+        }
+        let key_span = |name: &str| {
+            modifiers
+                .iter()
+                .find(|(m, _)| *m == name)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| v.span())
+        };
+        if let Source::Path(p) = &expr.source {
+            if expr.on_missing != OnMissing::Keep && expr.translate.is_none() {
+                return Err(self.err(key_span("on_missing"), field, "on_missing needs translate"));
+            }
+            if expr.translate.is_some() && !p.shape.is_textual() {
+                return Err(self.err(
+                    key_span("translate"),
+                    field,
+                    format!(
+                        "translate needs a single value or a list of them; {} is an object",
+                        p.text
+                    ),
+                ));
+            }
+            if expr.join.is_some() && !p.shape.is_scalar_list() {
+                return Err(self.err(
+                    key_span("join"),
+                    field,
+                    format!("join needs a list of single values; {} is not one", p.text),
+                ));
+            }
+            if let Some(fv) = date_format_v {
+                if expr.translate.is_some() {
+                    return Err(self.err(
+                        key_span("date_format"),
+                        field,
+                        "date_format and translate do not combine (translate yields codes, not dates)",
+                    ));
+                }
+                let scalar = p.shape.scalar();
+                if !matches!(scalar, Some(Scalar::Date | Scalar::DateTime)) {
+                    return Err(self.err(
+                        key_span("date_format"),
+                        field,
+                        format!(
+                            "date_format needs a date or datetime; {} is not one",
+                            p.text
+                        ),
+                    ));
+                }
+                let fmt = self.string(fv, field, "date_format")?;
+                let items = date_items(fmt, scalar == Some(Scalar::Date))
+                    .map_err(|m| self.err(fv.span(), field, m))?;
+                expr.date_format = Some(items);
+            }
+        }
+        Ok(expr)
+    }
+}
+
+/// Parses a strftime format, refusing unknown specifiers and, for dates, time fields.
+fn date_items(fmt: &str, date_only: bool) -> Result<Vec<Item<'static>>, String> {
+    let items = StrftimeItems::new(fmt)
+        .parse_to_owned()
+        .map_err(|_| format!("invalid date_format {fmt:?} (chrono strftime syntax)"))?;
+    if items.iter().any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "invalid date_format {fmt:?} (chrono strftime syntax)"
+        ));
+    }
+    // Formatting fails (it would panic in `to_string`) when the format asks for what the
+    // value lacks; probe once here instead of failing every record.
+    let probe = if date_only {
+        NaiveDate::from_ymd_opt(2000, 1, 2).map(Node::Date)
+    } else {
+        Utc.with_ymd_and_hms(2000, 1, 2, 3, 4, 5)
+            .single()
+            .map(Node::DateTime)
+    };
+    match probe.and_then(|n| format_node(n, &items)) {
+        Some(_) => Ok(items),
+        None => Err(format!(
+            "date_format {fmt:?} asks for a time or zone, but the value is a date"
+        )),
+    }
+}
+
+/// Parses and validates a mapping file.
+pub(crate) fn load(text: &str, origin: &str) -> Result<Loaded, MappingError> {
+    Loader { text, origin }.load()
+}

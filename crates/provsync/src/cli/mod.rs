@@ -1,0 +1,103 @@
+//! The command line: `run`, `status`, `abort`, `generate`, `demo`, `bench`.
+
+mod progress;
+mod run;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use provsync_core::job::JobState;
+
+/// Default state store of the embedded runtime.
+pub const DEFAULT_STATE: &str = "sqlite://provsync-state.db";
+
+/// provsync: provider master data sync.
+#[derive(Debug, Parser)]
+#[command(name = "provsync", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "PROVSYNC_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job file to completion (resuming an interrupted run of the same target).
+    Run(run::RunArgs),
+    /// Show a job's state, counts and errors.
+    Status(status::StatusArgs),
+    /// Abort a job (a queued one is cancelled at once).
+    Abort(status::AbortArgs),
+}
+
+/// Exit code for a job's final state: 0 completed, 2 with errors, 3 aborted, 1 failed.
+pub fn exit_code(state: JobState) -> ExitCode {
+    match state {
+        JobState::Completed => ExitCode::SUCCESS,
+        JobState::CompletedWithErrors => ExitCode::from(2),
+        JobState::Aborted => ExitCode::from(3),
+        _ => ExitCode::from(1),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROVSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,provsync=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(a) => run::run(a).await,
+            Command::Status(a) => status::status(a).await,
+            Command::Abort(a) => status::abort(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! `provsync run <job.toml>`: submit (or resume) a job and drive it to its end on
+//! the embedded runtime, with progress on stderr and a summary on stdout.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use provsync_core::job::{JobId, JobSpec, JobState};
+use provsync_core::store::{Dispatch, JobFilter, JobRecord};
+
+use super::{exit_code, progress, DEFAULT_STATE};
+use crate::job::Engine;
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Job file (TOML).
+    pub job: PathBuf,
+    /// State store URL.
+    #[arg(long, env = "PROVSYNC_STATE", default_value = DEFAULT_STATE)]
+    pub state: String,
+    /// Print the run summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress display.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Reads and validates a job file; errors name the file and the field.
+pub fn read_job_file(path: &Path) -> anyhow::Result<JobSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read job file {}", path.display()))?;
+    let spec: JobSpec =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Err(errs) = spec.validate() {
+        let list: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+        bail!("{}: invalid job:\n{}", path.display(), list.join("\n"));
+    }
+    Ok(spec)
+}
+
+/// Runs a job file.
+pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let spec = read_job_file(&a.job)?;
+    let store = crate::store::open(&a.state)
+        .await
+        .with_context(|| format!("opening state store {}", a.state))?;
+    let engine = Engine::new(store);
+    let job = run_spec(&engine, &spec, "cli", !a.quiet).await?;
+    print_summary(&job, a.json)?;
+    Ok(exit_code(job.state))
+}
+
+/// Submits a job (or resumes an interrupted run of the same request) and drives it,
+/// and any orphaned job it waits behind, to the end.
+pub async fn run_spec(
+    engine: &Engine,
+    spec: &JobSpec,
+    requested_by: &str,
+    show_progress: bool,
+) -> anyhow::Result<JobRecord> {
+    let target = crate::target::target_name(&spec.target)?;
+    let id = match interrupted_run_of(engine, &target, spec).await? {
+        Some(id) => {
+            eprintln!("resuming interrupted job {id}");
+            id
+        }
+        None => {
+            let (id, how) = engine.submit(spec, requested_by).await?;
+            if how == Dispatch::Queued {
+                eprintln!("job {id} queued behind the target's active job");
+            }
+            id
+        }
+    };
+    let bars = show_progress.then(|| progress::spawn(engine.progress.clone()));
+    let ctrl_c = abort_on_ctrl_c(engine.clone(), id.clone());
+    let result = drive(engine, &id, &target).await;
+    ctrl_c.abort();
+    if let Some(b) = bars {
+        b.finish().await;
+    }
+    result
+}
+
+/// First Ctrl-C: abort the job gracefully (relations of loaded data are processed).
+fn abort_on_ctrl_c(engine: Engine, id: JobId) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupt: aborting job {id} (press Ctrl-C again to exit at once)");
+            let _ = engine.abort(&id).await;
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    })
+}
+
+/// An unfinished job of this target with the same request, left by a dead process.
+async fn interrupted_run_of(
+    engine: &Engine,
+    target: &str,
+    spec: &JobSpec,
+) -> anyhow::Result<Option<JobId>> {
+    let active = active_jobs(engine, target).await?;
+    for job in active {
+        if &job.spec == spec {
+            wait_until_orphaned(engine, &job.id).await?;
+            return Ok(Some(job.id));
+        }
+    }
+    Ok(None)
+}
+
+async fn active_jobs(engine: &Engine, target: &str) -> anyhow::Result<Vec<JobRecord>> {
+    let jobs = engine
+        .store
+        .list_jobs(&JobFilter {
+            target: Some(target.to_owned()),
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await?;
+    Ok(jobs.into_iter().filter(|j| j.state.is_active()).collect())
+}
+
+/// Waits until a job's holder is gone (its lease lapsed) or the job ended.
+async fn wait_until_orphaned(engine: &Engine, id: &JobId) -> anyhow::Result<()> {
+    let mut told = false;
+    loop {
+        let job = engine.store.job(id).await?;
+        if job.state.is_terminal() || engine.store.orphaned_jobs().await?.contains(id) {
+            return Ok(());
+        }
+        if !told {
+            eprintln!(
+                "job {id} is held by another process; waiting for it to end or its lease to lapse"
+            );
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs `id` once the target is ours; meanwhile resumes orphaned jobs of the target
+/// (a dead process's run would otherwise block the queue forever).
+async fn drive(engine: &Engine, id: &JobId, target: &str) -> anyhow::Result<JobRecord> {
+    loop {
+        let job = engine.store.job(id).await?;
+        if job.state.is_terminal() {
+            return Ok(job);
+        }
+        let orphans = engine.store.orphaned_jobs().await?;
+        if job.state.is_active() && (orphans.contains(id) || job_lease_is_ours(engine, id).await?) {
+            return Ok(engine.run(id).await?);
+        }
+        for other in active_jobs(engine, target).await? {
+            if other.id != *id && orphans.contains(&other.id) {
+                eprintln!(
+                    "resuming orphaned job {} of the same target first",
+                    other.id
+                );
+                Box::pin(engine.run(&other.id)).await?;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn job_lease_is_ours(engine: &Engine, id: &JobId) -> anyhow::Result<bool> {
+    // Renewing succeeds only if we hold it (or nobody does).
+    Ok(engine
+        .store
+        .acquire_lease(
+            &crate::job::lease_name(id),
+            &engine.owner,
+            engine.lease.as_millis() as i64,
+        )
+        .await?)
+}
+
+/// Prints the run summary (JSON or text).
+pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
+    let summary = job.summary.clone().unwrap_or(serde_json::Value::Null);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let c = &summary["counts"];
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    println!("job {} {}", job.id, job.state);
+    println!(
+        "  extracted {}  rejected {}  created {}  updated {}  unchanged {}  failed {}",
+        n("extracted"),
+        n("rejected"),
+        n("created"),
+        n("updated"),
+        n("unchanged"),
+        n("failed")
+    );
+    println!(
+        "  relations loaded {}  relations failed {}  disconnected {}",
+        n("relations_loaded"),
+        n("relations_failed"),
+        n("disconnected")
+    );
+    if let Some(ms) = summary["duration_ms"].as_i64() {
+        let secs = ms as f64 / 1000.0;
+        let rate = if secs > 0.0 {
+            n("extracted") as f64 / secs
+        } else {
+            0.0
+        };
+        println!("  {secs:.1} s, {rate:.0} records/s");
+    }
+    if let Some(f) = summary["failure"].as_str() {
+        println!("  failure: {f}");
+    }
+    for r in summary["sweep"]["refused"].as_array().into_iter().flatten() {
+        println!("  sweep refused: {}", r.as_str().unwrap_or(""));
+    }
+    if let Some(s) = summary["sweep"]["skipped"].as_str() {
+        println!("  sweep: {s}");
+    }
+    let total = summary["errors_total"].as_u64().unwrap_or(0);
+    if total > 0 {
+        println!("  {total} errors; first ones:");
+        for e in summary["first_errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(5)
+        {
+            println!(
+                "    {} {}: {}",
+                e["kind"].as_str().unwrap_or("-"),
+                e["source_id"].as_str().unwrap_or("-"),
+                e["reason"].as_str().unwrap_or("")
+            );
+        }
+        println!("  (provsync status {} lists them)", job.id);
+    }
+    if job.state == JobState::Failed && summary.is_null() {
+        println!("  (no summary written)");
+    }
+    Ok(())
+}

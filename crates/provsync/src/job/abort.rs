@@ -1,0 +1,50 @@
+//! Abort (seed steps 5.x): the flag stops extraction; in-flight pages finish; the
+//! relations of loaded data are processed; the job ends `aborted`. A queued job is
+//! simply cancelled.
+
+use provsync_core::job::{JobEvent, JobId, JobState};
+
+use super::{Engine, EngineError};
+
+/// What an abort request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortOutcome {
+    /// The job was queued or accepted: cancelled at once.
+    Cancelled,
+    /// The job is running: it stops fetching and winds down to `aborted`.
+    Aborting,
+    /// The job had already ended (or is finishing): nothing to abort.
+    TooLate(JobState),
+}
+
+impl Engine {
+    /// Requests an abort of a job.
+    pub async fn abort(&self, id: &JobId) -> Result<AbortOutcome, EngineError> {
+        let job = self.store.job(id).await?;
+        match job.state {
+            JobState::Accepted | JobState::Queued => {
+                self.apply(id, JobEvent::Abort).await?;
+                self.store.request_abort(id).await?;
+                Ok(AbortOutcome::Cancelled)
+            }
+            JobState::Running | JobState::Aborting => {
+                // The running process sees the flag before its next fetch.
+                self.store.request_abort(id).await?;
+                Ok(AbortOutcome::Aborting)
+            }
+            other => Ok(AbortOutcome::TooLate(other)),
+        }
+    }
+}
+
+/// Moves a running job whose abort flag is up to `aborting`.
+pub async fn enter_aborting_if_requested(engine: &Engine, id: &JobId) -> Result<bool, EngineError> {
+    if !engine.store.abort_requested(id).await? {
+        return Ok(false);
+    }
+    let job = engine.store.job(id).await?;
+    if job.state == JobState::Running {
+        engine.apply(id, JobEvent::Abort).await?;
+    }
+    Ok(true)
+}

@@ -1,0 +1,88 @@
+//! What every stage of one job needs: its request, its source, target and mapping,
+//! and the stop signal raised on abort or failure.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use provsync_core::job::{JobId, JobSpec};
+use provsync_core::mapping::Mapping;
+use provsync_core::source::Source;
+use provsync_core::store::JobRecord;
+use provsync_core::target::{RunRef, Target};
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError};
+
+/// One running job's connectors and settings.
+pub struct JobContext {
+    /// The engine (store, owner, progress).
+    pub engine: Engine,
+    /// Job id.
+    pub id: JobId,
+    /// Dispatch key of the target.
+    pub target_name: String,
+    /// The request.
+    pub spec: JobSpec,
+    /// Source connector.
+    pub source: Arc<dyn Source>,
+    /// Target connector.
+    pub target: Arc<dyn Target>,
+    /// Compiled mapping.
+    pub mapping: Arc<Mapping>,
+    /// The run, as the target's change log names it.
+    pub run: RunRef,
+    /// Raised on abort or failure: extraction stops fetching.
+    pub stop: CancellationToken,
+    /// When this process took the job.
+    pub started: Instant,
+}
+
+impl JobContext {
+    /// Opens the connectors and loads the mapping of a job.
+    pub async fn open(engine: &Engine, job: &JobRecord) -> Result<Self, EngineError> {
+        let mapping = Arc::new(load_mapping(&job.spec)?);
+        let source = crate::source::open(&job.spec.source)?;
+        let target = crate::target::open(&job.spec.target).await?;
+        target.prepare(&mapping.plan()).await?;
+        Ok(Self {
+            engine: engine.clone(),
+            id: job.id.clone(),
+            target_name: job.target.clone(),
+            spec: job.spec.clone(),
+            source,
+            target,
+            mapping,
+            run: RunRef {
+                job_id: job.id.to_string(),
+            },
+            stop: CancellationToken::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &dyn provsync_core::store::StateStore {
+        self.engine.store.as_ref()
+    }
+}
+
+/// The job's mapping file, or the target's default mapping.
+pub fn load_mapping(spec: &JobSpec) -> Result<Mapping, EngineError> {
+    match &spec.mapping {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| EngineError::Mapping(format!("cannot read {path}: {e}")))?;
+            Mapping::from_toml(&text, path).map_err(|e| EngineError::Mapping(e.to_string()))
+        }
+        None => match spec.target.kind.as_str() {
+            "sqlite" | "postgres" => Mapping::from_toml(
+                provsync_core::mapping::SQL_PROVIDER,
+                "mappings/sql-provider.toml",
+            )
+            .map_err(|e| EngineError::Mapping(e.to_string())),
+            other => Err(EngineError::Mapping(format!(
+                "target.type {other:?} has no default mapping: set `mapping` in the job"
+            ))),
+        },
+    }
+}

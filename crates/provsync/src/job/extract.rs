@@ -1,0 +1,133 @@
+//! Extract (seed step 2.1): fetch one page at a time by cursor, record it in the
+//! ledger, hand it to transform; stop on abort or failure. One page in flight per
+//! source session, like the seed's "Next Packet" queue; transform and load run
+//! concurrently behind bounded channels (backpressure).
+
+use std::sync::Arc;
+
+use provsync_core::job::JobEvent;
+use provsync_core::source::{Cursor, OpenRequest, Page};
+use provsync_core::store::Checkpoint;
+use tokio::sync::mpsc;
+
+use super::{abort, load, transform, EngineError, JobContext, Progress};
+
+/// Pages buffered between stages: enough to overlap I/O and CPU, small enough to
+/// keep memory flat.
+const CHANNEL_PAGES: usize = 2;
+
+/// Runs extract -> transform -> load until the source is exhausted, the job is
+/// aborted or a stage fails. Failures are recorded on the job, not returned: the job
+/// still goes on to process relations of loaded pages and finish.
+pub async fn run(ctx: &Arc<JobContext>) -> Result<(), EngineError> {
+    let (page_tx, page_rx) = mpsc::channel(CHANNEL_PAGES);
+    let (batch_tx, batch_rx) = mpsc::channel(CHANNEL_PAGES);
+    let transform = tokio::spawn(transform::run(ctx.clone(), page_rx, batch_tx));
+    let load = tokio::spawn(load::run(ctx.clone(), batch_rx));
+    let extracted = extract_pages(ctx, page_tx).await;
+    let transformed = transform.await;
+    let loaded = load.await;
+    for (stage, result) in [("transform", transformed), ("load", loaded)] {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => fail(ctx, &format!("{stage}: {e}")).await?,
+            Err(e) => fail(ctx, &format!("{stage} task: {e}")).await?,
+        }
+    }
+    if let Err(e) = extracted {
+        fail(ctx, &e.to_string()).await?;
+    }
+    Ok(())
+}
+
+/// Records a failure on the job and stops extraction.
+pub async fn fail(ctx: &JobContext, reason: &str) -> Result<(), EngineError> {
+    tracing::error!(job = %ctx.id, %reason, "job failing");
+    ctx.stop.cancel();
+    ctx.engine
+        .apply(&ctx.id, JobEvent::Fail(reason.to_owned()))
+        .await?;
+    Ok(())
+}
+
+/// Where extraction starts: the first page not yet loaded (fetched again after a
+/// crash), else the checkpoint, else a new source session's first cursor.
+async fn start_point(ctx: &JobContext) -> Result<Option<(u64, Cursor)>, EngineError> {
+    let store = ctx.store();
+    let req = OpenRequest {
+        scope: ctx.spec.scope.clone(),
+        mode: ctx.spec.mode,
+        page_size: ctx.spec.options.page_size,
+    };
+    // Open the session even on resume: the source may need it (sessions, page size).
+    let first = ctx.source.open(&req).await?;
+    let checkpoint = store.checkpoint(&ctx.id).await?;
+    let Some(cp) = checkpoint else {
+        store
+            .set_checkpoint(
+                &ctx.id,
+                &Checkpoint {
+                    next_page: 0,
+                    next_cursor: Some(first.clone()),
+                    extraction_complete: false,
+                },
+            )
+            .await?;
+        return Ok(Some((0, first)));
+    };
+    let pages = store.pages(&ctx.id).await?;
+    if let Some(p) = pages.iter().find(|p| !p.loaded) {
+        tracing::info!(job = %ctx.id, page = p.page_no, "resuming from the first page not loaded");
+        return Ok(Some((p.page_no, p.cursor.clone())));
+    }
+    if cp.extraction_complete {
+        return Ok(None);
+    }
+    Ok(cp.next_cursor.map(|c| (cp.next_page, c)))
+}
+
+async fn extract_pages(ctx: &JobContext, tx: mpsc::Sender<(u64, Page)>) -> Result<(), EngineError> {
+    let Some((mut page_no, mut cursor)) = start_point(ctx).await? else {
+        return Ok(());
+    };
+    let progress = &ctx.engine.progress;
+    loop {
+        if ctx.stop.is_cancelled() {
+            break;
+        }
+        if abort::enter_aborting_if_requested(&ctx.engine, &ctx.id).await? {
+            tracing::info!(job = %ctx.id, page = page_no, "abort requested: extraction stops");
+            ctx.stop.cancel();
+            break;
+        }
+        let page = ctx.source.fetch(&cursor).await?;
+        let records = (page.records.len() + page.bad.len()) as u64;
+        let next = Checkpoint {
+            next_page: page_no + 1,
+            next_cursor: page.next.clone(),
+            extraction_complete: page.next.is_none(),
+        };
+        ctx.store()
+            .record_page(&ctx.id, page_no, &cursor, records, &next)
+            .await?;
+        Progress::add(&progress.pages, 1);
+        Progress::add(&progress.extracted, records);
+        let last = page.next.clone();
+        if tx.send((page_no, page)).await.is_err() {
+            // Transform stopped (it failed): its error is reported by `run`.
+            break;
+        }
+        match last {
+            Some(c) => {
+                cursor = c;
+                page_no += 1;
+            }
+            None => break,
+        }
+    }
+    // Completed, aborted or failed: the source session ends (seed step 5.1).
+    if let Err(e) = ctx.source.close().await {
+        tracing::warn!(job = %ctx.id, error = %e, "closing the source session failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Finish (seed step 2.5, "End Job"): reconcile counts, sweep a complete full
+//! snapshot, write the run summary (audit), set the final state, and start the
+//! next queued job of the target.
+
+use chrono::Utc;
+use provsync_core::job::{Counts, JobEvent, JobId, JobMachine, JobState, KindCounts, Mode, Stage};
+use provsync_core::store::{ErrorEntry, JobRecord};
+use serde::Serialize;
+
+use super::reconcile::{self, SweepReport};
+use super::{Engine, EngineError, JobContext};
+
+/// Error entries copied into the summary; the rest are counted and pageable.
+const SUMMARY_ERRORS: u32 = 20;
+
+/// The audit record of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Job id.
+    pub job_id: String,
+    /// Final state.
+    pub state: JobState,
+    /// Job kind.
+    pub kind: &'static str,
+    /// Full or delta.
+    pub mode: Mode,
+    /// Target dispatch name.
+    pub target: String,
+    /// Who started it.
+    pub requested_by: String,
+    /// Outcome counts over all kinds.
+    pub counts: Counts,
+    /// Outcome counts per kind.
+    pub per_kind: KindCounts,
+    /// Pages fetched.
+    pub pages: u64,
+    /// What the sweep did.
+    pub sweep: SweepReport,
+    /// Whether the counts reconcile (every extracted record in one bucket).
+    pub reconciled: bool,
+    /// The failure that ended the run, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// Rejected and failed records in all.
+    pub errors_total: u64,
+    /// The first errors.
+    pub first_errors: Vec<ErrorEntry>,
+    /// When the job was accepted.
+    pub created_at: String,
+    /// When it started running.
+    pub started_at: Option<String>,
+    /// When it finished.
+    pub finished_at: String,
+    /// From start to finish.
+    pub duration_ms: i64,
+}
+
+/// Finishes a job whose connectors are open.
+pub async fn run(ctx: &JobContext) -> Result<(), EngineError> {
+    let engine = &ctx.engine;
+    let id = &ctx.id;
+    engine.store.set_stage(id, Stage::Finish).await?;
+    let job = enter_finishing(engine, id).await?;
+    let counts = engine.store.counts(id).await?;
+    let sweep = match sweep_blocker(engine, &job, &counts).await? {
+        Some(reason) => SweepReport::skipped(reason),
+        None => match reconcile::sweep(ctx).await {
+            Ok(r) => r,
+            Err(EngineError::Target(e)) => {
+                engine
+                    .apply(id, JobEvent::Fail(format!("sweep: {e}")))
+                    .await?;
+                SweepReport::skipped(format!("target failed during the sweep: {e}"))
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    conclude(engine, id, counts, sweep).await
+}
+
+/// Finishes a job that failed before its connectors could be opened.
+pub async fn run_without_context(engine: &Engine, id: &JobId) -> Result<(), EngineError> {
+    engine.store.set_stage(id, Stage::Finish).await?;
+    enter_finishing(engine, id).await?;
+    let counts = engine.store.counts(id).await?;
+    conclude(
+        engine,
+        id,
+        counts,
+        SweepReport::skipped("the job failed before extraction"),
+    )
+    .await
+}
+
+/// Running -> finishing (aborting stays aborting: it ends `aborted`).
+async fn enter_finishing(engine: &Engine, id: &JobId) -> Result<JobRecord, EngineError> {
+    let job = engine.store.job(id).await?;
+    if job.state == JobState::Running {
+        engine.apply(id, JobEvent::WorkDone).await?;
+    }
+    Ok(engine.store.job(id).await?)
+}
+
+/// Why the sweep must not run, if it must not: only a complete, successful,
+/// reconciled full snapshot may disconnect anything.
+async fn sweep_blocker(
+    engine: &Engine,
+    job: &JobRecord,
+    counts: &KindCounts,
+) -> Result<Option<String>, EngineError> {
+    if job.spec.mode != Mode::Full {
+        return Ok(Some("delta run: nothing is swept".into()));
+    }
+    if job.state == JobState::Aborting || job.abort_requested {
+        return Ok(Some("aborted run: nothing is disconnected".into()));
+    }
+    if let Some(f) = &job.failure {
+        return Ok(Some(format!("failed run: nothing is disconnected ({f})")));
+    }
+    let complete = engine
+        .store
+        .checkpoint(&job.id)
+        .await?
+        .is_some_and(|c| c.extraction_complete);
+    let all_loaded = engine.store.pages(&job.id).await?.iter().all(|p| p.loaded);
+    if !complete || !all_loaded {
+        return Ok(Some("incomplete snapshot: nothing is disconnected".into()));
+    }
+    if let Err(e) = counts.total().reconcile() {
+        return Ok(Some(format!("counts do not reconcile: {e}")));
+    }
+    Ok(None)
+}
+
+async fn conclude(
+    engine: &Engine,
+    id: &JobId,
+    mut per_kind: KindCounts,
+    sweep: SweepReport,
+) -> Result<(), EngineError> {
+    for (kind, n) in &sweep.disconnected {
+        per_kind.kind_mut(*kind).disconnected += n;
+    }
+    let counts = per_kind.total();
+    let reconciled = counts.reconcile();
+    if let Err(e) = &reconciled {
+        engine
+            .store
+            .add_errors(
+                id,
+                &[ErrorEntry {
+                    page_no: None,
+                    stage: "finish".into(),
+                    kind: None,
+                    source_id: None,
+                    reason: format!("counts do not reconcile: {e}"),
+                }],
+            )
+            .await?;
+        engine
+            .apply(id, JobEvent::Fail(format!("counts do not reconcile: {e}")))
+            .await?;
+    }
+    let job = engine.store.job(id).await?;
+    let threshold = job.spec.options.max_failed_records;
+    if job.failure.is_none() && threshold.exceeded(counts.errors(), counts.extracted) {
+        engine
+            .apply(
+                id,
+                JobEvent::Fail(format!(
+                    "max_failed_records exceeded: {} of {} records rejected or failed",
+                    counts.errors(),
+                    counts.extracted
+                )),
+            )
+            .await?;
+    }
+    let job = engine.store.job(id).await?;
+    let with_errors = counts.errors() > 0 || !sweep.refused.is_empty();
+    // Decide the final state first, so the summary is written before readers can
+    // see the terminal state.
+    let mut machine = JobMachine::restore(job.state, job.failure.clone());
+    let final_state = machine.apply(JobEvent::Finished { with_errors })?;
+    let pages = engine.store.pages(id).await?.len() as u64;
+    let now = Utc::now();
+    let summary = RunSummary {
+        job_id: id.to_string(),
+        state: final_state,
+        kind: job.spec.kind.as_str(),
+        mode: job.spec.mode,
+        target: job.target.clone(),
+        requested_by: job.requested_by.clone(),
+        counts,
+        per_kind,
+        pages,
+        sweep,
+        reconciled: reconciled.is_ok(),
+        failure: job.failure.clone(),
+        errors_total: engine.store.error_count(id).await?,
+        first_errors: engine.store.errors(id, 0, SUMMARY_ERRORS).await?,
+        created_at: job.created_at.to_rfc3339(),
+        started_at: job.started_at.map(|t| t.to_rfc3339()),
+        finished_at: now.to_rfc3339(),
+        duration_ms: job
+            .started_at
+            .map(|s| (now - s).num_milliseconds())
+            .unwrap_or(0),
+    };
+    let value = serde_json::to_value(&summary).expect("summary serializes");
+    engine.store.set_summary(id, &value).await?;
+    engine.apply(id, JobEvent::Finished { with_errors }).await?;
+    engine.store.set_stage(id, Stage::Done).await?;
+    tracing::info!(job = %id, state = %final_state, "job finished");
+    if let Some(next) = engine.start_next(&job.target).await? {
+        tracing::info!(job = %next, target = %job.target, "next queued job started");
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Load (seed step 2.3): skip records whose content hash the target already has,
+//! upsert the rest in target-sized batches, stage links for the relations stage,
+//! and commit the page's effects with its ledger mark in one store transaction.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use provsync_core::job::{Counts, KindCounts};
+use provsync_core::mapped::MappedRecord;
+use provsync_core::model::{EntityKind, SourceId};
+use provsync_core::store::{ErrorEntry, HashUpdate, PageCommit};
+use provsync_core::target::{Change, Outcome, Write};
+use tokio::sync::mpsc;
+
+use super::extract::fail;
+use super::transform::TransformedPage;
+use super::{EngineError, JobContext, Progress};
+
+/// Loads pages in ledger order until the channel closes; stops the job when the
+/// failure threshold is crossed.
+pub async fn run(
+    ctx: Arc<JobContext>,
+    mut rx: mpsc::Receiver<TransformedPage>,
+) -> Result<(), EngineError> {
+    // Running totals, seeded from the store so a resumed job counts what it did before.
+    let mut totals: Counts = ctx.store().counts(&ctx.id).await?.total();
+    let mut over_threshold = false;
+    while let Some(page) = rx.recv().await {
+        let page_no = page.page_no;
+        let Some(counts) = load_page(&ctx, page).await? else {
+            tracing::debug!(job = %ctx.id, page = page_no, "page already loaded: skipped");
+            continue;
+        };
+        totals += counts.total();
+        Progress::add(&ctx.engine.progress.loaded, counts.total().extracted);
+        let threshold = ctx.spec.options.max_failed_records;
+        if !over_threshold && threshold.exceeded(totals.errors(), totals.extracted) {
+            over_threshold = true;
+            fail(
+                &ctx,
+                &format!(
+                    "max_failed_records exceeded: {} of {} records rejected or failed",
+                    totals.errors(),
+                    totals.extracted
+                ),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads one page; `None` if the ledger says it was loaded before (a replay).
+async fn load_page(
+    ctx: &JobContext,
+    page: TransformedPage,
+) -> Result<Option<KindCounts>, EngineError> {
+    let mut commit = PageCommit {
+        counts: page.counts,
+        errors: page.errors,
+        ..PageCommit::default()
+    };
+    let mut by_kind: BTreeMap<EntityKind, Vec<MappedRecord>> = BTreeMap::new();
+    for r in page.records {
+        by_kind.entry(r.kind).or_default().push(r);
+    }
+    for (kind, records) in by_kind {
+        let writes = classify(ctx, kind, records, &mut commit).await?;
+        if kind.is_link() {
+            // Links wait for the relations stage, when both ends are loaded.
+            commit.counts.kind_mut(kind).relations_staged += writes.len() as u64;
+            commit.staged.extend(writes.into_iter().map(|w| w.record));
+        } else {
+            write_entities(ctx, page.page_no, kind, writes, &mut commit).await?;
+        }
+    }
+    let counts = commit.counts.clone();
+    let fresh = ctx
+        .store()
+        .commit_page(&ctx.id, &ctx.target_name, page.page_no, &commit)
+        .await?;
+    Ok(fresh.then_some(counts))
+}
+
+/// Splits records into unchanged (counted, not written) and writes (created or updated).
+async fn classify(
+    ctx: &JobContext,
+    kind: EntityKind,
+    records: Vec<MappedRecord>,
+    commit: &mut PageCommit,
+) -> Result<Vec<Write>, EngineError> {
+    let ids: Vec<SourceId> = records.iter().map(|r| r.source_id.clone()).collect();
+    let known = ctx
+        .store()
+        .known_records(&ctx.target_name, kind, &ids, &ctx.id)
+        .await?;
+    let mut writes = Vec::with_capacity(records.len());
+    let counts = commit.counts.kind_mut(kind);
+    for record in records {
+        match known.get(&record.source_id) {
+            Some(k) if k.hash == record.hash && k.connected => counts.unchanged += 1,
+            Some(_) => writes.push(Write {
+                record,
+                change: Change::Updated,
+            }),
+            None => writes.push(Write {
+                record,
+                change: Change::Created,
+            }),
+        }
+    }
+    Ok(writes)
+}
+
+async fn write_entities(
+    ctx: &JobContext,
+    page_no: u64,
+    kind: EntityKind,
+    writes: Vec<Write>,
+    commit: &mut PageCommit,
+) -> Result<(), EngineError> {
+    let batch = ctx
+        .spec
+        .options
+        .batch_size
+        .min(ctx.target.limits().max_batch)
+        .max(1);
+    for chunk in writes.chunks(batch) {
+        let outcomes = ctx.target.upsert(&ctx.run, chunk).await?;
+        record_outcomes(page_no, "load", kind, chunk, outcomes, commit);
+    }
+    Ok(())
+}
+
+/// Books the target's per-record answers: hashes of written records, failures.
+fn record_outcomes(
+    page_no: u64,
+    stage: &str,
+    kind: EntityKind,
+    chunk: &[Write],
+    outcomes: Vec<Outcome>,
+    commit: &mut PageCommit,
+) {
+    let counts = commit.counts.kind_mut(kind);
+    for (w, outcome) in chunk.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Written { target_id } => {
+                match w.change {
+                    Change::Created => counts.created += 1,
+                    Change::Updated => counts.updated += 1,
+                }
+                commit.written.push(HashUpdate {
+                    kind,
+                    source_id: w.record.source_id.clone(),
+                    scope: w.record.scope.clone(),
+                    hash: w.record.hash,
+                    target_id,
+                });
+            }
+            Outcome::Failed { reason } => {
+                counts.failed += 1;
+                commit.errors.push(ErrorEntry {
+                    page_no: Some(page_no),
+                    stage: stage.into(),
+                    kind: Some(kind),
+                    source_id: Some(w.record.source_id.0.clone()),
+                    reason,
+                });
+            }
+        }
+    }
+}

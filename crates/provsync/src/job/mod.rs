@@ -1,0 +1,185 @@
+//! The job engine: dispatch, then the stages of DESIGN section 2 —
+//! [`extract`] -> [`transform`] -> [`load`] -> [`relations`] -> [`finish`] —
+//! with [`abort`] and [`reconcile`] (the snapshot sweep). The stage handlers hold
+//! no state of their own: everything that must survive a crash is in the store.
+
+pub mod abort;
+pub mod context;
+pub mod dispatch;
+pub mod extract;
+pub mod finish;
+pub mod load;
+pub mod progress;
+pub mod reconcile;
+pub mod relations;
+pub mod transform;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use provsync_core::job::{
+    IllegalTransition, JobEvent, JobId, JobMachine, JobState, SpecError, Stage,
+};
+use provsync_core::source::SourceError;
+use provsync_core::store::{JobRecord, StateStore, StoreError};
+use provsync_core::target::TargetError;
+use tokio_util::sync::CancellationToken;
+
+pub use context::JobContext;
+pub use progress::Progress;
+
+/// Why the engine could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The job request is invalid; each entry names a field.
+    #[error("invalid job request: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<SpecError>),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The target failed.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The mapping could not be loaded.
+    #[error("mapping: {0}")]
+    Mapping(String),
+    /// The state machine refused an event.
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    /// Another live process holds the job.
+    #[error("job {0} is held by another live process")]
+    Busy(String),
+    /// A stage task panicked or was cancelled.
+    #[error("stage task: {0}")]
+    Task(String),
+}
+
+/// Runs jobs against one state store, as one owner (process).
+#[derive(Clone)]
+pub struct Engine {
+    /// Where every job's state lives.
+    pub store: Arc<dyn StateStore>,
+    /// This process's lease owner name.
+    pub owner: String,
+    /// Lease length; renewed every third of it.
+    pub lease: Duration,
+    /// Live counters for progress display.
+    pub progress: Arc<Progress>,
+}
+
+/// The lease name of a job.
+pub fn lease_name(id: &JobId) -> String {
+    format!("job:{id}")
+}
+
+impl Engine {
+    /// An engine over `store` with a fresh owner name for this process.
+    pub fn new(store: Arc<dyn StateStore>) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        Self {
+            store,
+            owner: format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7()),
+            lease: Duration::from_secs(10),
+            progress: Arc::new(Progress::default()),
+        }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.lease.as_millis() as i64
+    }
+
+    /// Applies an event to a job through the state machine and persists the change.
+    pub async fn apply(&self, id: &JobId, event: JobEvent) -> Result<JobState, EngineError> {
+        let job = self.store.job(id).await?;
+        let mut machine = JobMachine::restore(job.state, job.failure.clone());
+        let reason = match &event {
+            JobEvent::Fail(r) => Some(r.clone()),
+            other => Some(format!("{other:?}").to_lowercase()),
+        };
+        if let JobEvent::Fail(r) = &event {
+            self.store.record_failure(id, r).await?;
+        }
+        let next = machine.apply(event)?;
+        if next != job.state {
+            self.store
+                .transition(id, job.state, next, reason.as_deref())
+                .await?;
+        }
+        Ok(next)
+    }
+
+    /// Drives a started (or orphaned) job to its end; returns its final record.
+    pub async fn run(&self, id: &JobId) -> Result<JobRecord, EngineError> {
+        let job = self.store.job(id).await?;
+        if job.state.is_terminal() {
+            return Ok(job);
+        }
+        if !self
+            .store
+            .acquire_lease(&lease_name(id), &self.owner, self.lease_ms())
+            .await?
+        {
+            return Err(EngineError::Busy(id.to_string()));
+        }
+        let heartbeat = self.heartbeat(id.clone());
+        let result = self.drive(job).await;
+        heartbeat.cancel();
+        let _ = self.store.release_lease(&lease_name(id), &self.owner).await;
+        result?;
+        Ok(self.store.job(id).await?)
+    }
+
+    /// Renews the job's lease until cancelled, so a crash lets another process resume it.
+    fn heartbeat(&self, id: JobId) -> CancellationToken {
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let store = self.store.clone();
+        let owner = self.owner.clone();
+        let lease = self.lease;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        match store.acquire_lease(&lease_name(&id), &owner, lease.as_millis() as i64).await {
+                            Ok(true) => {}
+                            Ok(false) => tracing::error!(job = %id, "lease taken by another process"),
+                            Err(e) => tracing::warn!(job = %id, error = %e, "lease renewal failed"),
+                        }
+                    }
+                }
+            }
+        });
+        token
+    }
+
+    async fn drive(&self, job: JobRecord) -> Result<(), EngineError> {
+        let id = job.id.clone();
+        if job.state == JobState::Accepted || job.state == JobState::Queued {
+            self.apply(&id, JobEvent::Start).await?;
+        }
+        let ctx = match JobContext::open(self, &job).await {
+            Ok(ctx) => Arc::new(ctx),
+            Err(e) => {
+                // Nothing was fetched: record why, and end through the finish stage.
+                tracing::error!(job = %id, error = %e, "job could not start");
+                self.apply(&id, JobEvent::Fail(e.to_string())).await?;
+                return finish::run_without_context(self, &id).await;
+            }
+        };
+        if matches!(job.stage, Stage::Pending | Stage::Extract) {
+            self.store.set_stage(&id, Stage::Extract).await?;
+            extract::run(&ctx).await?;
+        }
+        abort::enter_aborting_if_requested(self, &id).await?;
+        if job.stage != Stage::Finish {
+            self.store.set_stage(&id, Stage::Relations).await?;
+            relations::run(&ctx).await?;
+        }
+        finish::run(&ctx).await
+    }
+}

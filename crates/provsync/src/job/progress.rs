@@ -1,0 +1,32 @@
+//! Live counters of the running job, read by the CLI's progress bars and by metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters updated by the stages as they go (not persisted: the store has the truth).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Pages fetched.
+    pub pages: AtomicU64,
+    /// Records extracted.
+    pub extracted: AtomicU64,
+    /// Records transformed (mapped or rejected).
+    pub transformed: AtomicU64,
+    /// Records loaded (written, unchanged or failed).
+    pub loaded: AtomicU64,
+    /// Links processed by the relations stage.
+    pub links: AtomicU64,
+    /// Records disconnected by the sweep.
+    pub disconnected: AtomicU64,
+}
+
+impl Progress {
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,143 @@
+//! Snapshot reconciliation (DESIGN section 5): after a complete, successful full
+//! snapshot, records of the scope that this run did not see are disconnected (soft).
+//! Guards: a scope whose snapshot is empty, or that would lose more than the allowed
+//! share of its records, is refused and reported instead. This replaces the seeds'
+//! "mark everything disconnected first" step.
+
+use std::collections::BTreeMap;
+
+use provsync_core::model::{EntityKind, Scope};
+use serde::Serialize;
+
+use super::{EngineError, JobContext, Progress};
+
+/// Records swept per round trip.
+const SWEEP_CHUNK: u32 = 5_000;
+
+/// Links first, so nothing points at a record disconnected before its links.
+const SWEEP_ORDER: [EntityKind; 5] = [
+    EntityKind::Activity,
+    EntityKind::Relation,
+    EntityKind::Individual,
+    EntityKind::Workplace,
+    EntityKind::Code,
+];
+
+/// What the sweep did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    /// Why no sweep ran (delta mode, aborted, failed, incomplete snapshot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Records disconnected, per kind.
+    pub disconnected: BTreeMap<EntityKind, u64>,
+    /// Scopes whose sweep a guard refused, with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+}
+
+impl SweepReport {
+    /// A sweep that did not run.
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Self {
+            skipped: Some(reason.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Records disconnected in all.
+    pub fn total(&self) -> u64 {
+        self.disconnected.values().sum()
+    }
+}
+
+/// Scopes swept independently: each asked scope, or everything as one group.
+fn scope_groups(ctx: &JobContext) -> Vec<Vec<Scope>> {
+    if ctx.spec.scope.is_empty() {
+        vec![Vec::new()]
+    } else {
+        ctx.spec.scope.iter().map(|s| vec![s.clone()]).collect()
+    }
+}
+
+fn group_name(group: &[Scope]) -> String {
+    if group.is_empty() {
+        "(all scopes)".into()
+    } else {
+        group
+            .iter()
+            .map(|s| s.0.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Checks the guards of one scope; `Err` says why its sweep is refused.
+async fn check_guards(
+    ctx: &JobContext,
+    group: &[Scope],
+    kinds: &[EntityKind],
+) -> Result<Result<(), String>, EngineError> {
+    let o = &ctx.spec.options;
+    if o.allow_mass_disconnect {
+        return Ok(Ok(()));
+    }
+    let store = ctx.store();
+    for &kind in kinds {
+        let connected = store.connected_count(&ctx.target_name, kind, group).await?;
+        let unseen = store
+            .unseen_count(&ctx.target_name, kind, group, &ctx.id)
+            .await?;
+        if unseen == 0 {
+            continue;
+        }
+        let scope = group_name(group);
+        if unseen == connected {
+            return Ok(Err(format!(
+                "scope {scope}: the snapshot has no {kind} records; refusing to disconnect all {connected}"
+            )));
+        }
+        if unseen as f64 > o.max_disconnect_share * connected as f64 {
+            return Ok(Err(format!(
+                "scope {scope}: would disconnect {unseen} of {connected} {kind} records ({:.1}%), above the allowed {:.1}%",
+                100.0 * unseen as f64 / connected as f64,
+                100.0 * o.max_disconnect_share
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Disconnects what the snapshot no longer has, scope by scope, within the guards.
+pub async fn sweep(ctx: &JobContext) -> Result<SweepReport, EngineError> {
+    let mut report = SweepReport::default();
+    let kinds: Vec<EntityKind> = SWEEP_ORDER
+        .into_iter()
+        .filter(|k| ctx.mapping.handles(*k))
+        .collect();
+    let store = ctx.store();
+    for group in scope_groups(ctx) {
+        if let Err(reason) = check_guards(ctx, &group, &kinds).await? {
+            tracing::warn!(job = %ctx.id, %reason, "sweep refused");
+            report.refused.push(reason);
+            continue;
+        }
+        for &kind in &kinds {
+            loop {
+                let ids = store
+                    .unseen_records(&ctx.target_name, kind, &group, &ctx.id, SWEEP_CHUNK)
+                    .await?;
+                if ids.is_empty() {
+                    break;
+                }
+                ctx.target.disconnect(&ctx.run, kind, &ids).await?;
+                store
+                    .mark_disconnected(&ctx.target_name, kind, &ids, &ctx.id)
+                    .await?;
+                *report.disconnected.entry(kind).or_default() += ids.len() as u64;
+                Progress::add(&ctx.engine.progress.disconnected, ids.len() as u64);
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,8 @@
+//! provsync runtime: the job engine and its stages, the state stores, the source
+//! and target connectors, and the command line.
+
+pub mod cli;
+pub mod job;
+pub mod source;
+pub mod store;
+pub mod target;

@@ -1,0 +1,24 @@
+//! Sources: where provider master data comes from. Each connector is a module with
+//! its typed config; `open` picks one by the job's `source.type`.
+
+pub mod file;
+
+use std::sync::Arc;
+
+use provsync_core::job::ConnectorSpec;
+use provsync_core::source::{Source, SourceError};
+
+fn settings<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, SourceError> {
+    serde_json::from_value(serde_json::Value::Object(spec.settings.clone()))
+        .map_err(|e| SourceError::Config(format!("source ({}): {e}", spec.kind)))
+}
+
+/// Builds the source a job names.
+pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
+    match spec.kind.as_str() {
+        "file" => Ok(Arc::new(file::FileSource::new(settings(spec)?))),
+        other => Err(SourceError::Config(format!(
+            "source.type {other:?} is not one of: file"
+        ))),
+    }
+}

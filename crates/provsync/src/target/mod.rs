@@ -1,0 +1,121 @@
+//! Targets: where provider data is loaded. Each connector is a module with its
+//! typed config; `open` picks one by the job's `target.type`.
+
+pub mod sql;
+
+use std::sync::Arc;
+
+use provsync_core::job::ConnectorSpec;
+use provsync_core::target::{Target, TargetError};
+use serde::Deserialize;
+
+pub use sql::postgres::PostgresTarget;
+pub use sql::sqlite::SqliteTarget;
+
+/// Settings of the `sqlite` target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// `sqlite://path/to/file.db`.
+    pub url: String,
+    /// Dispatch name (defaults to the URL).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Settings of the `postgres` target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+    /// Schema holding the provider tables.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// Connections in the pool.
+    #[serde(default = "default_pool")]
+    pub pool_size: u32,
+    /// Dispatch name (defaults to the URL and schema).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn default_schema() -> String {
+    "provider".into()
+}
+
+fn default_pool() -> u32 {
+    4
+}
+
+fn settings<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, TargetError> {
+    serde_json::from_value(serde_json::Value::Object(spec.settings.clone()))
+        .map_err(|e| TargetError::Config(format!("target ({}): {e}", spec.kind)))
+}
+
+/// The dispatch key of a target: jobs with the same key never run at once.
+pub fn target_name(spec: &ConnectorSpec) -> Result<String, TargetError> {
+    match spec.kind.as_str() {
+        "sqlite" => {
+            let c: SqliteConfig = settings(spec)?;
+            Ok(c.name.unwrap_or_else(|| format!("sqlite:{}", c.url)))
+        }
+        "postgres" => {
+            let c: PostgresConfig = settings(spec)?;
+            Ok(c.name
+                .unwrap_or_else(|| format!("postgres:{}#{}", redact_url(&c.url), c.schema)))
+        }
+        other => Err(unknown(other)),
+    }
+}
+
+fn unknown(kind: &str) -> TargetError {
+    TargetError::Config(format!(
+        "target.type {kind:?} is not one of: sqlite, postgres"
+    ))
+}
+
+/// Opens the target a job names.
+pub async fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> {
+    match spec.kind.as_str() {
+        "sqlite" => {
+            let c: SqliteConfig = settings(spec)?;
+            Ok(Arc::new(SqliteTarget::connect(&c.url).await?))
+        }
+        "postgres" => {
+            let c: PostgresConfig = settings(spec)?;
+            Ok(Arc::new(
+                PostgresTarget::connect(&c.url, &c.schema, c.pool_size).await?,
+            ))
+        }
+        other => Err(unknown(other)),
+    }
+}
+
+/// A URL with its password replaced, for names and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_target_names() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    }
+}

@@ -1,0 +1,292 @@
+//! What the SQLite and PostgreSQL targets share: the provider schema's layout, the
+//! columns a mapped record fills, and how its values are written as text.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::{HashMap, HashSet};
+
+use provsync_core::mapped::MappedRecord;
+use provsync_core::model::EntityKind;
+use provsync_core::target::{Change, Outcome, TablePlan, TargetError, Write};
+
+/// Columns the target fills itself (never from a mapping).
+pub const BOOKKEEPING: [&str; 6] = [
+    "content_hash",
+    "connected",
+    "connection_run",
+    "created_run",
+    "updated_run",
+    "updated_at",
+];
+
+/// Columns taken from a record's structure rather than its mapping.
+pub fn structural_columns(kind: EntityKind) -> &'static [&'static str] {
+    match kind {
+        EntityKind::Activity => &["individual_source_id", "workplace_source_id"],
+        _ => &[],
+    }
+}
+
+/// The structural column values of a record, in `structural_columns` order.
+pub fn structural_values(record: &MappedRecord) -> Vec<Option<String>> {
+    match record.kind {
+        EntityKind::Activity => vec![
+            record.link("individual").map(|e| e.id.0.clone()),
+            record.link("workplace").map(|e| e.id.0.clone()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The column whose change is logged as a `moved` (an activity changing workplace).
+pub fn moved_column(kind: EntityKind) -> Option<&'static str> {
+    match kind {
+        EntityKind::Activity => Some("workplace_source_id"),
+        _ => None,
+    }
+}
+
+/// The SQL layout of one table: the columns an upsert writes, in order.
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    /// Entity kind stored here.
+    pub kind: EntityKind,
+    /// Table name (validated against the database).
+    pub table: String,
+    /// Structural columns (link ends).
+    pub structural: Vec<&'static str>,
+    /// Mapped columns, in mapping order.
+    pub mapped: Vec<String>,
+}
+
+impl TableLayout {
+    /// All data columns after `source_id, scope`.
+    pub fn data_columns(&self) -> impl Iterator<Item = &str> {
+        self.structural
+            .iter()
+            .copied()
+            .chain(self.mapped.iter().map(String::as_str))
+    }
+}
+
+/// Checks a mapping plan against the columns the database has, table by table.
+pub fn layouts(
+    plan: &[TablePlan],
+    columns_of: &HashMap<String, Vec<String>>,
+) -> Result<HashMap<EntityKind, TableLayout>, TargetError> {
+    let mut out = HashMap::new();
+    for p in plan {
+        if !is_identifier(&p.table) {
+            return Err(TargetError::Config(format!(
+                "table name {:?} (for {}) is not a plain SQL identifier",
+                p.table, p.kind
+            )));
+        }
+        let cols = columns_of.get(&p.table).ok_or_else(|| {
+            TargetError::Config(format!(
+                "mapping sends {} to table {:?}, which the provider schema does not have",
+                p.kind, p.table
+            ))
+        })?;
+        for f in &p.fields {
+            let reserved = f == "source_id"
+                || f == "scope"
+                || BOOKKEEPING.contains(&f.as_str())
+                || structural_columns(p.kind).contains(&f.as_str());
+            if reserved {
+                return Err(TargetError::Config(format!(
+                    "mapping field {}.{f} is filled by the target itself",
+                    p.table
+                )));
+            }
+            if !cols.iter().any(|c| c == f) {
+                return Err(TargetError::Config(format!(
+                    "mapping field {}.{f} has no column in table {} (columns: {})",
+                    p.table,
+                    p.table,
+                    cols.join(", ")
+                )));
+            }
+        }
+        out.insert(
+            p.kind,
+            TableLayout {
+                kind: p.kind,
+                table: p.table.clone(),
+                structural: structural_columns(p.kind).to_vec(),
+                mapped: p.fields.clone(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A mapped value as the text a column stores (`None` for null).
+pub fn value_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Bool(b) => Some(if *b { "true" } else { "false" }.into()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The mapped values of a record in layout order (missing fields are null).
+pub fn mapped_values<'a>(
+    layout: &TableLayout,
+    record: &'a MappedRecord,
+) -> Vec<Option<&'a serde_json::Value>> {
+    layout
+        .mapped
+        .iter()
+        .map(|c| record.field(c).filter(|v| !v.is_null()))
+        .collect()
+}
+
+/// The current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Link ends the target does not have, as (kind, id).
+pub async fn missing_ends<F, Fut>(
+    writes: &[Write],
+    existing: F,
+) -> Result<HashSet<(EntityKind, String)>, TargetError>
+where
+    F: Fn(EntityKind, Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<HashSet<String>, TargetError>>,
+{
+    let mut wanted: HashMap<EntityKind, HashSet<&str>> = HashMap::new();
+    for w in writes {
+        for (_, end) in &w.record.links {
+            wanted.entry(end.kind).or_default().insert(end.id.as_str());
+        }
+    }
+    let mut missing = HashSet::new();
+    for (kind, ids) in wanted {
+        let found = existing(kind, ids.iter().map(|s| s.to_string()).collect()).await?;
+        for id in ids {
+            if !found.contains(id) {
+                missing.insert((kind, id.to_owned()));
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// Splits links into those whose ends exist and per-record outcomes (failures named).
+pub fn split_resolved<'a>(
+    writes: &'a [Write],
+    missing: &HashSet<(EntityKind, String)>,
+) -> (Vec<&'a Write>, Vec<Outcome>) {
+    let mut ok = Vec::with_capacity(writes.len());
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for w in writes {
+        let unresolved: Vec<String> = w
+            .record
+            .links
+            .iter()
+            .filter(|(_, e)| missing.contains(&(e.kind, e.id.0.clone())))
+            .map(|(role, e)| format!("{role} {} {} not found in target", e.kind, e.id))
+            .collect();
+        if unresolved.is_empty() {
+            ok.push(w);
+            outcomes.push(Outcome::Written { target_id: None });
+        } else {
+            outcomes.push(Outcome::Failed {
+                reason: unresolved.join("; "),
+            });
+        }
+    }
+    (ok, outcomes)
+}
+
+/// Change-log rows for a batch: created, updated, reconnected, moved.
+fn change_rows<'a>(
+    layout: &TableLayout,
+    ws: &[&'a Write],
+    previous: &HashMap<String, (bool, Option<String>)>,
+) -> Vec<(&'a str, &'static str, Option<String>)> {
+    let mut rows = Vec::with_capacity(ws.len());
+    for w in ws {
+        let id = w.record.source_id.as_str();
+        let Some((connected, old)) = previous.get(id).filter(|_| w.change == Change::Updated)
+        else {
+            rows.push((id, "created", None));
+            continue;
+        };
+        rows.push((id, "updated", None));
+        if !connected {
+            rows.push((id, "reconnected", None));
+        }
+        if let Some(col) = moved_column(layout.kind) {
+            let new = layout
+                .structural
+                .iter()
+                .zip(structural_values(&w.record))
+                .find(|(c, _)| **c == col)
+                .and_then(|(_, v)| v);
+            if old.is_some() && new != *old {
+                let detail = format!(
+                    "{col}: {} -> {}",
+                    old.as_deref().unwrap_or(""),
+                    new.as_deref().unwrap_or("")
+                );
+                rows.push((id, "moved", Some(detail)));
+            }
+        }
+    }
+    rows
+}
+
+/// (child, parent) workplace pairs of `parent` relations: the hierarchy column's values.
+pub fn parent_links<'a>(ws: &[&'a Write]) -> Vec<(&'a str, &'a str)> {
+    ws.iter()
+        .filter_map(|w| {
+            let (from, to) = (w.record.link("from")?, w.record.link("to")?);
+            let is_parent =
+                w.record.field("relation_type").and_then(|v| v.as_str()) == Some("parent");
+            (is_parent && from.kind == EntityKind::Workplace && to.kind == EntityKind::Workplace)
+                .then(|| (from.id.as_str(), to.id.as_str()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_column_is_refused_with_table_and_field() {
+        let plan = vec![TablePlan {
+            kind: EntityKind::Individual,
+            table: "individuals".into(),
+            fields: vec!["first_name".into(), "shoe_size".into()],
+        }];
+        let cols = HashMap::from([(
+            "individuals".to_string(),
+            vec!["source_id".to_string(), "first_name".to_string()],
+        )]);
+        let err = layouts(&plan, &cols).unwrap_err().to_string();
+        assert!(err.contains("individuals.shoe_size"), "{err}");
+    }
+
+    #[test]
+    fn bookkeeping_columns_cannot_be_mapped() {
+        let plan = vec![TablePlan {
+            kind: EntityKind::Individual,
+            table: "individuals".into(),
+            fields: vec!["content_hash".into()],
+        }];
+        let cols = HashMap::from([("individuals".to_string(), vec!["content_hash".to_string()])]);
+        assert!(layouts(&plan, &cols).is_err());
+    }
+}

@@ -1,0 +1,374 @@
+//! The PostgreSQL target: the provider store in a schema of a real server.
+//! Batches go as one `INSERT ... SELECT FROM unnest(...)` per table: one round trip
+//! and one plan per batch, whatever its size.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use provsync_core::model::{EntityKind, SourceId};
+use provsync_core::target::{
+    Change, Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
+};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
+
+use super::{
+    change_rows, layouts, mapped_values, missing_ends, moved_column, now_ms, parent_links,
+    split_resolved, structural_values, value_text, TableLayout,
+};
+
+/// The PostgreSQL provider store.
+pub struct PostgresTarget {
+    pool: PgPool,
+    schema: String,
+    layouts: RwLock<HashMap<EntityKind, TableLayout>>,
+    types: RwLock<HashMap<(String, String), String>>,
+}
+
+fn backend(context: &str, e: sqlx::Error) -> TargetError {
+    TargetError::Unavailable(format!("postgres target: {context}: {e}"))
+}
+
+impl PostgresTarget {
+    /// Connects, creates `schema` if needed and migrates the provider schema into it.
+    pub async fn connect(url: &str, schema: &str, pool_size: u32) -> Result<Self, TargetError> {
+        if !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || schema.is_empty()
+        {
+            return Err(TargetError::Config(format!(
+                "postgres target schema {schema:?} is not a plain identifier"
+            )));
+        }
+        let set_path = format!("SET search_path TO {schema}");
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .after_connect(move |conn, _| {
+                let set_path = set_path.clone();
+                Box::pin(async move {
+                    conn.execute(set_path.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|e| TargetError::Unavailable(format!("postgres target: connect: {e}")))?;
+        pool.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+            .await
+            .map_err(|e| backend("create schema", e))?;
+        sqlx::migrate!("migrations/target-postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| TargetError::Config(format!("postgres target migration: {e}")))?;
+        Ok(Self {
+            pool,
+            schema: schema.to_owned(),
+            layouts: RwLock::new(HashMap::new()),
+            types: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The pool, for tests and the bench to read the provider tables.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn layout(&self, kind: EntityKind) -> Result<TableLayout, TargetError> {
+        self.layouts
+            .read()
+            .expect("layout lock")
+            .get(&kind)
+            .cloned()
+            .ok_or_else(|| TargetError::Config(format!("no table prepared for {kind}")))
+    }
+
+    /// The SQL cast that turns a text array element into the column's type.
+    fn cast(&self, table: &str, column: &str) -> &'static str {
+        let types = self.types.read().expect("types lock");
+        match types
+            .get(&(table.to_owned(), column.to_owned()))
+            .map(String::as_str)
+        {
+            Some("boolean") => "::boolean",
+            Some("jsonb") => "::jsonb",
+            Some("json") => "::json",
+            Some("bigint") => "::bigint",
+            Some("integer") => "::integer",
+            Some("double precision") => "::double precision",
+            Some("numeric") => "::numeric",
+            Some("date") => "::date",
+            _ => "",
+        }
+    }
+
+    async fn write(&self, run: &RunRef, writes: &[Write]) -> Result<(), TargetError> {
+        let mut by_kind: HashMap<EntityKind, Vec<&Write>> = HashMap::new();
+        for w in writes {
+            by_kind.entry(w.record.kind).or_default().push(w);
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
+        for (kind, ws) in by_kind {
+            let layout = self.layout(kind)?;
+            let previous = self.previous_state(&mut tx, &layout, &ws).await?;
+            self.upsert_rows(&mut tx, &layout, run, &ws).await?;
+            let log = change_rows(&layout, &ws, &previous);
+            insert_change_log(&mut tx, run, kind, &log).await?;
+            if kind == EntityKind::Relation {
+                apply_parent_links(&mut tx, &ws).await?;
+            }
+        }
+        tx.commit().await.map_err(|e| backend("commit", e))
+    }
+
+    async fn previous_state(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        layout: &TableLayout,
+        ws: &[&Write],
+    ) -> Result<HashMap<String, (bool, Option<String>)>, TargetError> {
+        let ids: Vec<&str> = ws
+            .iter()
+            .filter(|w| w.change == Change::Updated)
+            .map(|w| w.record.source_id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let moved = moved_column(layout.kind).unwrap_or("NULL::text");
+        let sql = format!(
+            "SELECT source_id, connected, {moved} FROM {} WHERE source_id = ANY($1)",
+            layout.table
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| backend("read previous", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    (r.get::<bool, _>(1), r.get::<Option<String>, _>(2)),
+                )
+            })
+            .collect())
+    }
+
+    async fn upsert_rows(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        layout: &TableLayout,
+        run: &RunRef,
+        ws: &[&Write],
+    ) -> Result<(), TargetError> {
+        let data: Vec<&str> = layout.data_columns().collect();
+        let arrays: Vec<&str> = ["source_id", "scope"]
+            .into_iter()
+            .chain(data.iter().copied())
+            .chain(["content_hash"])
+            .collect();
+        let n = arrays.len();
+        let unnest: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
+        let select: Vec<String> = arrays
+            .iter()
+            .map(|c| format!("u.{c}{}", self.cast(&layout.table, c)))
+            .collect();
+        let set: Vec<String> = std::iter::once("scope")
+            .chain(data.iter().copied())
+            .chain(["content_hash", "updated_run", "updated_at"])
+            .map(|c| format!("{c}=EXCLUDED.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {t} ({cols}, connected, connection_run, created_run, updated_run, updated_at) \
+             SELECT {select}, TRUE, ${r}, ${r}, ${r}, ${now} FROM unnest({unnest}) AS u({cols}) \
+             ON CONFLICT (source_id) DO UPDATE SET {set}, \
+             connection_run = CASE WHEN {t}.connected THEN {t}.connection_run ELSE EXCLUDED.connection_run END, \
+             connected = TRUE",
+            t = layout.table,
+            cols = arrays.join(","),
+            select = select.join(","),
+            unnest = unnest.join(","),
+            r = n + 1,
+            now = n + 2,
+            set = set.join(",")
+        );
+        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(ws.len()); n];
+        for w in ws {
+            let r = &w.record;
+            let mut i = 0;
+            let mut push = |v: Option<String>| {
+                columns[i].push(v);
+                i += 1;
+            };
+            push(Some(r.source_id.0.clone()));
+            push(Some(r.scope.0.clone()));
+            for v in structural_values(r) {
+                push(v);
+            }
+            for v in mapped_values(layout, r) {
+                push(v.and_then(value_text));
+            }
+            push(Some(r.hash.to_string()));
+        }
+        let mut q = sqlx::query(&sql);
+        for col in columns {
+            q = q.bind(col);
+        }
+        q.bind(run.job_id.as_str())
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| backend(&format!("upsert into {}", layout.table), e))?;
+        Ok(())
+    }
+
+    async fn existing(
+        &self,
+        kind: EntityKind,
+        ids: Vec<String>,
+    ) -> Result<HashSet<String>, TargetError> {
+        let layout = self.layout(kind)?;
+        let sql = format!(
+            "SELECT source_id FROM {} WHERE source_id = ANY($1)",
+            layout.table
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("lookup", e))?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+}
+
+async fn insert_change_log(
+    tx: &mut Transaction<'_, Postgres>,
+    run: &RunRef,
+    kind: EntityKind,
+    rows: &[(&str, &str, Option<String>)],
+) -> Result<(), TargetError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let changes: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let details: Vec<Option<&str>> = rows.iter().map(|r| r.2.as_deref()).collect();
+    sqlx::query(
+        "INSERT INTO change_log (run_id, kind, source_id, change, detail, at) \
+         SELECT $1, $2, u.id, u.change, u.detail, $6 \
+         FROM unnest($3::text[], $4::text[], $5::text[]) AS u(id, change, detail)",
+    )
+    .bind(run.job_id.as_str())
+    .bind(kind.as_str())
+    .bind(&ids)
+    .bind(&changes)
+    .bind(&details)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| backend("change log", e))?;
+    Ok(())
+}
+
+/// A `parent` relation sets the child workplace's parent column (the hierarchy).
+async fn apply_parent_links(
+    tx: &mut Transaction<'_, Postgres>,
+    ws: &[&Write],
+) -> Result<(), TargetError> {
+    let (children, parents): (Vec<&str>, Vec<&str>) = parent_links(ws).into_iter().unzip();
+    if children.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE workplaces w SET parent_source_id = u.parent \
+         FROM unnest($1::text[], $2::text[]) AS u(child, parent) WHERE w.source_id = u.child",
+    )
+    .bind(&children)
+    .bind(&parents)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| backend("set parent", e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Target for PostgresTarget {
+    fn limits(&self) -> TargetLimits {
+        TargetLimits {
+            max_batch: 5_000,
+            max_concurrency: 2,
+        }
+    }
+
+    async fn prepare(&self, plan: &[TablePlan]) -> Result<(), TargetError> {
+        let rows = sqlx::query(
+            "SELECT table_name::text, column_name::text, data_type::text \
+             FROM information_schema.columns WHERE table_schema = $1",
+        )
+        .bind(&self.schema)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("describe", e))?;
+        let mut columns_of: HashMap<String, Vec<String>> = HashMap::new();
+        let mut types = HashMap::new();
+        for r in rows {
+            let (t, c, ty): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            columns_of.entry(t.clone()).or_default().push(c.clone());
+            types.insert((t, c), ty);
+        }
+        *self.layouts.write().expect("layout lock") = layouts(plan, &columns_of)?;
+        *self.types.write().expect("types lock") = types;
+        Ok(())
+    }
+
+    async fn upsert(&self, run: &RunRef, writes: &[Write]) -> Result<Vec<Outcome>, TargetError> {
+        self.write(run, writes).await?;
+        Ok(vec![Outcome::Written { target_id: None }; writes.len()])
+    }
+
+    async fn upsert_links(
+        &self,
+        run: &RunRef,
+        writes: &[Write],
+    ) -> Result<Vec<Outcome>, TargetError> {
+        let missing = missing_ends(writes, |kind, ids| self.existing(kind, ids)).await?;
+        let (ok, outcomes) = split_resolved(writes, &missing);
+        let ok: Vec<Write> = ok.into_iter().cloned().collect();
+        self.write(run, &ok).await?;
+        Ok(outcomes)
+    }
+
+    async fn disconnect(
+        &self,
+        run: &RunRef,
+        kind: EntityKind,
+        ids: &[SourceId],
+    ) -> Result<u64, TargetError> {
+        let layout = self.layout(kind)?;
+        let ids: Vec<&str> = ids.iter().map(SourceId::as_str).collect();
+        let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
+        let sql = format!(
+            "UPDATE {} SET connected = FALSE, connection_run = $1, updated_at = $2 \
+             WHERE connected AND source_id = ANY($3) RETURNING source_id",
+            layout.table
+        );
+        let rows = sqlx::query(&sql)
+            .bind(run.job_id.as_str())
+            .bind(now_ms())
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| backend("disconnect", e))?;
+        let done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let log: Vec<(&str, &str, Option<String>)> = done
+            .iter()
+            .map(|id| (id.as_str(), "disconnected", None))
+            .collect();
+        insert_change_log(&mut tx, run, kind, &log).await?;
+        tx.commit().await.map_err(|e| backend("commit", e))?;
+        Ok(done.len() as u64)
+    }
+}

@@ -1,0 +1,380 @@
+//! The SQLite target: the embedded default provider store (one file).
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use provsync_core::model::{EntityKind, SourceId};
+use provsync_core::target::{
+    Change, Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::{
+    change_rows, layouts, mapped_values, missing_ends, moved_column, now_ms, parent_links,
+    split_resolved, structural_values, TableLayout,
+};
+
+/// SQLite allows 32766 bound variables per statement; stay well under it.
+const MAX_VARS: usize = 30_000;
+
+/// The SQLite provider store.
+pub struct SqliteTarget {
+    pool: SqlitePool,
+    layouts: RwLock<HashMap<EntityKind, TableLayout>>,
+}
+
+fn backend(context: &str, e: sqlx::Error) -> TargetError {
+    TargetError::Unavailable(format!("sqlite target: {context}: {e}"))
+}
+
+impl SqliteTarget {
+    /// Opens (creating if needed) the file at `url` and migrates the provider schema.
+    pub async fn connect(url: &str) -> Result<Self, TargetError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| TargetError::Config(format!("sqlite target url {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30));
+        // One connection: SQLite has a single writer, and one connection keeps
+        // `sqlite::memory:` one database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(|e| backend("connect", e))?;
+        sqlx::migrate!("migrations/target-sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| TargetError::Config(format!("sqlite target migration: {e}")))?;
+        Ok(Self {
+            pool,
+            layouts: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The pool, for tests and the bench to read the provider tables.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn layout(&self, kind: EntityKind) -> Result<TableLayout, TargetError> {
+        self.layouts
+            .read()
+            .expect("layout lock")
+            .get(&kind)
+            .cloned()
+            .ok_or_else(|| TargetError::Config(format!("no table prepared for {kind}")))
+    }
+
+    async fn write(&self, run: &RunRef, writes: &[Write]) -> Result<(), TargetError> {
+        let mut by_kind: HashMap<EntityKind, Vec<&Write>> = HashMap::new();
+        for w in writes {
+            by_kind.entry(w.record.kind).or_default().push(w);
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
+        for (kind, ws) in by_kind {
+            let layout = self.layout(kind)?;
+            let previous = previous_state(&mut tx, &layout, &ws).await?;
+            upsert_rows(&mut tx, &layout, run, &ws).await?;
+            let log = change_rows(&layout, &ws, &previous);
+            insert_change_log(&mut tx, run, kind, &log).await?;
+            if kind == EntityKind::Relation {
+                apply_parent_links(&mut tx, &ws).await?;
+            }
+        }
+        tx.commit().await.map_err(|e| backend("commit", e))
+    }
+
+    async fn existing(
+        &self,
+        kind: EntityKind,
+        ids: Vec<String>,
+    ) -> Result<HashSet<String>, TargetError> {
+        let layout = self.layout(kind)?;
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(MAX_VARS) {
+            let sql = format!(
+                "SELECT source_id FROM {} WHERE source_id IN ({})",
+                layout.table,
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for row in q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| backend("lookup", e))?
+            {
+                found.insert(row.get::<String, _>(0));
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 2);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s
+}
+
+/// (connected, moved-column value) of the updated records before the write.
+async fn previous_state(
+    tx: &mut Transaction<'_, Sqlite>,
+    layout: &TableLayout,
+    ws: &[&Write],
+) -> Result<HashMap<String, (bool, Option<String>)>, TargetError> {
+    let ids: Vec<&str> = ws
+        .iter()
+        .filter(|w| w.change == Change::Updated)
+        .map(|w| w.record.source_id.as_str())
+        .collect();
+    let mut out = HashMap::new();
+    let moved = moved_column(layout.kind).unwrap_or("NULL");
+    for chunk in ids.chunks(MAX_VARS) {
+        let sql = format!(
+            "SELECT source_id, connected, {moved} FROM {} WHERE source_id IN ({})",
+            layout.table,
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| backend("read previous", e))?
+        {
+            out.insert(
+                row.get::<String, _>(0),
+                (row.get::<bool, _>(1), row.get::<Option<String>, _>(2)),
+            );
+        }
+    }
+    Ok(out)
+}
+
+async fn upsert_rows(
+    tx: &mut Transaction<'_, Sqlite>,
+    layout: &TableLayout,
+    run: &RunRef,
+    ws: &[&Write],
+) -> Result<(), TargetError> {
+    let data: Vec<&str> = layout.data_columns().collect();
+    let columns: Vec<&str> = ["source_id", "scope"]
+        .into_iter()
+        .chain(data.iter().copied())
+        .chain(super::BOOKKEEPING)
+        .collect();
+    let per_row = columns.len() - 1; // `connected` is a literal
+    let row_sql = format!("({},1,?,?,?,?)", placeholders(per_row - 4));
+    let set: Vec<String> = std::iter::once("scope")
+        .chain(data.iter().copied())
+        .chain(["content_hash", "updated_run", "updated_at"])
+        .map(|c| format!("{c}=excluded.{c}"))
+        .collect();
+    let now = now_ms();
+    for chunk in ws.chunks((MAX_VARS / per_row).max(1)) {
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            layout.table,
+            columns.join(",")
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&row_sql);
+        }
+        sql.push_str(&format!(
+            " ON CONFLICT(source_id) DO UPDATE SET {}, \
+             connection_run=CASE WHEN {t}.connected THEN {t}.connection_run ELSE excluded.connection_run END, \
+             connected=1",
+            set.join(","),
+            t = layout.table
+        ));
+        let mut q = sqlx::query(&sql);
+        for w in chunk {
+            let r = &w.record;
+            q = q.bind(r.source_id.as_str()).bind(r.scope.as_str());
+            for v in structural_values(r) {
+                q = q.bind(v);
+            }
+            for v in mapped_values(layout, r) {
+                q = bind_value(q, v);
+            }
+            q = q
+                .bind(r.hash.to_string())
+                .bind(run.job_id.as_str())
+                .bind(run.job_id.as_str())
+                .bind(run.job_id.as_str())
+                .bind(now);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| backend(&format!("upsert into {}", layout.table), e))?;
+    }
+    Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_value<'q>(q: Query<'q>, v: Option<&'q serde_json::Value>) -> Query<'q> {
+    use serde_json::Value;
+    match v {
+        None | Some(Value::Null) => q.bind(None::<String>),
+        Some(Value::Bool(b)) => q.bind(*b),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => q.bind(i),
+            None => q.bind(n.as_f64()),
+        },
+        Some(Value::String(s)) => q.bind(s.as_str()),
+        Some(other) => q.bind(other.to_string()),
+    }
+}
+
+async fn insert_change_log(
+    tx: &mut Transaction<'_, Sqlite>,
+    run: &RunRef,
+    kind: EntityKind,
+    rows: &[(&str, &str, Option<String>)],
+) -> Result<(), TargetError> {
+    let now = now_ms();
+    for chunk in rows.chunks(MAX_VARS / 6) {
+        let mut sql = String::from(
+            "INSERT INTO change_log (run_id, kind, source_id, change, detail, at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?,?,?,?,?,?)");
+        }
+        let mut q = sqlx::query(&sql);
+        for (id, change, detail) in chunk {
+            q = q
+                .bind(run.job_id.as_str())
+                .bind(kind.as_str())
+                .bind(*id)
+                .bind(*change)
+                .bind(detail.as_deref())
+                .bind(now);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| backend("change log", e))?;
+    }
+    Ok(())
+}
+
+/// A `parent` relation sets the child workplace's parent column (the hierarchy).
+async fn apply_parent_links(
+    tx: &mut Transaction<'_, Sqlite>,
+    ws: &[&Write],
+) -> Result<(), TargetError> {
+    for (child, parent) in parent_links(ws) {
+        sqlx::query("UPDATE workplaces SET parent_source_id = ? WHERE source_id = ?")
+            .bind(parent)
+            .bind(child)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| backend("set parent", e))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Target for SqliteTarget {
+    fn limits(&self) -> TargetLimits {
+        TargetLimits {
+            max_batch: 5_000,
+            max_concurrency: 1,
+        }
+    }
+
+    async fn prepare(&self, plan: &[TablePlan]) -> Result<(), TargetError> {
+        let mut columns_of = HashMap::new();
+        for p in plan {
+            let rows = sqlx::query("SELECT name FROM pragma_table_info(?)")
+                .bind(&p.table)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| backend("describe", e))?;
+            if !rows.is_empty() {
+                columns_of.insert(
+                    p.table.clone(),
+                    rows.iter().map(|r| r.get::<String, _>(0)).collect(),
+                );
+            }
+        }
+        *self.layouts.write().expect("layout lock") = layouts(plan, &columns_of)?;
+        Ok(())
+    }
+
+    async fn upsert(&self, run: &RunRef, writes: &[Write]) -> Result<Vec<Outcome>, TargetError> {
+        self.write(run, writes).await?;
+        Ok(vec![Outcome::Written { target_id: None }; writes.len()])
+    }
+
+    async fn upsert_links(
+        &self,
+        run: &RunRef,
+        writes: &[Write],
+    ) -> Result<Vec<Outcome>, TargetError> {
+        let missing = missing_ends(writes, |kind, ids| self.existing(kind, ids)).await?;
+        let (ok, outcomes) = split_resolved(writes, &missing);
+        let ok: Vec<Write> = ok.into_iter().cloned().collect();
+        self.write(run, &ok).await?;
+        Ok(outcomes)
+    }
+
+    async fn disconnect(
+        &self,
+        run: &RunRef,
+        kind: EntityKind,
+        ids: &[SourceId],
+    ) -> Result<u64, TargetError> {
+        let layout = self.layout(kind)?;
+        let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
+        let mut changed = 0;
+        let now = now_ms();
+        for chunk in ids.chunks(MAX_VARS - 3) {
+            let sql = format!(
+                "UPDATE {} SET connected=0, connection_run=?, updated_at=? \
+                 WHERE connected=1 AND source_id IN ({}) RETURNING source_id",
+                layout.table,
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(run.job_id.as_str()).bind(now);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            let rows = q
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| backend("disconnect", e))?;
+            let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            let log: Vec<(&str, &str, Option<String>)> = ids
+                .iter()
+                .map(|id| (id.as_str(), "disconnected", None))
+                .collect();
+            insert_change_log(&mut tx, run, kind, &log).await?;
+            changed += ids.len() as u64;
+        }
+        tx.commit().await.map_err(|e| backend("commit", e))?;
+        Ok(changed)
+    }
+}
