@@ -1,5 +1,7 @@
 //! The command line: `run`, `status`, `abort`, `generate`, `demo`, `bench`.
 
+mod demo;
+mod generate;
 mod progress;
 mod run;
 mod status;
@@ -48,6 +50,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Abort a job (a queued one is cancelled at once).
     Abort(status::AbortArgs),
+    /// Write a deterministic generated world (or a later night of it) as NDJSON.
+    Generate(generate::GenerateArgs),
+    /// Generate a world and sync two nights of it into a SQLite provider store.
+    Demo(demo::DemoArgs),
 }
 
 /// Exit code for a job's final state: 0 completed, 2 with errors, 3 aborted, 1 failed.
@@ -62,7 +68,7 @@ pub fn exit_code(state: JobState) -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROVSYNC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,provsync=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -91,6 +97,8 @@ pub fn main() -> ExitCode {
             Command::Run(a) => run::run(a).await,
             Command::Status(a) => status::status(a).await,
             Command::Abort(a) => status::abort(a).await,
+            Command::Generate(a) => generate::generate(a),
+            Command::Demo(a) => demo::demo(a).await,
         }
     });
     match result {

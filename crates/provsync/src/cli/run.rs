@@ -70,8 +70,9 @@ pub async fn run_spec(
         }
         None => {
             let (id, how) = engine.submit(spec, requested_by).await?;
-            if how == Dispatch::Queued {
-                eprintln!("job {id} queued behind the target's active job");
+            match how {
+                Dispatch::Queued => eprintln!("job {id} queued behind the target's active job"),
+                Dispatch::Started => eprintln!("job {id} started"),
             }
             id
         }

@@ -58,12 +58,12 @@ pub fn target_name(spec: &ConnectorSpec) -> Result<String, TargetError> {
     match spec.kind.as_str() {
         "sqlite" => {
             let c: SqliteConfig = settings(spec)?;
-            Ok(c.name.unwrap_or_else(|| format!("sqlite:{}", c.url)))
+            Ok(c.name.unwrap_or(c.url))
         }
         "postgres" => {
             let c: PostgresConfig = settings(spec)?;
             Ok(c.name
-                .unwrap_or_else(|| format!("postgres:{}#{}", redact_url(&c.url), c.schema)))
+                .unwrap_or_else(|| format!("{}#{}", redact_url(&c.url), c.schema)))
         }
         other => Err(unknown(other)),
     }
