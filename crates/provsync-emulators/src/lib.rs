@@ -1,1 +1,3 @@
-pub fn x() {}
+//! provsync emulators of the systems it talks to, and the deterministic data generator.
+
+pub mod generator;
