@@ -86,6 +86,9 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     println!("\nprovider store: {}", target.display());
     println!("job state:      {}", state.display());
-    println!("try: sqlite3 {} \"SELECT change, count(*) FROM change_log GROUP BY run_id, change\"", target.display());
+    println!(
+        "try: sqlite3 {} \"SELECT change, count(*) FROM change_log GROUP BY run_id, change\"",
+        target.display()
+    );
     Ok(super::exit_code(worst))
 }

@@ -62,7 +62,10 @@ pub fn world(seed: u64, individuals: u64, data: Option<&Path>) -> anyhow::Result
     let dir = data_dir(data)?;
     let reference = ReferenceData::load(&dir)
         .with_context(|| format!("loading reference data from {}", dir.display()))?;
-    Ok(World::new(WorldSpec::us(seed, individuals), Arc::new(reference))?)
+    Ok(World::new(
+        WorldSpec::us(seed, individuals),
+        Arc::new(reference),
+    )?)
 }
 
 /// Writes night `night` of `world` as NDJSON; returns the record count.
@@ -80,8 +83,8 @@ pub fn write_snapshot(world: &World, night: u32, out: &mut dyn Write) -> anyhow:
 
 /// Writes night `night` to a file.
 pub fn write_snapshot_file(world: &World, night: u32, path: &Path) -> anyhow::Result<u64> {
-    let mut file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     write_snapshot(world, night, &mut file)
 }
 

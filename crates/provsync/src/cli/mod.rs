@@ -1,5 +1,6 @@
 //! The command line: `run`, `status`, `abort`, `generate`, `demo`, `bench`.
 
+mod bench;
 mod demo;
 mod generate;
 mod progress;
@@ -54,6 +55,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Generate a world and sync two nights of it into a SQLite provider store.
     Demo(demo::DemoArgs),
+    /// Measure throughput, memory and rerun cost of a full sync.
+    Bench(bench::BenchArgs),
 }
 
 /// Exit code for a job's final state: 0 completed, 2 with errors, 3 aborted, 1 failed.
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
             Command::Abort(a) => status::abort(a).await,
             Command::Generate(a) => generate::generate(a),
             Command::Demo(a) => demo::demo(a).await,
+            Command::Bench(a) => bench::bench(a).await,
         }
     });
     match result {

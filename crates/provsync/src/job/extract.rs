@@ -100,6 +100,7 @@ async fn extract_pages(ctx: &JobContext, tx: mpsc::Sender<(u64, Page)>) -> Resul
             ctx.stop.cancel();
             break;
         }
+        let started = std::time::Instant::now();
         let page = ctx.source.fetch(&cursor).await?;
         let records = (page.records.len() + page.bad.len()) as u64;
         let next = Checkpoint {
@@ -110,6 +111,7 @@ async fn extract_pages(ctx: &JobContext, tx: mpsc::Sender<(u64, Page)>) -> Resul
         ctx.store()
             .record_page(&ctx.id, page_no, &cursor, records, &next)
             .await?;
+        Progress::time(&progress.extract_ns, started);
         Progress::add(&progress.pages, 1);
         Progress::add(&progress.extracted, records);
         let last = page.next.clone();

@@ -57,6 +57,13 @@ pub struct RunSummary {
 
 /// Finishes a job whose connectors are open.
 pub async fn run(ctx: &JobContext) -> Result<(), EngineError> {
+    let started = std::time::Instant::now();
+    let result = finish(ctx).await;
+    super::Progress::time(&ctx.engine.progress.finish_ns, started);
+    result
+}
+
+async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
     let engine = &ctx.engine;
     let id = &ctx.id;
     engine.store.set_stage(id, Stage::Finish).await?;

@@ -27,7 +27,10 @@ pub async fn run(
     let mut over_threshold = false;
     while let Some(page) = rx.recv().await {
         let page_no = page.page_no;
-        let Some(counts) = load_page(&ctx, page).await? else {
+        let started = std::time::Instant::now();
+        let loaded = load_page(&ctx, page).await?;
+        Progress::time(&ctx.engine.progress.load_ns, started);
+        let Some(counts) = loaded else {
             tracing::debug!(job = %ctx.id, page = page_no, "page already loaded: skipped");
             continue;
         };

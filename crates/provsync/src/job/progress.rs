@@ -17,12 +17,27 @@ pub struct Progress {
     pub links: AtomicU64,
     /// Records disconnected by the sweep.
     pub disconnected: AtomicU64,
+    /// Time spent fetching pages (ns).
+    pub extract_ns: AtomicU64,
+    /// Time spent mapping pages (ns).
+    pub transform_ns: AtomicU64,
+    /// Time spent loading pages: hash checks, target writes, ledger commits (ns).
+    pub load_ns: AtomicU64,
+    /// Time spent in the relations stage (ns).
+    pub relations_ns: AtomicU64,
+    /// Time spent in the finish stage, sweep included (ns).
+    pub finish_ns: AtomicU64,
 }
 
 impl Progress {
     /// Adds to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds the time elapsed since `start` to a stage timer.
+    pub fn time(counter: &AtomicU64, start: std::time::Instant) {
+        counter.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Reads a counter.

@@ -19,6 +19,13 @@ const CHUNK: u32 = 5_000;
 /// Loads every staged link of the job. A target failure fails the job and stops
 /// the stage; links already committed stay committed.
 pub async fn run(ctx: &Arc<JobContext>) -> Result<(), EngineError> {
+    let started = std::time::Instant::now();
+    let result = load_all(ctx).await;
+    Progress::time(&ctx.engine.progress.relations_ns, started);
+    result
+}
+
+async fn load_all(ctx: &Arc<JobContext>) -> Result<(), EngineError> {
     let mut after = i64::MIN;
     loop {
         let chunk = ctx.store().staged_links(&ctx.id, after, CHUNK).await?;

@@ -36,9 +36,11 @@ pub async fn run(
 ) -> Result<(), EngineError> {
     while let Some((page_no, page)) = rx.recv().await {
         let mapping = ctx.mapping.clone();
+        let started = std::time::Instant::now();
         let out = tokio::task::spawn_blocking(move || transform_page(&mapping, page_no, page))
             .await
             .map_err(|e| EngineError::Task(e.to_string()))?;
+        Progress::time(&ctx.engine.progress.transform_ns, started);
         Progress::add(
             &ctx.engine.progress.transformed,
             out.counts.total().extracted,

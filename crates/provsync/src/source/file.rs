@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(p.bad.len(), 2);
         assert_eq!(p.bad[0].source_id.as_deref(), Some("I2"));
         assert!(p.bad[0].position.ends_with(":2"), "{}", p.bad[0].position);
-        assert!(p.bad[0].reason.contains("last_name"), "{}", p.bad[0].reason);
+        assert!(p.bad[0].reason.contains("missing field `first_name`"), "{}", p.bad[0].reason);
         assert!(p.bad[1].position.ends_with(":3"));
     }
 

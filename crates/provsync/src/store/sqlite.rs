@@ -1,0 +1,418 @@
+//! The SQLite state store of the embedded runtime: one file, WAL journal, and every
+//! change that spans statements in one `BEGIN IMMEDIATE` transaction.
+//!
+//! `BEGIN IMMEDIATE` (not sqlx's default deferred `BEGIN`) takes the write lock up
+//! front: two deferred transactions that both read and then write would deadlock on
+//! the lock upgrade and fail with `SQLITE_BUSY` instead of waiting for the busy
+//! timeout. The SQL sticks to what PostgreSQL also accepts (`ON CONFLICT`,
+//! `RETURNING`, `VALUES` rows named `column1..n`) so the PostgreSQL store can share it.
+
+mod jobs;
+mod ledger;
+mod records;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use provsync_core::job::{JobId, JobSpec, JobState, KindCounts, Stage};
+use provsync_core::model::{EntityKind, Scope, SourceId};
+use provsync_core::source::Cursor;
+use provsync_core::store::{
+    Checkpoint, Dispatch, ErrorEntry, JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit,
+    PageEntry, StagedLink, StateStore, StoreError, Transition,
+};
+
+/// The migrations, embedded in the binary. `sqlx::migrate!` would need sqlx's
+/// `macros` feature, which the crate does not enable; `Migration::new` computes the
+/// same checksums, so switching to the macro later keeps existing databases valid.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "state",
+    include_str!("../../migrations/sqlite/0001_state.sql"),
+)];
+
+/// Rows per multi-row statement: well under SQLite's 32766 bound variables (and
+/// PostgreSQL's 65535) at up to 10 columns, large enough to amortise the per-call cost.
+const CHUNK: usize = 1_000;
+
+/// The SQLite implementation of [`StateStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+#[derive(Debug)]
+struct Embedded;
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|(version, desc, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*desc),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) and migrates the database at a `sqlite:` URL.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .synchronous(SqliteSynchronous::Normal);
+        if !memory {
+            opts = opts.journal_mode(SqliteJournalMode::Wal);
+        }
+        let pool = if memory {
+            // One connection that never closes: the database lives only as long as it.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(4)
+        }
+        .connect_with(opts)
+        .await
+        .map_err(db("open SQLite state store"))?;
+        Self::from_pool(pool).await
+    }
+
+    /// Wraps an existing pool, applying the migrations.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        let migrator = Migrator::new(Embedded)
+            .await
+            .map_err(|e| StoreError::Backend(format!("load migrations: {e}")))?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrate SQLite state store: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool (maintenance and tests).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+// --- helpers shared by the submodules ---
+
+/// Current time as epoch milliseconds (the store's timestamp format).
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Epoch milliseconds back to a timestamp.
+fn ms_to_dt(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+/// Maps a sqlx error to `Backend`, saying what was being done.
+fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError::Backend(format!("{context}: {e}"))
+}
+
+/// Like [`db`], but a foreign key violation means the job does not exist.
+fn db_job<'a>(context: &'static str, id: &'a JobId) -> impl Fn(sqlx::Error) -> StoreError + 'a {
+    move |e| {
+        let fk = e
+            .as_database_error()
+            .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation));
+        if fk {
+            StoreError::NotFound(id.0.clone())
+        } else {
+            StoreError::Backend(format!("{context}: {e}"))
+        }
+    }
+}
+
+/// Reads a column, reporting an undecodable value as `Corrupt`.
+fn col<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+}
+
+/// Decodes a JSON column.
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Encodes a value as JSON text.
+fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encode {what}: {e}")))
+}
+
+/// A `u64` as the `BIGINT` the schema stores.
+fn int(v: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{what} {v} exceeds i64")))
+}
+
+/// A stored `BIGINT` that must not be negative.
+fn uint(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is negative")))
+}
+
+/// Parses a stored kind name.
+fn kind(s: &str) -> Result<EntityKind, StoreError> {
+    EntityKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown entity kind {s:?}")))
+}
+
+/// Starts a write transaction holding SQLite's write lock from the first statement.
+async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pool.begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db("begin transaction"))
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn create_job(
+        &self,
+        id: &JobId,
+        target: &str,
+        spec: &JobSpec,
+        requested_by: &str,
+    ) -> Result<JobRecord, StoreError> {
+        jobs::create_job(&self.pool, id, target, spec, requested_by).await
+    }
+
+    async fn dispatch(
+        &self,
+        id: &JobId,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Dispatch, StoreError> {
+        jobs::dispatch(&self.pool, id, owner, lease_ms).await
+    }
+
+    async fn start_next_queued(
+        &self,
+        target: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Option<JobId>, StoreError> {
+        jobs::start_next_queued(&self.pool, target, owner, lease_ms).await
+    }
+
+    async fn transition(
+        &self,
+        id: &JobId,
+        from: JobState,
+        to: JobState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        jobs::transition(&self.pool, id, from, to, reason).await
+    }
+
+    async fn record_failure(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
+        jobs::record_failure(&self.pool, id, reason).await
+    }
+
+    async fn set_stage(&self, id: &JobId, stage: Stage) -> Result<(), StoreError> {
+        jobs::set_stage(&self.pool, id, stage).await
+    }
+
+    async fn set_summary(&self, id: &JobId, summary: &serde_json::Value) -> Result<(), StoreError> {
+        jobs::set_summary(&self.pool, id, summary).await
+    }
+
+    async fn job(&self, id: &JobId) -> Result<JobRecord, StoreError> {
+        jobs::job(&self.pool, id).await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        jobs::list_jobs(&self.pool, filter).await
+    }
+
+    async fn transitions(&self, id: &JobId) -> Result<Vec<Transition>, StoreError> {
+        jobs::transitions(&self.pool, id).await
+    }
+
+    async fn request_abort(&self, id: &JobId) -> Result<(), StoreError> {
+        jobs::request_abort(&self.pool, id).await
+    }
+
+    async fn abort_requested(&self, id: &JobId) -> Result<bool, StoreError> {
+        jobs::abort_requested(&self.pool, id).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        jobs::acquire_lease(&self.pool, name, owner, ttl_ms).await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        jobs::release_lease(&self.pool, name, owner).await
+    }
+
+    async fn orphaned_jobs(&self) -> Result<Vec<JobId>, StoreError> {
+        jobs::orphaned_jobs(&self.pool).await
+    }
+
+    async fn record_page(
+        &self,
+        id: &JobId,
+        page_no: u64,
+        cursor: &Cursor,
+        records: u64,
+        next: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        ledger::record_page(&self.pool, id, page_no, cursor, records, next).await
+    }
+
+    async fn checkpoint(&self, id: &JobId) -> Result<Option<Checkpoint>, StoreError> {
+        ledger::checkpoint(&self.pool, id).await
+    }
+
+    async fn set_checkpoint(&self, id: &JobId, cp: &Checkpoint) -> Result<(), StoreError> {
+        ledger::set_checkpoint(&self.pool, id, cp).await
+    }
+
+    async fn pages(&self, id: &JobId) -> Result<Vec<PageEntry>, StoreError> {
+        ledger::pages(&self.pool, id).await
+    }
+
+    async fn commit_page(
+        &self,
+        id: &JobId,
+        target: &str,
+        page_no: u64,
+        commit: &PageCommit,
+    ) -> Result<bool, StoreError> {
+        ledger::commit_page(&self.pool, id, target, page_no, commit).await
+    }
+
+    async fn counts(&self, id: &JobId) -> Result<KindCounts, StoreError> {
+        ledger::counts(&self.pool, id).await
+    }
+
+    async fn known_records(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        ids: &[SourceId],
+        seen_by: &JobId,
+    ) -> Result<HashMap<SourceId, KnownRecord>, StoreError> {
+        records::known_records(&self.pool, target, kind, ids, seen_by).await
+    }
+
+    async fn target_ids(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        ids: &[SourceId],
+    ) -> Result<HashMap<SourceId, String>, StoreError> {
+        records::target_ids(&self.pool, target, kind, ids).await
+    }
+
+    async fn staged_links(
+        &self,
+        id: &JobId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StagedLink>, StoreError> {
+        ledger::staged_links(&self.pool, id, after_seq, limit).await
+    }
+
+    async fn commit_links(
+        &self,
+        id: &JobId,
+        target: &str,
+        commit: &LinkCommit,
+    ) -> Result<(), StoreError> {
+        ledger::commit_links(&self.pool, id, target, commit).await
+    }
+
+    async fn add_errors(&self, id: &JobId, errors: &[ErrorEntry]) -> Result<(), StoreError> {
+        ledger::add_errors(&self.pool, id, errors).await
+    }
+
+    async fn errors(
+        &self,
+        id: &JobId,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<ErrorEntry>, StoreError> {
+        ledger::errors(&self.pool, id, offset, limit).await
+    }
+
+    async fn error_count(&self, id: &JobId) -> Result<u64, StoreError> {
+        ledger::error_count(&self.pool, id).await
+    }
+
+    async fn connected_count(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        scopes: &[Scope],
+    ) -> Result<u64, StoreError> {
+        records::connected_count(&self.pool, target, kind, scopes).await
+    }
+
+    async fn unseen_records(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        scopes: &[Scope],
+        id: &JobId,
+        limit: u32,
+    ) -> Result<Vec<SourceId>, StoreError> {
+        records::unseen_records(&self.pool, target, kind, scopes, id, limit).await
+    }
+
+    async fn unseen_count(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        scopes: &[Scope],
+        id: &JobId,
+    ) -> Result<u64, StoreError> {
+        records::unseen_count(&self.pool, target, kind, scopes, id).await
+    }
+
+    async fn mark_disconnected(
+        &self,
+        target: &str,
+        kind: EntityKind,
+        ids: &[SourceId],
+        id: &JobId,
+    ) -> Result<(), StoreError> {
+        records::mark_disconnected(&self.pool, target, kind, ids, id).await
+    }
+}

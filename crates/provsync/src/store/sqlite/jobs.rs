@@ -1,0 +1,467 @@
+//! Jobs, transitions, dispatch queue, abort flags and leases.
+
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use provsync_core::job::{JobId, JobSpec, JobState, Stage};
+use provsync_core::store::{Dispatch, JobFilter, JobRecord, StoreError, Transition};
+
+use super::{begin, col, db, json, ms_to_dt, now_ms, to_json};
+
+/// States that hold a target (`JobState::is_active`), as an SQL list.
+const ACTIVE: &str = "('running', 'finishing', 'aborting')";
+
+const JOB_COLUMNS: &str = "id, target, spec, requested_by, state, stage, failure, \
+     abort_requested, created_at, started_at, finished_at, summary";
+
+fn parse_state(s: &str) -> Result<JobState, StoreError> {
+    JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job state {s:?}")))
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+    let spec: String = col(row, "spec")?;
+    let stage: String = col(row, "stage")?;
+    let summary: Option<String> = col(row, "summary")?;
+    Ok(JobRecord {
+        id: JobId(col(row, "id")?),
+        target: col(row, "target")?,
+        spec: json(&spec, "job spec")?,
+        requested_by: col(row, "requested_by")?,
+        state: parse_state(&col::<String>(row, "state")?)?,
+        stage: Stage::parse(&stage)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown stage {stage:?}")))?,
+        failure: col(row, "failure")?,
+        abort_requested: col::<i64>(row, "abort_requested")? != 0,
+        created_at: ms_to_dt(col(row, "created_at")?)?,
+        started_at: col::<Option<i64>>(row, "started_at")?
+            .map(ms_to_dt)
+            .transpose()?,
+        finished_at: col::<Option<i64>>(row, "finished_at")?
+            .map(ms_to_dt)
+            .transpose()?,
+        summary: summary
+            .as_deref()
+            .map(|s| json(s, "job summary"))
+            .transpose()?,
+    })
+}
+
+/// The state of a job, read inside a transaction; `NotFound` if there is none.
+async fn state_of(conn: &mut SqliteConnection, id: &JobId) -> Result<JobState, StoreError> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(db("read job state"))?;
+    parse_state(&state.ok_or_else(|| StoreError::NotFound(id.0.clone()))?)
+}
+
+/// Appends a transition row; `seq` continues the job's own numbering.
+async fn append_transition(
+    conn: &mut SqliteConnection,
+    id: &JobId,
+    from: JobState,
+    to: JobState,
+    at: i64,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO job_transitions (job_id, seq, from_state, to_state, at, reason) \
+         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM job_transitions WHERE job_id = ?",
+    )
+    .bind(id.as_str())
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(at)
+    .bind(reason)
+    .bind(id.as_str())
+    .execute(conn)
+    .await
+    .map_err(db("append transition"))?;
+    Ok(())
+}
+
+/// Moves a job to `running` and gives its `job:<id>` lease to `owner`.
+async fn start(
+    conn: &mut SqliteConnection,
+    id: &JobId,
+    from: JobState,
+    owner: &str,
+    lease_ms: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?), \
+         updated_at = ? WHERE id = ?",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("start job"))?;
+    // Unconditional: nobody can legitimately hold the lease of a job not yet started.
+    sqlx::query(
+        "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
+    )
+    .bind(format!("job:{id}"))
+    .bind(owner)
+    .bind(now.saturating_add(lease_ms))
+    .execute(&mut *conn)
+    .await
+    .map_err(db("take job lease"))?;
+    append_transition(conn, id, from, JobState::Running, now, None).await
+}
+
+/// Whether a target has an active job.
+async fn target_busy(conn: &mut SqliteConnection, target: &str) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs WHERE target = ? AND state IN {ACTIVE}"
+    ))
+    .bind(target)
+    .fetch_one(conn)
+    .await
+    .map_err(db("check target"))?;
+    Ok(n > 0)
+}
+
+pub(super) async fn create_job(
+    pool: &SqlitePool,
+    id: &JobId,
+    target: &str,
+    spec: &JobSpec,
+    requested_by: &str,
+) -> Result<JobRecord, StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO jobs (id, target, spec, requested_by, state, stage, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, 'accepted', 'pending', ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(target)
+    .bind(to_json(spec, "job spec")?)
+    .bind(requested_by)
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(db("create job"))?;
+    job(pool, id).await
+}
+
+pub(super) async fn dispatch(
+    pool: &SqlitePool,
+    id: &JobId,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<Dispatch, StoreError> {
+    let mut tx = begin(pool).await?;
+    let state = state_of(&mut tx, id).await?;
+    if state != JobState::Accepted {
+        return Err(StoreError::Conflict {
+            job: id.0.clone(),
+            actual: state,
+            expected: JobState::Accepted.as_str().into(),
+        });
+    }
+    let target: String = sqlx::query_scalar("SELECT target FROM jobs WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("read job target"))?;
+    // Any queued job of the target was queued before this one: it goes first (FIFO),
+    // even if the target happens to be free right now.
+    let waiting: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs WHERE target = ? AND id <> ? \
+         AND (state = 'queued' OR state IN {ACTIVE})"
+    ))
+    .bind(&target)
+    .bind(id.as_str())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db("check target"))?;
+    let now = now_ms();
+    let outcome = if waiting == 0 {
+        start(&mut tx, id, JobState::Accepted, owner, lease_ms, now).await?;
+        Dispatch::Started
+    } else {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', updated_at = ?, queue_seq = \
+             (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs WHERE target = ?) WHERE id = ?",
+        )
+        .bind(now)
+        .bind(&target)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db("queue job"))?;
+        append_transition(&mut tx, id, JobState::Accepted, JobState::Queued, now, None).await?;
+        Dispatch::Queued
+    };
+    tx.commit().await.map_err(db("commit dispatch"))?;
+    Ok(outcome)
+}
+
+pub(super) async fn start_next_queued(
+    pool: &SqlitePool,
+    target: &str,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<Option<JobId>, StoreError> {
+    let mut tx = begin(pool).await?;
+    if target_busy(&mut tx, target).await? {
+        return Ok(None);
+    }
+    let next: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE target = ? AND state = 'queued' \
+         ORDER BY queue_seq, created_at, id LIMIT 1",
+    )
+    .bind(target)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db("find next queued job"))?;
+    let Some(next) = next.map(JobId) else {
+        return Ok(None);
+    };
+    start(&mut tx, &next, JobState::Queued, owner, lease_ms, now_ms()).await?;
+    tx.commit().await.map_err(db("commit start"))?;
+    Ok(Some(next))
+}
+
+pub(super) async fn transition(
+    pool: &SqlitePool,
+    id: &JobId,
+    from: JobState,
+    to: JobState,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut tx = begin(pool).await?;
+    let actual = state_of(&mut tx, id).await?;
+    if !from.may_become(to) {
+        return Err(StoreError::Conflict {
+            job: id.0.clone(),
+            actual,
+            expected: format!(
+                "a legal transition, but {} may not become {}",
+                from.as_str(),
+                to.as_str()
+            ),
+        });
+    }
+    if actual != from {
+        return Err(StoreError::Conflict {
+            job: id.0.clone(),
+            actual,
+            expected: from.as_str().into(),
+        });
+    }
+    let now = now_ms();
+    let started = (to == JobState::Running).then_some(now);
+    let finished = to.is_terminal().then_some(now);
+    sqlx::query(
+        "UPDATE jobs SET state = ?, updated_at = ?, started_at = COALESCE(started_at, ?), \
+         finished_at = COALESCE(?, finished_at) WHERE id = ? AND state = ?",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(started)
+    .bind(finished)
+    .bind(id.as_str())
+    .bind(from.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db("transition job"))?;
+    append_transition(&mut tx, id, from, to, now, reason).await?;
+    if to.is_terminal() {
+        // A finished job holds nothing: its lease would only make it look alive.
+        sqlx::query("DELETE FROM leases WHERE name = ?")
+            .bind(format!("job:{id}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("release job lease"))?;
+    }
+    tx.commit().await.map_err(db("commit transition"))
+}
+
+/// Runs an `UPDATE jobs ... WHERE id = ?` and turns "no row" into `NotFound`.
+async fn update_job<'q>(
+    pool: &SqlitePool,
+    id: &JobId,
+    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    context: &'static str,
+) -> Result<(), StoreError> {
+    let done = query.execute(pool).await.map_err(db(context))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(id.0.clone()));
+    }
+    Ok(())
+}
+
+pub(super) async fn record_failure(
+    pool: &SqlitePool,
+    id: &JobId,
+    reason: &str,
+) -> Result<(), StoreError> {
+    // COALESCE keeps the first failure: it is the cause, later ones are consequences.
+    let q =
+        sqlx::query("UPDATE jobs SET failure = COALESCE(failure, ?), updated_at = ? WHERE id = ?")
+            .bind(reason)
+            .bind(now_ms())
+            .bind(id.as_str());
+    update_job(pool, id, q, "record failure").await
+}
+
+pub(super) async fn set_stage(
+    pool: &SqlitePool,
+    id: &JobId,
+    stage: Stage,
+) -> Result<(), StoreError> {
+    let q = sqlx::query("UPDATE jobs SET stage = ?, updated_at = ? WHERE id = ?")
+        .bind(stage.as_str())
+        .bind(now_ms())
+        .bind(id.as_str());
+    update_job(pool, id, q, "set stage").await
+}
+
+pub(super) async fn set_summary(
+    pool: &SqlitePool,
+    id: &JobId,
+    summary: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let q = sqlx::query("UPDATE jobs SET summary = ?, updated_at = ? WHERE id = ?")
+        .bind(to_json(summary, "job summary")?)
+        .bind(now_ms())
+        .bind(id.as_str());
+    update_job(pool, id, q, "set summary").await
+}
+
+pub(super) async fn job(pool: &SqlitePool, id: &JobId) -> Result<JobRecord, StoreError> {
+    let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(db("read job"))?
+        .ok_or_else(|| StoreError::NotFound(id.0.clone()))?;
+    job_from_row(&row)
+}
+
+pub(super) async fn list_jobs(
+    pool: &SqlitePool,
+    filter: &JobFilter,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1"));
+    if let Some(state) = filter.state {
+        qb.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(target) = &filter.target {
+        qb.push(" AND target = ").push_bind(target.as_str());
+    }
+    if let Some(since) = filter.since {
+        qb.push(" AND created_at >= ")
+            .push_bind(since.timestamp_millis());
+    }
+    // A zero limit (the `Default`) means no limit rather than an always-empty page.
+    let limit = if filter.limit == 0 {
+        i64::MAX
+    } else {
+        i64::from(filter.limit)
+    };
+    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(i64::from(filter.offset));
+    let rows = qb.build().fetch_all(pool).await.map_err(db("list jobs"))?;
+    rows.iter().map(job_from_row).collect()
+}
+
+pub(super) async fn transitions(
+    pool: &SqlitePool,
+    id: &JobId,
+) -> Result<Vec<Transition>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT from_state, to_state, at, reason FROM job_transitions \
+         WHERE job_id = ? ORDER BY seq",
+    )
+    .bind(id.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(db("read transitions"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(Transition {
+                from: parse_state(&col::<String>(r, "from_state")?)?,
+                to: parse_state(&col::<String>(r, "to_state")?)?,
+                at: ms_to_dt(col(r, "at")?)?,
+                reason: col(r, "reason")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn request_abort(pool: &SqlitePool, id: &JobId) -> Result<(), StoreError> {
+    let q = sqlx::query("UPDATE jobs SET abort_requested = 1, updated_at = ? WHERE id = ?")
+        .bind(now_ms())
+        .bind(id.as_str());
+    update_job(pool, id, q, "request abort").await
+}
+
+pub(super) async fn abort_requested(pool: &SqlitePool, id: &JobId) -> Result<bool, StoreError> {
+    let flag: Option<i64> = sqlx::query_scalar("SELECT abort_requested FROM jobs WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(db("read abort flag"))?;
+    Ok(flag.ok_or_else(|| StoreError::NotFound(id.0.clone()))? != 0)
+}
+
+pub(super) async fn acquire_lease(
+    pool: &SqlitePool,
+    name: &str,
+    owner: &str,
+    ttl_ms: i64,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    // One statement, so two contenders cannot both win: insert, or update only when
+    // the holder is the caller (renewal) or its lease has lapsed (takeover).
+    let done = sqlx::query(
+        "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+         WHERE leases.owner = excluded.owner OR leases.expires_at <= ?",
+    )
+    .bind(name)
+    .bind(owner)
+    .bind(now.saturating_add(ttl_ms))
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(db("acquire lease"))?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn release_lease(
+    pool: &SqlitePool,
+    name: &str,
+    owner: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM leases WHERE name = ? AND owner = ?")
+        .bind(name)
+        .bind(owner)
+        .execute(pool)
+        .await
+        .map_err(db("release lease"))?;
+    Ok(())
+}
+
+pub(super) async fn orphaned_jobs(pool: &SqlitePool) -> Result<Vec<JobId>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT j.id FROM jobs j LEFT JOIN leases l ON l.name = 'job:' || j.id \
+         WHERE j.state IN {ACTIVE} AND (l.name IS NULL OR l.expires_at <= ?) \
+         ORDER BY j.created_at, j.id"
+    ))
+    .bind(now_ms())
+    .fetch_all(pool)
+    .await
+    .map_err(db("find orphaned jobs"))?;
+    Ok(ids.into_iter().map(JobId).collect())
+}

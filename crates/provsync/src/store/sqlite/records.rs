@@ -1,0 +1,264 @@
+//! Per-target record state: content hashes, the id map and the sweep stamps.
+
+use std::collections::HashMap;
+
+use sqlx::sqlite::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use provsync_core::job::JobId;
+use provsync_core::model::{ContentHash, EntityKind, Scope, SourceId};
+use provsync_core::store::{HashUpdate, KnownRecord, StoreError};
+
+use super::{begin, col, db, uint, CHUNK};
+
+/// Upserts the state of written records: new hash, target id (kept when the write
+/// did not report one), connected again, seen and updated by `run`.
+pub(super) async fn upsert_written(
+    conn: &mut SqliteConnection,
+    target: &str,
+    written: &[HashUpdate],
+    run: &JobId,
+) -> Result<(), StoreError> {
+    if written.is_empty() {
+        return Ok(());
+    }
+    // One row per record, the last write winning: PostgreSQL refuses an upsert that
+    // touches the same row twice in one statement.
+    let mut last: HashMap<(EntityKind, &str), usize> = HashMap::with_capacity(written.len());
+    for (i, u) in written.iter().enumerate() {
+        last.insert((u.kind, u.source_id.as_str()), i);
+    }
+    let rows: Vec<&HashUpdate> = written
+        .iter()
+        .enumerate()
+        .filter(|(i, u)| last[&(u.kind, u.source_id.as_str())] == *i)
+        .map(|(_, u)| u)
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO record_state (target, kind, source_id, scope, hash, target_id, \
+             connected, seen_run, updated_run) ",
+        );
+        qb.push_values(chunk, |mut b, u| {
+            b.push_bind(target)
+                .push_bind(u.kind.as_str())
+                .push_bind(u.source_id.as_str())
+                .push_bind(u.scope.as_str())
+                .push_bind(u.hash.to_string())
+                .push_bind(u.target_id.as_deref())
+                .push("1")
+                .push_bind(run.as_str())
+                .push_bind(run.as_str());
+        });
+        qb.push(
+            " ON CONFLICT (target, kind, source_id) DO UPDATE SET scope = excluded.scope, \
+             hash = excluded.hash, target_id = COALESCE(excluded.target_id, record_state.target_id), \
+             connected = 1, seen_run = excluded.seen_run, updated_run = excluded.updated_run, \
+             disconnected_run = NULL",
+        );
+        qb.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("update record state"))?;
+    }
+    Ok(())
+}
+
+/// Pushes ` AND scope IN (...)` unless `scopes` is empty (all scopes).
+fn push_scopes<'a>(qb: &mut QueryBuilder<'a, Sqlite>, scopes: &'a [Scope]) {
+    if scopes.is_empty() {
+        return;
+    }
+    qb.push(" AND scope IN (");
+    let mut sep = qb.separated(", ");
+    for s in scopes {
+        sep.push_bind(s.as_str());
+    }
+    sep.push_unseparated(")");
+}
+
+/// Pushes `(?, ?, ...)` for a chunk of ids.
+fn push_ids<'a>(qb: &mut QueryBuilder<'a, Sqlite>, ids: &'a [SourceId]) {
+    qb.push("(");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id.as_str());
+    }
+    sep.push_unseparated(")");
+}
+
+pub(super) async fn known_records(
+    pool: &SqlitePool,
+    target: &str,
+    kind: EntityKind,
+    ids: &[SourceId],
+    seen_by: &JobId,
+) -> Result<HashMap<SourceId, KnownRecord>, StoreError> {
+    let mut known = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(known);
+    }
+    // Reading and stamping in one statement halves the round trips of the hottest
+    // path (every record of every run); one transaction for all chunks.
+    let mut tx = begin(pool).await?;
+    for chunk in ids.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE record_state SET seen_run = ");
+        qb.push_bind(seen_by.as_str())
+            .push(" WHERE target = ")
+            .push_bind(target)
+            .push(" AND kind = ")
+            .push_bind(kind.as_str())
+            .push(" AND source_id IN ");
+        push_ids(&mut qb, chunk);
+        qb.push(" RETURNING source_id, hash, connected");
+        let rows = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("read known records"))?;
+        for r in &rows {
+            let hash: String = col(r, "hash")?;
+            let hash = ContentHash::parse(&hash)
+                .ok_or_else(|| StoreError::Corrupt(format!("content hash {hash:?}")))?;
+            known.insert(
+                SourceId(col(r, "source_id")?),
+                KnownRecord {
+                    hash,
+                    connected: col::<i64>(r, "connected")? != 0,
+                },
+            );
+        }
+    }
+    tx.commit().await.map_err(db("commit seen stamps"))?;
+    Ok(known)
+}
+
+pub(super) async fn target_ids(
+    pool: &SqlitePool,
+    target: &str,
+    kind: EntityKind,
+    ids: &[SourceId],
+) -> Result<HashMap<SourceId, String>, StoreError> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT source_id, target_id FROM record_state WHERE target_id IS NOT NULL AND target = ",
+        );
+        qb.push_bind(target)
+            .push(" AND kind = ")
+            .push_bind(kind.as_str())
+            .push(" AND source_id IN ");
+        push_ids(&mut qb, chunk);
+        let rows = qb
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("read target ids"))?;
+        for r in &rows {
+            found.insert(SourceId(col(r, "source_id")?), col(r, "target_id")?);
+        }
+    }
+    Ok(found)
+}
+
+/// Starts `SELECT <what> FROM record_state` over the connected records of a scope.
+fn connected_in<'a>(
+    what: &str,
+    target: &'a str,
+    kind: EntityKind,
+    scopes: &'a [Scope],
+) -> QueryBuilder<'a, Sqlite> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT {what} FROM record_state WHERE connected = 1 AND target = "
+    ));
+    qb.push_bind(target)
+        .push(" AND kind = ")
+        .push_bind(kind.as_str());
+    push_scopes(&mut qb, scopes);
+    qb
+}
+
+pub(super) async fn connected_count(
+    pool: &SqlitePool,
+    target: &str,
+    kind: EntityKind,
+    scopes: &[Scope],
+) -> Result<u64, StoreError> {
+    let mut qb = connected_in("COUNT(*)", target, kind, scopes);
+    let n: i64 = qb
+        .build_query_scalar()
+        .fetch_one(pool)
+        .await
+        .map_err(db("count connected records"))?;
+    uint(n, "record count")
+}
+
+pub(super) async fn unseen_records(
+    pool: &SqlitePool,
+    target: &str,
+    kind: EntityKind,
+    scopes: &[Scope],
+    id: &JobId,
+    limit: u32,
+) -> Result<Vec<SourceId>, StoreError> {
+    let mut qb = connected_in("source_id", target, kind, scopes);
+    qb.push(" AND (seen_run IS NULL OR seen_run <> ")
+        .push_bind(id.as_str())
+        .push(") ORDER BY source_id LIMIT ")
+        .push_bind(i64::from(limit));
+    let ids: Vec<String> = qb
+        .build_query_scalar()
+        .fetch_all(pool)
+        .await
+        .map_err(db("read unseen records"))?;
+    Ok(ids.into_iter().map(SourceId).collect())
+}
+
+pub(super) async fn unseen_count(
+    pool: &SqlitePool,
+    target: &str,
+    kind: EntityKind,
+    scopes: &[Scope],
+    id: &JobId,
+) -> Result<u64, StoreError> {
+    let mut qb = connected_in("COUNT(*)", target, kind, scopes);
+    qb.push(" AND (seen_run IS NULL OR seen_run <> ")
+        .push_bind(id.as_str())
+        .push(")");
+    let n: i64 = qb
+        .build_query_scalar()
+        .fetch_one(pool)
+        .await
+        .map_err(db("count unseen records"))?;
+    uint(n, "record count")
+}
+
+pub(super) async fn mark_disconnected(
+    pool: &SqlitePool,
+    target: &str,
+    kind: EntityKind,
+    ids: &[SourceId],
+    run: &JobId,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = begin(pool).await?;
+    for chunk in ids.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "UPDATE record_state SET connected = 0, disconnected_run = ",
+        );
+        qb.push_bind(run.as_str())
+            .push(" WHERE target = ")
+            .push_bind(target)
+            .push(" AND kind = ")
+            .push_bind(kind.as_str())
+            .push(" AND source_id IN ");
+        push_ids(&mut qb, chunk);
+        qb.build()
+            .execute(&mut *tx)
+            .await
+            .map_err(db("mark records disconnected"))?;
+    }
+    tx.commit().await.map_err(db("commit disconnect"))
+}
