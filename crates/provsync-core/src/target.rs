@@ -58,6 +58,12 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// A link whose end the target does not have (yet): retried after the
+    /// relations barrier, an error only then.
+    Unresolved {
+        /// Which end is missing.
+        reason: String,
+    },
 }
 
 /// The run a write belongs to, for the target's change log.

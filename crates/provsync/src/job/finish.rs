@@ -71,7 +71,7 @@ async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
     let counts = engine.store.counts(id).await?;
     let sweep = match sweep_blocker(engine, &job, &counts).await? {
         Some(reason) => SweepReport::skipped(reason),
-        None => match reconcile::sweep(ctx).await {
+        None => match reconcile::sweep(ctx, &counts).await {
             Ok(r) => r,
             Err(EngineError::Target(e)) => {
                 engine

@@ -1,6 +1,7 @@
 //! Load (seed step 2.3): skip records whose content hash the target already has,
-//! upsert the rest in target-sized batches, stage links for the relations stage,
-//! and commit the page's effects with its ledger mark in one store transaction.
+//! upsert the rest in target-sized batches (links too when both their ends are
+//! loaded; the others are staged for the relations stage), and commit the page's
+//! effects with its ledger mark in one store transaction.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,12 +71,9 @@ async fn load_page(
     for (kind, records) in by_kind {
         let writes = classify(ctx, kind, records, &mut commit).await?;
         if kind.is_link() {
-            // Links wait for the relations stage, when both ends are loaded.
             commit.counts.kind_mut(kind).relations_staged += writes.len() as u64;
-            commit.staged.extend(writes.into_iter().map(|w| w.record));
-        } else {
-            write_entities(ctx, page.page_no, kind, writes, &mut commit).await?;
         }
+        write_batches(ctx, page.page_no, kind, writes, &mut commit).await?;
     }
     let counts = commit.counts.clone();
     let fresh = ctx
@@ -115,7 +113,10 @@ async fn classify(
     Ok(writes)
 }
 
-async fn write_entities(
+/// Writes entities, and links whose ends the target already has (most of them:
+/// sources send entities before the activities that join them). A link with an
+/// end not loaded yet is staged for the relations stage, after the barrier.
+async fn write_batches(
     ctx: &JobContext,
     page_no: u64,
     kind: EntityKind,
@@ -129,16 +130,20 @@ async fn write_entities(
         .min(ctx.target.limits().max_batch)
         .max(1);
     for chunk in writes.chunks(batch) {
-        let outcomes = ctx.target.upsert(&ctx.run, chunk).await?;
-        record_outcomes(page_no, "load", kind, chunk, outcomes, commit);
+        let outcomes = if kind.is_link() {
+            ctx.target.upsert_links(&ctx.run, chunk).await?
+        } else {
+            ctx.target.upsert(&ctx.run, chunk).await?
+        };
+        record_outcomes(page_no, kind, chunk, outcomes, commit);
     }
     Ok(())
 }
 
-/// Books the target's per-record answers: hashes of written records, failures.
+/// Books the target's per-record answers: hashes of written records, staged links,
+/// failures.
 fn record_outcomes(
     page_no: u64,
-    stage: &str,
     kind: EntityKind,
     chunk: &[Write],
     outcomes: Vec<Outcome>,
@@ -148,9 +153,10 @@ fn record_outcomes(
     for (w, outcome) in chunk.iter().zip(outcomes) {
         match outcome {
             Outcome::Written { target_id } => {
-                match w.change {
-                    Change::Created => counts.created += 1,
-                    Change::Updated => counts.updated += 1,
+                match (kind.is_link(), w.change) {
+                    (true, _) => counts.relations_loaded += 1,
+                    (false, Change::Created) => counts.created += 1,
+                    (false, Change::Updated) => counts.updated += 1,
                 }
                 commit.written.push(HashUpdate {
                     kind,
@@ -160,11 +166,16 @@ fn record_outcomes(
                     target_id,
                 });
             }
+            Outcome::Unresolved { .. } => commit.staged.push(w.record.clone()),
             Outcome::Failed { reason } => {
-                counts.failed += 1;
+                if kind.is_link() {
+                    counts.relations_failed += 1;
+                } else {
+                    counts.failed += 1;
+                }
                 commit.errors.push(ErrorEntry {
                     page_no: Some(page_no),
-                    stage: stage.into(),
+                    stage: "load".into(),
                     kind: Some(kind),
                     source_id: Some(w.record.source_id.0.clone()),
                     reason,

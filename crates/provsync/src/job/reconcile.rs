@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use provsync_core::job::KindCounts;
 use provsync_core::model::{EntityKind, Scope};
 use serde::Serialize;
 
@@ -83,21 +84,24 @@ async fn check_guards(
         return Ok(Ok(()));
     }
     let store = ctx.store();
+    let scope = group_name(group);
+    let mut per_kind = Vec::with_capacity(kinds.len());
     for &kind in kinds {
         let connected = store.connected_count(&ctx.target_name, kind, group).await?;
         let unseen = store
             .unseen_count(&ctx.target_name, kind, group, &ctx.id)
             .await?;
-        if unseen == 0 {
-            continue;
-        }
-        let scope = group_name(group);
-        if unseen == connected {
-            return Ok(Err(format!(
-                "scope {scope}: the snapshot has no {kind} records; refusing to disconnect all {connected}"
-            )));
-        }
-        if unseen as f64 > o.max_disconnect_share * connected as f64 {
+        per_kind.push((kind, connected, unseen));
+    }
+    let connected: u64 = per_kind.iter().map(|k| k.1).sum();
+    let unseen: u64 = per_kind.iter().map(|k| k.2).sum();
+    if unseen > 0 && unseen == connected {
+        return Ok(Err(format!(
+            "scope {scope}: the snapshot has no records of this scope; refusing to disconnect all {connected}"
+        )));
+    }
+    for (kind, connected, unseen) in per_kind {
+        if unseen > 0 && unseen as f64 > o.max_disconnect_share * connected as f64 {
             return Ok(Err(format!(
                 "scope {scope}: would disconnect {unseen} of {connected} {kind} records ({:.1}%), above the allowed {:.1}%",
                 100.0 * unseen as f64 / connected as f64,
@@ -109,11 +113,14 @@ async fn check_guards(
 }
 
 /// Disconnects what the snapshot no longer has, scope by scope, within the guards.
-pub async fn sweep(ctx: &JobContext) -> Result<SweepReport, EngineError> {
+/// Only the kinds this run delivered are swept: a code-list snapshot says nothing
+/// about workplaces.
+pub async fn sweep(ctx: &JobContext, counts: &KindCounts) -> Result<SweepReport, EngineError> {
     let mut report = SweepReport::default();
     let kinds: Vec<EntityKind> = SWEEP_ORDER
         .into_iter()
         .filter(|k| ctx.mapping.handles(*k))
+        .filter(|k| counts.0.get(k).is_some_and(|c| c.extracted > 0))
         .collect();
     let store = ctx.store();
     for group in scope_groups(ctx) {

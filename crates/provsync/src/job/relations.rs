@@ -114,7 +114,8 @@ async fn load_chunk(
                             target_id,
                         });
                     }
-                    Outcome::Failed { reason } => {
+                    // After the barrier a missing end is final.
+                    Outcome::Failed { reason } | Outcome::Unresolved { reason } => {
                         counts.relations_failed += 1;
                         commit.errors.push(ErrorEntry {
                             page_no: Some(pages[i * batch + j]),

@@ -1,7 +1,9 @@
 //! Sources: where provider master data comes from. Each connector is a module with
 //! its typed config; `open` picks one by the job's `source.type`.
 
+pub mod facilities;
 pub mod file;
+pub mod nucc;
 
 use std::sync::Arc;
 
@@ -17,8 +19,12 @@ fn settings<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, S
 pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
     match spec.kind.as_str() {
         "file" => Ok(Arc::new(file::FileSource::new(settings(spec)?))),
+        "csv-facilities" => Ok(Arc::new(facilities::FacilitiesSource::new(settings(
+            spec,
+        )?))),
+        "nucc" => Ok(Arc::new(nucc::NuccSource::new(settings(spec)?))),
         other => Err(SourceError::Config(format!(
-            "source.type {other:?} is not one of: file"
+            "source.type {other:?} is not one of: file, csv-facilities, nucc"
         ))),
     }
 }

@@ -201,7 +201,7 @@ pub fn split_resolved<'a>(
             ok.push(w);
             outcomes.push(Outcome::Written { target_id: None });
         } else {
-            outcomes.push(Outcome::Failed {
+            outcomes.push(Outcome::Unresolved {
                 reason: unresolved.join("; "),
             });
         }

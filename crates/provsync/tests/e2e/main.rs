@@ -1,0 +1,13 @@
+//! End-to-end tests of the `provsync` binary: real processes, real SQLite files and
+//! a real PostgreSQL server, checked against the generator's snapshots.
+//!
+//! One test binary (one link step); each module is one area of behaviour.
+
+mod common;
+
+mod abort;
+mod bad_input;
+mod guards;
+mod postgres_sync;
+mod resume;
+mod sqlite_sync;
