@@ -117,6 +117,8 @@ pub struct JobOptions {
     pub page_size: usize,
     /// Records per target write.
     pub batch_size: usize,
+    /// Pages loaded at once: overlaps target writes with ledger commits.
+    pub load_workers: usize,
 }
 
 impl Default for JobOptions {
@@ -127,6 +129,7 @@ impl Default for JobOptions {
             allow_mass_disconnect: false,
             page_size: 5_000,
             batch_size: 1_000,
+            load_workers: 2,
         }
     }
 }
@@ -203,6 +206,12 @@ impl JobSpec {
             bad(
                 "options.batch_size",
                 format!("must be 1..=10000, got {}", o.batch_size),
+            );
+        }
+        if o.load_workers == 0 || o.load_workers > 16 {
+            bad(
+                "options.load_workers",
+                format!("must be 1..=16, got {}", o.load_workers),
             );
         }
         for (i, s) in self.scope.iter().enumerate() {

@@ -65,6 +65,7 @@ CREATE TABLE codes (
     updated_at INTEGER NOT NULL
 );
 -- One row per applied change: created, updated, moved, disconnected, reconnected.
+-- Unique per run, so a page replayed after a crash logs nothing twice.
 CREATE TABLE change_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,
@@ -74,4 +75,4 @@ CREATE TABLE change_log (
     detail TEXT,
     at INTEGER NOT NULL
 );
-CREATE INDEX change_log_run ON change_log (run_id);
+CREATE UNIQUE INDEX change_log_run ON change_log (run_id, kind, source_id, change);

@@ -74,6 +74,8 @@ pub struct StageRates {
     pub relations: f64,
     /// Reconciliation, sweep, summary.
     pub finish: f64,
+    /// Seconds of the load stage spent on store hash lookups, target writes, ledger commits.
+    pub load_split_secs: [f64; 3],
 }
 
 /// The bench's figures.
@@ -123,7 +125,7 @@ fn job(world: &Path, target: BenchTarget, dir: &Path, a: &BenchArgs) -> anyhow::
         ),
     };
     let text = format!(
-        "scope = [\"US\"]\n[source]\ntype = \"file\"\npath = {:?}\n[target]\n{target_toml}\n[options]\npage_size = {}\n",
+        "scope = [\"US\"]\n[source]\ntype = \"file\"\npath = {:?}\n[target]\n{target_toml}\n[options]\npage_size = {}\nbatch_size = 5000\n",
         world.display().to_string(),
         a.page_size
     );
@@ -283,6 +285,11 @@ pub async fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         load: rate(records, &p.load_ns),
         relations: rate(Progress::get(&p.links), &p.relations_ns),
         finish: rate(records, &p.finish_ns),
+        load_split_secs: [
+            Progress::get(&p.load_known_ns) as f64 / 1e9,
+            Progress::get(&p.load_target_ns) as f64 / 1e9,
+            Progress::get(&p.load_commit_ns) as f64 / 1e9,
+        ],
     };
 
     let rerun_engine = Engine::new(store);
@@ -342,6 +349,10 @@ fn print_report(r: &BenchReport, json: bool) -> anyhow::Result<()> {
     println!(
         "  stages (records/s while busy): extract {:.0}, transform {:.0}, load {:.0}, relations {:.0} links/s, finish {:.0}",
         r.stages.extract, r.stages.transform, r.stages.load, r.stages.relations, r.stages.finish
+    );
+    let [known, target, commit] = r.stages.load_split_secs;
+    println!(
+        "  load split         {known:.1} s hash lookups, {target:.1} s target writes, {commit:.1} s ledger commits"
     );
     println!(
         "  peak RSS           {:.1} MB",

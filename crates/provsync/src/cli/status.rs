@@ -40,7 +40,13 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening state store {}", a.state))?;
     let id = JobId::from(a.job_id.as_str());
     let job = store.job(&id).await?;
-    let counts = store.counts(&id).await?;
+    let mut counts = store.counts(&id).await?;
+    // The sweep's disconnections are recorded in the summary, not in page counts.
+    if let Some(per_kind) = job.summary.as_ref().and_then(|s| s.get("per_kind")) {
+        if let Ok(k) = serde_json::from_value(per_kind.clone()) {
+            counts = k;
+        }
+    }
     let errors = store.errors(&id, 0, 10).await?;
     let error_count = store.error_count(&id).await?;
     let transitions = store.transitions(&id).await?;
@@ -72,9 +78,9 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         let c = counts.total();
         println!(
-            "counts   extracted {} rejected {} created {} updated {} unchanged {} failed {} relations {}/{}",
+            "counts   extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {} relations {}/{}",
             c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed,
-            c.relations_loaded, c.relations_failed
+            c.disconnected, c.relations_loaded, c.relations_failed
         );
         for t in transitions {
             println!("  {} {} -> {}", t.at.to_rfc3339(), t.from, t.to);

@@ -11,22 +11,59 @@ use provsync_core::mapped::MappedRecord;
 use provsync_core::model::{EntityKind, SourceId};
 use provsync_core::store::{ErrorEntry, HashUpdate, PageCommit};
 use provsync_core::target::{Change, Outcome, Write};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 
 use super::extract::fail;
 use super::transform::TransformedPage;
 use super::{EngineError, JobContext, Progress};
 
-/// Loads pages in ledger order until the channel closes; stops the job when the
-/// failure threshold is crossed.
+/// Running totals shared by the load workers (for the failure threshold).
+struct Totals {
+    counts: Counts,
+    over_threshold: bool,
+}
+
+/// Loads pages until the channel closes, with `options.load_workers` pages in
+/// flight; stops the job when the failure threshold is crossed. Pages may commit
+/// out of order: the ledger keys every effect by page.
 pub async fn run(
     ctx: Arc<JobContext>,
-    mut rx: mpsc::Receiver<TransformedPage>,
+    rx: mpsc::Receiver<TransformedPage>,
 ) -> Result<(), EngineError> {
-    // Running totals, seeded from the store so a resumed job counts what it did before.
-    let mut totals: Counts = ctx.store().counts(&ctx.id).await?.total();
-    let mut over_threshold = false;
-    while let Some(page) = rx.recv().await {
+    // Seeded from the store so a resumed job counts what it did before.
+    let totals = Arc::new(Mutex::new(Totals {
+        counts: ctx.store().counts(&ctx.id).await?.total(),
+        over_threshold: false,
+    }));
+    let rx = Arc::new(Mutex::new(rx));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..ctx.spec.options.load_workers.max(1) {
+        workers.spawn(worker(ctx.clone(), rx.clone(), totals.clone()));
+    }
+    let mut result = Ok(());
+    while let Some(joined) = workers.join_next().await {
+        let outcome = joined
+            .map_err(|e| EngineError::Task(e.to_string()))
+            .and_then(|r| r);
+        if let (Err(e), Ok(())) = (outcome, &result) {
+            // Stop the other workers' source of pages: the job is failing.
+            ctx.stop.cancel();
+            rx.lock().await.close();
+            result = Err(e);
+        }
+    }
+    result
+}
+
+async fn worker(
+    ctx: Arc<JobContext>,
+    rx: Arc<Mutex<mpsc::Receiver<TransformedPage>>>,
+    totals: Arc<Mutex<Totals>>,
+) -> Result<(), EngineError> {
+    loop {
+        let Some(page) = rx.lock().await.recv().await else {
+            return Ok(());
+        };
         let page_no = page.page_no;
         let started = std::time::Instant::now();
         let loaded = load_page(&ctx, page).await?;
@@ -35,23 +72,26 @@ pub async fn run(
             tracing::debug!(job = %ctx.id, page = page_no, "page already loaded: skipped");
             continue;
         };
-        totals += counts.total();
         Progress::add(&ctx.engine.progress.loaded, counts.total().extracted);
-        let threshold = ctx.spec.options.max_failed_records;
-        if !over_threshold && threshold.exceeded(totals.errors(), totals.extracted) {
-            over_threshold = true;
+        let crossed = {
+            let mut t = totals.lock().await;
+            t.counts += counts.total();
+            let threshold = ctx.spec.options.max_failed_records;
+            let crossed =
+                !t.over_threshold && threshold.exceeded(t.counts.errors(), t.counts.extracted);
+            t.over_threshold |= crossed;
+            crossed.then_some((t.counts.errors(), t.counts.extracted))
+        };
+        if let Some((errors, extracted)) = crossed {
             fail(
                 &ctx,
                 &format!(
-                    "max_failed_records exceeded: {} of {} records rejected or failed",
-                    totals.errors(),
-                    totals.extracted
+                    "max_failed_records exceeded: {errors} of {extracted} records rejected or failed"
                 ),
             )
             .await?;
         }
     }
-    Ok(())
 }
 
 /// Loads one page; `None` if the ledger says it was loaded before (a replay).
@@ -76,10 +116,12 @@ async fn load_page(
         write_batches(ctx, page.page_no, kind, writes, &mut commit).await?;
     }
     let counts = commit.counts.clone();
+    let started = std::time::Instant::now();
     let fresh = ctx
         .store()
         .commit_page(&ctx.id, &ctx.target_name, page.page_no, &commit)
         .await?;
+    Progress::time(&ctx.engine.progress.load_commit_ns, started);
     Ok(fresh.then_some(counts))
 }
 
@@ -91,10 +133,12 @@ async fn classify(
     commit: &mut PageCommit,
 ) -> Result<Vec<Write>, EngineError> {
     let ids: Vec<SourceId> = records.iter().map(|r| r.source_id.clone()).collect();
+    let started = std::time::Instant::now();
     let known = ctx
         .store()
         .known_records(&ctx.target_name, kind, &ids, &ctx.id)
         .await?;
+    Progress::time(&ctx.engine.progress.load_known_ns, started);
     let mut writes = Vec::with_capacity(records.len());
     let counts = commit.counts.kind_mut(kind);
     for record in records {
@@ -130,11 +174,13 @@ async fn write_batches(
         .min(ctx.target.limits().max_batch)
         .max(1);
     for chunk in writes.chunks(batch) {
+        let started = std::time::Instant::now();
         let outcomes = if kind.is_link() {
             ctx.target.upsert_links(&ctx.run, chunk).await?
         } else {
             ctx.target.upsert(&ctx.run, chunk).await?
         };
+        Progress::time(&ctx.engine.progress.load_target_ns, started);
         record_outcomes(page_no, kind, chunk, outcomes, commit);
     }
     Ok(())

@@ -23,6 +23,12 @@ pub struct Progress {
     pub transform_ns: AtomicU64,
     /// Time spent loading pages: hash checks, target writes, ledger commits (ns).
     pub load_ns: AtomicU64,
+    /// Part of load: content-hash lookups in the store (ns).
+    pub load_known_ns: AtomicU64,
+    /// Part of load: target writes (ns).
+    pub load_target_ns: AtomicU64,
+    /// Part of load: ledger commits in the store (ns).
+    pub load_commit_ns: AtomicU64,
     /// Time spent in the relations stage (ns).
     pub relations_ns: AtomicU64,
     /// Time spent in the finish stage, sweep included (ns).

@@ -89,7 +89,11 @@ impl FacilitiesSource {
         for item in self.rows(file)? {
             match item {
                 Ok(w) => {
-                    let at = format!("{}:{}", file.display(), page.records.len() + page.bad.len() + 2);
+                    let at = format!(
+                        "{}:{}",
+                        file.display(),
+                        page.records.len() + page.bad.len() + 2
+                    );
                     match first_seen.get(&w.meta.source_id.0) {
                         Some(first) => page.bad.push(BadRecord {
                             kind: Some(EntityKind::Workplace),
@@ -118,11 +122,14 @@ impl FacilitiesSource {
         &self,
         file: &Path,
     ) -> Result<
-        impl Iterator<Item = Result<provsync_core::model::Workplace, provsync_core::reference::RowError>>,
+        impl Iterator<
+            Item = Result<provsync_core::model::Workplace, provsync_core::reference::RowError>,
+        >,
         SourceError,
     > {
-        let f = std::fs::File::open(file)
-            .map_err(|e| SourceError::Unavailable(format!("cannot open {}: {e}", file.display())))?;
+        let f = std::fs::File::open(file).map_err(|e| {
+            SourceError::Unavailable(format!("cannot open {}: {e}", file.display()))
+        })?;
         Ok(read_facilities(
             std::io::BufReader::new(f),
             &Self::prefix(file),

@@ -205,8 +205,51 @@ mod tests {
         assert_eq!(p.bad.len(), 2);
         assert_eq!(p.bad[0].source_id.as_deref(), Some("I2"));
         assert!(p.bad[0].position.ends_with(":2"), "{}", p.bad[0].position);
-        assert!(p.bad[0].reason.contains("missing field `first_name`"), "{}", p.bad[0].reason);
+        assert!(
+            p.bad[0].reason.contains("missing field `first_name`"),
+            "{}",
+            p.bad[0].reason
+        );
         assert!(p.bad[1].position.ends_with(":3"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// Whatever the page size and the mix of good, bad and blank lines, paging
+        /// reads every non-blank line exactly once, in order.
+        #[test]
+        fn paging_reads_every_line_once(
+            lines in proptest::collection::vec(0u8..3, 0..60),
+            page_size in 1usize..8,
+        ) {
+            let text: String = lines
+                .iter()
+                .enumerate()
+                .map(|(i, k)| match k {
+                    0 => format!(r#"{{"kind":"individual","source_id":"I{i}","scope":"US","first_name":"A","last_name":"B"}}"#) + "\n",
+                    1 => format!("garbage {i}\n"),
+                    _ => "\n".to_string(),
+                })
+                .collect();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let pages = rt.block_on(pages_of(&text, page_size));
+            let good: Vec<String> = pages
+                .iter()
+                .flat_map(|p| p.records.iter().map(|r| r.source_id().0.clone()))
+                .collect();
+            let expected: Vec<String> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| **k == 0)
+                .map(|(i, _)| format!("I{i}"))
+                .collect();
+            proptest::prop_assert_eq!(good, expected);
+            let bad: usize = pages.iter().map(|p| p.bad.len()).sum();
+            proptest::prop_assert_eq!(bad, lines.iter().filter(|k| **k == 1).count());
+            for p in &pages {
+                proptest::prop_assert!(p.records.len() + p.bad.len() <= page_size);
+            }
+        }
     }
 
     #[tokio::test]

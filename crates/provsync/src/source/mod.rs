@@ -19,9 +19,7 @@ fn settings<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, S
 pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
     match spec.kind.as_str() {
         "file" => Ok(Arc::new(file::FileSource::new(settings(spec)?))),
-        "csv-facilities" => Ok(Arc::new(facilities::FacilitiesSource::new(settings(
-            spec,
-        )?))),
+        "csv-facilities" => Ok(Arc::new(facilities::FacilitiesSource::new(settings(spec)?))),
         "nucc" => Ok(Arc::new(nucc::NuccSource::new(settings(spec)?))),
         other => Err(SourceError::Config(format!(
             "source.type {other:?} is not one of: file, csv-facilities, nucc"

@@ -52,8 +52,9 @@ impl Source for NuccSource {
             return Err(SourceError::BadCursor(cursor.0.clone()));
         }
         let path = &self.config.path;
-        let f = std::fs::File::open(path)
-            .map_err(|e| SourceError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let f = std::fs::File::open(path).map_err(|e| {
+            SourceError::Unavailable(format!("cannot open {}: {e}", path.display()))
+        })?;
         let mut page = Page {
             records: Vec::new(),
             bad: Vec::new(),

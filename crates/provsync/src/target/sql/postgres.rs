@@ -109,14 +109,16 @@ impl PostgresTarget {
             by_kind.entry(w.record.kind).or_default().push(w);
         }
         let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
-        for (kind, ws) in by_kind {
+        for (kind, mut ws) in by_kind {
+            // One lock order for every writer: concurrent batches never deadlock.
+            ws.sort_by(|a, b| a.record.source_id.cmp(&b.record.source_id));
             let layout = self.layout(kind)?;
             let previous = self.previous_state(&mut tx, &layout, &ws).await?;
             self.upsert_rows(&mut tx, &layout, run, &ws).await?;
             let log = change_rows(&layout, &ws, &previous);
             insert_change_log(&mut tx, run, kind, &log).await?;
             if kind == EntityKind::Relation {
-                apply_parent_links(&mut tx, &ws).await?;
+                apply_parent_links(&mut tx, run, &ws).await?;
             }
         }
         tx.commit().await.map_err(|e| backend("commit", e))
@@ -259,7 +261,8 @@ async fn insert_change_log(
     sqlx::query(
         "INSERT INTO change_log (run_id, kind, source_id, change, detail, at) \
          SELECT $1, $2, u.id, u.change, u.detail, $6 \
-         FROM unnest($3::text[], $4::text[], $5::text[]) AS u(id, change, detail)",
+         FROM unnest($3::text[], $4::text[], $5::text[]) AS u(id, change, detail) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(run.job_id.as_str())
     .bind(kind.as_str())
@@ -276,22 +279,78 @@ async fn insert_change_log(
 /// A `parent` relation sets the child workplace's parent column (the hierarchy).
 async fn apply_parent_links(
     tx: &mut Transaction<'_, Postgres>,
+    run: &RunRef,
     ws: &[&Write],
 ) -> Result<(), TargetError> {
     let (children, parents): (Vec<&str>, Vec<&str>) = parent_links(ws).into_iter().unzip();
     if children.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    // The old parent comes from a self-join on the row before the update.
+    let rows = sqlx::query(
         "UPDATE workplaces w SET parent_source_id = u.parent \
-         FROM unnest($1::text[], $2::text[]) AS u(child, parent) WHERE w.source_id = u.child",
+         FROM unnest($1::text[], $2::text[]) AS u(child, parent), workplaces old \
+         WHERE w.source_id = u.child AND old.source_id = w.source_id \
+         AND w.parent_source_id IS DISTINCT FROM u.parent \
+         RETURNING w.source_id, old.parent_source_id, u.parent",
     )
     .bind(&children)
     .bind(&parents)
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
     .await
     .map_err(|e| backend("set parent", e))?;
-    Ok(())
+    let moves: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|r| {
+            let old: Option<String> = r.get(1);
+            old.map(|o| {
+                (
+                    r.get::<String, _>(0),
+                    format!("parent_source_id: {o} -> {}", r.get::<String, _>(2)),
+                )
+            })
+        })
+        .collect();
+    let log: Vec<(&str, &str, Option<String>)> = moves
+        .iter()
+        .map(|(c, d)| (c.as_str(), "moved", Some(d.clone())))
+        .collect();
+    insert_change_log(tx, run, EntityKind::Workplace, &log).await
+}
+
+/// A swept `parent` relation takes the child workplace out of the hierarchy.
+async fn clear_parents(
+    tx: &mut Transaction<'_, Postgres>,
+    run: &RunRef,
+    relation_ids: &[String],
+) -> Result<(), TargetError> {
+    let rows = sqlx::query(
+        "UPDATE workplaces w SET parent_source_id = NULL, updated_at = $2 \
+         FROM relations r, workplaces old \
+         WHERE r.source_id = ANY($1) AND r.relation_type = 'parent' \
+         AND w.source_id = r.from_source_id AND w.parent_source_id = r.to_source_id \
+         AND old.source_id = w.source_id \
+         RETURNING w.source_id, old.parent_source_id",
+    )
+    .bind(relation_ids)
+    .bind(now_ms())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(|e| backend("clear parents", e))?;
+    let moves: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String, _>(0),
+                format!("parent_source_id: {} -> ", r.get::<String, _>(1)),
+            )
+        })
+        .collect();
+    let log: Vec<(&str, &str, Option<String>)> = moves
+        .iter()
+        .map(|(c, d)| (c.as_str(), "moved", Some(d.clone())))
+        .collect();
+    insert_change_log(tx, run, EntityKind::Workplace, &log).await
 }
 
 #[async_trait]
@@ -368,6 +427,9 @@ impl Target for PostgresTarget {
             .map(|id| (id.as_str(), "disconnected", None))
             .collect();
         insert_change_log(&mut tx, run, kind, &log).await?;
+        if kind == EntityKind::Relation {
+            clear_parents(&mut tx, run, &done).await?;
+        }
         tx.commit().await.map_err(|e| backend("commit", e))?;
         Ok(done.len() as u64)
     }

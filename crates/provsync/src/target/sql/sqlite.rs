@@ -77,14 +77,16 @@ impl SqliteTarget {
             by_kind.entry(w.record.kind).or_default().push(w);
         }
         let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
-        for (kind, ws) in by_kind {
+        for (kind, mut ws) in by_kind {
+            // One lock order for every writer: concurrent batches never deadlock.
+            ws.sort_by(|a, b| a.record.source_id.cmp(&b.record.source_id));
             let layout = self.layout(kind)?;
             let previous = previous_state(&mut tx, &layout, &ws).await?;
             upsert_rows(&mut tx, &layout, run, &ws).await?;
             let log = change_rows(&layout, &ws, &previous);
             insert_change_log(&mut tx, run, kind, &log).await?;
             if kind == EntityKind::Relation {
-                apply_parent_links(&mut tx, &ws).await?;
+                apply_parent_links(&mut tx, run, &ws).await?;
             }
         }
         tx.commit().await.map_err(|e| backend("commit", e))
@@ -263,6 +265,8 @@ async fn insert_change_log(
             }
             sql.push_str("(?,?,?,?,?,?)");
         }
+        // A page replayed after a crash logs nothing twice.
+        sql.push_str(" ON CONFLICT DO NOTHING");
         let mut q = sqlx::query(&sql);
         for (id, change, detail) in chunk {
             q = q
@@ -283,17 +287,87 @@ async fn insert_change_log(
 /// A `parent` relation sets the child workplace's parent column (the hierarchy).
 async fn apply_parent_links(
     tx: &mut Transaction<'_, Sqlite>,
+    run: &RunRef,
     ws: &[&Write],
 ) -> Result<(), TargetError> {
+    let mut moves = Vec::new();
     for (child, parent) in parent_links(ws) {
+        let old: Option<Option<String>> =
+            sqlx::query_scalar("SELECT parent_source_id FROM workplaces WHERE source_id = ?")
+                .bind(child)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|e| backend("read parent", e))?;
+        let Some(old) = old else { continue };
+        if old.as_deref() == Some(parent) {
+            continue;
+        }
         sqlx::query("UPDATE workplaces SET parent_source_id = ? WHERE source_id = ?")
             .bind(parent)
             .bind(child)
             .execute(&mut **tx)
             .await
             .map_err(|e| backend("set parent", e))?;
+        if let Some(old) = old {
+            moves.push((
+                child,
+                "moved",
+                Some(format!("parent_source_id: {old} -> {parent}")),
+            ));
+        }
     }
+    insert_change_log(tx, run, EntityKind::Workplace, &moves).await?;
     Ok(())
+}
+
+/// A swept `parent` relation takes the child workplace out of the hierarchy.
+async fn clear_parents(
+    tx: &mut Transaction<'_, Sqlite>,
+    run: &RunRef,
+    relation_ids: &[String],
+) -> Result<(), TargetError> {
+    let mut moves = Vec::new();
+    for chunk in relation_ids.chunks(MAX_VARS) {
+        let sql = format!(
+            "SELECT w.source_id, w.parent_source_id FROM relations r \
+             JOIN workplaces w ON w.source_id = r.from_source_id \
+             WHERE r.relation_type = 'parent' AND w.parent_source_id = r.to_source_id \
+             AND r.source_id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        for row in q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| backend("read parents", e))?
+        {
+            moves.push((row.get::<String, _>(0), row.get::<String, _>(1)));
+        }
+    }
+    for (child, _) in &moves {
+        sqlx::query(
+            "UPDATE workplaces SET parent_source_id = NULL, updated_at = ? WHERE source_id = ?",
+        )
+        .bind(now_ms())
+        .bind(child.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| backend("clear parent", e))?;
+    }
+    let log: Vec<(&str, &str, Option<String>)> = moves
+        .iter()
+        .map(|(child, old)| {
+            (
+                child.as_str(),
+                "moved",
+                Some(format!("parent_source_id: {old} -> ")),
+            )
+        })
+        .collect();
+    insert_change_log(tx, run, EntityKind::Workplace, &log).await
 }
 
 #[async_trait]
@@ -372,6 +446,9 @@ impl Target for SqliteTarget {
                 .map(|id| (id.as_str(), "disconnected", None))
                 .collect();
             insert_change_log(&mut tx, run, kind, &log).await?;
+            if kind == EntityKind::Relation {
+                clear_parents(&mut tx, run, &ids).await?;
+            }
             changed += ids.len() as u64;
         }
         tx.commit().await.map_err(|e| backend("commit", e))?;

@@ -1,0 +1,1095 @@
+//! Helpers: generate worlds, write job files, run the binary, read target databases,
+//! and diff two NDJSON snapshots the way a full sync should apply them.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool, Row, SqlitePool};
+
+pub const KINDS: [&str; 4] = ["individual", "workplace", "activity", "relation"];
+pub const ENTITY_KINDS: [&str; 2] = ["individual", "workplace"];
+pub const LINK_KINDS: [&str; 2] = ["activity", "relation"];
+
+pub fn table(kind: &str) -> &'static str {
+    match kind {
+        "individual" => "individuals",
+        "workplace" => "workplaces",
+        "activity" => "activities",
+        "relation" => "relations",
+        other => panic!("no table for kind {other}"),
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_provsync")
+}
+
+// ---------------------------------------------------------------------------------
+// Worlds and snapshots
+
+/// Runs `provsync generate` into `dir` and returns the file.
+pub fn generate(dir: &Path, individuals: u32, seed: u64, night: u32) -> PathBuf {
+    let out = dir.join(format!("world-{individuals}-s{seed}-n{night}.ndjson"));
+    let o = Command::new(bin())
+        .args(["generate", "--individuals", &individuals.to_string()])
+        .args(["--seed", &seed.to_string(), "--night", &night.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("spawn provsync generate");
+    assert!(
+        o.status.success(),
+        "provsync generate failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// The records of an NDJSON snapshot by (kind, source_id), `modified_at` removed,
+/// plus the `parent` relations the product derives from workplaces' `parent_id`
+/// (source id `<child>>parent`, value: the parent id).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub records: BTreeMap<(String, String), Value>,
+    /// Lines of the file (records as written, without derived relations).
+    pub lines: usize,
+}
+
+impl Snapshot {
+    pub fn load(path: &Path) -> Snapshot {
+        let text = std::fs::read_to_string(path).expect("read snapshot");
+        let mut snap = Snapshot::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            snap.lines += 1;
+            let mut v: Value = serde_json::from_str(line).expect("generator writes valid JSON");
+            v.as_object_mut().unwrap().remove("modified_at");
+            let kind = v["kind"].as_str().unwrap().to_string();
+            let id = v["source_id"].as_str().unwrap().to_string();
+            if kind == "workplace" {
+                if let Some(parent) = v.get("parent_id").and_then(Value::as_str) {
+                    snap.records.insert(
+                        ("relation".into(), format!("{id}>parent")),
+                        Value::String(parent.to_string()),
+                    );
+                }
+            }
+            snap.records.insert((kind, id), v);
+        }
+        snap
+    }
+
+    pub fn ids(&self, kind: &str) -> BTreeSet<String> {
+        self.records
+            .keys()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    pub fn get(&self, kind: &str, id: &str) -> Option<&Value> {
+        self.records.get(&(kind.to_string(), id.to_string()))
+    }
+
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a str, &'a Value)> {
+        self.records
+            .iter()
+            .filter(move |((k, _), _)| k == kind)
+            .map(|((_, id), v)| (id.as_str(), v))
+    }
+
+    pub fn count(&self, kind: &str) -> u64 {
+        self.ids(kind).len() as u64
+    }
+
+    /// What the summary's `extracted` should be: lines + derived parent relations.
+    pub fn extracted(&self) -> u64 {
+        self.lines as u64 + self.count("relation")
+    }
+
+    pub fn entities(&self) -> u64 {
+        self.count("individual") + self.count("workplace")
+    }
+
+    pub fn links(&self) -> u64 {
+        self.count("activity") + self.count("relation")
+    }
+}
+
+/// A record's content as a sync compares it. A workplace's `parent_id` is left out:
+/// the product models the hierarchy as the derived `<child>>parent` relation record,
+/// so a parent change is a relation change, not a workplace change.
+fn content(kind: &str, v: &Value) -> Value {
+    let mut v = v.clone();
+    if kind == "workplace" {
+        v.as_object_mut().unwrap().remove("parent_id");
+    }
+    v
+}
+
+/// How night `b` differs from night `a`, per kind.
+#[derive(Debug, Default)]
+pub struct Diff {
+    pub created: BTreeMap<String, BTreeSet<String>>,
+    pub changed: BTreeMap<String, BTreeSet<String>>,
+    pub unchanged: BTreeMap<String, BTreeSet<String>>,
+    pub gone: BTreeMap<String, BTreeSet<String>>,
+    /// Activities whose workplace differs between the nights.
+    pub moved_activities: BTreeSet<String>,
+}
+
+impl Diff {
+    pub fn between(a: &Snapshot, b: &Snapshot) -> Diff {
+        let mut d = Diff::default();
+        for kind in KINDS {
+            d.created.insert(kind.into(), BTreeSet::new());
+            d.changed.insert(kind.into(), BTreeSet::new());
+            d.unchanged.insert(kind.into(), BTreeSet::new());
+            d.gone.insert(kind.into(), BTreeSet::new());
+        }
+        for ((kind, id), vb) in &b.records {
+            let bucket = match a.records.get(&(kind.clone(), id.clone())) {
+                None => &mut d.created,
+                Some(va) if content(kind, va) != content(kind, vb) => &mut d.changed,
+                Some(_) => &mut d.unchanged,
+            };
+            bucket.get_mut(kind).unwrap().insert(id.clone());
+            if kind == "activity" {
+                if let Some(va) = a.records.get(&(kind.clone(), id.clone())) {
+                    if va["workplace_id"] != vb["workplace_id"] {
+                        d.moved_activities.insert(id.clone());
+                    }
+                }
+            }
+        }
+        for (kind, id) in a.records.keys() {
+            if !b.records.contains_key(&(kind.clone(), id.clone())) {
+                d.gone.get_mut(kind).unwrap().insert(id.clone());
+            }
+        }
+        d
+    }
+
+    fn n(map: &BTreeMap<String, BTreeSet<String>>, kinds: &[&str]) -> u64 {
+        kinds.iter().map(|k| map[*k].len() as u64).sum()
+    }
+
+    /// The summary counts a full sync of `b` over `a` should report:
+    /// entities are created/updated; activities and relations that are new or changed
+    /// are `relations_loaded`; unchanged and disconnected cover every kind.
+    pub fn expected_counts(&self) -> BTreeMap<&'static str, u64> {
+        BTreeMap::from([
+            ("created", Self::n(&self.created, &ENTITY_KINDS)),
+            ("updated", Self::n(&self.changed, &ENTITY_KINDS)),
+            ("unchanged", Self::n(&self.unchanged, &KINDS)),
+            (
+                "relations_loaded",
+                Self::n(&self.created, &LINK_KINDS) + Self::n(&self.changed, &LINK_KINDS),
+            ),
+            ("disconnected", Self::n(&self.gone, &KINDS)),
+        ])
+    }
+}
+
+/// A copy of `src` without every `nth`-in-10 individuals (those whose position among
+/// individuals modulo 10 is below `tenths`) and without their activities.
+/// Returns the new file and the dropped individual ids.
+pub fn drop_individuals(src: &Path, dst: &Path, tenths: usize) -> (PathBuf, BTreeSet<String>) {
+    let text = std::fs::read_to_string(src).unwrap();
+    let mut dropped = BTreeSet::new();
+    let mut index = 0usize;
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["kind"] == "individual" {
+            if index % 10 < tenths {
+                dropped.insert(v["source_id"].as_str().unwrap().to_string());
+            }
+            index += 1;
+        }
+    }
+    let mut out = std::fs::File::create(dst).unwrap();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let drop = match v["kind"].as_str() {
+            Some("individual") => dropped.contains(v["source_id"].as_str().unwrap()),
+            Some("activity") => dropped.contains(v["individual_id"].as_str().unwrap()),
+            _ => false,
+        };
+        if !drop {
+            writeln!(out, "{line}").unwrap();
+        }
+    }
+    (dst.to_path_buf(), dropped)
+}
+
+// ---------------------------------------------------------------------------------
+// Job files and runs
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    Sqlite { path: PathBuf },
+    Postgres { url: String },
+}
+
+impl Target {
+    pub fn sqlite(dir: &Path, name: &str) -> Target {
+        Target::Sqlite {
+            path: dir.join(name),
+        }
+    }
+
+    fn toml(&self) -> String {
+        match self {
+            Target::Sqlite { path } => format!(
+                "[target]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n",
+                path.display()
+            ),
+            Target::Postgres { url } => {
+                format!("[target]\ntype = \"postgres\"\nurl = \"{url}\"\nschema = \"provider\"\n")
+            }
+        }
+    }
+}
+
+/// A job file under construction.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub source: PathBuf,
+    pub target: Target,
+    pub mode: &'static str,
+    pub mapping: Option<PathBuf>,
+    /// `key = value` lines of `[options]`.
+    pub options: Vec<String>,
+}
+
+impl Job {
+    pub fn full(source: &Path, target: &Target) -> Job {
+        Job {
+            source: source.to_path_buf(),
+            target: target.clone(),
+            mode: "full",
+            mapping: None,
+            options: vec!["page_size = 500".into()],
+        }
+    }
+
+    pub fn option(mut self, line: &str) -> Job {
+        let key = line.split('=').next().unwrap().trim().to_string();
+        self.options
+            .retain(|l| l.split('=').next().unwrap().trim() != key);
+        self.options.push(line.to_string());
+        self
+    }
+
+    pub fn mode(mut self, mode: &'static str) -> Job {
+        self.mode = mode;
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut s = format!("scope = [\"US\"]\nmode = \"{}\"\n", self.mode);
+        if let Some(m) = &self.mapping {
+            s += &format!("mapping = \"{}\"\n", m.display());
+        }
+        s += &format!(
+            "[source]\ntype = \"file\"\npath = \"{}\"\n",
+            self.source.display()
+        );
+        s += &self.target.toml();
+        s += "[options]\n";
+        for o in &self.options {
+            s += o;
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn write(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.toml()).unwrap();
+        path.to_path_buf()
+    }
+}
+
+/// The state store URL for a file in `dir`.
+pub fn state_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("state.db").display())
+}
+
+/// One finished `provsync run`.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    /// The JSON summary on stdout (Null when stdout was not JSON).
+    pub summary: Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(o: Output) -> Run {
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            summary: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn job_id(&self) -> String {
+        self.summary["job_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no job_id in summary: {self}"))
+            .to_string()
+    }
+
+    pub fn count(&self, name: &str) -> u64 {
+        self.summary["counts"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counts.{name} in summary: {self}"))
+    }
+
+    pub fn kind_count(&self, kind: &str, name: &str) -> u64 {
+        self.summary["per_kind"][kind][name].as_u64().unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &str {
+        self.summary["state"].as_str().unwrap_or("<none>")
+    }
+
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit code: {self}");
+        self
+    }
+
+    /// extracted = rejected + created + updated + unchanged + failed + relations_staged.
+    pub fn assert_reconciled(&self) {
+        let sum: u64 = [
+            "rejected",
+            "created",
+            "updated",
+            "unchanged",
+            "failed",
+            "relations_staged",
+        ]
+        .iter()
+        .map(|n| self.count(n))
+        .sum();
+        assert_eq!(
+            self.count("extracted"),
+            sum,
+            "counts do not reconcile (extracted != rejected+created+updated+unchanged+failed+relations_staged): {}",
+            self.summary["counts"]
+        );
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = self.summary.clone();
+        if let Some(o) = s.as_object_mut() {
+            o.remove("per_kind");
+        }
+        write!(
+            f,
+            "exit {} / summary {} / stderr: {}",
+            self.code,
+            if s.is_null() {
+                self.stdout.clone()
+            } else {
+                s.to_string()
+            },
+            tail(&self.stderr, 2000)
+        )
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+fn run_command(job: &Path, state: &str) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("run")
+        .arg(job)
+        .args(["--state", state, "--json", "-q"])
+        .env("NO_COLOR", "1")
+        .env_remove("PROVSYNC_STATE");
+    c
+}
+
+/// Runs a job file to the end.
+pub fn run(job: &Path, state: &str) -> Run {
+    Run::from_output(
+        run_command(job, state)
+            .output()
+            .expect("spawn provsync run"),
+    )
+}
+
+/// Writes `job` as `dir/<name>.toml` and runs it with the state store of `dir`.
+pub fn run_job(dir: &Path, name: &str, job: &Job) -> Run {
+    let file = job.write(&dir.join(format!("{name}.toml")));
+    run(&file, &state_url(dir))
+}
+
+/// A run in the background: stdout and stderr go to files in `dir`.
+pub struct Background {
+    pub child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+pub fn spawn(job: &Path, state: &str, dir: &Path, name: &str) -> Background {
+    let stdout = dir.join(format!("{name}.stdout"));
+    let stderr = dir.join(format!("{name}.stderr"));
+    let child = run_command(job, state)
+        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+        .spawn()
+        .expect("spawn provsync run");
+    Background {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+impl Background {
+    /// The job id from stderr's `job <id> started`.
+    pub fn job_id(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            if let Some(id) = text.lines().find_map(|l| {
+                let rest = l.trim().strip_prefix("job ")?;
+                rest.strip_suffix(" started").map(str::to_string)
+            }) {
+                return id;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("run exited ({status}) before announcing its job: {text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `job <id> started` on stderr: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait(mut self) -> Run {
+        let status = self.child.wait().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            summary: serde_json::from_str(&std::fs::read_to_string(&self.stdout).unwrap())
+                .unwrap_or(Value::Null),
+            stdout: std::fs::read_to_string(&self.stdout).unwrap(),
+            stderr: std::fs::read_to_string(&self.stderr).unwrap(),
+        }
+    }
+
+    /// Polls `status --json` until `ready` holds; panics if the run ends first.
+    pub fn wait_for_status(
+        &mut self,
+        id: &str,
+        state: &str,
+        what: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the run ended ({s}) before {what}; make the world bigger. stdout: {}",
+                    std::fs::read_to_string(&self.stdout).unwrap_or_default()
+                );
+            }
+            let st = status(id, state);
+            if ready(&st) {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {st}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+/// `provsync status <id> --json`.
+pub fn status(id: &str, state: &str) -> Value {
+    let o = Command::new(bin())
+        .args(["status", id, "--state", state, "--json"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("spawn provsync status");
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}
+
+// ---------------------------------------------------------------------------------
+// Target databases
+
+pub enum Db {
+    Sqlite(SqlitePool),
+    Pg(PgPool),
+}
+
+impl Db {
+    pub async fn open(target: &Target) -> Db {
+        match target {
+            Target::Sqlite { path } => {
+                let opts = SqliteConnectOptions::new().filename(path).read_only(true);
+                Db::Sqlite(
+                    SqlitePool::connect_with(opts)
+                        .await
+                        .expect("open sqlite target"),
+                )
+            }
+            Target::Postgres { url } => {
+                let opts = PgConnectOptions::from_str(url)
+                    .unwrap()
+                    .options([("search_path", "provider")]);
+                Db::Pg(
+                    PgPool::connect_with(opts)
+                        .await
+                        .expect("open postgres target"),
+                )
+            }
+        }
+    }
+
+    /// Rows of a query whose columns are all text (or NULL).
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            Db::Sqlite(p) => sqlx::query(sql)
+                .fetch_all(p)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .iter()
+                .map(|r| {
+                    (0..r.columns().len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect(),
+            Db::Pg(p) => sqlx::query(sql)
+                .fetch_all(p)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .iter()
+                .map(|r| {
+                    (0..r.columns().len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    pub async fn ids(&self, sql: &str) -> BTreeSet<String> {
+        self.rows(sql)
+            .await
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect()
+    }
+
+    pub async fn connected_ids(&self, kind: &str) -> BTreeSet<String> {
+        self.ids(&format!(
+            "SELECT source_id FROM {} WHERE connected = TRUE",
+            table(kind)
+        ))
+        .await
+    }
+
+    pub async fn disconnected_ids(&self, kind: &str) -> BTreeSet<String> {
+        self.ids(&format!(
+            "SELECT source_id FROM {} WHERE connected = FALSE",
+            table(kind)
+        ))
+        .await
+    }
+
+    /// source_id -> column value, for connected rows.
+    pub async fn column(&self, kind: &str, col: &str) -> BTreeMap<String, Option<String>> {
+        self.rows(&format!(
+            "SELECT source_id, {col} FROM {} WHERE connected = TRUE",
+            table(kind)
+        ))
+        .await
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone()))
+        .collect()
+    }
+
+    /// Source ids with a change_log row of `change` for `kind` in `run`.
+    pub async fn changes(&self, run: &str, kind: &str, change: &str) -> BTreeSet<String> {
+        self.ids(&format!(
+            "SELECT source_id FROM change_log WHERE run_id = '{run}' AND kind = '{kind}' AND change = '{change}'"
+        ))
+        .await
+    }
+
+    pub async fn change_rows_of_run(&self, run: &str) -> Vec<Vec<Option<String>>> {
+        self.rows(&format!(
+            "SELECT kind, source_id, change FROM change_log WHERE run_id = '{run}'"
+        ))
+        .await
+    }
+
+    /// Every row of every kind's table as (source_id -> connected, content_hash, the
+    /// structural columns): what an interrupted and an uninterrupted run must agree on.
+    pub async fn fingerprint(&self) -> BTreeMap<String, BTreeMap<String, Vec<Option<String>>>> {
+        let conn = match self {
+            Db::Sqlite(_) => "CASE WHEN connected THEN 'y' ELSE 'n' END",
+            Db::Pg(_) => "CASE WHEN connected THEN 'y' ELSE 'n' END",
+        };
+        let mut out = BTreeMap::new();
+        for kind in KINDS {
+            let extra = match kind {
+                "individual" => "first_name, last_name, npi, email",
+                "workplace" => "parent_source_id, name, city, phone",
+                "activity" => "individual_source_id, workplace_source_id, role",
+                _ => "from_source_id, to_source_id, relation_type",
+            };
+            let rows = self
+                .rows(&format!(
+                    "SELECT source_id, {conn}, content_hash, {extra} FROM {}",
+                    table(kind)
+                ))
+                .await;
+            out.insert(
+                kind.to_string(),
+                rows.into_iter()
+                    .map(|mut r| {
+                        let id = r.remove(0).unwrap();
+                        (id, r)
+                    })
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    pub async fn close(self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Pg(p) => p.close().await,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Checks that collect every mismatch before failing, so one run shows them all.
+
+#[derive(Default)]
+pub struct Checks {
+    failures: Vec<String>,
+}
+
+impl Checks {
+    pub fn eq<T: PartialEq + Debug>(&mut self, what: &str, actual: T, expected: T) {
+        if actual != expected {
+            self.failures
+                .push(format!("{what}: got {actual:?}, expected {expected:?}"));
+        }
+    }
+
+    /// Two id sets are equal; the message shows a few ids of each difference.
+    pub fn same_ids(&mut self, what: &str, actual: &BTreeSet<String>, expected: &BTreeSet<String>) {
+        if actual != expected {
+            let extra: Vec<_> = actual.difference(expected).take(5).collect();
+            let missing: Vec<_> = expected.difference(actual).take(5).collect();
+            self.failures.push(format!(
+                "{what}: {} ids vs {} expected; unexpected {} (e.g. {extra:?}), missing {} (e.g. {missing:?})",
+                actual.len(),
+                expected.len(),
+                actual.difference(expected).count(),
+                expected.difference(actual).count(),
+            ));
+        }
+    }
+
+    /// Every (id -> value) pair of `expected` is in `actual`.
+    pub fn same_values(
+        &mut self,
+        what: &str,
+        actual: &BTreeMap<String, Option<String>>,
+        expected: &BTreeMap<String, Option<String>>,
+    ) {
+        let wrong: Vec<_> = expected
+            .iter()
+            .filter(|(id, v)| actual.get(*id) != Some(v))
+            .map(|(id, v)| format!("{id}: got {:?}, expected {v:?}", actual.get(id)))
+            .collect();
+        if !wrong.is_empty() {
+            self.failures.push(format!(
+                "{what}: {} of {} differ, e.g. {:?}",
+                wrong.len(),
+                expected.len(),
+                &wrong[..wrong.len().min(5)]
+            ));
+        }
+    }
+
+    pub fn check(&mut self, what: &str, ok: bool) {
+        if !ok {
+            self.failures.push(what.to_string());
+        }
+    }
+
+    pub fn finish(self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} check(s) failed:\n  - {}",
+            self.failures.len(),
+            self.failures.join("\n  - ")
+        );
+    }
+}
+
+fn str_field(v: &Value, field: &str) -> Option<String> {
+    v.get(field).and_then(Value::as_str).map(str::to_string)
+}
+
+/// The target holds exactly the snapshot: connected ids per table, activity ends,
+/// workplace parents, relation ends, and a few mapped fields.
+pub async fn check_target_matches(c: &mut Checks, db: &Db, snap: &Snapshot, label: &str) {
+    for kind in KINDS {
+        c.same_ids(
+            &format!("{label}: connected {} ids", table(kind)),
+            &db.connected_ids(kind).await,
+            &snap.ids(kind),
+        );
+    }
+    let expect =
+        |kind: &str, f: &dyn Fn(&Value) -> Option<String>| -> BTreeMap<String, Option<String>> {
+            snap.of_kind(kind)
+                .map(|(id, v)| (id.to_string(), f(v)))
+                .collect()
+        };
+    c.same_values(
+        &format!("{label}: activities.individual_source_id"),
+        &db.column("activity", "individual_source_id").await,
+        &expect("activity", &|v| str_field(v, "individual_id")),
+    );
+    c.same_values(
+        &format!("{label}: activities.workplace_source_id"),
+        &db.column("activity", "workplace_source_id").await,
+        &expect("activity", &|v| str_field(v, "workplace_id")),
+    );
+    c.same_values(
+        &format!("{label}: workplaces.parent_source_id"),
+        &db.column("workplace", "parent_source_id").await,
+        &expect("workplace", &|v| str_field(v, "parent_id")),
+    );
+    c.same_values(
+        &format!("{label}: relations.to_source_id"),
+        &db.column("relation", "to_source_id").await,
+        &expect("relation", &|v| v.as_str().map(str::to_string)),
+    );
+    c.same_values(
+        &format!("{label}: individuals.last_name"),
+        &db.column("individual", "last_name").await,
+        &expect("individual", &|v| str_field(v, "last_name")),
+    );
+    c.same_values(
+        &format!("{label}: individuals.first_name"),
+        &db.column("individual", "first_name").await,
+        &expect("individual", &|v| str_field(v, "first_name")),
+    );
+    c.same_values(
+        &format!("{label}: workplaces.name"),
+        &db.column("workplace", "name").await,
+        &expect("workplace", &|v| str_field(v, "name")),
+    );
+    c.same_values(
+        &format!("{label}: workplaces.city"),
+        &db.column("workplace", "city").await,
+        &expect("workplace", &|v| {
+            v.get("address").and_then(|a| str_field(a, "city"))
+        }),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Scenarios shared by the SQLite and PostgreSQL tests
+
+/// A generated world loads into an empty target exactly.
+pub async fn scenario_world_matches_snapshot(dir: &Path, target: &Target) {
+    let world = generate(dir, 3000, 42, 1);
+    let snap = Snapshot::load(&world);
+    let run = run_job(dir, "night1", &Job::full(&world, target));
+    run.expect_code(0);
+    assert_eq!(run.state(), "completed", "{run}");
+    run.assert_reconciled();
+
+    let mut c = Checks::default();
+    c.eq("extracted", run.count("extracted"), snap.extracted());
+    c.eq("created", run.count("created"), snap.entities());
+    c.eq("updated", run.count("updated"), 0);
+    c.eq("unchanged", run.count("unchanged"), 0);
+    c.eq("rejected", run.count("rejected"), 0);
+    c.eq("failed", run.count("failed"), 0);
+    c.eq(
+        "relations_loaded",
+        run.count("relations_loaded"),
+        snap.links(),
+    );
+    c.eq("relations_failed", run.count("relations_failed"), 0);
+    c.eq("disconnected", run.count("disconnected"), 0);
+    for kind in ENTITY_KINDS {
+        c.eq(
+            &format!("per_kind.{kind}.created"),
+            run.kind_count(kind, "created"),
+            snap.count(kind),
+        );
+    }
+    for kind in LINK_KINDS {
+        c.eq(
+            &format!("per_kind.{kind}.relations_loaded"),
+            run.kind_count(kind, "relations_loaded"),
+            snap.count(kind),
+        );
+    }
+    let db = Db::open(target).await;
+    check_target_matches(&mut c, &db, &snap, "night 1").await;
+    let run_id = run.job_id();
+    for kind in KINDS {
+        c.same_ids(
+            &format!("`created` change_log rows for {kind}"),
+            &db.changes(&run_id, kind, "created").await,
+            &snap.ids(kind),
+        );
+    }
+    db.close().await;
+    c.finish();
+}
+
+/// Night 2 over night 1: changes, additions, moves and disconnections, exactly.
+pub async fn scenario_night_two(dir: &Path, target: &Target) {
+    // Seed 11's night 2 also detaches workplaces from their parents.
+    let n1 = generate(dir, 3000, 11, 1);
+    let n2 = generate(dir, 3000, 11, 2);
+    let (s1, s2) = (Snapshot::load(&n1), Snapshot::load(&n2));
+    let diff = Diff::between(&s1, &s2);
+    // Night 2 of the generator has every kind of change; make sure of it so the
+    // test cannot pass vacuously.
+    for kind in KINDS {
+        assert!(!diff.gone[kind].is_empty(), "night 2 removes no {kind}");
+    }
+    for kind in ["individual", "workplace", "activity"] {
+        assert!(!diff.created[kind].is_empty(), "night 2 adds no {kind}");
+        assert!(!diff.changed[kind].is_empty(), "night 2 changes no {kind}");
+    }
+    assert!(
+        !diff.moved_activities.is_empty(),
+        "night 2 moves no activity"
+    );
+
+    // Ordinary nightly churn is a few percent; keep the guard out of the way.
+    let opts = |j: Job| j.option("max_disconnect_share = 0.25");
+    let r1 = run_job(dir, "night1", &opts(Job::full(&n1, target)));
+    r1.expect_code(0);
+    let r2 = run_job(dir, "night2", &opts(Job::full(&n2, target)));
+    r2.expect_code(0);
+    assert_eq!(r2.state(), "completed", "{r2}");
+    r2.assert_reconciled();
+    let run2 = r2.job_id();
+
+    let mut c = Checks::default();
+    c.eq("night 2 extracted", r2.count("extracted"), s2.extracted());
+    for (name, expected) in diff.expected_counts() {
+        c.eq(&format!("night 2 counts.{name}"), r2.count(name), expected);
+    }
+    for kind in KINDS {
+        c.eq(
+            &format!("night 2 sweep.disconnected.{kind}"),
+            r2.summary["sweep"]["disconnected"][kind]
+                .as_u64()
+                .unwrap_or(0),
+            diff.gone[kind].len() as u64,
+        );
+    }
+    for kind in ENTITY_KINDS {
+        c.eq(
+            &format!("night 2 per_kind.{kind}.updated"),
+            r2.kind_count(kind, "updated"),
+            diff.changed[kind].len() as u64,
+        );
+        c.eq(
+            &format!("night 2 per_kind.{kind}.created"),
+            r2.kind_count(kind, "created"),
+            diff.created[kind].len() as u64,
+        );
+    }
+
+    let db = Db::open(target).await;
+    check_target_matches(&mut c, &db, &s2, "after night 2").await;
+    for kind in KINDS {
+        c.same_ids(
+            &format!("{} disconnected rows", table(kind)),
+            &db.disconnected_ids(kind).await,
+            &diff.gone[kind],
+        );
+        c.same_ids(
+            &format!("`disconnected` change_log rows of night 2 for {kind}"),
+            &db.changes(&run2, kind, "disconnected").await,
+            &diff.gone[kind],
+        );
+        c.same_ids(
+            &format!("`created` change_log rows of night 2 for {kind}"),
+            &db.changes(&run2, kind, "created").await,
+            &diff.created[kind],
+        );
+    }
+    for kind in ["individual", "workplace", "activity"] {
+        c.same_ids(
+            &format!("`updated` change_log rows of night 2 for {kind}"),
+            &db.changes(&run2, kind, "updated").await,
+            &diff.changed[kind],
+        );
+    }
+    c.same_ids(
+        "`moved` change_log rows of night 2 for activities",
+        &db.changes(&run2, "activity", "moved").await,
+        &diff.moved_activities,
+    );
+    db.close().await;
+    c.finish();
+}
+
+/// The same snapshot twice: the second run changes nothing and logs nothing.
+pub async fn scenario_unchanged_rerun(dir: &Path, target: &Target) {
+    let world = generate(dir, 1500, 9, 1);
+    let snap = Snapshot::load(&world);
+    let job = Job::full(&world, target);
+    run_job(dir, "first", &job).expect_code(0);
+    let second = run_job(dir, "second", &job);
+    second.expect_code(0);
+    second.assert_reconciled();
+    let mut c = Checks::default();
+    c.eq("extracted", second.count("extracted"), snap.extracted());
+    c.eq("created", second.count("created"), 0);
+    c.eq("updated", second.count("updated"), 0);
+    c.eq(
+        "unchanged",
+        second.count("unchanged"),
+        snap.entities() + snap.links(),
+    );
+    c.eq("relations_loaded", second.count("relations_loaded"), 0);
+    c.eq("disconnected", second.count("disconnected"), 0);
+    let db = Db::open(target).await;
+    c.eq(
+        "change_log rows of the second run",
+        db.change_rows_of_run(&second.job_id()).await,
+        vec![],
+    );
+    check_target_matches(&mut c, &db, &snap, "after the rerun").await;
+    db.close().await;
+    c.finish();
+}
+
+// ---------------------------------------------------------------------------------
+// PostgreSQL: one database per test, dropped when the guard goes.
+
+const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates a fresh database, or returns None (after printing why) when the
+    /// server is unreachable and CI is not set; with CI=true that is a failure.
+    pub async fn create() -> Option<PgDatabase> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let admin_url = format!("{PG_SERVER}/postgres");
+        let admin = tokio::time::timeout(
+            Duration::from_secs(10),
+            PgConnectOptions::from_str(&admin_url).unwrap().connect(),
+        )
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+        let mut admin = match admin {
+            Ok(c) => c,
+            Err(e) => {
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("PostgreSQL at {admin_url} is unreachable and CI=true: {e}");
+                }
+                eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable ({e})");
+                return None;
+            }
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "provsync_e2e_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        Some(PgDatabase {
+            url: format!("{PG_SERVER}/{name}"),
+            name,
+        })
+    }
+
+    pub fn target(&self) -> Target {
+        Target::Postgres {
+            url: self.url.clone(),
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside a tokio test runtime: do the blocking work on a thread of
+        // its own with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut admin) = PgConnectOptions::from_str(&format!("{PG_SERVER}/postgres"))
+                    .unwrap()
+                    .connect()
+                    .await
+                {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            })
+        })
+        .join();
+    }
+}

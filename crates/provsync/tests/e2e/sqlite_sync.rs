@@ -1,0 +1,24 @@
+//! Full syncs into SQLite, checked against the generator's snapshots.
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_world_lands_in_sqlite_exactly_as_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    scenario_world_matches_snapshot(dir.path(), &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn night_two_applies_changes_additions_moves_and_disconnections_exactly_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    scenario_night_two(dir.path(), &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_the_same_snapshot_into_sqlite_changes_and_logs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    scenario_unchanged_rerun(dir.path(), &target).await;
+}
