@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use provsync_core::mapped::MappedRecord;
 use provsync_core::model::EntityKind;
-use provsync_core::target::{Change, Outcome, TablePlan, TargetError, Write};
+use provsync_core::target::{Outcome, TablePlan, TargetError, Write};
 
 /// Columns the target fills itself (never from a mapping).
 pub const BOOKKEEPING: [&str; 6] = [
@@ -209,22 +209,37 @@ pub fn split_resolved<'a>(
     (ok, outcomes)
 }
 
-/// Change-log rows for a batch: created, updated, reconnected, moved.
-fn change_rows<'a>(
+/// What a row looked like before a batch wrote it.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    /// Connected flag.
+    pub connected: bool,
+    /// Value of the kind's `moved_column`.
+    pub moved: Option<String>,
+    /// Run that last wrote it.
+    pub updated_run: String,
+}
+
+/// Change-log rows for a batch: created, updated, reconnected, moved. A record this
+/// run already wrote (a page replayed after a crash) logs nothing again.
+pub fn change_rows<'a>(
     layout: &TableLayout,
+    run: &str,
     ws: &[&'a Write],
-    previous: &HashMap<String, (bool, Option<String>)>,
+    previous: &HashMap<String, Previous>,
 ) -> Vec<(&'a str, &'static str, Option<String>)> {
     let mut rows = Vec::with_capacity(ws.len());
     for w in ws {
         let id = w.record.source_id.as_str();
-        let Some((connected, old)) = previous.get(id).filter(|_| w.change == Change::Updated)
-        else {
+        let Some(p) = previous.get(id) else {
             rows.push((id, "created", None));
             continue;
         };
+        if p.updated_run == run {
+            continue;
+        }
         rows.push((id, "updated", None));
-        if !connected {
+        if !p.connected {
             rows.push((id, "reconnected", None));
         }
         if let Some(col) = moved_column(layout.kind) {
@@ -234,10 +249,10 @@ fn change_rows<'a>(
                 .zip(structural_values(&w.record))
                 .find(|(c, _)| **c == col)
                 .and_then(|(_, v)| v);
-            if old.is_some() && new != *old {
+            if p.moved.is_some() && new != p.moved {
                 let detail = format!(
                     "{col}: {} -> {}",
-                    old.as_deref().unwrap_or(""),
+                    p.moved.as_deref().unwrap_or(""),
                     new.as_deref().unwrap_or("")
                 );
                 rows.push((id, "moved", Some(detail)));

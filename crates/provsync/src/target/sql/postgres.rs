@@ -8,13 +8,13 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use provsync_core::model::{EntityKind, SourceId};
 use provsync_core::target::{
-    Change, Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
+    Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
 
 use super::{
-    change_rows, layouts, mapped_values, missing_ends, moved_column, now_ms, parent_links,
+    change_rows, layouts, Previous, mapped_values, missing_ends, moved_column, now_ms, parent_links,
     split_resolved, structural_values, value_text, TableLayout,
 };
 
@@ -115,7 +115,7 @@ impl PostgresTarget {
             let layout = self.layout(kind)?;
             let previous = self.previous_state(&mut tx, &layout, &ws).await?;
             self.upsert_rows(&mut tx, &layout, run, &ws).await?;
-            let log = change_rows(&layout, &ws, &previous);
+            let log = change_rows(&layout, &run.job_id, &ws, &previous);
             insert_change_log(&mut tx, run, kind, &log).await?;
             if kind == EntityKind::Relation {
                 apply_parent_links(&mut tx, run, &ws).await?;
@@ -124,23 +124,17 @@ impl PostgresTarget {
         tx.commit().await.map_err(|e| backend("commit", e))
     }
 
+    /// The rows a batch is about to overwrite, as they are.
     async fn previous_state(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         layout: &TableLayout,
         ws: &[&Write],
-    ) -> Result<HashMap<String, (bool, Option<String>)>, TargetError> {
-        let ids: Vec<&str> = ws
-            .iter()
-            .filter(|w| w.change == Change::Updated)
-            .map(|w| w.record.source_id.as_str())
-            .collect();
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
+    ) -> Result<HashMap<String, Previous>, TargetError> {
+        let ids: Vec<&str> = ws.iter().map(|w| w.record.source_id.as_str()).collect();
         let moved = moved_column(layout.kind).unwrap_or("NULL::text");
         let sql = format!(
-            "SELECT source_id, connected, {moved} FROM {} WHERE source_id = ANY($1)",
+            "SELECT source_id, connected, {moved}, updated_run FROM {} WHERE source_id = ANY($1)",
             layout.table
         );
         let rows = sqlx::query(&sql)
@@ -153,7 +147,11 @@ impl PostgresTarget {
             .map(|r| {
                 (
                     r.get::<String, _>(0),
-                    (r.get::<bool, _>(1), r.get::<Option<String>, _>(2)),
+                    Previous {
+                        connected: r.get(1),
+                        moved: r.get(2),
+                        updated_run: r.get(3),
+                    },
                 )
             })
             .collect())
@@ -261,8 +259,7 @@ async fn insert_change_log(
     sqlx::query(
         "INSERT INTO change_log (run_id, kind, source_id, change, detail, at) \
          SELECT $1, $2, u.id, u.change, u.detail, $6 \
-         FROM unnest($3::text[], $4::text[], $5::text[]) AS u(id, change, detail) \
-         ON CONFLICT DO NOTHING",
+         FROM unnest($3::text[], $4::text[], $5::text[]) AS u(id, change, detail)",
     )
     .bind(run.job_id.as_str())
     .bind(kind.as_str())

@@ -8,13 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use provsync_core::model::{EntityKind, SourceId};
 use provsync_core::target::{
-    Change, Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
+    Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    change_rows, layouts, mapped_values, missing_ends, moved_column, now_ms, parent_links,
+    change_rows, layouts, Previous, mapped_values, missing_ends, moved_column, now_ms, parent_links,
     split_resolved, structural_values, TableLayout,
 };
 
@@ -83,7 +83,7 @@ impl SqliteTarget {
             let layout = self.layout(kind)?;
             let previous = previous_state(&mut tx, &layout, &ws).await?;
             upsert_rows(&mut tx, &layout, run, &ws).await?;
-            let log = change_rows(&layout, &ws, &previous);
+            let log = change_rows(&layout, &run.job_id, &ws, &previous);
             insert_change_log(&mut tx, run, kind, &log).await?;
             if kind == EntityKind::Relation {
                 apply_parent_links(&mut tx, run, &ws).await?;
@@ -132,28 +132,23 @@ fn placeholders(n: usize) -> String {
     s
 }
 
-/// (connected, moved-column value) of the updated records before the write.
+/// The rows a batch is about to overwrite, as they are.
 async fn previous_state(
     tx: &mut Transaction<'_, Sqlite>,
     layout: &TableLayout,
     ws: &[&Write],
-) -> Result<HashMap<String, (bool, Option<String>)>, TargetError> {
-    let ids: Vec<&str> = ws
-        .iter()
-        .filter(|w| w.change == Change::Updated)
-        .map(|w| w.record.source_id.as_str())
-        .collect();
+) -> Result<HashMap<String, Previous>, TargetError> {
     let mut out = HashMap::new();
     let moved = moved_column(layout.kind).unwrap_or("NULL");
-    for chunk in ids.chunks(MAX_VARS) {
+    for chunk in ws.chunks(MAX_VARS) {
         let sql = format!(
-            "SELECT source_id, connected, {moved} FROM {} WHERE source_id IN ({})",
+            "SELECT source_id, connected, {moved}, updated_run FROM {} WHERE source_id IN ({})",
             layout.table,
             placeholders(chunk.len())
         );
         let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
+        for w in chunk {
+            q = q.bind(w.record.source_id.as_str());
         }
         for row in q
             .fetch_all(&mut **tx)
@@ -162,7 +157,11 @@ async fn previous_state(
         {
             out.insert(
                 row.get::<String, _>(0),
-                (row.get::<bool, _>(1), row.get::<Option<String>, _>(2)),
+                Previous {
+                    connected: row.get(1),
+                    moved: row.get(2),
+                    updated_run: row.get(3),
+                },
             );
         }
     }
@@ -265,8 +264,6 @@ async fn insert_change_log(
             }
             sql.push_str("(?,?,?,?,?,?)");
         }
-        // A page replayed after a crash logs nothing twice.
-        sql.push_str(" ON CONFLICT DO NOTHING");
         let mut q = sqlx::query(&sql);
         for (id, change, detail) in chunk {
             q = q
