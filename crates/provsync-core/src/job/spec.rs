@@ -127,7 +127,7 @@ impl Default for JobOptions {
             max_failed_records: Threshold::Ratio(0.05),
             max_disconnect_share: 0.10,
             allow_mass_disconnect: false,
-            page_size: 5_000,
+            page_size: 2_500,
             batch_size: 1_000,
             load_workers: 2,
         }

@@ -50,9 +50,9 @@ pub struct BenchArgs {
     /// Working folder (a temporary one when absent).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Records per page.
-    #[arg(long, default_value_t = 5_000)]
-    pub page_size: usize,
+    /// Records per page (the job default when absent).
+    #[arg(long)]
+    pub page_size: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -128,6 +128,7 @@ fn job(world: &Path, target: BenchTarget, dir: &Path, a: &BenchArgs) -> anyhow::
         "scope = [\"US\"]\n[source]\ntype = \"file\"\npath = {:?}\n[target]\n{target_toml}\n[options]\npage_size = {}\nbatch_size = 5000\n",
         world.display().to_string(),
         a.page_size
+            .unwrap_or(provsync_core::job::JobOptions::default().page_size)
     );
     Ok(toml::from_str(&text)?)
 }

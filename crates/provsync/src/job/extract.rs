@@ -14,7 +14,7 @@ use super::{abort, load, transform, EngineError, JobContext, Progress};
 
 /// Pages buffered between stages: enough to overlap I/O and CPU, small enough to
 /// keep memory flat.
-const CHANNEL_PAGES: usize = 2;
+const CHANNEL_PAGES: usize = 1;
 
 /// Runs extract -> transform -> load until the source is exhausted, the job is
 /// aborted or a stage fails. Failures are recorded on the job, not returned: the job

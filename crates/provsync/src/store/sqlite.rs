@@ -85,7 +85,10 @@ impl SqliteStore {
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            // Batched statements differ by their number of rows; a large cache of
+            // them held tens of MB of compiled programs.
+            .statement_cache_capacity(24);
         if !memory {
             opts = opts.journal_mode(SqliteJournalMode::Wal);
         }

@@ -7,15 +7,13 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 use provsync_core::model::{EntityKind, SourceId};
-use provsync_core::target::{
-    Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
-};
+use provsync_core::target::{Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
 
 use super::{
-    change_rows, layouts, Previous, mapped_values, missing_ends, moved_column, now_ms, parent_links,
-    split_resolved, structural_values, value_text, TableLayout,
+    change_rows, layouts, mapped_values, missing_ends, moved_column, now_ms, parent_links,
+    split_resolved, structural_values, value_text, Previous, TableLayout,
 };
 
 /// The PostgreSQL provider store.

@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use provsync_core::model::{EntityKind, SourceId};
-use provsync_core::target::{
-    Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
-};
+use provsync_core::target::{Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    change_rows, layouts, Previous, mapped_values, missing_ends, moved_column, now_ms, parent_links,
-    split_resolved, structural_values, TableLayout,
+    change_rows, layouts, mapped_values, missing_ends, moved_column, now_ms, parent_links,
+    split_resolved, structural_values, Previous, TableLayout,
 };
 
-/// SQLite allows 32766 bound variables per statement; stay well under it.
-const MAX_VARS: usize = 30_000;
+/// Bound variables per statement. SQLite allows 32766, but a statement that large
+/// compiles to megabytes; fixed, moderate chunks keep memory flat and let the
+/// statement cache reuse one program per table.
+const MAX_VARS: usize = 4_000;
 
 /// The SQLite provider store.
 pub struct SqliteTarget {
@@ -39,7 +39,10 @@ impl SqliteTarget {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // Batched statements differ by their number of rows; a large cache of
+            // them held tens of MB of compiled programs.
+            .statement_cache_capacity(24);
         // One connection: SQLite has a single writer, and one connection keeps
         // `sqlite::memory:` one database.
         let pool = SqlitePoolOptions::new()
