@@ -118,6 +118,8 @@ pub struct KnownRecord {
     pub hash: ContentHash,
     /// Whether it is currently connected (not swept).
     pub connected: bool,
+    /// The store's key of the record, for the page's seen marks.
+    pub key: i64,
 }
 
 /// A record written to the target: its new hash and (optional) target id.
@@ -146,6 +148,9 @@ pub struct PageCommit {
     pub written: Vec<HashUpdate>,
     /// Links to load in the relations stage.
     pub staged: Vec<MappedRecord>,
+    /// Keys of the known records the page held (unchanged or not): the sweep spares
+    /// them. Records written by the run are spared anyway.
+    pub seen: Vec<i64>,
 }
 
 /// A staged link read back for the relations stage.
@@ -298,13 +303,13 @@ pub trait StateStore: Send + Sync {
     async fn counts(&self, id: &JobId) -> Result<KindCounts, StoreError>;
 
     // --- content hashes and id map, per target ---
-    /// Known hashes of these records in the target, stamping them as seen by run `id`.
+    /// What the target holds of these records (a read: the page's commit marks
+    /// them seen, so a rerun of unchanged data writes one row per page, not per record).
     async fn known_records(
         &self,
         target: &str,
         kind: EntityKind,
         ids: &[SourceId],
-        seen_by: &JobId,
     ) -> Result<HashMap<SourceId, KnownRecord>, StoreError>;
     /// Target ids of these records (for targets with their own ids).
     async fn target_ids(
@@ -368,6 +373,8 @@ pub trait StateStore: Send + Sync {
         scopes: &[Scope],
         id: &JobId,
     ) -> Result<u64, StoreError>;
+    /// Drops the run's seen marks once its sweep is done.
+    async fn end_run(&self, id: &JobId) -> Result<(), StoreError>;
     /// Marks swept records disconnected by run `id`.
     async fn mark_disconnected(
         &self,

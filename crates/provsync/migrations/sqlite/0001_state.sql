@@ -1,8 +1,8 @@
 -- provsync state store, SQLite flavour.
 -- Written to port to PostgreSQL with little change: timestamps are integer epoch
 -- milliseconds (BIGINT), ids are TEXT, JSON is stored as TEXT, booleans are
--- INTEGER 0/1. The one SQLite-only clause is WITHOUT ROWID on record_state (drop it
--- for PostgreSQL).
+-- INTEGER 0/1. The one SQLite-only clause is WITHOUT ROWID on seen (drop it for
+-- PostgreSQL), and rid INTEGER PRIMARY KEY becomes BIGSERIAL there.
 
 -- Jobs. queue_seq orders the per-target FIFO queue (set when a job is queued).
 CREATE TABLE jobs (
@@ -19,7 +19,9 @@ CREATE TABLE jobs (
     finished_at     BIGINT,
     updated_at      BIGINT NOT NULL,
     summary         TEXT,
-    queue_seq       BIGINT
+    queue_seq       BIGINT,
+    -- A small number for the run, so the per-record seen marks stay narrow.
+    run_no          INTEGER NOT NULL UNIQUE
 );
 -- Dispatch asks "is this target busy / who is next" on every start.
 CREATE INDEX jobs_target_state ON jobs (target, state, queue_seq);
@@ -89,8 +91,15 @@ CREATE TABLE errors (
 
 -- What each target holds: content hash, id map and sweep stamps, per record.
 -- Not tied to a job (it outlives runs), so no foreign key.
+-- Targets by number: record_state is keyed by it (short keys, fast lookups).
+CREATE TABLE targets (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+
 CREATE TABLE record_state (
-    target           TEXT NOT NULL,
+    rid              INTEGER PRIMARY KEY,
+    target           INTEGER NOT NULL,
     kind             TEXT NOT NULL,
     source_id        TEXT NOT NULL,
     scope            TEXT NOT NULL,
@@ -100,8 +109,17 @@ CREATE TABLE record_state (
     seen_run         TEXT,
     updated_run      TEXT,
     disconnected_run TEXT,
-    PRIMARY KEY (target, kind, source_id)
-) WITHOUT ROWID; -- clustered on the key: every lookup is by (target, kind, source_id)
+    UNIQUE (target, kind, source_id)
+);
+
+-- Known records a run saw unchanged (or wrote): the sweep spares them. Integer
+-- pairs appended per page, so a rerun of unchanged data costs no record rewrite;
+-- dropped when the run ends.
+CREATE TABLE seen (
+    run_no INTEGER NOT NULL,
+    rid    INTEGER NOT NULL,
+    PRIMARY KEY (run_no, rid)
+) WITHOUT ROWID;
 
 -- Links waiting for the relations stage. seq is derived from (page, index) so a
 -- replayed page stages the same rows; parent_key groups a parent's links.

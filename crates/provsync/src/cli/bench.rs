@@ -103,6 +103,8 @@ pub struct BenchReport {
     pub rerun_writes: u64,
     /// Rerun time as a share of the full run.
     pub rerun_share: f64,
+    /// Rerun seconds busy in extract, transform, hash lookups, ledger commits, finish.
+    pub rerun_split_secs: [f64; 5],
     /// Raw `COPY` of the same records into an unlogged table (PostgreSQL only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy_records_per_sec: Option<f64>,
@@ -298,6 +300,14 @@ pub async fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let rerun = run_spec(&rerun_engine, &spec, "bench", false).await?;
     let rerun_ms = started.elapsed().as_millis() as u64;
     let rerun_writes = change_log_rows(&rerun_engine, &spec, &rerun.id).await?;
+    let rp = &rerun_engine.progress;
+    let rerun_split_secs = [
+        Progress::get(&rp.extract_ns) as f64 / 1e9,
+        Progress::get(&rp.transform_ns) as f64 / 1e9,
+        Progress::get(&rp.load_known_ns) as f64 / 1e9,
+        Progress::get(&rp.load_commit_ns) as f64 / 1e9,
+        Progress::get(&rp.finish_ns) as f64 / 1e9,
+    ];
 
     let records_per_sec = records as f64 / (full_ms as f64 / 1000.0);
     let copy = match a.target {
@@ -316,6 +326,7 @@ pub async fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         rerun_ms,
         rerun_writes,
         rerun_share: rerun_ms as f64 / full_ms.max(1) as f64,
+        rerun_split_secs,
         copy_records_per_sec: copy,
         copy_share: copy.map(|c| records_per_sec / c),
     };
@@ -364,6 +375,10 @@ fn print_report(r: &BenchReport, json: bool) -> anyhow::Result<()> {
         r.rerun_ms as f64 / 1e3,
         100.0 * r.rerun_share,
         r.rerun_writes
+    );
+    let [e, t, k, c, f] = r.rerun_split_secs;
+    println!(
+        "  rerun split        {e:.1} s extract, {t:.1} s transform, {k:.1} s hash lookups, {c:.1} s ledger commits, {f:.1} s finish"
     );
     if let (Some(c), Some(s)) = (r.copy_records_per_sec, r.copy_share) {
         println!(

@@ -217,6 +217,7 @@ async fn conclude(
     engine.store.set_summary(id, &value).await?;
     engine.apply(id, JobEvent::Finished { with_errors }).await?;
     engine.store.set_stage(id, Stage::Done).await?;
+    engine.store.end_run(id).await?;
     tracing::info!(job = %id, state = %final_state, "job finished");
     if let Some(next) = engine.start_next(&job.target).await? {
         tracing::info!(job = %next, target = %job.target, "next queued job started");

@@ -136,8 +136,9 @@ async fn classify(
     let started = std::time::Instant::now();
     let known = ctx
         .store()
-        .known_records(&ctx.target_name, kind, &ids, &ctx.id)
+        .known_records(&ctx.target_name, kind, &ids)
         .await?;
+    commit.seen.extend(known.values().map(|k| k.key));
     Progress::time(&ctx.engine.progress.load_known_ns, started);
     let mut writes = Vec::with_capacity(records.len());
     let counts = commit.counts.kind_mut(kind);

@@ -73,43 +73,52 @@ fn group_name(group: &[Scope]) -> String {
     }
 }
 
-/// Checks the guards of one scope; `Err` says why its sweep is refused.
-async fn check_guards(
+/// Connected and unseen records of one scope, per kind.
+async fn scope_census(
     ctx: &JobContext,
     group: &[Scope],
     kinds: &[EntityKind],
-) -> Result<Result<(), String>, EngineError> {
-    let o = &ctx.spec.options;
-    if o.allow_mass_disconnect {
-        return Ok(Ok(()));
-    }
+) -> Result<Vec<(EntityKind, u64, u64)>, EngineError> {
     let store = ctx.store();
-    let scope = group_name(group);
-    let mut per_kind = Vec::with_capacity(kinds.len());
+    let mut census = Vec::with_capacity(kinds.len());
     for &kind in kinds {
         let connected = store.connected_count(&ctx.target_name, kind, group).await?;
         let unseen = store
             .unseen_count(&ctx.target_name, kind, group, &ctx.id)
             .await?;
-        per_kind.push((kind, connected, unseen));
+        census.push((kind, connected, unseen));
     }
-    let connected: u64 = per_kind.iter().map(|k| k.1).sum();
-    let unseen: u64 = per_kind.iter().map(|k| k.2).sum();
+    Ok(census)
+}
+
+/// Checks the guards of one scope; `Err` says why its sweep is refused.
+fn check_guards(
+    ctx: &JobContext,
+    group: &[Scope],
+    census: &[(EntityKind, u64, u64)],
+) -> Result<(), String> {
+    let o = &ctx.spec.options;
+    if o.allow_mass_disconnect {
+        return Ok(());
+    }
+    let scope = group_name(group);
+    let connected: u64 = census.iter().map(|k| k.1).sum();
+    let unseen: u64 = census.iter().map(|k| k.2).sum();
     if unseen > 0 && unseen == connected {
-        return Ok(Err(format!(
+        return Err(format!(
             "scope {scope}: the snapshot has no records of this scope; refusing to disconnect all {connected}"
-        )));
+        ));
     }
-    for (kind, connected, unseen) in per_kind {
+    for &(kind, connected, unseen) in census {
         if unseen > 0 && unseen as f64 > o.max_disconnect_share * connected as f64 {
-            return Ok(Err(format!(
+            return Err(format!(
                 "scope {scope}: would disconnect {unseen} of {connected} {kind} records ({:.1}%), above the allowed {:.1}%",
                 100.0 * unseen as f64 / connected as f64,
                 100.0 * o.max_disconnect_share
-            )));
+            ));
         }
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Disconnects what the snapshot no longer has, scope by scope, within the guards.
@@ -124,12 +133,16 @@ pub async fn sweep(ctx: &JobContext, counts: &KindCounts) -> Result<SweepReport,
         .collect();
     let store = ctx.store();
     for group in scope_groups(ctx) {
-        if let Err(reason) = check_guards(ctx, &group, &kinds).await? {
+        let census = scope_census(ctx, &group, &kinds).await?;
+        if let Err(reason) = check_guards(ctx, &group, &census) {
             tracing::warn!(job = %ctx.id, %reason, "sweep refused");
             report.refused.push(reason);
             continue;
         }
-        for &kind in &kinds {
+        for &(kind, _, unseen) in &census {
+            if unseen == 0 {
+                continue;
+            }
             loop {
                 let ids = store
                     .unseen_records(&ctx.target_name, kind, &group, &ctx.id, SWEEP_CHUNK)

@@ -86,7 +86,7 @@ async fn load_chunk(
         let ids: Vec<SourceId> = links.iter().map(|(_, r)| r.source_id.clone()).collect();
         let known = ctx
             .store()
-            .known_records(&ctx.target_name, kind, &ids, &ctx.id)
+            .known_records(&ctx.target_name, kind, &ids)
             .await?;
         let (pages, writes): (Vec<u64>, Vec<Write>) = links
             .into_iter()

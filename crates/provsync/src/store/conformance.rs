@@ -46,7 +46,7 @@ macro_rules! conformance_tests {
             record_page_is_idempotent_and_moves_checkpoint,
             commit_page_is_idempotent,
             commit_page_is_atomic,
-            known_records_stamps_seen,
+            known_records_and_seen_marks,
             target_ids_map,
             staged_links_round_trip_and_commit_once,
             errors_are_paged_in_order,
@@ -653,6 +653,7 @@ pub async fn commit_page_is_idempotent(s: &dyn StateStore) {
             update(EntityKind::Individual, "i2", "US", 2, None),
         ],
         staged: vec![activity("a1", "i1", "w1")],
+        seen: vec![],
     };
     assert!(s.commit_page(&id, "t", 0, &commit).await.unwrap());
     assert!(s.pages(&id).await.unwrap()[0].loaded);
@@ -668,14 +669,14 @@ pub async fn commit_page_is_idempotent(s: &dyn StateStore) {
         errors: vec![err(Some(0), 2)],
         written: vec![update(EntityKind::Individual, "i1", "US", 7, Some("T9"))],
         staged: vec![activity("a2", "i2", "w1")],
+        seen: vec![],
     };
     assert!(!s.commit_page(&id, "t", 0, &replay).await.unwrap());
     assert_eq!(s.counts(&id).await.unwrap(), c);
     assert_eq!(s.error_count(&id).await.unwrap(), 1);
     assert_eq!(s.staged_links(&id, -1, 100).await.unwrap().len(), 1);
-    let other = JobId::new();
     let known = s
-        .known_records("t", EntityKind::Individual, &ids(&["i1"]), &other)
+        .known_records("t", EntityKind::Individual, &ids(&["i1"]))
         .await
         .unwrap();
     assert_eq!(known[&SourceId::from("i1")].hash, hash(1));
@@ -718,6 +719,7 @@ pub async fn commit_page_is_atomic(s: &dyn StateStore) {
         errors: vec![err(Some(page), 1)],
         written: vec![update(EntityKind::Individual, "i1", "US", 1, None)],
         staged: vec![activity("a1", "i1", "w1")],
+        seen: vec![],
     };
     assert!(s.commit_page(&id, "t", page, &commit).await.is_err());
     assert_eq!(s.error_count(&id).await.unwrap(), 0);
@@ -732,8 +734,9 @@ pub async fn commit_page_is_atomic(s: &dyn StateStore) {
     );
 }
 
-/// `known_records` returns what the target holds and stamps those records as seen.
-pub async fn known_records_stamps_seen(s: &dyn StateStore) {
+/// `known_records` returns what the target holds; the page commit's seen marks spare
+/// those records from the run's sweep, until the run ends.
+pub async fn known_records_and_seen_marks(s: &dyn StateStore) {
     let j1 = running_job(s, "t").await;
     record(s, &j1, 0).await;
     let commit = PageCommit {
@@ -745,32 +748,50 @@ pub async fn known_records_stamps_seen(s: &dyn StateStore) {
         ..PageCommit::default()
     };
     s.commit_page(&j1, "t", 0, &commit).await.unwrap();
+    complete(s, &j1).await;
 
-    let j2 = JobId::new();
+    let j2 = running_job(s, "t").await;
+    record(s, &j2, 0).await;
     let known = s
-        .known_records("t", EntityKind::Individual, &ids(&["i1", "i2", "i3"]), &j2)
+        .known_records("t", EntityKind::Individual, &ids(&["i1", "i2", "i3"]))
         .await
         .unwrap();
     assert_eq!(known.len(), 2);
     assert_eq!(known[&SourceId::from("i1")].hash, hash(11));
     assert_eq!(known[&SourceId::from("i2")].hash, hash(12));
     assert!(known[&SourceId::from("i2")].connected);
+    assert_ne!(
+        known[&SourceId::from("i1")].key,
+        known[&SourceId::from("i2")].key
+    );
     assert!(s
-        .known_records("other", EntityKind::Individual, &ids(&["i1"]), &j2)
+        .known_records("other", EntityKind::Individual, &ids(&["i1"]))
         .await
         .unwrap()
         .is_empty());
     assert!(s
-        .known_records("t", EntityKind::Workplace, &ids(&["i1"]), &j2)
+        .known_records("t", EntityKind::Workplace, &ids(&["i1"]))
         .await
         .unwrap()
         .is_empty());
     assert!(s
-        .known_records("t", EntityKind::Workplace, &[], &j2)
+        .known_records("t", EntityKind::Workplace, &[])
         .await
         .unwrap()
         .is_empty());
-    // Both individuals were stamped by j2; the workplace was not.
+    // A read marks nothing: before the page commit, j2 has seen nothing.
+    assert_eq!(
+        s.unseen_count("t", EntityKind::Individual, &[], &j2)
+            .await
+            .unwrap(),
+        2
+    );
+    let commit = PageCommit {
+        seen: known.values().map(|k| k.key).collect(),
+        ..PageCommit::default()
+    };
+    s.commit_page(&j2, "t", 0, &commit).await.unwrap();
+    // Both individuals were seen by j2; the workplace was not.
     assert_eq!(
         s.unseen_count("t", EntityKind::Individual, &[], &j2)
             .await
@@ -783,11 +804,19 @@ pub async fn known_records_stamps_seen(s: &dyn StateStore) {
             .unwrap(),
         1
     );
+    // Ending the run drops its marks.
+    s.end_run(&j2).await.unwrap();
+    assert_eq!(
+        s.unseen_count("t", EntityKind::Individual, &[], &j2)
+            .await
+            .unwrap(),
+        2
+    );
 
     // Many ids in one call (more than one statement's worth).
     let many: Vec<SourceId> = (0..2_500).map(|n| SourceId(format!("n{n}"))).collect();
     let known = s
-        .known_records("t", EntityKind::Individual, &many, &j2)
+        .known_records("t", EntityKind::Individual, &many)
         .await
         .unwrap();
     assert!(known.is_empty());
@@ -1026,7 +1055,13 @@ pub async fn sweep_queries_and_reconnect(s: &dyn StateStore) {
 
     complete(s, &j1).await;
     let j2 = running_job(s, "t").await;
-    s.known_records("t", ind, &ids(&["a"]), &j2).await.unwrap();
+    record(s, &j2, 0).await;
+    let known = s.known_records("t", ind, &ids(&["a"])).await.unwrap();
+    let seen = PageCommit {
+        seen: known.values().map(|k| k.key).collect(),
+        ..PageCommit::default()
+    };
+    s.commit_page(&j2, "t", 0, &seen).await.unwrap();
     assert_eq!(
         s.unseen_records("t", ind, &us, &j2, 10).await.unwrap(),
         ids(&["b"])
@@ -1053,7 +1088,7 @@ pub async fn sweep_queries_and_reconnect(s: &dyn StateStore) {
         .unwrap()
         .is_empty());
     assert_eq!(s.unseen_count("t", ind, &[], &j2).await.unwrap(), 1);
-    let known = s.known_records("t", ind, &ids(&["b"]), &j2).await.unwrap();
+    let known = s.known_records("t", ind, &ids(&["b"])).await.unwrap();
     assert_eq!(known[&SourceId::from("b")].hash, hash(2));
     assert!(!known[&SourceId::from("b")].connected);
     // The workplace of another kind is untouched.
@@ -1073,7 +1108,7 @@ pub async fn sweep_queries_and_reconnect(s: &dyn StateStore) {
     };
     s.commit_page(&j3, "t", 0, &back).await.unwrap();
     assert_eq!(s.connected_count("t", ind, &us).await.unwrap(), 2);
-    let known = s.known_records("t", ind, &ids(&["b"]), &j3).await.unwrap();
+    let known = s.known_records("t", ind, &ids(&["b"])).await.unwrap();
     assert!(known[&SourceId::from("b")].connected, "reconnected");
 }
 
@@ -1285,12 +1320,19 @@ async fn measure_100k_commit_and_known_records() {
     println!("commit_page, 100k staged links: {:?}", t.elapsed());
 
     let ids: Vec<_> = (0..n).map(|i| SourceId(format!("WUSM{i:08}"))).collect();
-    let j2 = JobId::new();
     let t = std::time::Instant::now();
     let known = s
-        .known_records("t", EntityKind::Individual, &ids, &j2)
+        .known_records("t", EntityKind::Individual, &ids)
         .await
         .unwrap();
     println!("known_records, 100k ids: {:?}", t.elapsed());
     assert_eq!(known.len(), n as usize);
+    record(s, &j, 2).await;
+    let commit = PageCommit {
+        seen: known.values().map(|k| k.key).collect(),
+        ..PageCommit::default()
+    };
+    let t = std::time::Instant::now();
+    s.commit_page(&j, "t", 2, &commit).await.unwrap();
+    println!("commit_page, 100k seen marks: {:?}", t.elapsed());
 }

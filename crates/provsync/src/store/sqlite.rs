@@ -52,6 +52,8 @@ const CHUNK: usize = 1_000;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Target names to their numbers (they never change once given).
+    target_keys: std::sync::Arc<std::sync::Mutex<HashMap<String, i64>>>,
 }
 
 #[derive(Debug)]
@@ -77,6 +79,28 @@ impl MigrationSource<'static> for Embedded {
 }
 
 impl SqliteStore {
+    /// The number of a target, given on first use.
+    async fn target_key(&self, name: &str) -> Result<i64, StoreError> {
+        if let Some(k) = self.target_keys.lock().expect("target keys").get(name) {
+            return Ok(*k);
+        }
+        sqlx::query("INSERT OR IGNORE INTO targets (name) VALUES (?)")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(db("register target"))?;
+        let key: i64 = sqlx::query_scalar("SELECT id FROM targets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("read target number"))?;
+        self.target_keys
+            .lock()
+            .expect("target keys")
+            .insert(name.to_owned(), key);
+        Ok(key)
+    }
+
     /// Opens (creating it if missing) and migrates the database at a `sqlite:` URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -117,7 +141,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrate SQLite state store: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            target_keys: Default::default(),
+        })
     }
 
     /// The connection pool (maintenance and tests).
@@ -318,7 +345,14 @@ impl StateStore for SqliteStore {
         page_no: u64,
         commit: &PageCommit,
     ) -> Result<bool, StoreError> {
-        ledger::commit_page(&self.pool, id, target, page_no, commit).await
+        ledger::commit_page(
+            &self.pool,
+            id,
+            self.target_key(target).await?,
+            page_no,
+            commit,
+        )
+        .await
     }
 
     async fn counts(&self, id: &JobId) -> Result<KindCounts, StoreError> {
@@ -330,9 +364,8 @@ impl StateStore for SqliteStore {
         target: &str,
         kind: EntityKind,
         ids: &[SourceId],
-        seen_by: &JobId,
     ) -> Result<HashMap<SourceId, KnownRecord>, StoreError> {
-        records::known_records(&self.pool, target, kind, ids, seen_by).await
+        records::known_records(&self.pool, self.target_key(target).await?, kind, ids).await
     }
 
     async fn target_ids(
@@ -341,7 +374,7 @@ impl StateStore for SqliteStore {
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<HashMap<SourceId, String>, StoreError> {
-        records::target_ids(&self.pool, target, kind, ids).await
+        records::target_ids(&self.pool, self.target_key(target).await?, kind, ids).await
     }
 
     async fn staged_links(
@@ -359,7 +392,7 @@ impl StateStore for SqliteStore {
         target: &str,
         commit: &LinkCommit,
     ) -> Result<(), StoreError> {
-        ledger::commit_links(&self.pool, id, target, commit).await
+        ledger::commit_links(&self.pool, id, self.target_key(target).await?, commit).await
     }
 
     async fn add_errors(&self, id: &JobId, errors: &[ErrorEntry]) -> Result<(), StoreError> {
@@ -385,7 +418,7 @@ impl StateStore for SqliteStore {
         kind: EntityKind,
         scopes: &[Scope],
     ) -> Result<u64, StoreError> {
-        records::connected_count(&self.pool, target, kind, scopes).await
+        records::connected_count(&self.pool, self.target_key(target).await?, kind, scopes).await
     }
 
     async fn unseen_records(
@@ -396,7 +429,15 @@ impl StateStore for SqliteStore {
         id: &JobId,
         limit: u32,
     ) -> Result<Vec<SourceId>, StoreError> {
-        records::unseen_records(&self.pool, target, kind, scopes, id, limit).await
+        records::unseen_records(
+            &self.pool,
+            self.target_key(target).await?,
+            kind,
+            scopes,
+            id,
+            limit,
+        )
+        .await
     }
 
     async fn unseen_count(
@@ -406,7 +447,11 @@ impl StateStore for SqliteStore {
         scopes: &[Scope],
         id: &JobId,
     ) -> Result<u64, StoreError> {
-        records::unseen_count(&self.pool, target, kind, scopes, id).await
+        records::unseen_count(&self.pool, self.target_key(target).await?, kind, scopes, id).await
+    }
+
+    async fn end_run(&self, id: &JobId) -> Result<(), StoreError> {
+        records::end_run(&self.pool, id).await
     }
 
     async fn mark_disconnected(
@@ -416,6 +461,6 @@ impl StateStore for SqliteStore {
         ids: &[SourceId],
         id: &JobId,
     ) -> Result<(), StoreError> {
-        records::mark_disconnected(&self.pool, target, kind, ids, id).await
+        records::mark_disconnected(&self.pool, self.target_key(target).await?, kind, ids, id).await
     }
 }

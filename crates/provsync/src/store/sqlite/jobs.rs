@@ -135,8 +135,9 @@ pub(super) async fn create_job(
 ) -> Result<JobRecord, StoreError> {
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO jobs (id, target, spec, requested_by, state, stage, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, 'accepted', 'pending', ?, ?)",
+        "INSERT INTO jobs (id, target, spec, requested_by, state, stage, created_at, updated_at, \
+         run_no) VALUES (?, ?, ?, ?, 'accepted', 'pending', ?, ?, \
+         (SELECT COALESCE(MAX(run_no), 0) + 1 FROM jobs))",
     )
     .bind(id.as_str())
     .bind(target)

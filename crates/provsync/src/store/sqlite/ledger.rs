@@ -10,7 +10,7 @@ use provsync_core::store::{
     Checkpoint, ErrorEntry, LinkCommit, PageCommit, PageEntry, StagedLink, StoreError,
 };
 
-use super::records::upsert_written;
+use super::records::{insert_seen, upsert_written};
 use super::{begin, col, db, db_job, int, json, kind, now_ms, to_json, uint, CHUNK};
 
 /// Staged links a page may hold: a link's `seq` is `page_no * LINKS_PER_PAGE + index`,
@@ -176,7 +176,7 @@ fn parent_key(rec: &MappedRecord) -> String {
 async fn insert_staged(
     conn: &mut SqliteConnection,
     id: &JobId,
-    target: &str,
+    target: i64,
     page_no: u64,
     staged: &[MappedRecord],
 ) -> Result<(), StoreError> {
@@ -236,7 +236,7 @@ async fn insert_staged(
 pub(super) async fn commit_page(
     pool: &SqlitePool,
     id: &JobId,
-    target: &str,
+    target: i64,
     page_no: u64,
     commit: &PageCommit,
 ) -> Result<bool, StoreError> {
@@ -261,6 +261,7 @@ pub(super) async fn commit_page(
     // Staged before the hash updates so `created` reflects the state before this page.
     insert_staged(&mut tx, id, target, page_no, &commit.staged).await?;
     upsert_written(&mut tx, target, &commit.written, id).await?;
+    insert_seen(&mut tx, id, &commit.seen).await?;
     sqlx::query(
         "UPDATE pages SET loaded = 1, loaded_at = ?, counts = ? WHERE job_id = ? AND page_no = ?",
     )
@@ -328,7 +329,7 @@ pub(super) async fn staged_links(
 pub(super) async fn commit_links(
     pool: &SqlitePool,
     id: &JobId,
-    target: &str,
+    target: i64,
     commit: &LinkCommit,
 ) -> Result<(), StoreError> {
     let counts = to_json(&commit.counts, "link counts")?;

@@ -15,7 +15,7 @@ use super::{begin, col, db, uint, CHUNK};
 /// did not report one), connected again, seen and updated by `run`.
 pub(super) async fn upsert_written(
     conn: &mut SqliteConnection,
-    target: &str,
+    target: i64,
     written: &[HashUpdate],
     run: &JobId,
 ) -> Result<(), StoreError> {
@@ -89,31 +89,23 @@ fn push_ids<'a>(qb: &mut QueryBuilder<'a, Sqlite>, ids: &'a [SourceId]) {
 
 pub(super) async fn known_records(
     pool: &SqlitePool,
-    target: &str,
+    target: i64,
     kind: EntityKind,
     ids: &[SourceId],
-    seen_by: &JobId,
 ) -> Result<HashMap<SourceId, KnownRecord>, StoreError> {
     let mut known = HashMap::with_capacity(ids.len());
-    if ids.is_empty() {
-        return Ok(known);
-    }
-    // Reading and stamping in one statement halves the round trips of the hottest
-    // path (every record of every run); one transaction for all chunks.
-    let mut tx = begin(pool).await?;
     for chunk in ids.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE record_state SET seen_run = ");
-        qb.push_bind(seen_by.as_str())
-            .push(" WHERE target = ")
-            .push_bind(target)
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT rid, source_id, hash, connected FROM record_state WHERE target = ",
+        );
+        qb.push_bind(target)
             .push(" AND kind = ")
             .push_bind(kind.as_str())
             .push(" AND source_id IN ");
         push_ids(&mut qb, chunk);
-        qb.push(" RETURNING source_id, hash, connected");
         let rows = qb
             .build()
-            .fetch_all(&mut *tx)
+            .fetch_all(pool)
             .await
             .map_err(db("read known records"))?;
         for r in &rows {
@@ -125,17 +117,54 @@ pub(super) async fn known_records(
                 KnownRecord {
                     hash,
                     connected: col::<i64>(r, "connected")? != 0,
+                    key: col(r, "rid")?,
                 },
             );
         }
     }
-    tx.commit().await.map_err(db("commit seen stamps"))?;
     Ok(known)
+}
+
+/// Marks known records as seen by a run (in the page's transaction).
+pub(super) async fn insert_seen(
+    conn: &mut SqliteConnection,
+    run: &JobId,
+    keys: &[i64],
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let run_no: i64 = sqlx::query_scalar("SELECT run_no FROM jobs WHERE id = ?")
+        .bind(run.as_str())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("read run number"))?;
+    for chunk in keys.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO seen (run_no, rid) ");
+        qb.push_values(chunk, |mut b, k| {
+            b.push_bind(run_no).push_bind(*k);
+        });
+        qb.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("mark records seen"))?;
+    }
+    Ok(())
+}
+
+/// Drops a run's seen marks.
+pub(super) async fn end_run(pool: &SqlitePool, run: &JobId) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM seen WHERE run_no = (SELECT run_no FROM jobs WHERE id = ?)")
+        .bind(run.as_str())
+        .execute(pool)
+        .await
+        .map_err(db("drop seen marks"))?;
+    Ok(())
 }
 
 pub(super) async fn target_ids(
     pool: &SqlitePool,
-    target: &str,
+    target: i64,
     kind: EntityKind,
     ids: &[SourceId],
 ) -> Result<HashMap<SourceId, String>, StoreError> {
@@ -161,10 +190,19 @@ pub(super) async fn target_ids(
     Ok(found)
 }
 
+/// Pushes the condition "not written nor seen by run `id`".
+fn push_unseen<'a>(qb: &mut QueryBuilder<'a, Sqlite>, id: &'a JobId) {
+    qb.push(" AND (updated_run IS NULL OR updated_run <> ")
+        .push_bind(id.as_str())
+        .push(") AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.rid = record_state.rid AND s.run_no = (SELECT run_no FROM jobs WHERE id = ")
+        .push_bind(id.as_str())
+        .push("))");
+}
+
 /// Starts `SELECT <what> FROM record_state` over the connected records of a scope.
 fn connected_in<'a>(
     what: &str,
-    target: &'a str,
+    target: i64,
     kind: EntityKind,
     scopes: &'a [Scope],
 ) -> QueryBuilder<'a, Sqlite> {
@@ -180,7 +218,7 @@ fn connected_in<'a>(
 
 pub(super) async fn connected_count(
     pool: &SqlitePool,
-    target: &str,
+    target: i64,
     kind: EntityKind,
     scopes: &[Scope],
 ) -> Result<u64, StoreError> {
@@ -195,16 +233,15 @@ pub(super) async fn connected_count(
 
 pub(super) async fn unseen_records(
     pool: &SqlitePool,
-    target: &str,
+    target: i64,
     kind: EntityKind,
     scopes: &[Scope],
     id: &JobId,
     limit: u32,
 ) -> Result<Vec<SourceId>, StoreError> {
     let mut qb = connected_in("source_id", target, kind, scopes);
-    qb.push(" AND (seen_run IS NULL OR seen_run <> ")
-        .push_bind(id.as_str())
-        .push(") ORDER BY source_id LIMIT ")
+    push_unseen(&mut qb, id);
+    qb.push(" ORDER BY source_id LIMIT ")
         .push_bind(i64::from(limit));
     let ids: Vec<String> = qb
         .build_query_scalar()
@@ -216,15 +253,13 @@ pub(super) async fn unseen_records(
 
 pub(super) async fn unseen_count(
     pool: &SqlitePool,
-    target: &str,
+    target: i64,
     kind: EntityKind,
     scopes: &[Scope],
     id: &JobId,
 ) -> Result<u64, StoreError> {
     let mut qb = connected_in("COUNT(*)", target, kind, scopes);
-    qb.push(" AND (seen_run IS NULL OR seen_run <> ")
-        .push_bind(id.as_str())
-        .push(")");
+    push_unseen(&mut qb, id);
     let n: i64 = qb
         .build_query_scalar()
         .fetch_one(pool)
@@ -235,7 +270,7 @@ pub(super) async fn unseen_count(
 
 pub(super) async fn mark_disconnected(
     pool: &SqlitePool,
-    target: &str,
+    target: i64,
     kind: EntityKind,
     ids: &[SourceId],
     run: &JobId,
