@@ -149,7 +149,8 @@ pub struct IllegalTransition {
 }
 
 impl JobEvent {
-    fn name(&self) -> &'static str {
+    /// The event's snake_case name (for transitions' reasons and errors).
+    pub fn name(&self) -> &'static str {
         match self {
             JobEvent::Enqueue => "enqueue",
             JobEvent::Start => "start",

@@ -182,52 +182,82 @@ async fn write_batches(
             ctx.target.upsert(&ctx.run, chunk).await?
         };
         Progress::time(&ctx.engine.progress.load_target_ns, started);
-        record_outcomes(page_no, kind, chunk, outcomes, commit);
+        let mut ledger = Ledger {
+            counts: &mut commit.counts,
+            errors: &mut commit.errors,
+            written: &mut commit.written,
+            staged: Some(&mut commit.staged),
+        };
+        book_outcomes(kind, chunk, outcomes, |_| page_no, &mut ledger);
     }
     Ok(())
 }
 
+/// Where a batch's outcomes are booked: a page commit (load) or a link chunk
+/// (relations stage, after the barrier, where a missing end is final).
+pub(super) struct Ledger<'a> {
+    /// Counts per kind.
+    pub counts: &'a mut KindCounts,
+    /// Failed records.
+    pub errors: &'a mut Vec<ErrorEntry>,
+    /// Written records' hashes.
+    pub written: &'a mut Vec<HashUpdate>,
+    /// Links to retry after the barrier (`None`: this is the relations stage).
+    pub staged: Option<&'a mut Vec<MappedRecord>>,
+}
+
 /// Books the target's per-record answers: hashes of written records, staged links,
-/// failures.
-fn record_outcomes(
-    page_no: u64,
+/// failures; `page_of(i)` is the page of the batch's i-th record.
+pub(super) fn book_outcomes(
     kind: EntityKind,
     chunk: &[Write],
     outcomes: Vec<Outcome>,
-    commit: &mut PageCommit,
+    page_of: impl Fn(usize) -> u64,
+    ledger: &mut Ledger<'_>,
 ) {
-    let counts = commit.counts.kind_mut(kind);
-    for (w, outcome) in chunk.iter().zip(outcomes) {
-        match outcome {
+    let stage = if ledger.staged.is_some() {
+        "load"
+    } else {
+        "relations"
+    };
+    let counts = ledger.counts.kind_mut(kind);
+    for (i, (w, outcome)) in chunk.iter().zip(outcomes).enumerate() {
+        let reason = match outcome {
             Outcome::Written { target_id } => {
                 match (kind.is_link(), w.change) {
                     (true, _) => counts.relations_loaded += 1,
                     (false, Change::Created) => counts.created += 1,
                     (false, Change::Updated) => counts.updated += 1,
                 }
-                commit.written.push(HashUpdate {
+                ledger.written.push(HashUpdate {
                     kind,
                     source_id: w.record.source_id.clone(),
                     scope: w.record.scope.clone(),
                     hash: w.record.hash,
                     target_id,
                 });
+                continue;
             }
-            Outcome::Unresolved { .. } => commit.staged.push(w.record.clone()),
-            Outcome::Failed { reason } => {
-                if kind.is_link() {
-                    counts.relations_failed += 1;
-                } else {
-                    counts.failed += 1;
+            Outcome::Unresolved { reason } => match ledger.staged.as_mut() {
+                Some(staged) => {
+                    staged.push(w.record.clone());
+                    continue;
                 }
-                commit.errors.push(ErrorEntry {
-                    page_no: Some(page_no),
-                    stage: "load".into(),
-                    kind: Some(kind),
-                    source_id: Some(w.record.source_id.0.clone()),
-                    reason,
-                });
-            }
+                None => reason,
+            },
+            Outcome::Failed { reason } => reason,
+        };
+        if kind.is_link() {
+            counts.relations_failed += 1;
+        } else {
+            counts.failed += 1;
         }
+        ledger.errors.push(ErrorEntry {
+            page_no: Some(page_of(i)),
+            stage: stage.into(),
+            kind: Some(kind),
+            source_id: Some(w.record.source_id.0.clone()),
+            reason,
+        });
     }
 }

@@ -96,8 +96,8 @@ impl Engine {
         let job = self.store.job(id).await?;
         let mut machine = JobMachine::restore(job.state, job.failure.clone());
         let reason = match &event {
-            JobEvent::Fail(r) => Some(r.clone()),
-            other => Some(format!("{other:?}").to_lowercase()),
+            JobEvent::Fail(r) => r.clone(),
+            other => other.name().to_owned(),
         };
         if let JobEvent::Fail(r) = &event {
             self.store.record_failure(id, r).await?;
@@ -105,7 +105,7 @@ impl Engine {
         let next = machine.apply(event)?;
         if next != job.state {
             self.store
-                .transition(id, job.state, next, reason.as_deref())
+                .transition(id, job.state, next, Some(&reason))
                 .await?;
         }
         Ok(next)

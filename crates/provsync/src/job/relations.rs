@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use provsync_core::mapped::MappedRecord;
 use provsync_core::model::{EntityKind, SourceId};
-use provsync_core::store::{ErrorEntry, HashUpdate, LinkCommit, StagedLink};
-use provsync_core::target::{Change, Outcome, Write};
+use provsync_core::store::{LinkCommit, StagedLink};
+use provsync_core::target::{Change, Write};
 
 use super::extract::fail;
+use super::load::{book_outcomes, Ledger};
 use super::{EngineError, JobContext, Progress};
 
 /// Staged links read per store round trip.
@@ -101,32 +102,13 @@ async fn load_chunk(
             .unzip();
         for (i, part) in writes.chunks(batch).enumerate() {
             let outcomes = ctx.target.upsert_links(&ctx.run, part).await?;
-            let counts = commit.counts.kind_mut(kind);
-            for (j, (w, outcome)) in part.iter().zip(outcomes).enumerate() {
-                match outcome {
-                    Outcome::Written { target_id } => {
-                        counts.relations_loaded += 1;
-                        commit.written.push(HashUpdate {
-                            kind,
-                            source_id: w.record.source_id.clone(),
-                            scope: w.record.scope.clone(),
-                            hash: w.record.hash,
-                            target_id,
-                        });
-                    }
-                    // After the barrier a missing end is final.
-                    Outcome::Failed { reason } | Outcome::Unresolved { reason } => {
-                        counts.relations_failed += 1;
-                        commit.errors.push(ErrorEntry {
-                            page_no: Some(pages[i * batch + j]),
-                            stage: "relations".into(),
-                            kind: Some(kind),
-                            source_id: Some(w.record.source_id.0.clone()),
-                            reason,
-                        });
-                    }
-                }
-            }
+            let mut ledger = Ledger {
+                counts: &mut commit.counts,
+                errors: &mut commit.errors,
+                written: &mut commit.written,
+                staged: None,
+            };
+            book_outcomes(kind, part, outcomes, |j| pages[i * batch + j], &mut ledger);
             Progress::add(&ctx.engine.progress.links, part.len() as u64);
         }
     }

@@ -493,6 +493,26 @@ impl Background {
         }
     }
 
+    /// The job id from stderr's `job <id> queued behind ...` line.
+    pub fn job_id_queued(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            if let Some(id) = text.lines().find_map(|l| {
+                let rest = l.trim().strip_prefix("job ")?;
+                rest.strip_suffix(" queued behind the target's active job")
+                    .map(str::to_string)
+            }) {
+                return id;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("run exited ({status}) without being queued: {text}");
+            }
+            assert!(Instant::now() < deadline, "not queued: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn wait(mut self) -> Run {
         let status = self.child.wait().unwrap();
         Run {

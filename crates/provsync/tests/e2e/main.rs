@@ -7,6 +7,7 @@ mod common;
 
 mod abort;
 mod bad_input;
+mod dispatch;
 mod guards;
 mod postgres_sync;
 mod resume;

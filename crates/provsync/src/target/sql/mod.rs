@@ -182,6 +182,46 @@ where
     Ok(missing)
 }
 
+/// Writes the links whose ends the target has (through `write`); the others come
+/// back `Unresolved`, naming the missing end. Shared by the SQL targets.
+pub async fn upsert_resolved<E, EF, W, WF>(
+    writes: &[Write],
+    existing: E,
+    write: W,
+) -> Result<Vec<Outcome>, TargetError>
+where
+    E: Fn(EntityKind, Vec<String>) -> EF,
+    EF: std::future::Future<Output = Result<HashSet<String>, TargetError>>,
+    W: FnOnce(Vec<Write>) -> WF,
+    WF: std::future::Future<Output = Result<(), TargetError>>,
+{
+    let missing = missing_ends(writes, existing).await?;
+    let (ok, outcomes) = split_resolved(writes, &missing);
+    write(ok.into_iter().cloned().collect()).await?;
+    Ok(outcomes)
+}
+
+/// Table layouts per kind, set by `prepare`.
+#[derive(Debug, Default)]
+pub struct Layouts(std::sync::RwLock<HashMap<EntityKind, TableLayout>>);
+
+impl Layouts {
+    /// The layout of a kind's table.
+    pub fn get(&self, kind: EntityKind) -> Result<TableLayout, TargetError> {
+        self.0
+            .read()
+            .expect("layout lock")
+            .get(&kind)
+            .cloned()
+            .ok_or_else(|| TargetError::Config(format!("no table prepared for {kind}")))
+    }
+
+    /// Replaces the layouts.
+    pub fn set(&self, layouts: HashMap<EntityKind, TableLayout>) {
+        *self.0.write().expect("layout lock") = layouts;
+    }
+}
+
 /// Splits links into those whose ends exist and per-record outcomes (failures named).
 pub fn split_resolved<'a>(
     writes: &'a [Write],

@@ -12,15 +12,15 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
 
 use super::{
-    change_rows, layouts, mapped_values, missing_ends, moved_column, now_ms, parent_links,
-    split_resolved, structural_values, value_text, Previous, TableLayout,
+    change_rows, layouts, mapped_values, moved_column, now_ms, parent_links, structural_values,
+    upsert_resolved, value_text, Layouts, Previous, TableLayout,
 };
 
 /// The PostgreSQL provider store.
 pub struct PostgresTarget {
     pool: PgPool,
     schema: String,
-    layouts: RwLock<HashMap<EntityKind, TableLayout>>,
+    layouts: Layouts,
     types: RwLock<HashMap<(String, String), String>>,
 }
 
@@ -63,7 +63,7 @@ impl PostgresTarget {
         Ok(Self {
             pool,
             schema: schema.to_owned(),
-            layouts: RwLock::new(HashMap::new()),
+            layouts: Layouts::default(),
             types: RwLock::new(HashMap::new()),
         })
     }
@@ -74,12 +74,7 @@ impl PostgresTarget {
     }
 
     fn layout(&self, kind: EntityKind) -> Result<TableLayout, TargetError> {
-        self.layouts
-            .read()
-            .expect("layout lock")
-            .get(&kind)
-            .cloned()
-            .ok_or_else(|| TargetError::Config(format!("no table prepared for {kind}")))
+        self.layouts.get(kind)
     }
 
     /// The SQL cast that turns a text array element into the column's type.
@@ -373,7 +368,7 @@ impl Target for PostgresTarget {
             columns_of.entry(t.clone()).or_default().push(c.clone());
             types.insert((t, c), ty);
         }
-        *self.layouts.write().expect("layout lock") = layouts(plan, &columns_of)?;
+        self.layouts.set(layouts(plan, &columns_of)?);
         *self.types.write().expect("types lock") = types;
         Ok(())
     }
@@ -388,11 +383,12 @@ impl Target for PostgresTarget {
         run: &RunRef,
         writes: &[Write],
     ) -> Result<Vec<Outcome>, TargetError> {
-        let missing = missing_ends(writes, |kind, ids| self.existing(kind, ids)).await?;
-        let (ok, outcomes) = split_resolved(writes, &missing);
-        let ok: Vec<Write> = ok.into_iter().cloned().collect();
-        self.write(run, &ok).await?;
-        Ok(outcomes)
+        upsert_resolved(
+            writes,
+            |kind, ids| self.existing(kind, ids),
+            |ok| async move { self.write(run, &ok).await },
+        )
+        .await
     }
 
     async fn disconnect(

@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,8 +11,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    change_rows, layouts, mapped_values, missing_ends, moved_column, now_ms, parent_links,
-    split_resolved, structural_values, Previous, TableLayout,
+    change_rows, layouts, mapped_values, moved_column, now_ms, parent_links, structural_values,
+    upsert_resolved, Layouts, Previous, TableLayout,
 };
 
 /// Bound variables per statement. SQLite allows 32766, but a statement that large
@@ -24,7 +23,7 @@ const MAX_VARS: usize = 4_000;
 /// The SQLite provider store.
 pub struct SqliteTarget {
     pool: SqlitePool,
-    layouts: RwLock<HashMap<EntityKind, TableLayout>>,
+    layouts: Layouts,
 }
 
 fn backend(context: &str, e: sqlx::Error) -> TargetError {
@@ -56,7 +55,7 @@ impl SqliteTarget {
             .map_err(|e| TargetError::Config(format!("sqlite target migration: {e}")))?;
         Ok(Self {
             pool,
-            layouts: RwLock::new(HashMap::new()),
+            layouts: Layouts::default(),
         })
     }
 
@@ -66,12 +65,7 @@ impl SqliteTarget {
     }
 
     fn layout(&self, kind: EntityKind) -> Result<TableLayout, TargetError> {
-        self.layouts
-            .read()
-            .expect("layout lock")
-            .get(&kind)
-            .cloned()
-            .ok_or_else(|| TargetError::Config(format!("no table prepared for {kind}")))
+        self.layouts.get(kind)
     }
 
     async fn write(&self, run: &RunRef, writes: &[Write]) -> Result<(), TargetError> {
@@ -394,7 +388,7 @@ impl Target for SqliteTarget {
                 );
             }
         }
-        *self.layouts.write().expect("layout lock") = layouts(plan, &columns_of)?;
+        self.layouts.set(layouts(plan, &columns_of)?);
         Ok(())
     }
 
@@ -408,11 +402,12 @@ impl Target for SqliteTarget {
         run: &RunRef,
         writes: &[Write],
     ) -> Result<Vec<Outcome>, TargetError> {
-        let missing = missing_ends(writes, |kind, ids| self.existing(kind, ids)).await?;
-        let (ok, outcomes) = split_resolved(writes, &missing);
-        let ok: Vec<Write> = ok.into_iter().cloned().collect();
-        self.write(run, &ok).await?;
-        Ok(outcomes)
+        upsert_resolved(
+            writes,
+            |kind, ids| self.existing(kind, ids),
+            |ok| async move { self.write(run, &ok).await },
+        )
+        .await
     }
 
     async fn disconnect(
