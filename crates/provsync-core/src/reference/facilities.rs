@@ -406,4 +406,36 @@ mod tests {
         // The data README counts the CMS-layout files: 52,891 facilities.
         assert_eq!(cms_total, 52_891);
     }
+
+    proptest::proptest! {
+        /// Whatever the rows hold, the reader never panics and yields exactly one
+        /// item (a workplace or an error naming its line) per data row.
+        #[test]
+        fn every_data_row_yields_one_item(
+            rows in proptest::collection::vec(
+                proptest::collection::vec("[A-Za-z0-9 ,.\"-]{0,12}", 0..22),
+                0..20,
+            )
+        ) {
+            let header = CMS.lines().next().unwrap();
+            let mut text = format!("{header}\n");
+            let mut expected = 0;
+            for cells in &rows {
+                let line: Vec<String> = cells
+                    .iter()
+                    .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                    .collect();
+                text.push_str(&line.join(","));
+                text.push('\n');
+                expected += 1;
+            }
+            let items: Vec<_> = read_facilities(text.as_bytes(), "T", "US").collect();
+            // A row of zero cells is an empty line, which CSV readers skip.
+            let blank = rows.iter().filter(|r| r.is_empty()).count();
+            proptest::prop_assert_eq!(items.len(), expected - blank);
+            for item in items.iter().filter_map(|i| i.as_ref().err()) {
+                proptest::prop_assert!(item.line >= 2, "{}", item);
+            }
+        }
+    }
 }

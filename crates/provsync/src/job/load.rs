@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use provsync_core::job::{Counts, KindCounts};
+use provsync_core::job::{Counts, KindCounts, Threshold};
 use provsync_core::mapped::MappedRecord;
 use provsync_core::model::{EntityKind, SourceId};
 use provsync_core::store::{ErrorEntry, HashUpdate, PageCommit};
@@ -76,9 +76,13 @@ async fn worker(
         let crossed = {
             let mut t = totals.lock().await;
             t.counts += counts.total();
+            // A count only grows, so crossing it mid-run is final; a ratio over the
+            // pages loaded so far says nothing of the whole run (one file of
+            // duplicates among clean ones), so ratios are judged at finish.
             let threshold = ctx.spec.options.max_failed_records;
-            let crossed =
-                !t.over_threshold && threshold.exceeded(t.counts.errors(), t.counts.extracted);
+            let crossed = matches!(threshold, Threshold::Count(_))
+                && !t.over_threshold
+                && threshold.exceeded(t.counts.errors(), t.counts.extracted);
             t.over_threshold |= crossed;
             crossed.then_some((t.counts.errors(), t.counts.extracted))
         };

@@ -10,5 +10,6 @@ mod bad_input;
 mod dispatch;
 mod guards;
 mod postgres_sync;
+mod reference_sources;
 mod resume;
 mod sqlite_sync;
