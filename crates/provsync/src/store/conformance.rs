@@ -29,8 +29,27 @@ pub struct Fixture {
     pub _keep: Box<dyn Any + Send>,
 }
 
+/// What a factory may yield: a fixture, or `None` when the backend's server is not
+/// there and the test is skipped (the factory says why).
+pub trait IntoFixture {
+    /// The fixture, if the test should run.
+    fn into_fixture(self) -> Option<Fixture>;
+}
+
+impl IntoFixture for Fixture {
+    fn into_fixture(self) -> Option<Fixture> {
+        Some(self)
+    }
+}
+
+impl IntoFixture for Option<Fixture> {
+    fn into_fixture(self) -> Option<Fixture> {
+        self
+    }
+}
+
 /// Expands one `#[tokio::test]` per conformance check, each on a fresh store from
-/// `$factory` (an expression of type `impl Future<Output = Fixture>`).
+/// `$factory` (an expression of type `impl Future<Output = impl IntoFixture>`).
 macro_rules! conformance_tests {
     ($factory:expr) => {
         conformance_tests!(@by_ref $factory;
@@ -60,7 +79,9 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
-                let fixture: $crate::store::conformance::Fixture = $factory.await;
+                let Some(fixture) = $crate::store::conformance::IntoFixture::into_fixture($factory.await) else {
+                    return;
+                };
                 $crate::store::conformance::$check(&*fixture.store).await;
             }
         )*
@@ -69,7 +90,9 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
-                let fixture: $crate::store::conformance::Fixture = $factory.await;
+                let Some(fixture) = $crate::store::conformance::IntoFixture::into_fixture($factory.await) else {
+                    return;
+                };
                 $crate::store::conformance::$check(fixture.store.clone()).await;
             }
         )*
@@ -104,6 +127,21 @@ mod sqlite_file {
 
 mod sqlite_memory {
     conformance_tests!(super::sqlite_memory_fixture());
+}
+
+/// A PostgreSQL store in a database of its own, dropped after the test; `None`
+/// (skipped) when the server is unreachable, a failure instead with `CI=true`.
+pub async fn postgres_fixture() -> Option<Fixture> {
+    let db = super::postgres::testdb::TestDb::create().await?;
+    let store = super::open(&db.url).await.expect("open PostgreSQL store");
+    Some(Fixture {
+        store,
+        _keep: Box::new(db),
+    })
+}
+
+mod postgres {
+    conformance_tests!(super::postgres_fixture());
 }
 
 // --- helpers ---
@@ -1240,13 +1278,13 @@ pub async fn list_jobs_filters_newest_first(s: &dyn StateStore) {
 // --- backend-independent checks of `open` and a one-off measurement ---
 
 #[tokio::test]
-async fn open_refuses_unknown_and_unbuilt_backends_without_echoing_secrets() {
-    let e = super::open("postgres://sync:s3cret@db/provsync")
+async fn open_refuses_bad_and_unknown_backends_without_echoing_secrets() {
+    // An unparseable port fails before any connection attempt.
+    let e = super::open("postgres://sync:s3cret@db:notaport/provsync")
         .await
         .err()
-        .expect("not built yet");
+        .expect("bad URL");
     assert!(matches!(e, StoreError::Backend(_)));
-    assert!(e.to_string().contains("not built yet"), "{e}");
     assert!(!e.to_string().contains("s3cret"), "{e}");
     let e = super::open("mysql://u:s3cret@db/x")
         .await

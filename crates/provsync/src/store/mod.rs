@@ -1,6 +1,8 @@
 //! State store backends, chosen by URL: `sqlite://path` or `sqlite::memory:` (the
-//! embedded runtime) and, later, `postgres://` (the distributed runtime).
+//! embedded runtime) and `postgres://` / `postgresql://` (the distributed runtime;
+//! `?schema=NAME` picks the schema, default `provsync_state`).
 
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -16,9 +18,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn StateStore>, StoreError> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         "sqlite" => Ok(Arc::new(sqlite::SqliteStore::open(url).await?)),
-        "postgres" | "postgresql" => Err(StoreError::Backend(
-            "the PostgreSQL state store is not built yet; use a sqlite:// URL".into(),
-        )),
+        "postgres" | "postgresql" => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),
         _ => Err(StoreError::Backend(format!(
             "unsupported state store URL scheme {scheme:?}: expected sqlite://PATH, \
              sqlite::memory: or postgres://..."

@@ -1,0 +1,408 @@
+//! Page ledger, checkpoints, page and link commits, staged links and the error ledger.
+
+use sqlx::postgres::PgPool;
+use sqlx::PgConnection;
+
+use provsync_core::job::{JobId, KindCounts};
+use provsync_core::mapped::MappedRecord;
+use provsync_core::source::Cursor;
+use provsync_core::store::{
+    Checkpoint, ErrorEntry, LinkCommit, PageCommit, PageEntry, StagedLink, StoreError,
+};
+
+use super::records::{insert_seen, upsert_written};
+use super::{begin, col, db, db_job, int, json, kind, now_ms, to_json, uint, CHUNK};
+
+/// Staged links a page may hold: a link's `seq` is `page_no * LINKS_PER_PAGE + index`,
+/// so a replayed page stages the very same rows and seq order is page order.
+const LINKS_PER_PAGE: u64 = 1_000_000;
+
+async fn upsert_checkpoint(
+    conn: &mut PgConnection,
+    id: &JobId,
+    cp: &Checkpoint,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO checkpoints (job_id, next_page, next_cursor, extraction_complete) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (job_id) DO UPDATE SET \
+         next_page = excluded.next_page, next_cursor = excluded.next_cursor, \
+         extraction_complete = excluded.extraction_complete",
+    )
+    .bind(id.as_str())
+    .bind(int(cp.next_page, "page number")?)
+    .bind(cp.next_cursor.as_ref().map(|c| c.0.as_str()))
+    .bind(cp.extraction_complete)
+    .execute(conn)
+    .await
+    .map_err(db_job("store checkpoint", id))?;
+    Ok(())
+}
+
+pub(super) async fn record_page(
+    pool: &PgPool,
+    id: &JobId,
+    page_no: u64,
+    cursor: &Cursor,
+    records: u64,
+    next: &Checkpoint,
+) -> Result<(), StoreError> {
+    let mut tx = begin(pool).await?;
+    // A page fetched again after a crash keeps its `loaded` mark and counts: its
+    // effects are committed already and must not be applied twice.
+    sqlx::query(
+        "INSERT INTO pages (job_id, page_no, cursor, records, loaded, fetched_at) \
+         VALUES ($1, $2, $3, $4, FALSE, $5) ON CONFLICT (job_id, page_no) DO UPDATE SET \
+         cursor = excluded.cursor, records = excluded.records, fetched_at = excluded.fetched_at",
+    )
+    .bind(id.as_str())
+    .bind(int(page_no, "page number")?)
+    .bind(cursor.0.as_str())
+    .bind(int(records, "record count")?)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_job("record page", id))?;
+    upsert_checkpoint(&mut tx, id, next).await?;
+    tx.commit().await.map_err(db("commit page record"))
+}
+
+pub(super) async fn checkpoint(
+    pool: &PgPool,
+    id: &JobId,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let row = sqlx::query(
+        "SELECT next_page, next_cursor, extraction_complete FROM checkpoints WHERE job_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await
+    .map_err(db("read checkpoint"))?;
+    row.map(|r| {
+        Ok(Checkpoint {
+            next_page: uint(col(&r, "next_page")?, "page number")?,
+            next_cursor: col::<Option<String>>(&r, "next_cursor")?.map(Cursor),
+            extraction_complete: col(&r, "extraction_complete")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn set_checkpoint(
+    pool: &PgPool,
+    id: &JobId,
+    cp: &Checkpoint,
+) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await.map_err(db("acquire connection"))?;
+    upsert_checkpoint(&mut conn, id, cp).await
+}
+
+pub(super) async fn pages(pool: &PgPool, id: &JobId) -> Result<Vec<PageEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT page_no, cursor, loaded, records FROM pages WHERE job_id = $1 ORDER BY page_no",
+    )
+    .bind(id.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(db("read pages"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(PageEntry {
+                page_no: uint(col(r, "page_no")?, "page number")?,
+                cursor: Cursor(col(r, "cursor")?),
+                loaded: col(r, "loaded")?,
+                records: uint(col(r, "records")?, "record count")?,
+            })
+        })
+        .collect()
+}
+
+/// Appends errors after the job's last one, one `unnest` statement per chunk.
+async fn insert_errors(
+    conn: &mut PgConnection,
+    id: &JobId,
+    errors: &[ErrorEntry],
+) -> Result<(), StoreError> {
+    let at = now_ms();
+    for chunk in errors.chunks(CHUNK) {
+        let mut pages = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            pages.push(e.page_no.map(|p| int(p, "page number")).transpose()?);
+        }
+        let stages: Vec<&str> = chunk.iter().map(|e| e.stage.as_str()).collect();
+        let kinds: Vec<Option<&str>> = chunk.iter().map(|e| e.kind.map(|k| k.as_str())).collect();
+        let sources: Vec<Option<&str>> = chunk.iter().map(|e| e.source_id.as_deref()).collect();
+        let reasons: Vec<&str> = chunk.iter().map(|e| e.reason.as_str()).collect();
+        // seq comes from the column's sequence, drawn row by row in ORDER BY order:
+        // the arrival order the error listing returns.
+        sqlx::query(
+            "INSERT INTO errors (job_id, page_no, stage, kind, source_id, reason, at) \
+             SELECT $1, u.page_no, u.stage, u.kind, u.source_id, u.reason, $2 \
+             FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+             WITH ORDINALITY AS u(page_no, stage, kind, source_id, reason, ord) ORDER BY u.ord",
+        )
+        .bind(id.as_str())
+        .bind(at)
+        .bind(pages)
+        .bind(stages)
+        .bind(kinds)
+        .bind(sources)
+        .bind(reasons)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_job("append errors", id))?;
+    }
+    Ok(())
+}
+
+/// The end a link is loaded under: its individual (activities) or its `from` end
+/// (relations), else its first link; grouping by it lets the relations stage send a
+/// parent's links together (fewer row lock conflicts in the target).
+fn parent_key(rec: &MappedRecord) -> String {
+    rec.link("individual")
+        .or_else(|| rec.link("from"))
+        .or_else(|| rec.links.first().map(|(_, e)| e))
+        .map(|e| e.id.0.clone())
+        .unwrap_or_else(|| rec.source_id.0.clone())
+}
+
+/// Stages a page's links. `created` is whether the target's record state has never
+/// seen the link, read before the page's own updates are applied.
+async fn insert_staged(
+    conn: &mut PgConnection,
+    id: &JobId,
+    target: i64,
+    page_no: u64,
+    staged: &[MappedRecord],
+) -> Result<(), StoreError> {
+    if staged.len() as u64 > LINKS_PER_PAGE {
+        return Err(StoreError::Backend(format!(
+            "page {page_no} stages {} links, more than {LINKS_PER_PAGE}",
+            staged.len()
+        )));
+    }
+    let page = int(page_no, "page number")?;
+    let base = page
+        .checked_mul(LINKS_PER_PAGE as i64)
+        .ok_or_else(|| StoreError::Backend(format!("page number {page_no} too large")))?;
+    for (c, chunk) in staged.chunks(CHUNK).enumerate() {
+        let first = base + (c * CHUNK) as i64;
+        let mut seqs = Vec::with_capacity(chunk.len());
+        let mut kinds = Vec::with_capacity(chunk.len());
+        let mut sources = Vec::with_capacity(chunk.len());
+        let mut parents = Vec::with_capacity(chunk.len());
+        let mut payloads = Vec::with_capacity(chunk.len());
+        for (i, rec) in chunk.iter().enumerate() {
+            seqs.push(first + i as i64);
+            kinds.push(rec.kind.as_str());
+            sources.push(rec.source_id.as_str());
+            parents.push(parent_key(rec));
+            payloads.push(to_json(rec, "staged link")?);
+        }
+        sqlx::query(
+            "INSERT INTO staged_links (job_id, seq, page_no, kind, parent_key, created, payload) \
+             SELECT $1, v.seq, $2, v.kind, v.parent, r.source_id IS NULL, v.payload \
+             FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+             AS v(seq, kind, source_id, parent, payload) \
+             LEFT JOIN record_state r ON r.target = $8 AND r.kind = v.kind \
+             AND r.source_id = v.source_id",
+        )
+        .bind(id.as_str())
+        .bind(page)
+        .bind(seqs)
+        .bind(kinds)
+        .bind(sources)
+        .bind(parents)
+        .bind(payloads)
+        .bind(target)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_job("stage links", id))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn commit_page(
+    pool: &PgPool,
+    id: &JobId,
+    target: i64,
+    page_no: u64,
+    commit: &PageCommit,
+) -> Result<bool, StoreError> {
+    let page = int(page_no, "page number")?;
+    let counts = to_json(&commit.counts, "page counts")?;
+    let mut tx = begin(pool).await?;
+    // The ledger row is locked: a second delivery of the page waits here for the
+    // first to commit, then reads `loaded` as set and changes nothing.
+    let loaded: Option<bool> = sqlx::query_scalar(
+        "SELECT loaded FROM pages WHERE job_id = $1 AND page_no = $2 FOR UPDATE",
+    )
+    .bind(id.as_str())
+    .bind(page)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db("read page"))?;
+    match loaded {
+        // The runtime records every page before loading it; a page the ledger does
+        // not know could not be fetched again after a crash, so refuse it loudly.
+        None => return Err(StoreError::NotFound(format!("{id} page {page_no}"))),
+        Some(true) => return Ok(false),
+        Some(false) => {}
+    }
+    insert_errors(&mut tx, id, &commit.errors).await?;
+    // Staged before the hash updates so `created` reflects the state before this page.
+    insert_staged(&mut tx, id, target, page_no, &commit.staged).await?;
+    upsert_written(&mut tx, target, &commit.written, id).await?;
+    insert_seen(&mut tx, id, &commit.seen).await?;
+    sqlx::query(
+        "UPDATE pages SET loaded = TRUE, loaded_at = $1, counts = $2 \
+         WHERE job_id = $3 AND page_no = $4",
+    )
+    .bind(now_ms())
+    .bind(counts)
+    .bind(id.as_str())
+    .bind(page)
+    .execute(&mut *tx)
+    .await
+    .map_err(db("mark page loaded"))?;
+    tx.commit().await.map_err(db("commit page"))?;
+    Ok(true)
+}
+
+pub(super) async fn counts(pool: &PgPool, id: &JobId) -> Result<KindCounts, StoreError> {
+    // Summed in Rust: a job has thousands of pages at most, and the JSON stays opaque
+    // to SQL (the same TEXT the SQLite store keeps).
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT counts FROM pages WHERE job_id = $1 AND loaded AND counts IS NOT NULL \
+         UNION ALL SELECT counts FROM link_chunks WHERE job_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(db("read counts"))?;
+    let mut total = KindCounts::default();
+    for text in rows {
+        total.add(&json::<KindCounts>(&text, "counts")?);
+    }
+    Ok(total)
+}
+
+pub(super) async fn staged_links(
+    pool: &PgPool,
+    id: &JobId,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<StagedLink>, StoreError> {
+    // Ordered by seq only: seq is the resume point, so a chunk must be a seq range.
+    // Grouping a chunk's links by parent is the relations stage's job.
+    let rows = sqlx::query(
+        "SELECT seq, page_no, created, payload FROM staged_links \
+         WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(id.as_str())
+    .bind(after_seq)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db("read staged links"))?;
+    rows.iter()
+        .map(|r| {
+            let payload: String = col(r, "payload")?;
+            Ok(StagedLink {
+                seq: col(r, "seq")?,
+                page_no: uint(col(r, "page_no")?, "page number")?,
+                created: col(r, "created")?,
+                record: json(&payload, "staged link")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn commit_links(
+    pool: &PgPool,
+    id: &JobId,
+    target: i64,
+    commit: &LinkCommit,
+) -> Result<(), StoreError> {
+    let counts = to_json(&commit.counts, "link counts")?;
+    let mut tx = begin(pool).await?;
+    // The chunk's key makes a replay (crash after commit, before ack) count once; a
+    // concurrent replay waits on the key until the first commits, then does nothing.
+    let done = sqlx::query(
+        "INSERT INTO link_chunks (job_id, upto_seq, counts) VALUES ($1, $2, $3) \
+         ON CONFLICT (job_id, upto_seq) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(commit.upto_seq)
+    .bind(counts)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_job("record link chunk", id))?;
+    if done.rows_affected() == 0 {
+        return Ok(());
+    }
+    insert_errors(&mut tx, id, &commit.errors).await?;
+    upsert_written(&mut tx, target, &commit.written, id).await?;
+    sqlx::query("DELETE FROM staged_links WHERE job_id = $1 AND seq <= $2")
+        .bind(id.as_str())
+        .bind(commit.upto_seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("remove loaded links"))?;
+    tx.commit().await.map_err(db("commit links"))
+}
+
+pub(super) async fn add_errors(
+    pool: &PgPool,
+    id: &JobId,
+    errors: &[ErrorEntry],
+) -> Result<(), StoreError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut tx = begin(pool).await?;
+    insert_errors(&mut tx, id, errors).await?;
+    tx.commit().await.map_err(db("commit errors"))
+}
+
+pub(super) async fn errors(
+    pool: &PgPool,
+    id: &JobId,
+    offset: u32,
+    limit: u32,
+) -> Result<Vec<ErrorEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT page_no, stage, kind, source_id, reason FROM errors WHERE job_id = $1 \
+         ORDER BY seq LIMIT $2 OFFSET $3",
+    )
+    .bind(id.as_str())
+    .bind(i64::from(limit))
+    .bind(i64::from(offset))
+    .fetch_all(pool)
+    .await
+    .map_err(db("read errors"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(ErrorEntry {
+                page_no: col::<Option<i64>>(r, "page_no")?
+                    .map(|p| uint(p, "page number"))
+                    .transpose()?,
+                stage: col(r, "stage")?,
+                kind: col::<Option<String>>(r, "kind")?
+                    .as_deref()
+                    .map(kind)
+                    .transpose()?,
+                source_id: col(r, "source_id")?,
+                reason: col(r, "reason")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn error_count(pool: &PgPool, id: &JobId) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM errors WHERE job_id = $1")
+        .bind(id.as_str())
+        .fetch_one(pool)
+        .await
+        .map_err(db("count errors"))?;
+    uint(n, "error count")
+}
