@@ -1,7 +1,9 @@
 //! provsync runtime: the job engine and its stages, the state stores, the source
 //! and target connectors, and the command line.
 
+pub mod api;
 pub mod cli;
+pub mod config;
 pub mod job;
 pub mod source;
 pub mod store;

@@ -1,10 +1,12 @@
-//! The command line: `run`, `status`, `abort`, `generate`, `demo`, `bench`.
+//! The command line: `run`, `status`, `abort`, `generate`, `demo`, `bench`, `serve`,
+//! `config check`.
 
 mod bench;
 mod demo;
 mod generate;
 mod progress;
 mod run;
+mod serve;
 mod status;
 
 use std::process::ExitCode;
@@ -57,6 +59,10 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure throughput, memory and rerun cost of a full sync.
     Bench(bench::BenchArgs),
+    /// Serve the HTTP API and run submitted jobs in the background.
+    Serve(serve::ServeArgs),
+    /// Check a service configuration file.
+    Config(serve::ConfigArgs),
 }
 
 /// Exit code for a job's final state: 0 completed, 2 with errors, 3 aborted, 1 failed.
@@ -103,6 +109,8 @@ pub fn main() -> ExitCode {
             Command::Generate(a) => generate::generate(a),
             Command::Demo(a) => demo::demo(a).await,
             Command::Bench(a) => bench::bench(a).await,
+            Command::Serve(a) => serve::serve(a).await,
+            Command::Config(a) => serve::config_command(a),
         }
     });
     match result {

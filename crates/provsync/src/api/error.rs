@@ -1,0 +1,186 @@
+//! The one error table of the API: stable codes, their HTTP status, and the body
+//! `{code, message, field?, errors?}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::job::EngineError;
+use provsync_core::store::StoreError;
+
+/// Stable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not JSON (line and column in the message).
+    InvalidJson,
+    /// A field the request type does not have.
+    UnknownField,
+    /// A field with a value of the wrong type or out of range.
+    InvalidValue,
+    /// The job request does not hold together (see `errors`).
+    InvalidJob,
+    /// A query parameter is unknown or malformed.
+    InvalidParameter,
+    /// No bearer token, or an unknown one.
+    Unauthorized,
+    /// The token's role is too weak for the route.
+    Forbidden,
+    /// No such job.
+    JobNotFound,
+    /// No such route.
+    NotFound,
+    /// The route does not take this method.
+    MethodNotAllowed,
+    /// The job has already ended (or is finishing).
+    JobFinished,
+    /// The body is larger than allowed.
+    PayloadTooLarge,
+    /// The state store does not answer.
+    NotReady,
+    /// Something failed on our side (the message says what, without secrets).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status of a code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidJson
+            | ErrorCode::UnknownField
+            | ErrorCode::InvalidValue
+            | ErrorCode::InvalidJob
+            | ErrorCode::InvalidParameter => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::JobNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::JobFinished => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// One problem with one field.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// What is wrong.
+    pub message: String,
+    /// Dotted path of the field.
+    pub field: String,
+}
+
+/// An API error response.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable message.
+    pub message: String,
+    /// Field or parameter at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every field at fault (validation errors).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// An error without a field.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            field: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// An error about one field (also listed under `errors`).
+    pub fn field(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        Self {
+            code,
+            message: format!("{field}: {message}"),
+            field: Some(field.clone()),
+            errors: vec![FieldError {
+                code,
+                message,
+                field,
+            }],
+        }
+    }
+
+    /// A query parameter at fault.
+    pub fn param(name: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::field(ErrorCode::InvalidParameter, name, message);
+        e.errors.clear();
+        e
+    }
+
+    /// A store failure: `job_not_found` or `internal`.
+    pub fn store(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => {
+                Self::new(ErrorCode::JobNotFound, format!("job {id} not found"))
+            }
+            other => {
+                tracing::error!(error = %other, "state store failed");
+                Self::new(ErrorCode::Internal, other.to_string())
+            }
+        }
+    }
+
+    /// An engine failure mapped to the table.
+    pub fn engine(e: EngineError) -> Self {
+        match e {
+            EngineError::Invalid(errs) => {
+                let errors: Vec<FieldError> = errs
+                    .into_iter()
+                    .map(|e| FieldError {
+                        code: ErrorCode::InvalidValue,
+                        message: e.message,
+                        field: e.field,
+                    })
+                    .collect();
+                let message = format!(
+                    "invalid job request: {}",
+                    errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                Self {
+                    code: ErrorCode::InvalidJob,
+                    message,
+                    field: errors.first().map(|e| e.field.clone()),
+                    errors,
+                }
+            }
+            EngineError::Store(s) => Self::store(s),
+            other => {
+                tracing::error!(error = %other, "engine failed");
+                Self::new(ErrorCode::Internal, other.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let unauthorized = self.code == ErrorCode::Unauthorized;
+        let mut resp = (status, axum::Json(self)).into_response();
+        if unauthorized {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

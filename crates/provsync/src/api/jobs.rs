@@ -1,0 +1,465 @@
+//! `/v1/jobs` routes: start, get, list, abort, and a job's errors (JSON or CSV).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use provsync_core::job::{JobId, JobSpec, JobState, KindCounts};
+use provsync_core::store::{Dispatch, JobFilter, JobRecord};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorCode};
+use super::{json, AppState};
+use crate::config::Role;
+use crate::job::abort::AbortOutcome;
+
+/// Default and largest page of `GET /v1/jobs`.
+pub const LIST_DEFAULT: u32 = 50;
+/// Largest page of `GET /v1/jobs`.
+pub const LIST_MAX: u32 = 500;
+/// Default page of `GET /v1/jobs/{id}/errors`.
+pub const ERRORS_DEFAULT: u32 = 100;
+/// Largest page of `GET /v1/jobs/{id}/errors`.
+pub const ERRORS_MAX: u32 = 1000;
+/// Errors shown in a job's status.
+pub const FIRST_ERRORS: u32 = 10;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Fields of the request body that are not part of the job spec.
+const EXTRA_FIELDS: [&str; 1] = ["callback_url"];
+
+/// Parses a job request body: malformed JSON, unknown fields and wrong types are
+/// refused with the field's path. `callback_url` is accepted and ignored for now.
+pub fn parse_job_request(body: &[u8]) -> Result<JobSpec, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        let what = if e.is_eof() {
+            "unexpected end of JSON"
+        } else {
+            "malformed JSON"
+        };
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("{what} at line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })?;
+    let Value::Object(mut map) = value else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidValue,
+            "the body must be a JSON object (a job request)",
+        ));
+    };
+    for extra in EXTRA_FIELDS {
+        match map.remove(extra) {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => {
+                return Err(ApiError::field(
+                    ErrorCode::InvalidValue,
+                    extra,
+                    "expected a URL string",
+                ))
+            }
+        }
+    }
+    serde_path_to_error::deserialize::<_, JobSpec>(Value::Object(map)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        serde_error(&path, message)
+    })
+}
+
+/// Maps a serde error at `path` to `unknown_field` or `invalid_value`.
+fn serde_error(path: &str, message: String) -> ApiError {
+    let path = if path == "." { "" } else { path };
+    let named = |prefix: &str| -> Option<String> {
+        let rest = message.strip_prefix(prefix)?;
+        let name = rest.split('`').next()?;
+        Some(name.to_owned())
+    };
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    if let Some(name) = named("unknown field `") {
+        return ApiError::field(ErrorCode::UnknownField, join(&name), message);
+    }
+    if let Some(name) = named("missing field `") {
+        return ApiError::field(ErrorCode::InvalidValue, join(&name), message);
+    }
+    if path.is_empty() {
+        return ApiError::new(ErrorCode::InvalidValue, message);
+    }
+    ApiError::field(ErrorCode::InvalidValue, path, message)
+}
+
+/// `POST /v1/jobs` (operate): validates and submits a job; 202 `{job_id, state}`.
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    caller.require(Role::Operate)?;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {} bytes", super::BODY_LIMIT),
+            )
+        } else {
+            ApiError::new(ErrorCode::InvalidJson, r.body_text())
+        }
+    })?;
+    let spec = parse_job_request(&body)?;
+    let (id, how) = st
+        .engine
+        .submit(&spec, &format!("api:{}", caller.name))
+        .await
+        .map_err(ApiError::engine)?;
+    let state = match how {
+        Dispatch::Started => {
+            st.runner.spawn(id.clone());
+            JobState::Running
+        }
+        // The finish stage of the job ahead starts it; the runner then picks it up.
+        Dispatch::Queued => JobState::Queued,
+    };
+    let mut resp = json(StatusCode::ACCEPTED, json!({"job_id": id, "state": state}));
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// A job's status: state, stage, counts, failure, errors summary, transitions, timings.
+pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
+    let store = &st.engine.store;
+    let job = store.job(id).await.map_err(ApiError::store)?;
+    let mut counts = store.counts(id).await.map_err(ApiError::store)?;
+    // The sweep's disconnections are recorded in the summary, not in page counts.
+    if let Some(per_kind) = job.summary.as_ref().and_then(|s| s.get("per_kind")) {
+        if let Ok(k) = serde_json::from_value::<KindCounts>(per_kind.clone()) {
+            counts = k;
+        }
+    }
+    let first = store
+        .errors(id, 0, FIRST_ERRORS)
+        .await
+        .map_err(ApiError::store)?;
+    let total = store.error_count(id).await.map_err(ApiError::store)?;
+    let transitions = store.transitions(id).await.map_err(ApiError::store)?;
+    let duration_ms = match (job.started_at, job.finished_at) {
+        (Some(s), Some(f)) => Some((f - s).num_milliseconds()),
+        _ => None,
+    };
+    Ok(json!({
+        "job_id": job.id,
+        "state": job.state,
+        "stage": job.stage,
+        "kind": job.spec.kind,
+        "mode": job.spec.mode,
+        "target": job.target,
+        "requested_by": job.requested_by,
+        "failure": job.failure,
+        "abort_requested": job.abort_requested,
+        "counts": {"total": counts.total(), "per_kind": counts},
+        "errors": {"total": total, "first": first},
+        "transitions": transitions,
+        "timings": {
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "duration_ms": duration_ms,
+        },
+    }))
+}
+
+/// `GET /v1/jobs/{id}` (read).
+pub async fn get_job(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.require(Role::Read)?;
+    let view = status_view(&st, &JobId::from(id.as_str())).await?;
+    Ok(json(StatusCode::OK, view))
+}
+
+fn list_item(job: &JobRecord) -> Value {
+    json!({
+        "job_id": job.id,
+        "state": job.state,
+        "stage": job.stage,
+        "kind": job.spec.kind,
+        "target": job.target,
+        "requested_by": job.requested_by,
+        "failure": job.failure,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    })
+}
+
+/// Checks that only `allowed` parameters are present.
+fn only_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    let mut keys: Vec<&String> = q.keys().collect();
+    keys.sort();
+    for k in keys {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::param(
+                k,
+                format!("unknown parameter; expected one of {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn paging(q: &HashMap<String, String>, default: u32, max: u32) -> Result<(u32, u32), ApiError> {
+    let limit = match q.get("limit") {
+        None => default,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::param("limit", format!("expected 1..={max}, got {v:?}")))?,
+    };
+    let offset = match q.get("offset") {
+        None => 0,
+        Some(v) => v.parse::<u32>().map_err(|_| {
+            ApiError::param(
+                "offset",
+                format!("expected a non-negative integer, got {v:?}"),
+            )
+        })?,
+    };
+    Ok((limit, offset))
+}
+
+fn query(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|r| ApiError::new(ErrorCode::InvalidParameter, r.body_text()))
+}
+
+/// `GET /v1/jobs` (read): filters `state`, `target`, `since`; paging `limit`, `offset`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult {
+    caller.require(Role::Read)?;
+    let q = query(q)?;
+    only_params(&q, &["state", "target", "since", "limit", "offset"])?;
+    let (limit, offset) = paging(&q, LIST_DEFAULT, LIST_MAX)?;
+    let state = match q.get("state") {
+        None => None,
+        Some(v) => Some(JobState::parse(v).ok_or_else(|| {
+            ApiError::param(
+                "state",
+                format!(
+                    "unknown state {v:?}; expected accepted, queued, running, aborting, \
+                     finishing, completed, completed_with_errors, failed or aborted"
+                ),
+            )
+        })?),
+    };
+    let target = match q.get("target") {
+        Some(t) if t.trim().is_empty() => {
+            return Err(ApiError::param("target", "must not be empty"))
+        }
+        other => other.cloned(),
+    };
+    let since = match q.get("since") {
+        None => None,
+        Some(v) => Some(
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map_err(|e| {
+                    ApiError::param(
+                        "since",
+                        format!(
+                            "expected an RFC 3339 time like 2025-01-31T00:00:00Z, got {v:?}: {e}"
+                        ),
+                    )
+                })?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
+    let jobs = st
+        .engine
+        .store
+        .list_jobs(&JobFilter {
+            state,
+            target,
+            since,
+            limit,
+            offset,
+        })
+        .await
+        .map_err(ApiError::store)?;
+    let items: Vec<Value> = jobs.iter().map(list_item).collect();
+    Ok(json(
+        StatusCode::OK,
+        json!({"jobs": items, "limit": limit, "offset": offset}),
+    ))
+}
+
+/// `POST /v1/jobs/{id}/abort` (operate): 202 `{job_id, outcome}`; 409 when it ended.
+pub async fn abort(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.require(Role::Operate)?;
+    let id = JobId::from(id.as_str());
+    let outcome = st.engine.abort(&id).await.map_err(ApiError::engine)?;
+    let outcome = match outcome {
+        AbortOutcome::Cancelled => "cancelled",
+        AbortOutcome::Aborting => "aborting",
+        AbortOutcome::TooLate(state) => {
+            return Err(ApiError::new(
+                ErrorCode::JobFinished,
+                format!("job {id} is {state}: nothing to abort"),
+            ))
+        }
+    };
+    tracing::info!(job = %id, outcome, by = %caller.name, "abort requested");
+    Ok(json(
+        StatusCode::ACCEPTED,
+        json!({"job_id": id, "outcome": outcome}),
+    ))
+}
+
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/csv"))
+}
+
+/// `GET /v1/jobs/{id}/errors` (read): a page of a job's errors, JSON or CSV
+/// (`Accept: text/csv`).
+pub async fn errors(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult {
+    caller.require(Role::Read)?;
+    let q = query(q)?;
+    only_params(&q, &["limit", "offset"])?;
+    let (limit, offset) = paging(&q, ERRORS_DEFAULT, ERRORS_MAX)?;
+    let id = JobId::from(id.as_str());
+    let store = &st.engine.store;
+    store.job(&id).await.map_err(ApiError::store)?;
+    let total = store.error_count(&id).await.map_err(ApiError::store)?;
+    let page = store
+        .errors(&id, offset, limit)
+        .await
+        .map_err(ApiError::store)?;
+    if !wants_csv(&headers) {
+        return Ok(json(
+            StatusCode::OK,
+            json!({
+                "job_id": id,
+                "total": total,
+                "offset": offset,
+                "limit": limit,
+                "errors": page,
+            }),
+        ));
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let internal = |e: csv::Error| ApiError::new(ErrorCode::Internal, format!("csv: {e}"));
+    w.write_record(["page_no", "stage", "kind", "source_id", "reason"])
+        .map_err(internal)?;
+    for e in &page {
+        let page_no = e.page_no.map(|p| p.to_string()).unwrap_or_default();
+        w.write_record([
+            page_no.as_str(),
+            e.stage.as_str(),
+            e.kind.map(|k| k.as_str()).unwrap_or(""),
+            e.source_id.as_deref().unwrap_or(""),
+            e.reason.as_str(),
+        ])
+        .map_err(internal)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("csv: {e}")))?;
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
+        h.insert("x-total-count", v);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> ApiError {
+        parse_job_request(body.as_bytes()).unwrap_err()
+    }
+
+    const OK: &str = r#"{"source":{"type":"file","path":"w.ndjson"},"target":{"type":"sqlite","url":"sqlite://t.db"}}"#;
+
+    #[test]
+    fn a_valid_request_parses_and_callback_url_is_ignored() {
+        let mut v: Value = serde_json::from_str(OK).unwrap();
+        v["callback_url"] = json!("http://x/cb");
+        let spec = parse_job_request(v.to_string().as_bytes()).unwrap();
+        assert_eq!(spec.source.kind, "file");
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        let e = err("{\n  \"source\": ,\n}");
+        assert_eq!(e.code, ErrorCode::InvalidJson);
+        assert!(e.message.contains("line 2"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_path() {
+        let mut v: Value = serde_json::from_str(OK).unwrap();
+        v["options"] = json!({"max_fail": 3});
+        let e = err(&v.to_string());
+        assert_eq!(e.code, ErrorCode::UnknownField);
+        assert_eq!(e.field.as_deref(), Some("options.max_fail"), "{e:?}");
+        let mut v: Value = serde_json::from_str(OK).unwrap();
+        v["colour"] = json!("red");
+        let e = err(&v.to_string());
+        assert_eq!(e.code, ErrorCode::UnknownField);
+        assert_eq!(e.field.as_deref(), Some("colour"), "{e:?}");
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_name_the_field() {
+        let mut v: Value = serde_json::from_str(OK).unwrap();
+        v["options"] = json!({"page_size": "big"});
+        let e = err(&v.to_string());
+        assert_eq!(e.code, ErrorCode::InvalidValue);
+        assert_eq!(e.field.as_deref(), Some("options.page_size"), "{e:?}");
+        let e = err(r#"{"source":{"type":"file"}}"#);
+        assert_eq!(e.field.as_deref(), Some("target"), "{e:?}");
+        assert_eq!(err("[1]").code, ErrorCode::InvalidValue);
+    }
+}

@@ -1,0 +1,114 @@
+//! `provsync serve`: the HTTP API and the background job runner; and
+//! `provsync config check`: validate a configuration file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::config::{self, Overrides};
+use crate::job::Engine;
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML).
+    #[arg(long, env = "PROVSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides the config and `PROVSYNC_LISTEN`).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// State store URL (overrides the config and `PROVSYNC_STATE`).
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+/// Arguments of `config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file and print what it sets (no secrets).
+    Check {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn load(path: Option<&PathBuf>, flags: &Overrides) -> anyhow::Result<config::Config> {
+    let file = path.map(|p| config::read(p)).transpose()?;
+    Ok(config::resolve(file, config::process_env, flags)?)
+}
+
+/// Runs the service until SIGTERM or Ctrl-C.
+pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let flags = Overrides {
+        listen: a.listen.clone(),
+        state: a.state.clone(),
+    };
+    let cfg = load(a.config.as_ref(), &flags)?;
+    if cfg.tokens.is_empty() {
+        eprintln!("warning: no [[tokens]] configured: every /v1 route will answer 401");
+    }
+    let store = crate::store::open(&cfg.state)
+        .await
+        .with_context(|| format!("opening state store {}", config::redact_url(&cfg.state)))?;
+    let engine = Engine::new(store);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!("listening on http://{addr}");
+    crate::api::serve(listener, engine, cfg.tokens, shutdown_signal())
+        .await
+        .context("serving the API")?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    eprintln!("shutting down: no new requests; running jobs resume from their ledger later");
+}
+
+/// `provsync config ...`.
+pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
+    match a.command {
+        ConfigCommand::Check { file } => {
+            let cfg = load(Some(&file), &Overrides::default())?;
+            println!("{}: ok", file.display());
+            println!("  listen  {}", cfg.listen);
+            println!("  state   {}", config::redact_url(&cfg.state));
+            println!("  tokens  {}", cfg.tokens.len());
+            for t in &cfg.tokens {
+                println!("    {} ({})", t.name, t.role);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Helpers: start the server, talk to it, generate worlds.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+
+pub const READ_TOKEN: &str = "read-token-5f1c0a";
+pub const OPERATE_TOKEN: &str = "operate-token-9b7e22";
+pub const ADMIN_TOKEN: &str = "admin-token-c3d4e5";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_provsync")
+}
+
+/// A running `provsync serve`, killed on drop.
+pub struct Server {
+    pub child: Option<Child>,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub http: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn config_text(state: &str) -> String {
+    let mut s = format!("listen = \"127.0.0.1:0\"\nstate = \"{state}\"\n");
+    for (name, token, role) in [
+        ("reporting", READ_TOKEN, "read"),
+        ("crm", OPERATE_TOKEN, "operate"),
+        ("ops", ADMIN_TOKEN, "admin"),
+    ] {
+        s.push_str(&format!(
+            "\n[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
+            provsync::config::sha256_hex(token)
+        ));
+    }
+    s
+}
+
+impl Server {
+    /// Starts the server and waits for `listening on`.
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let state = format!("sqlite://{}", dir.path().join("state.db").display());
+        let config = dir.path().join("provsync.toml");
+        std::fs::write(&config, config_text(&state)).unwrap();
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("PROVSYNC_STATE")
+            .env_remove("PROVSYNC_LISTEN")
+            .env_remove("PROVSYNC_CONFIG")
+            .env("PROVSYNC_LOG", "provsync=info")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn provsync serve");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let keep = lines.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_owned());
+                    }
+                }
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not print `listening on`: {}",
+                    lines.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Server {
+            child: Some(child),
+            base: format!("http://{addr}"),
+            dir,
+            stderr: lines,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("state.db").display())
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn req(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends and returns (status, JSON body).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.req(method, path, token);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let resp = r.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {text}"));
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(READ_TOKEN), None).await
+    }
+
+    pub async fn submit(&self, job: &Value) -> (StatusCode, Value) {
+        self.call(Method::POST, "/v1/jobs", Some(OPERATE_TOKEN), Some(job))
+            .await
+    }
+
+    /// Polls a job's status until `pred` holds.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let (s, v) = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}; last status: {v:#}\nserver log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_terminal(&self, id: &str) -> Value {
+        self.wait_for(id, "a terminal state", Duration::from_secs(120), |v| {
+            matches!(
+                v["state"].as_str(),
+                Some("completed" | "completed_with_errors" | "failed" | "aborted")
+            )
+        })
+        .await
+    }
+}
+
+/// Runs `provsync generate` into `dir`.
+pub fn generate(dir: &Path, individuals: u32) -> PathBuf {
+    let out = dir.join(format!("world-{individuals}.ndjson"));
+    let o = Command::new(bin())
+        .args(["generate", "--individuals", &individuals.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("spawn provsync generate");
+    assert!(
+        o.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// (lines, extracted records the run should count, entities) of a world file:
+/// every line plus the derived `parent` relation of each workplace with a parent.
+pub fn world_counts(path: &Path) -> (u64, u64, u64) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let (mut lines, mut parents, mut entities) = (0, 0, 0);
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        lines += 1;
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        let kind = v["kind"].as_str().unwrap_or("");
+        if kind == "individual" || kind == "workplace" {
+            entities += 1;
+        }
+        if kind == "workplace" && v.get("parent_id").is_some_and(|p| p.is_string()) {
+            parents += 1;
+        }
+    }
+    (lines, lines + parents, entities)
+}
+
+/// A file-to-SQLite job request.
+pub fn job(world: &Path, target_db: &Path) -> Value {
+    serde_json::json!({
+        "kind": "provider-sync",
+        "mode": "full",
+        "scope": ["US"],
+        "source": {"type": "file", "path": world.display().to_string()},
+        "target": {"type": "sqlite", "url": format!("sqlite://{}", target_db.display())},
+    })
+}
+
+pub fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}

@@ -1,0 +1,72 @@
+//! Abort of a running job over HTTP, and graceful shutdown on SIGTERM.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_over_http_ends_a_running_job_aborted() {
+    let s = Server::start();
+    let world = generate(s.path(), 20_000);
+    let (_, extracted, _) = world_counts(&world);
+    let mut body = job(&world, &s.path().join("provider.db"));
+    body["options"] = serde_json::json!({"page_size": 100});
+    let (st, v) = s.submit(&body).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["job_id"].as_str().unwrap().to_owned();
+
+    s.wait_for(&id, "some pages loaded", Duration::from_secs(60), |v| {
+        v["counts"]["total"]["created"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("/v1/jobs/{id}/abort"),
+            Some(OPERATE_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["outcome"], "aborting", "{v}");
+    assert_eq!(v["job_id"], id.as_str());
+
+    let job = s.wait_terminal(&id).await;
+    assert_eq!(job["state"], "aborted", "{job:#}");
+    assert!(job["abort_requested"].as_bool().unwrap(), "{job:#}");
+    let got = n(&job["counts"]["total"]["extracted"]);
+    assert!(
+        got < extracted,
+        "abort landed mid-run: {got} of {extracted}"
+    );
+    assert_eq!(n(&job["counts"]["total"]["disconnected"]), 0, "{job:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_promptly_with_exit_0() {
+    let mut s = Server::start();
+    let (st, _) = s.get("/v1/jobs").await;
+    assert_eq!(st, StatusCode::OK);
+    let mut child = s.child.take().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("server still running 10 s after SIGTERM:\n{}", s.logs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit {status:?}:\n{}", s.logs());
+    // It no longer accepts connections.
+    assert!(s.req(Method::GET, "/healthz", None).send().await.is_err());
+}

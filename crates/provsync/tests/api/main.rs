@@ -1,0 +1,11 @@
+//! Tests of `provsync serve`: the real binary on a free 127.0.0.1 port with a temp
+//! config (SQLite state in a temp dir, one token per role), driven over real HTTP.
+//!
+//! One test binary; each module is one area of behaviour.
+
+mod common;
+
+mod auth;
+mod jobs;
+mod lifecycle;
+mod validation;
