@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod job;
+pub mod metrics;
 pub mod source;
 pub mod store;
 pub mod target;

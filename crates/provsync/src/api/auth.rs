@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -80,13 +80,14 @@ pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, Api
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown token"))
 }
 
-/// Paths served without a token.
+/// Paths served without a token (also in the OpenAPI document: see `openapi.rs`).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz")
+    matches!(path, "/healthz" | "/readyz" | "/openapi.json")
 }
 
-/// Authenticates every request but the health routes, and logs each request with
-/// method, path, status, latency and token name.
+/// Authenticates every request but the health routes and the OpenAPI document,
+/// logs each request with method, path, status, latency and token name, and counts
+/// it in the HTTP metrics by route template.
 pub async fn auth_and_log(
     State(state): State<Arc<AppState>>,
     mut req: Request,
@@ -95,6 +96,12 @@ pub async fn auth_and_log(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // The route template keeps the metric's label set small (no ids, no 404 paths).
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
     let mut token_name: Option<String> = None;
     let resp = if is_public(&path) {
         next.run(req).await
@@ -116,6 +123,12 @@ pub async fn auth_and_log(
         latency_ms = start.elapsed().as_secs_f64() * 1000.0,
         token = token_name.as_deref().unwrap_or("-"),
         "request"
+    );
+    crate::metrics::http_request(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        start.elapsed(),
     );
     resp
 }

@@ -8,8 +8,11 @@ use serde::Serialize;
 use crate::job::EngineError;
 use provsync_core::store::StoreError;
 
-/// Stable error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Stable error codes and their HTTP status: `invalid_json`, `unknown_field`,
+/// `invalid_value`, `invalid_job`, `invalid_parameter` 400; `unauthorized` 401;
+/// `forbidden` 403; `job_not_found`, `not_found` 404; `method_not_allowed` 405;
+/// `job_finished` 409; `payload_too_large` 413; `internal` 500; `not_ready` 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body is not JSON (line and column in the message).
@@ -64,7 +67,7 @@ impl ErrorCode {
 }
 
 /// One problem with one field.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Stable code.
     pub code: ErrorCode,
@@ -74,8 +77,8 @@ pub struct FieldError {
     pub field: String,
 }
 
-/// An API error response.
-#[derive(Debug, Clone, Serialize)]
+/// An API error response: `{code, message, field?, errors?}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     /// Stable code.
     pub code: ErrorCode,

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
+#[allow(unused_imports)] // named in the OpenAPI annotations
+use super::openapi::{AbortAccepted, ErrorPage, JobAccepted, JobList, JobRequest, JobStatus};
 use super::{json, AppState};
 use crate::config::Role;
 use crate::job::abort::AbortOutcome;
@@ -103,6 +105,22 @@ fn serde_error(path: &str, message: String) -> ApiError {
     ApiError::field(ErrorCode::InvalidValue, path, message)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    security(("bearer" = [])),
+    request_body(content = JobRequest, description = "The job request", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: started, or queued behind the target's active job", body = JobAccepted,
+            headers(("Location" = String, description = "The job's status URL"))),
+        (status = 400, description = "`invalid_json`, `unknown_field`, `invalid_value` or `invalid_job` (with `field` and `errors`)", body = ApiError),
+        (status = 401, description = "No bearer token, or an unknown one (`unauthorized`)", body = ApiError),
+        (status = 403, description = "The token's role is weaker than operate (`forbidden`)", body = ApiError),
+        (status = 413, description = "The body is larger than 1 MiB (`payload_too_large`)", body = ApiError),
+        (status = 500, description = "Failure on our side (`internal`)", body = ApiError)
+    )
+)]
 /// `POST /v1/jobs` (operate): validates and submits a job; 202 `{job_id, state}`.
 pub async fn create(
     State(st): State<Arc<AppState>>,
@@ -184,6 +202,20 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job's status", body = JobStatus),
+        (status = 401, description = "No bearer token, or an unknown one (`unauthorized`)", body = ApiError),
+        (status = 403, description = "The token's role is weaker than read (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such job (`job_not_found`)", body = ApiError),
+        (status = 500, description = "Failure on our side (`internal`)", body = ApiError)
+    )
+)]
 /// `GET /v1/jobs/{id}` (read).
 pub async fn get_job(
     State(st): State<Arc<AppState>>,
@@ -253,6 +285,26 @@ fn query(
         .map_err(|r| ApiError::new(ErrorCode::InvalidParameter, r.body_text()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(
+        ("state" = Option<super::openapi::JobState>, Query, description = "Only jobs in this state"),
+        ("target" = Option<String>, Query, description = "Only jobs of this target"),
+        ("since" = Option<String>, Query, format = DateTime, description = "Only jobs created at or after this RFC 3339 time"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("offset" = Option<u32>, Query, description = "Jobs to skip (default 0)")
+    ),
+    responses(
+        (status = 200, description = "A page of jobs, newest first", body = JobList),
+        (status = 400, description = "Unknown or malformed parameter (`invalid_parameter`, with `field`)", body = ApiError),
+        (status = 401, description = "No bearer token, or an unknown one (`unauthorized`)", body = ApiError),
+        (status = 403, description = "The token's role is weaker than read (`forbidden`)", body = ApiError),
+        (status = 500, description = "Failure on our side (`internal`)", body = ApiError)
+    )
+)]
 /// `GET /v1/jobs` (read): filters `state`, `target`, `since`; paging `limit`, `offset`.
 pub async fn list(
     State(st): State<Arc<AppState>>,
@@ -315,6 +367,21 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/abort",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Abort accepted", body = AbortAccepted),
+        (status = 401, description = "No bearer token, or an unknown one (`unauthorized`)", body = ApiError),
+        (status = 403, description = "The token's role is weaker than operate (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such job (`job_not_found`)", body = ApiError),
+        (status = 409, description = "The job has already ended (`job_finished`)", body = ApiError),
+        (status = 500, description = "Failure on our side (`internal`)", body = ApiError)
+    )
+)]
 /// `POST /v1/jobs/{id}/abort` (operate): 202 `{job_id, outcome}`; 409 when it ended.
 pub async fn abort(
     State(st): State<Arc<AppState>>,
@@ -349,6 +416,27 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .any(|v| v.to_ascii_lowercase().contains("text/csv"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/errors",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("offset" = Option<u32>, Query, description = "Errors to skip (default 0)"),
+        ("Accept" = Option<String>, Header, description = "`text/csv` for CSV (columns page_no, stage, kind, source_id, reason)")
+    ),
+    responses(
+        (status = 200, description = "A page of the job's errors; with `Accept: text/csv` a CSV with an `x-total-count` header",
+            content((ErrorPage = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Unknown or malformed parameter (`invalid_parameter`, with `field`)", body = ApiError),
+        (status = 401, description = "No bearer token, or an unknown one (`unauthorized`)", body = ApiError),
+        (status = 403, description = "The token's role is weaker than read (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such job (`job_not_found`)", body = ApiError),
+        (status = 500, description = "Failure on our side (`internal`)", body = ApiError)
+    )
+)]
 /// `GET /v1/jobs/{id}/errors` (read): a page of a job's errors, JSON or CSV
 /// (`Accept: text/csv`).
 pub async fn errors(

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod jobs;
+pub mod openapi;
 pub mod runner;
 
 use std::future::Future;
@@ -13,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use provsync_core::job::JobState;
 use provsync_core::store::JobFilter;
 
-use crate::config::Token;
+use crate::config::{Role, Token};
 use crate::job::Engine;
 use error::{ApiError, ErrorCode};
 pub use runner::Runner;
@@ -47,6 +49,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -58,11 +62,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Response {
+/// `GET /healthz` (no token): the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses((status = 200, description = "Up", body = openapi::Health))
+)]
+pub async fn healthz() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /readyz` (no token): the state store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready", body = openapi::Health),
+        (status = 503, description = "The state store does not answer (`not_ready`)", body = ApiError)
+    )
+)]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let filter = JobFilter {
         limit: 1,
         ..JobFilter::default()
@@ -75,6 +96,42 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         }
         Err(_) => ApiError::new(ErrorCode::NotReady, "state store does not answer").into_response(),
     }
+}
+
+/// `GET /metrics` (read): Prometheus text exposition; queue depth and the live
+/// progress counters are refreshed on each scrape.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "No bearer token, or an unknown one (`unauthorized`)", body = ApiError),
+        (status = 403, description = "The token's role is weaker than read (`forbidden`)", body = ApiError)
+    )
+)]
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<auth::Caller>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Read)?;
+    let filter = JobFilter {
+        state: Some(JobState::Queued),
+        limit: u32::MAX,
+        ..JobFilter::default()
+    };
+    match state.engine.store.list_jobs(&filter).await {
+        Ok(jobs) => crate::metrics::set_queue_depth(jobs.iter().map(|j| j.target.as_str())),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot list queued jobs"),
+    }
+    crate::metrics::set_progress(&state.engine.progress, state.runner.running());
+    let mut resp = crate::metrics::render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
 }
 
 async fn not_found() -> ApiError {
@@ -97,6 +154,7 @@ pub async fn serve(
     tokens: Vec<Token>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    crate::metrics::init();
     let runner = Runner::new(engine.clone());
     let poller = runner.start_polling(Duration::from_millis(500));
     let state = Arc::new(AppState {

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use provsync_core::job::JobId;
+use provsync_core::job::{JobId, KindCounts};
+use provsync_core::store::JobRecord;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{Engine, EngineError};
@@ -45,8 +46,15 @@ impl Runner {
         let engine = self.engine.clone();
         let running = self.running.clone();
         tokio::spawn(async move {
+            let was_terminal =
+                matches!(engine.store.job(&id).await, Ok(j) if j.state.is_terminal());
             match engine.run(&id).await {
-                Ok(job) => tracing::info!(job = %id, state = %job.state, "job ended"),
+                Ok(job) => {
+                    tracing::info!(job = %id, state = %job.state, "job ended");
+                    if !was_terminal && job.state.is_terminal() {
+                        record_finished(&engine, &job).await;
+                    }
+                }
                 Err(EngineError::Busy(_)) => {
                     tracing::debug!(job = %id, "job is held by another process")
                 }
@@ -86,4 +94,24 @@ impl Runner {
         });
         token
     }
+}
+
+/// Records a job this runner drove to its end in the metrics: final state,
+/// duration, and the per-kind counts of its summary (the store's page counts when
+/// it has none, e.g. a job cancelled before its finish stage).
+async fn record_finished(engine: &Engine, job: &JobRecord) {
+    let from_summary = job
+        .summary
+        .as_ref()
+        .and_then(|s| s.get("per_kind"))
+        .and_then(|k| serde_json::from_value::<KindCounts>(k.clone()).ok());
+    let per_kind = match from_summary {
+        Some(k) => k,
+        None => engine.store.counts(&job.id).await.unwrap_or_default(),
+    };
+    let duration = match (job.started_at, job.finished_at) {
+        (Some(s), Some(f)) => (f - s).to_std().ok(),
+        _ => None,
+    };
+    crate::metrics::job_finished(job.state, duration, &per_kind);
 }

@@ -53,12 +53,21 @@ pub fn config_text(state: &str) -> String {
 }
 
 impl Server {
-    /// Starts the server and waits for `listening on`.
+    /// Starts the server with a SQLite state store and waits for `listening on`.
     pub fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let state = format!("sqlite://{}", dir.path().join("state.db").display());
+        Self::start_in(dir, &state)
+    }
+
+    /// Starts the server with the given state store URL.
+    pub fn start_with_state(state: &str) -> Server {
+        Self::start_in(tempfile::tempdir().unwrap(), state)
+    }
+
+    fn start_in(dir: tempfile::TempDir, state: &str) -> Server {
         let config = dir.path().join("provsync.toml");
-        std::fs::write(&config, config_text(&state)).unwrap();
+        std::fs::write(&config, config_text(state)).unwrap();
         let mut child = Command::new(bin())
             .arg("serve")
             .arg("--config")
@@ -246,4 +255,52 @@ pub fn job(world: &Path, target_db: &Path) -> Value {
 
 pub fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// A PostgreSQL database made for one test (dropped by `drop_db`).
+pub struct TempPgDb {
+    pub name: String,
+    pub url: String,
+}
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+impl TempPgDb {
+    /// A fresh database; `None` (test skipped) when the server is down, unless
+    /// `CI=true`, where a missing server fails the test.
+    pub async fn create() -> Option<TempPgDb> {
+        let admin = match sqlx::PgPool::connect(PG_ADMIN).await {
+            Ok(p) => p,
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("PostgreSQL on 127.0.0.1:5432 is required in CI: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: PostgreSQL on 127.0.0.1:5432 unreachable: {e}");
+                return None;
+            }
+        };
+        let name = format!("provsync_api_{}", uuid::Uuid::now_v7().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        Some(TempPgDb {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        })
+    }
+
+    /// Drops the database (after the server using it has stopped).
+    pub async fn drop_db(self) {
+        let admin = sqlx::PgPool::connect(PG_ADMIN).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await
+        .unwrap();
+        admin.close().await;
+    }
 }

@@ -6,6 +6,8 @@
 mod common;
 
 mod auth;
+mod concurrency;
 mod jobs;
 mod lifecycle;
+mod observability;
 mod validation;

@@ -1,0 +1,410 @@
+//! The OpenAPI 3 document served at `GET /openapi.json`, generated with utoipa from
+//! the handlers' `#[utoipa::path]` annotations and the schema types below.
+//!
+//! The handlers build their JSON bodies with `serde_json::json!`, and the job
+//! request is `provsync_core::job::JobSpec` (the core crate stays free of web
+//! dependencies), so the bodies are described by the mirror types of this module.
+//! The API tests check the document against the live routes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::error::{ApiError, ErrorCode, FieldError};
+
+/// The API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "provsync",
+        description = "provsync: provider master data sync engine. Every route but \
+                       /healthz, /readyz and /openapi.json needs a bearer token; tokens \
+                       have roles (read < operate < admin)."
+    ),
+    paths(
+        super::healthz,
+        super::readyz,
+        super::metrics,
+        openapi_json,
+        super::jobs::create,
+        super::jobs::list,
+        super::jobs::get_job,
+        super::jobs::abort,
+        super::jobs::errors,
+    ),
+    components(schemas(
+        ApiError,
+        ErrorCode,
+        FieldError,
+        JobRequest,
+        JobKind,
+        Mode,
+        Connector,
+        JobOptions,
+        Threshold,
+        JobState,
+        Stage,
+        JobAccepted,
+        JobStatus,
+        StatusCounts,
+        Counts,
+        ErrorsSummary,
+        ErrorEntry,
+        Transition,
+        Timings,
+        JobList,
+        JobListItem,
+        AbortAccepted,
+        AbortOutcome,
+        ErrorPage,
+        Health,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "jobs", description = "Start, inspect, list and abort jobs; read their errors"),
+        (name = "ops", description = "Health, readiness, metrics and this document")
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds `components.securitySchemes.bearer`.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A configured token (stored as its SHA-256) with role read, operate or admin",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as JSON.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// `GET /openapi.json` (no token).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "ops",
+    responses((status = 200, description = "This OpenAPI 3 document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi_json() -> Response {
+    Json(document()).into_response()
+}
+
+// ---- request mirror ----
+
+/// A job request: `provsync_core::job::JobSpec` plus the optional `callback_url`.
+/// Unknown fields are refused (`unknown_field`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Provider sync or codes sync.
+    #[schema(default = "provider-sync")]
+    #[serde(default)]
+    pub kind: JobKind,
+    /// Full snapshot (absent records are swept) or delta.
+    #[schema(default = "full")]
+    #[serde(default)]
+    pub mode: Mode,
+    /// Partitions (ISO 3166-1 alpha-2 countries, GMC designated bodies); empty means
+    /// all the source has.
+    #[schema(example = json!(["US"]))]
+    #[serde(default)]
+    pub scope: Vec<String>,
+    /// Where the data comes from.
+    pub source: Connector,
+    /// Where it goes.
+    pub target: Connector,
+    /// Path of the mapping file; the target's default mapping when absent.
+    pub mapping: Option<String>,
+    /// Tuning and safety options.
+    #[serde(default)]
+    pub options: JobOptions,
+    /// Accepted and ignored for now.
+    pub callback_url: Option<String>,
+}
+
+/// What a job does.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    /// Entities, then their relations.
+    ProviderSync,
+    /// Code lists into target picklists.
+    CodesSync,
+}
+
+/// Full snapshot or delta.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A complete snapshot of the scope.
+    Full,
+    /// Changes since a watermark.
+    Delta,
+}
+
+/// A source or target: its `type` plus connector-specific settings (validated by the
+/// connector).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"type": "sqlite", "url": "sqlite://provider.db"}))]
+pub struct Connector {
+    /// Connector type, e.g. `file`, `csv-facilities`, `sqlite`, `postgres`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Connector settings.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+/// Tuning and safety options (every field optional).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobOptions {
+    /// Above this many rejected or failed records the run ends `failed`.
+    #[serde(default)]
+    pub max_failed_records: Threshold,
+    /// Share (0..=1) of a scope's records a full snapshot may disconnect.
+    #[schema(default = 0.1, minimum = 0.0, maximum = 1.0)]
+    #[serde(default)]
+    pub max_disconnect_share: f64,
+    /// Lifts the guards against an empty scope and a mass disconnect.
+    #[schema(default = false)]
+    #[serde(default)]
+    pub allow_mass_disconnect: bool,
+    /// Records per page the source is asked for.
+    #[schema(default = 2500, minimum = 1, maximum = 100000)]
+    #[serde(default)]
+    pub page_size: u64,
+    /// Records per target write.
+    #[schema(default = 1000, minimum = 1)]
+    #[serde(default)]
+    pub batch_size: u64,
+    /// Pages loaded at once.
+    #[schema(default = 2, minimum = 1)]
+    #[serde(default)]
+    pub load_workers: u64,
+}
+
+/// A record count, or a share of the extracted records like `"5%"` (default `"5%"`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Threshold {
+    /// At most this many records.
+    Count(u64),
+    /// At most this percentage, e.g. `"5%"`.
+    Percent(String),
+}
+
+// ---- response mirrors ----
+
+/// Where a job is in its life.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Accepted,
+    Queued,
+    Running,
+    Finishing,
+    Aborting,
+    Completed,
+    CompletedWithErrors,
+    Failed,
+    Aborted,
+}
+
+/// The stage a job is in.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Pending,
+    Extract,
+    Relations,
+    Finish,
+    Done,
+}
+
+/// `202` of `POST /v1/jobs`.
+#[derive(Serialize, ToSchema)]
+pub struct JobAccepted {
+    /// The new job's id.
+    pub job_id: String,
+    /// `running`, or `queued` behind the target's active job.
+    pub state: JobState,
+}
+
+/// Outcome counts: every extracted record ends in exactly one bucket.
+#[derive(Serialize, ToSchema)]
+pub struct Counts {
+    pub extracted: u64,
+    pub rejected: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+    pub disconnected: u64,
+    pub relations_loaded: u64,
+    pub relations_failed: u64,
+    pub relations_staged: u64,
+}
+
+/// Counts over all kinds and per entity kind.
+#[derive(Serialize, ToSchema)]
+pub struct StatusCounts {
+    pub total: Counts,
+    /// Keyed by entity kind (`individual`, `workplace`, `activity`, `relation`, `code`).
+    pub per_kind: BTreeMap<String, Counts>,
+}
+
+/// One rejected or failed record.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEntry {
+    /// Page it came from (`null` for finish-stage errors).
+    pub page_no: Option<u64>,
+    /// `transform`, `load`, `relations` or `finish`.
+    pub stage: String,
+    /// Entity kind, when known.
+    pub kind: Option<String>,
+    /// Source id, when known.
+    pub source_id: Option<String>,
+    /// Why, naming the field or reference at fault.
+    pub reason: String,
+}
+
+/// The errors of a job in its status.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorsSummary {
+    pub total: u64,
+    /// The first few (see `GET /v1/jobs/{id}/errors` for all).
+    pub first: Vec<ErrorEntry>,
+}
+
+/// A state change.
+#[derive(Serialize, ToSchema)]
+pub struct Transition {
+    pub from: JobState,
+    pub to: JobState,
+    /// RFC 3339.
+    pub at: String,
+    pub reason: Option<String>,
+}
+
+/// When a job was accepted, started, finished.
+#[derive(Serialize, ToSchema)]
+pub struct Timings {
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+/// `GET /v1/jobs/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct JobStatus {
+    pub job_id: String,
+    pub state: JobState,
+    pub stage: Stage,
+    pub kind: JobKind,
+    pub mode: Mode,
+    /// Target dispatch name.
+    pub target: String,
+    pub requested_by: String,
+    pub failure: Option<String>,
+    pub abort_requested: bool,
+    pub counts: StatusCounts,
+    pub errors: ErrorsSummary,
+    pub transitions: Vec<Transition>,
+    pub timings: Timings,
+}
+
+/// One job of `GET /v1/jobs`.
+#[derive(Serialize, ToSchema)]
+pub struct JobListItem {
+    pub job_id: String,
+    pub state: JobState,
+    pub stage: Stage,
+    pub kind: JobKind,
+    pub target: String,
+    pub requested_by: String,
+    pub failure: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// `GET /v1/jobs`: newest first.
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobListItem>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// What an abort did.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AbortOutcome {
+    /// The job had not started: it ends `aborted` at once.
+    Cancelled,
+    /// The job stops after its in-flight work.
+    Aborting,
+}
+
+/// `202` of `POST /v1/jobs/{id}/abort`.
+#[derive(Serialize, ToSchema)]
+pub struct AbortAccepted {
+    pub job_id: String,
+    pub outcome: AbortOutcome,
+}
+
+/// `GET /v1/jobs/{id}/errors` (JSON).
+#[derive(Serialize, ToSchema)]
+pub struct ErrorPage {
+    pub job_id: String,
+    pub total: u64,
+    pub offset: u32,
+    pub limit: u32,
+    pub errors: Vec<ErrorEntry>,
+}
+
+/// Health and readiness.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_with_bearer_security() {
+        let v = serde_json::to_value(document()).unwrap();
+        assert!(v["openapi"].as_str().unwrap().starts_with("3."), "{v}");
+        assert_eq!(
+            v["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert!(v["paths"]["/healthz"]["get"].get("security").is_none());
+        assert!(v["paths"]["/v1/jobs"]["post"]["security"].is_array());
+    }
+}
