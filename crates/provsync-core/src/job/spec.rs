@@ -157,6 +157,9 @@ pub struct JobSpec {
     /// Tuning and safety options.
     #[serde(default)]
     pub options: JobOptions,
+    /// Re-runs only the records that this earlier run rejected or failed (a delta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<super::JobId>,
 }
 
 fn provider_sync() -> JobKind {
@@ -212,6 +215,12 @@ impl JobSpec {
             bad(
                 "options.load_workers",
                 format!("must be 1..=16, got {}", o.load_workers),
+            );
+        }
+        if self.replay_of.is_some() && self.mode != Mode::Delta {
+            bad(
+                "mode",
+                "a replay covers part of a snapshot, so it must be a delta run".into(),
             );
         }
         for (i, s) in self.scope.iter().enumerate() {

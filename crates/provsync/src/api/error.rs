@@ -11,7 +11,7 @@ use provsync_core::store::StoreError;
 /// Stable error codes and their HTTP status: `invalid_json`, `unknown_field`,
 /// `invalid_value`, `invalid_job`, `invalid_parameter` 400; `unauthorized` 401;
 /// `forbidden` 403; `job_not_found`, `not_found` 404; `method_not_allowed` 405;
-/// `job_finished` 409; `payload_too_large` 413; `internal` 500; `not_ready` 503.
+/// `job_finished`, `job_not_finished`, `nothing_to_replay` 409; `payload_too_large` 413; `internal` 500; `not_ready` 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -37,6 +37,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The job has already ended (or is finishing).
     JobFinished,
+    /// The job has not ended yet (a replay waits for it).
+    JobNotFinished,
+    /// The run rejected or failed no record: nothing to replay.
+    NothingToReplay,
     /// The body is larger than allowed.
     PayloadTooLarge,
     /// The state store does not answer.
@@ -58,7 +62,9 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::JobNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::JobFinished => StatusCode::CONFLICT,
+            ErrorCode::JobFinished | ErrorCode::JobNotFinished | ErrorCode::NothingToReplay => {
+                StatusCode::CONFLICT
+            }
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 #[allow(unused_imports)] // named in the OpenAPI annotations
-use super::openapi::{AbortAccepted, ErrorPage, JobAccepted, JobList, JobRequest, JobStatus};
+use super::openapi::{
+    AbortAccepted, ErrorPage, JobAccepted, JobList, JobRequest, JobStatus, ReplayAccepted,
+};
 use super::{json, AppState};
 use crate::config::Role;
 use crate::job::abort::AbortOutcome;
@@ -405,6 +407,75 @@ pub async fn abort(
     Ok(json(
         StatusCode::ACCEPTED,
         json!({"job_id": id, "outcome": outcome}),
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/replay",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The ended run whose rejected and failed records are re-run")),
+    responses(
+        (status = 202, description = "A new delta job re-running only that run's failed source ids", body = ReplayAccepted),
+        (status = 401, description = "No bearer token, or an unknown one (`unauthorized`)", body = ApiError),
+        (status = 403, description = "The token's role is weaker than operate (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such job (`job_not_found`)", body = ApiError),
+        (status = 409, description = "The run has not ended (`job_not_finished`) or failed no record (`nothing_to_replay`)", body = ApiError),
+        (status = 500, description = "Failure on our side (`internal`)", body = ApiError)
+    )
+)]
+/// `POST /v1/jobs/{id}/replay` (operate): a new delta job for that run's rejected
+/// and failed source ids only (fix the feed, then replay).
+pub async fn replay(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.require(Role::Operate)?;
+    let earlier = JobId::from(id.as_str());
+    let store = &st.engine.store;
+    let job = store.job(&earlier).await.map_err(ApiError::store)?;
+    if !job.state.is_terminal() {
+        return Err(ApiError::new(
+            ErrorCode::JobNotFinished,
+            format!(
+                "job {earlier} is {}: replay it once it has ended",
+                job.state
+            ),
+        ));
+    }
+    let failed = store
+        .errors(&earlier, 0, 1_000)
+        .await
+        .map_err(ApiError::store)?
+        .iter()
+        .any(|e| e.source_id.is_some());
+    if !failed {
+        return Err(ApiError::new(
+            ErrorCode::NothingToReplay,
+            format!("job {earlier} rejected or failed no identified record"),
+        ));
+    }
+    let mut spec = job.spec.clone();
+    spec.mode = provsync_core::job::Mode::Delta;
+    spec.replay_of = Some(earlier.clone());
+    let (id, how) = st
+        .engine
+        .submit(&spec, &format!("api:{}", caller.name))
+        .await
+        .map_err(ApiError::engine)?;
+    let state = match how {
+        Dispatch::Started => {
+            st.runner.spawn(id.clone());
+            JobState::Running
+        }
+        Dispatch::Queued => JobState::Queued,
+    };
+    tracing::info!(job = %id, replay_of = %earlier, by = %caller.name, "replay submitted");
+    Ok(json(
+        StatusCode::ACCEPTED,
+        json!({"job_id": id, "state": state, "replay_of": earlier}),
     ))
 }
 

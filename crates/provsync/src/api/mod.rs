@@ -45,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs", post(jobs::create).get(jobs::list))
         .route("/jobs/{id}", get(jobs::get_job))
         .route("/jobs/{id}/abort", post(jobs::abort))
+        .route("/jobs/{id}/replay", post(jobs::replay))
         .route("/jobs/{id}/errors", get(jobs::errors));
     Router::new()
         .route("/healthz", get(healthz))

@@ -36,6 +36,7 @@ use super::error::{ApiError, ErrorCode, FieldError};
         super::jobs::list,
         super::jobs::get_job,
         super::jobs::abort,
+        super::jobs::replay,
         super::jobs::errors,
     ),
     components(schemas(
@@ -140,6 +141,8 @@ pub struct JobRequest {
     pub options: JobOptions,
     /// Accepted and ignored for now.
     pub callback_url: Option<String>,
+    /// Re-run only the records this earlier run rejected or failed (mode must be `delta`).
+    pub replay_of: Option<String>,
 }
 
 /// What a job does.
@@ -366,6 +369,17 @@ pub enum AbortOutcome {
     Cancelled,
     /// The job stops after its in-flight work.
     Aborting,
+}
+
+/// `202` of `POST /v1/jobs/{id}/replay`.
+#[derive(Serialize, ToSchema)]
+pub struct ReplayAccepted {
+    /// The new (delta) job's id.
+    pub job_id: String,
+    /// `running`, or `queued` behind the target's active job.
+    pub state: JobState,
+    /// The run whose failed records it re-runs.
+    pub replay_of: String,
 }
 
 /// `202` of `POST /v1/jobs/{id}/abort`.

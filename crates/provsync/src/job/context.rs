@@ -1,6 +1,7 @@
 //! What every stage of one job needs: its request, its source, target and mapping,
 //! and the stop signal raised on abort or failure.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use provsync_core::target::{RunRef, Target};
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, EngineError};
+use crate::source::replay::ReplaySource;
 
 /// One running job's connectors and settings.
 pub struct JobContext {
@@ -41,7 +43,13 @@ impl JobContext {
     /// Opens the connectors and loads the mapping of a job.
     pub async fn open(engine: &Engine, job: &JobRecord) -> Result<Self, EngineError> {
         let mapping = Arc::new(load_mapping(&job.spec)?);
-        let source = crate::source::open(&job.spec.source)?;
+        let mut source = crate::source::open(&job.spec.source)?;
+        if let Some(earlier) = &job.spec.replay_of {
+            source = Arc::new(ReplaySource::new(
+                source,
+                failed_ids(engine, earlier).await?,
+            ));
+        }
         let target = crate::target::open(&job.spec.target).await?;
         target.prepare(&mapping.plan()).await?;
         Ok(Self {
@@ -63,6 +71,22 @@ impl JobContext {
     /// The state store.
     pub fn store(&self) -> &dyn provsync_core::store::StateStore {
         self.engine.store.as_ref()
+    }
+}
+
+/// Source ids an earlier run rejected or failed (its error ledger, read in pages).
+async fn failed_ids(engine: &Engine, earlier: &JobId) -> Result<HashSet<String>, EngineError> {
+    let store = &engine.store;
+    store.job(earlier).await?;
+    let mut ids = HashSet::new();
+    let mut offset = 0;
+    loop {
+        let page = store.errors(earlier, offset, 1_000).await?;
+        if page.is_empty() {
+            return Ok(ids);
+        }
+        offset += page.len() as u32;
+        ids.extend(page.into_iter().filter_map(|e| e.source_id));
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod facilities;
 pub mod file;
 pub mod nucc;
+pub mod replay;
 
 use std::sync::Arc;
 

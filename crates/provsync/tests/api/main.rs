@@ -10,4 +10,5 @@ mod concurrency;
 mod jobs;
 mod lifecycle;
 mod observability;
+mod replay;
 mod validation;

@@ -146,7 +146,7 @@ async fn metrics_need_a_token_and_count_a_finished_job() {
 }
 
 /// Every route of the router, with its method, and whether it needs a token.
-const ROUTES: [(&str, &str, bool); 9] = [
+const ROUTES: [(&str, &str, bool); 10] = [
     ("/healthz", "get", false),
     ("/readyz", "get", false),
     ("/metrics", "get", true),
@@ -155,6 +155,7 @@ const ROUTES: [(&str, &str, bool); 9] = [
     ("/v1/jobs", "get", true),
     ("/v1/jobs/{id}", "get", true),
     ("/v1/jobs/{id}/abort", "post", true),
+    ("/v1/jobs/{id}/replay", "post", true),
     ("/v1/jobs/{id}/errors", "get", true),
 ];
 
