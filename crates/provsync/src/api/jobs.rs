@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use provsync_core::job::{JobId, JobSpec, JobState, KindCounts};
+use provsync_core::job::{JobId, JobKind, JobSpec, JobState, KindCounts};
 use provsync_core::store::{Dispatch, JobFilter, JobRecord};
 use serde_json::{json, Value};
 
@@ -130,7 +130,13 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     caller.require(Role::Operate)?;
-    let body = body.map_err(|r| {
+    let spec = parse_job_request(&read_body(body)?)?;
+    accepted(submit(&st, &caller, &spec).await?)
+}
+
+/// The request body, or the error for one too large or unreadable.
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
@@ -139,11 +145,18 @@ pub async fn create(
         } else {
             ApiError::new(ErrorCode::InvalidJson, r.body_text())
         }
-    })?;
-    let spec = parse_job_request(&body)?;
+    })
+}
+
+/// Submits a validated job and starts it (or leaves it queued).
+async fn submit(
+    st: &AppState,
+    caller: &Caller,
+    spec: &JobSpec,
+) -> Result<(JobId, JobState), ApiError> {
     let (id, how) = st
         .engine
-        .submit(&spec, &format!("api:{}", caller.name))
+        .submit(spec, &format!("api:{}", caller.name))
         .await
         .map_err(ApiError::engine)?;
     let state = match how {
@@ -154,11 +167,58 @@ pub async fn create(
         // The finish stage of the job ahead starts it; the runner then picks it up.
         Dispatch::Queued => JobState::Queued,
     };
+    Ok((id, state))
+}
+
+/// 202 `{job_id, state}` with the job's status URL in `Location`.
+fn accepted((id, state): (JobId, JobState)) -> ApiResult {
     let mut resp = json(StatusCode::ACCEPTED, json!({"job_id": id, "state": state}));
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/codes-sync",
+    tag = "jobs",
+    security(("bearer" = [])),
+    request_body(content = JobRequest, description = "A job request; `kind` is codes-sync (or absent)", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: started, or queued behind the target's active job", body = JobAccepted),
+        (status = 400, description = "`invalid_json`, `unknown_field`, `invalid_value` (e.g. `kind` other than codes-sync) or `invalid_job`", body = ApiError),
+        (status = 401, description = "No bearer token, or an unknown one (`unauthorized`)", body = ApiError),
+        (status = 403, description = "The token's role is weaker than operate (`forbidden`)", body = ApiError),
+        (status = 413, description = "The body is larger than 1 MiB (`payload_too_large`)", body = ApiError),
+        (status = 500, description = "Failure on our side (`internal`)", body = ApiError)
+    )
+)]
+/// `POST /v1/codes-sync` (operate): a codes-sync job (code lists into the target's
+/// code tables or picklists; other records of the source are left out).
+pub async fn codes_sync(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    caller.require(Role::Operate)?;
+    let body = read_body(body)?;
+    let mut spec = parse_job_request(&body)?;
+    // The kind as the caller wrote it (JobSpec defaults an absent one).
+    let explicit = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("kind").cloned());
+    match explicit.as_ref().and_then(Value::as_str) {
+        None | Some("codes-sync") => spec.kind = JobKind::CodesSync,
+        Some(other) => {
+            return Err(ApiError::field(
+                ErrorCode::InvalidValue,
+                "kind",
+                format!("this route starts codes-sync jobs, not {other:?}"),
+            ))
+        }
+    }
+    accepted(submit(&st, &caller, &spec).await?)
 }
 
 /// A job's status: state, stage, counts, failure, errors summary, transitions, timings.
@@ -460,18 +520,7 @@ pub async fn replay(
     let mut spec = job.spec.clone();
     spec.mode = provsync_core::job::Mode::Delta;
     spec.replay_of = Some(earlier.clone());
-    let (id, how) = st
-        .engine
-        .submit(&spec, &format!("api:{}", caller.name))
-        .await
-        .map_err(ApiError::engine)?;
-    let state = match how {
-        Dispatch::Started => {
-            st.runner.spawn(id.clone());
-            JobState::Running
-        }
-        Dispatch::Queued => JobState::Queued,
-    };
+    let (id, state) = submit(&st, &caller, &spec).await?;
     tracing::info!(job = %id, replay_of = %earlier, by = %caller.name, "replay submitted");
     Ok(json(
         StatusCode::ACCEPTED,

@@ -46,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}", get(jobs::get_job))
         .route("/jobs/{id}/abort", post(jobs::abort))
         .route("/jobs/{id}/replay", post(jobs::replay))
+        .route("/codes-sync", post(jobs::codes_sync))
         .route("/jobs/{id}/errors", get(jobs::errors));
     Router::new()
         .route("/healthz", get(healthz))

@@ -37,6 +37,7 @@ use super::error::{ApiError, ErrorCode, FieldError};
         super::jobs::get_job,
         super::jobs::abort,
         super::jobs::replay,
+        super::jobs::codes_sync,
         super::jobs::errors,
     ),
     components(schemas(

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use provsync_core::job::{JobId, JobSpec};
+use provsync_core::job::{JobId, JobKind, JobSpec};
 use provsync_core::mapping::Mapping;
 use provsync_core::source::Source;
 use provsync_core::store::JobRecord;
@@ -13,7 +13,7 @@ use provsync_core::target::{RunRef, Target};
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, EngineError};
-use crate::source::replay::ReplaySource;
+use crate::source::filter::{CodesOnly, ReplaySource};
 
 /// One running job's connectors and settings.
 pub struct JobContext {
@@ -49,6 +49,9 @@ impl JobContext {
                 source,
                 failed_ids(engine, earlier).await?,
             ));
+        }
+        if job.spec.kind == JobKind::CodesSync {
+            source = Arc::new(CodesOnly::new(source));
         }
         let target = crate::target::open(&job.spec.target).await?;
         target.prepare(&mapping.plan()).await?;

@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod codes_sync;
 mod concurrency;
 mod jobs;
 mod lifecycle;

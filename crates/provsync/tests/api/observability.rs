@@ -146,7 +146,7 @@ async fn metrics_need_a_token_and_count_a_finished_job() {
 }
 
 /// Every route of the router, with its method, and whether it needs a token.
-const ROUTES: [(&str, &str, bool); 10] = [
+const ROUTES: [(&str, &str, bool); 11] = [
     ("/healthz", "get", false),
     ("/readyz", "get", false),
     ("/metrics", "get", true),
@@ -156,6 +156,7 @@ const ROUTES: [(&str, &str, bool); 10] = [
     ("/v1/jobs/{id}", "get", true),
     ("/v1/jobs/{id}/abort", "post", true),
     ("/v1/jobs/{id}/replay", "post", true),
+    ("/v1/codes-sync", "post", true),
     ("/v1/jobs/{id}/errors", "get", true),
 ];
 
