@@ -119,7 +119,6 @@ CREATE TABLE record_state (
     hash             TEXT NOT NULL,
     target_id        TEXT,
     connected        BOOLEAN NOT NULL DEFAULT TRUE,
-    seen_run         TEXT,
     updated_run      TEXT,
     disconnected_run TEXT,
     UNIQUE (target, kind, source_id)

@@ -106,7 +106,6 @@ CREATE TABLE record_state (
     hash             TEXT NOT NULL,
     target_id        TEXT,
     connected        INTEGER NOT NULL DEFAULT 1,
-    seen_run         TEXT,
     updated_run      TEXT,
     disconnected_run TEXT,
     UNIQUE (target, kind, source_id)

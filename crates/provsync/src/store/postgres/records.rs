@@ -47,14 +47,14 @@ pub(super) async fn upsert_written(
         let target_ids: Vec<Option<&str>> = chunk.iter().map(|u| u.target_id.as_deref()).collect();
         sqlx::query(
             "INSERT INTO record_state (target, kind, source_id, scope, hash, target_id, \
-             connected, seen_run, updated_run) \
-             SELECT $1, u.kind, u.source_id, u.scope, u.hash, u.target_id, TRUE, $2, $2 \
+             connected, updated_run) \
+             SELECT $1, u.kind, u.source_id, u.scope, u.hash, u.target_id, TRUE, $2 \
              FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
              WITH ORDINALITY AS u(kind, source_id, scope, hash, target_id, ord) ORDER BY u.ord \
              ON CONFLICT (target, kind, source_id) DO UPDATE SET scope = excluded.scope, \
              hash = excluded.hash, \
              target_id = COALESCE(excluded.target_id, record_state.target_id), \
-             connected = TRUE, seen_run = excluded.seen_run, updated_run = excluded.updated_run, \
+             connected = TRUE, updated_run = excluded.updated_run, \
              disconnected_run = NULL",
         )
         .bind(target)

@@ -37,7 +37,7 @@ pub(super) async fn upsert_written(
     for chunk in rows.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "INSERT INTO record_state (target, kind, source_id, scope, hash, target_id, \
-             connected, seen_run, updated_run) ",
+             connected, updated_run) ",
         );
         qb.push_values(chunk, |mut b, u| {
             b.push_bind(target)
@@ -47,13 +47,12 @@ pub(super) async fn upsert_written(
                 .push_bind(u.hash.to_string())
                 .push_bind(u.target_id.as_deref())
                 .push("1")
-                .push_bind(run.as_str())
                 .push_bind(run.as_str());
         });
         qb.push(
             " ON CONFLICT (target, kind, source_id) DO UPDATE SET scope = excluded.scope, \
              hash = excluded.hash, target_id = COALESCE(excluded.target_id, record_state.target_id), \
-             connected = 1, seen_run = excluded.seen_run, updated_run = excluded.updated_run, \
+             connected = 1, updated_run = excluded.updated_run, \
              disconnected_run = NULL",
         );
         qb.build()
