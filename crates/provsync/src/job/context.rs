@@ -12,8 +12,9 @@ use provsync_core::store::JobRecord;
 use provsync_core::target::{RunRef, Target};
 use tokio_util::sync::CancellationToken;
 
+use super::codes_sync::CodesOnly;
 use super::{Engine, EngineError};
-use crate::source::filter::{CodesOnly, ReplaySource};
+use crate::source::replay::ReplaySource;
 
 /// One running job's connectors and settings.
 pub struct JobContext {

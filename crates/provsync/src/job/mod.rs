@@ -1,9 +1,10 @@
 //! The job engine: dispatch, then the stages of DESIGN section 2 —
 //! [`extract`] -> [`transform`] -> [`load`] -> [`relations`] -> [`finish`] —
-//! with [`abort`] and [`reconcile`] (the snapshot sweep). The stage handlers hold
+//! with [`abort`], [`reconcile`] (the snapshot sweep) and [`codes_sync`]. The stage handlers hold
 //! no state of their own: everything that must survive a crash is in the store.
 
 pub mod abort;
+pub mod codes_sync;
 pub mod context;
 pub mod dispatch;
 pub mod extract;

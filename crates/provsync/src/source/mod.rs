@@ -3,8 +3,8 @@
 
 pub mod facilities;
 pub mod file;
-pub mod filter;
 pub mod nucc;
+pub mod replay;
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
-//! Sources that pass on part of another source: a replay keeps the records an
-//! earlier run rejected or failed (by source id), a codes sync keeps code records.
+//! Replay: a source that passes on only the records an earlier run rejected or
+//! failed (by source id), so a fixed feed can be re-run for just those.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -40,39 +40,6 @@ impl Source for ReplaySource {
         page.records.retain(|r| self.wanted(r));
         page.bad
             .retain(|b| b.source_id.as_ref().is_some_and(|id| self.ids.contains(id)));
-        Ok(page)
-    }
-
-    async fn close(&self) -> Result<(), SourceError> {
-        self.inner.close().await
-    }
-}
-
-/// Wraps a source for a codes sync: only code-list entries go through.
-pub struct CodesOnly {
-    inner: Arc<dyn Source>,
-}
-
-impl CodesOnly {
-    /// Keeps the `Code` records of `inner`.
-    pub fn new(inner: Arc<dyn Source>) -> Self {
-        Self { inner }
-    }
-}
-
-#[async_trait]
-impl Source for CodesOnly {
-    async fn open(&self, req: &OpenRequest) -> Result<Cursor, SourceError> {
-        self.inner.open(req).await
-    }
-
-    async fn fetch(&self, cursor: &Cursor) -> Result<Page, SourceError> {
-        let mut page = self.inner.fetch(cursor).await?;
-        page.records.retain(|r| matches!(r, Record::Code(_)));
-        page.bad.retain(|b| {
-            b.kind
-                .is_none_or(|k| k == provsync_core::model::EntityKind::Code)
-        });
         Ok(page)
     }
 
