@@ -179,6 +179,144 @@ pub struct LinkCommit {
     pub written: Vec<HashUpdate>,
 }
 
+/// How a schedule run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FiredBy {
+    /// A cron tick (claimed once across every process sharing the store).
+    Cron,
+    /// `POST /v1/admin/sync/{schedule}`.
+    Manual,
+}
+
+impl FiredBy {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FiredBy::Cron => "cron",
+            FiredBy::Manual => "manual",
+        }
+    }
+}
+
+/// A request to start a schedule's job for one tick (or a manual trigger).
+#[derive(Debug, Clone)]
+pub struct ScheduleFire<'a> {
+    /// Schedule name.
+    pub schedule: &'a str,
+    /// Cron tick or manual trigger.
+    pub fired_by: FiredBy,
+    /// The tick's time (cron) or the request's time (manual).
+    pub tick_at: DateTime<Utc>,
+    /// Id for the job, if one is created.
+    pub job_id: &'a JobId,
+    /// Dispatch key of the job.
+    pub target: &'a str,
+    /// The job.
+    pub spec: &'a JobSpec,
+    /// `schedule:<name>` or `api:<token>`.
+    pub requested_by: &'a str,
+    /// The schedule whose latest run this one waits for (`codes-sync` before bulk).
+    pub after: Option<&'a str>,
+}
+
+/// What firing a schedule did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fired {
+    /// A job was created (`accepted`; dispatch is the caller's, or the held-job
+    /// loop's once the job it waits for has ended).
+    Created {
+        /// The new job.
+        job: Box<JobRecord>,
+        /// The job it waits for, if any.
+        after_job: Option<JobId>,
+    },
+    /// Another process already claimed this cron tick.
+    AlreadyFired,
+    /// The schedule's previous job is still active: no new job (a cron tick is
+    /// recorded as skipped).
+    Running(JobId),
+}
+
+/// One recorded run of a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    /// Schedule name.
+    pub schedule: String,
+    /// Cron tick or manual trigger.
+    pub fired_by: FiredBy,
+    /// The tick (or trigger) time.
+    pub tick_at: DateTime<Utc>,
+    /// The job started, or `None` when the tick was skipped.
+    pub job_id: Option<JobId>,
+    /// The job it waited for.
+    pub after_job: Option<JobId>,
+    /// `fired` or `skipped`.
+    pub outcome: String,
+    /// Why it was skipped.
+    pub note: Option<String>,
+}
+
+/// An `accepted` job nobody has dispatched yet, with the job it waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldJob {
+    /// The held job.
+    pub id: JobId,
+    /// Schedule that created it, if any.
+    pub schedule: Option<String>,
+    /// The job it waits for, and that job's state.
+    pub after: Option<(JobId, JobState)>,
+}
+
+/// A callback the delivery loop has claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackDue {
+    /// The job it is about.
+    pub job_id: JobId,
+    /// `accepted` or `finished`.
+    pub event: String,
+    /// Where to POST it.
+    pub url: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// The delivery state of one callback (shown in a job's status).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackState {
+    /// `accepted` or `finished`.
+    pub event: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// When delivery was given up.
+    pub gave_up_at: Option<DateTime<Utc>>,
+    /// The next attempt, while pending.
+    pub next_at: Option<DateTime<Utc>>,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// A 2xx answer.
+    Delivered,
+    /// Failed; try again at this time.
+    Retry {
+        /// Why.
+        error: String,
+        /// Next attempt.
+        at: DateTime<Utc>,
+    },
+    /// Failed for good (permanent answer, or attempts exhausted).
+    GiveUp {
+        /// Why.
+        error: String,
+    },
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -383,4 +521,36 @@ pub trait StateStore: Send + Sync {
         ids: &[SourceId],
         id: &JobId,
     ) -> Result<(), StoreError>;
+
+    // --- schedules ---
+    /// Atomically claims a cron tick (once across every process) or a manual
+    /// trigger, and creates the schedule's job unless its previous one is active.
+    async fn fire_schedule(&self, fire: &ScheduleFire<'_>) -> Result<Fired, StoreError>;
+    /// A schedule's recorded runs, newest first.
+    async fn schedule_runs(
+        &self,
+        schedule: &str,
+        limit: u32,
+    ) -> Result<Vec<ScheduleRun>, StoreError>;
+    /// `accepted` jobs not yet dispatched: those of schedule runs, and any other
+    /// accepted longer than `older_than_ms` ago (their submitter died).
+    async fn held_jobs(&self, older_than_ms: i64) -> Result<Vec<HeldJob>, StoreError>;
+
+    // --- callbacks (outbox) ---
+    /// Claims up to `limit` due callbacks for `lease_ms` (another process takes
+    /// them over if this one dies before reporting).
+    async fn claim_callbacks(
+        &self,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<CallbackDue>, StoreError>;
+    /// Records the outcome of a delivery attempt.
+    async fn callback_attempted(
+        &self,
+        job: &JobId,
+        event: &str,
+        outcome: &Delivery,
+    ) -> Result<(), StoreError>;
+    /// A job's callbacks and their delivery state.
+    async fn callbacks(&self, job: &JobId) -> Result<Vec<CallbackState>, StoreError>;
 }

@@ -9,16 +9,33 @@
 //! name = "crm"
 //! sha256 = "<hex SHA-256 of the token>"
 //! role = "operate"        # read < operate < admin
+//!
+//! [callbacks]
+//! secret_file = "/run/secrets/provsync-callbacks"   # HMAC-SHA256 key
+//!
+//! [[schedules]]
+//! name = "codes-nightly"
+//! cron = "0 30 1 * * *"   # sec min hour day month weekday (seconds optional)
+//! job_file = "jobs/codes.toml"
 //! ```
 //!
-//! Tokens are stored as SHA-256 hashes only: the configuration never holds a secret.
+//! Every key can be overridden from the environment: `PROVSYNC_<KEY>`, with `__`
+//! between the levels of a nested key (`PROVSYNC_CALLBACKS__MAX_ATTEMPTS=5`); the
+//! value is read as a TOML value (number, boolean, array, inline table) when it is
+//! one, else as a string (`PROVSYNC_TOKENS='[{name="ops", sha256="...", role="admin"}]'`).
+//!
+//! Tokens are stored as SHA-256 hashes only, and the callback key is best given as
+//! a file: neither is ever printed.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use provsync_core::job::JobSpec;
 use serde::Deserialize;
+
+use crate::schedule::{self, AfterFailure, Schedule};
 
 /// Default listen address of `provsync serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -67,6 +84,140 @@ pub struct ConfigFile {
     /// API tokens.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// Callback delivery.
+    #[serde(default)]
+    pub callbacks: CallbacksEntry,
+    /// Scheduled jobs.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleEntry>,
+    /// Folder that relative `job_file` paths start from (the config file's).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+    /// `PROVSYNC_*` variables that name no configuration key (warned about).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
+}
+
+/// The `[callbacks]` table.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksEntry {
+    /// The HMAC key itself (prefer `secret_file` or `PROVSYNC_CALLBACKS__SECRET`).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// A file holding the HMAC key (trailing newline ignored).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Attempts before a callback is given up (default 8).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Timeout of one attempt in seconds (default 10).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// Hosts callbacks may go to (`host` or `host:port`); empty allows any.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl fmt::Debug for CallbacksEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbacksEntry")
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("secret_file", &self.secret_file)
+            .field("max_attempts", &self.max_attempts)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
+/// One `[[schedules]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    /// Name (letters, digits, `.`, `_`, `-`): the manual trigger's path segment.
+    pub name: String,
+    /// Cron expression: 5 fields, or 6 with seconds first.
+    pub cron: String,
+    /// `UTC` (default) or a fixed offset such as `+01:00`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// A job file (relative paths start at the config file's folder).
+    #[serde(default)]
+    pub job_file: Option<PathBuf>,
+    /// The job, inline.
+    #[serde(default)]
+    pub job: Option<JobSpec>,
+    /// Another schedule whose latest run must end before this one's job starts.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// What to do when the awaited run did not complete: `skip` (default) or `run`.
+    #[serde(default)]
+    pub after_failure: AfterFailure,
+    /// Fire the latest tick missed while no process was running.
+    #[serde(default)]
+    pub catch_up: bool,
+    /// A disabled schedule only fires by manual trigger.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Resolved callback settings.
+#[derive(Clone, Default)]
+pub struct CallbackSettings {
+    /// HMAC-SHA256 key; `None` refuses jobs that ask for callbacks.
+    pub secret: Option<Vec<u8>>,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// Timeout of one attempt.
+    pub timeout: std::time::Duration,
+    /// Allowed hosts (empty: any).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl fmt::Debug for CallbackSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackSettings")
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("max_attempts", &self.max_attempts)
+            .field("timeout", &self.timeout)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
+impl CallbackSettings {
+    /// Why a job's callback URL is refused here, if it is.
+    pub fn refuse(&self, url: &str) -> Option<String> {
+        if self.secret.is_none() {
+            return Some(
+                "this server has no callback secret configured ([callbacks] secret_file), \
+                 so it cannot sign callbacks"
+                    .into(),
+            );
+        }
+        if self.allowed_hosts.is_empty() {
+            return None;
+        }
+        let authority = url
+            .split_once("://")
+            .map(|(_, r)| r.split(['/', '?', '#']).next().unwrap_or_default())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let host = authority
+            .rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(authority.as_str(), |(h, _)| h);
+        let allowed = self
+            .allowed_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&authority) || a.eq_ignore_ascii_case(host));
+        (!allowed).then(|| format!("host {authority:?} is not in [callbacks] allowed_hosts"))
+    }
 }
 
 /// One `[[tokens]]` entry.
@@ -110,6 +261,12 @@ pub struct Config {
     pub state: String,
     /// API tokens.
     pub tokens: Vec<Token>,
+    /// Callback delivery.
+    pub callbacks: CallbackSettings,
+    /// Schedules, each after the one it waits for.
+    pub schedules: Vec<Schedule>,
+    /// `PROVSYNC_*` variables that name no configuration key.
+    pub ignored_env: Vec<String>,
 }
 
 /// Overrides from the command line (highest precedence).
@@ -126,30 +283,120 @@ pub struct Overrides {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+/// Variables of the `PROVSYNC_` family that are not configuration keys.
+const NOT_CONFIG: [&str; 5] = [
+    "PROVSYNC_CONFIG",
+    "PROVSYNC_LOG",
+    "PROVSYNC_LOG_FORMAT",
+    "PROVSYNC_DATA_DIR",
+    "PROVSYNC_BENCH_POSTGRES",
+];
+
+/// Top-level keys of the file, for telling overrides from unrelated variables.
+const KEYS: [&str; 5] = ["listen", "state", "tokens", "callbacks", "schedules"];
+
 /// Parses a configuration file's text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
-    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let msg = inner.message().to_owned();
-        if path == "." || path.is_empty() {
-            ConfigError(format!("{origin}: {msg}"))
-        } else {
-            ConfigError(format!("{origin}: at `{path}`: {msg}"))
-        }
-    })
+    parse_with_env(text, origin, std::iter::empty())
 }
 
-/// Reads and parses a configuration file.
+/// Parses a configuration file's text with `PROVSYNC_*` overrides applied; errors
+/// name the file, or the variable, and the key at fault.
+pub fn parse_with_env(
+    text: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<ConfigFile, ConfigError> {
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+    let mut from_env: HashMap<String, String> = HashMap::new();
+    let mut ignored = Vec::new();
+    let mut vars: Vec<(String, String)> = env.into_iter().collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("PROVSYNC_") else {
+            continue;
+        };
+        if NOT_CONFIG.contains(&name.as_str()) || raw.trim().is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if !KEYS.contains(&path[0].as_str()) || path.iter().any(String::is_empty) {
+            ignored.push(name);
+            continue;
+        }
+        set_path(&mut table, &path, env_value(&raw))
+            .map_err(|e| ConfigError(format!("{name}: {e}")))?;
+        from_env.insert(path[0].clone(), name);
+    }
+    let mut file: ConfigFile = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            let root = path.split(['.', '[']).next().unwrap_or_default();
+            let source = match from_env.get(root) {
+                Some(var) => format!("{origin} with {var}"),
+                None => origin.to_owned(),
+            };
+            if path == "." || path.is_empty() {
+                ConfigError(format!("{source}: {msg}"))
+            } else {
+                ConfigError(format!("{source}: at `{path}`: {msg}"))
+            }
+        })?;
+    file.ignored_env = ignored;
+    Ok(file)
+}
+
+/// An environment value as TOML when it reads as one (numbers, booleans, arrays,
+/// inline tables, quoted strings), else as the plain string.
+fn env_value(raw: &str) -> toml::Value {
+    let looks_typed = raw.starts_with(['[', '{', '"', '\'', '-', '+'])
+        || raw.chars().next().is_some_and(|c| c.is_ascii_digit())
+        || raw == "true"
+        || raw == "false";
+    if looks_typed {
+        if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+            if let Some(v) = t.remove("v") {
+                return v;
+            }
+        }
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().expect("a non-empty path");
+    let mut at = table;
+    for p in parents {
+        let entry = at
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a table, so it has no keys to set"))?;
+    }
+    at.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Reads and parses a configuration file, with the process's `PROVSYNC_*`
+/// variables applied.
 pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-    parse(&text, &path.display().to_string())
+    let mut file = parse_with_env(&text, &path.display().to_string(), std::env::vars())?;
+    file.base_dir = path.parent().map(Path::to_path_buf);
+    Ok(file)
 }
 
-/// Resolves defaults <- file <- environment (`PROVSYNC_LISTEN`, `PROVSYNC_STATE`)
-/// <- command-line overrides, and validates the result.
+/// The configuration from the environment alone (no file).
+pub fn from_env() -> Result<ConfigFile, ConfigError> {
+    parse_with_env("", "environment", std::env::vars())
+}
+
+/// Resolves defaults <- file and environment <- command-line overrides, and
+/// validates the result.
 pub fn resolve(
     file: Option<ConfigFile>,
     env: impl Fn(&str) -> Option<String>,
@@ -177,11 +424,137 @@ pub fn resolve(
         return Err(ConfigError("state: must not be empty".into()));
     }
     let tokens = tokens(&file.tokens)?;
+    let callbacks = callbacks(&file.callbacks, file.base_dir.as_deref())?;
+    let schedules = schedules(&file.schedules, file.base_dir.as_deref())?;
     Ok(Config {
         listen,
         state,
         tokens,
+        callbacks,
+        schedules,
+        ignored_env: file.ignored_env,
     })
+}
+
+fn callbacks(c: &CallbacksEntry, base: Option<&Path>) -> Result<CallbackSettings, ConfigError> {
+    let secret = match (&c.secret, &c.secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "callbacks: set secret or secret_file, not both".into(),
+            ))
+        }
+        (Some(s), None) => Some(s.as_bytes().to_vec()),
+        (None, Some(f)) => {
+            let path = relative_to(base, f);
+            let text = std::fs::read(&path).map_err(|e| {
+                ConfigError(format!(
+                    "callbacks.secret_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let trimmed = text.trim_ascii_end().to_vec();
+            Some(trimmed)
+        }
+        (None, None) => None,
+    };
+    if let Some(s) = &secret {
+        if s.len() < 16 {
+            return Err(ConfigError(
+                "callbacks.secret: at least 16 bytes, so signatures cannot be guessed".into(),
+            ));
+        }
+    }
+    let max_attempts = c.max_attempts.unwrap_or(8);
+    if !(1..=50).contains(&max_attempts) {
+        return Err(ConfigError(format!(
+            "callbacks.max_attempts: must be 1..=50, got {max_attempts}"
+        )));
+    }
+    let timeout_secs = c.timeout_secs.unwrap_or(10);
+    if !(1..=300).contains(&timeout_secs) {
+        return Err(ConfigError(format!(
+            "callbacks.timeout_secs: must be 1..=300, got {timeout_secs}"
+        )));
+    }
+    Ok(CallbackSettings {
+        secret,
+        max_attempts,
+        timeout: std::time::Duration::from_secs(timeout_secs),
+        allowed_hosts: c.allowed_hosts.clone(),
+    })
+}
+
+fn relative_to(base: Option<&Path>, p: &Path) -> PathBuf {
+    match base {
+        Some(b) if p.is_relative() => b.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn schedules(entries: &[ScheduleEntry], base: Option<&Path>) -> Result<Vec<Schedule>, ConfigError> {
+    let mut by_name: BTreeMap<String, Schedule> = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let at = |field: &str| format!("schedules[{i}].{field}");
+        if e.name.is_empty()
+            || e.name.len() > 64
+            || !e
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(ConfigError(format!(
+                "{}: 1 to 64 letters, digits, `.`, `_` or `-`, got {:?}",
+                at("name"),
+                e.name
+            )));
+        }
+        if by_name.contains_key(&e.name) {
+            return Err(ConfigError(format!(
+                "{}: duplicate schedule name {:?}",
+                at("name"),
+                e.name
+            )));
+        }
+        let spec = match (&e.job, &e.job_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(format!(
+                    "schedules[{i}]: set job or job_file, not both"
+                )))
+            }
+            (None, None) => {
+                return Err(ConfigError(format!(
+                    "schedules[{i}]: needs a job ([schedules.job] table) or a job_file"
+                )))
+            }
+            (Some(spec), None) => spec.clone(),
+            (None, Some(f)) => {
+                let path = relative_to(base, f);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError(format!(
+                        "{}: cannot read {}: {e}",
+                        at("job_file"),
+                        path.display()
+                    ))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    ConfigError(format!("{}: {}: {e}", at("job_file"), path.display()))
+                })?
+            }
+        };
+        let sched = schedule::Schedule::new(e, spec)
+            .map_err(|(field, msg)| ConfigError(format!("{}: {msg}", at(&field))))?;
+        by_name.insert(e.name.clone(), sched);
+    }
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(after) = &e.after {
+            if after == &e.name || !by_name.contains_key(after) {
+                return Err(ConfigError(format!(
+                    "schedules[{i}].after: {after:?} names no other schedule"
+                )));
+            }
+        }
+    }
+    schedule::dependency_order(by_name).map_err(ConfigError)
 }
 
 /// Reads the process environment, ignoring empty values.
@@ -281,6 +654,7 @@ mod tests {
         .unwrap();
         let c = resolve(Some(f), |_| None, &Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert!(c.schedules.is_empty() && c.callbacks.secret.is_none());
         assert_eq!(c.tokens[0].role, Role::Operate);
         assert_eq!(sha256_hex("test"), H);
         assert_eq!(decode_sha256(H).unwrap(), c.tokens[0].hash);
@@ -338,5 +712,84 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment() {
+        let f = parse_with_env(
+            "listen = \"127.0.0.1:1\"\n",
+            "c.toml",
+            env(&[
+                ("PROVSYNC_STATE", "postgres://u@h/db"),
+                ("PROVSYNC_CALLBACKS__SECRET", "0123456789abcdef0123"),
+                ("PROVSYNC_CALLBACKS__MAX_ATTEMPTS", "3"),
+                ("PROVSYNC_CALLBACKS__ALLOWED_HOSTS", "[\"crm.example\"]"),
+                (
+                    "PROVSYNC_TOKENS",
+                    &format!("[{{name = \"ops\", sha256 = \"{H}\", role = \"admin\"}}]"),
+                ),
+                ("PROVSYNC_LOG", "debug"),
+                ("PROVSYNC_LISTN", "x"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(f.state.as_deref(), Some("postgres://u@h/db"));
+        assert_eq!(f.callbacks.max_attempts, Some(3));
+        assert_eq!(f.callbacks.allowed_hosts, ["crm.example"]);
+        assert_eq!(f.tokens[0].role, Role::Admin);
+        assert_eq!(f.ignored_env, ["PROVSYNC_LISTN"]);
+        let c = resolve(Some(f), |_| None, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.callbacks.secret.as_deref(),
+            Some(&b"0123456789abcdef0123"[..])
+        );
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "{c:?}");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable_and_key() {
+        let e = parse_with_env(
+            "",
+            "c.toml",
+            env(&[("PROVSYNC_CALLBACKS__MAX_ATTEMPTS", "many")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("PROVSYNC_CALLBACKS__MAX_ATTEMPTS") && e.contains("callbacks.max_attempts"),
+            "{e}"
+        );
+        let e = parse_with_env("", "c.toml", env(&[("PROVSYNC_CALLBACKS__COLOUR", "red")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn callback_hosts_are_checked_against_the_allow_list() {
+        let c = CallbackSettings {
+            secret: Some(vec![0; 16]),
+            max_attempts: 3,
+            timeout: std::time::Duration::from_secs(1),
+            allowed_hosts: vec!["crm.example".into(), "127.0.0.1:9000".into()],
+        };
+        assert_eq!(c.refuse("https://crm.example/x"), None);
+        assert_eq!(c.refuse("https://CRM.example:8443/x"), None);
+        assert_eq!(c.refuse("http://127.0.0.1:9000/cb"), None);
+        assert!(c.refuse("http://127.0.0.1:9001/cb").is_some());
+        assert!(c.refuse("http://169.254.169.254/latest").is_some());
+        let unsigned = CallbackSettings::default();
+        assert!(unsigned
+            .refuse("https://crm.example/x")
+            .unwrap()
+            .contains("secret"));
     }
 }

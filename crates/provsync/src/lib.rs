@@ -2,10 +2,12 @@
 //! and target connectors, and the command line.
 
 pub mod api;
+pub mod callback;
 pub mod cli;
 pub mod config;
 pub mod job;
 pub mod metrics;
+pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod target;

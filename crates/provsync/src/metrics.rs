@@ -13,6 +13,10 @@
 //!   engine's live progress counters.
 //! - `provsync_http_requests_total{method,route,status}`,
 //!   `provsync_http_request_duration_seconds{method,route}`: from the request log.
+//! - `provsync_target_calls_total{target,op,outcome}`,
+//!   `provsync_target_call_seconds{target,op}`: every call to a target connector.
+//! - `provsync_schedule_ticks_total{schedule,fired_by,outcome}`: schedule firings.
+//! - `provsync_callbacks_total{event,outcome}`: callback delivery attempts.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -49,6 +53,12 @@ pub fn init() -> &'static PrometheusHandle {
                 b.set_buckets_for_metric(
                     Matcher::Full("provsync_job_duration_seconds".into()),
                     &JOB_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("provsync_target_call_seconds".into()),
+                    &HTTP_BUCKETS,
                 )
             })
             .expect("histogram buckets are not empty");
@@ -97,6 +107,43 @@ fn describe() {
         metrics::Unit::Seconds,
         "HTTP request latency, by method and route"
     );
+    describe_counter!(
+        "provsync_target_calls_total",
+        "Calls to target connectors, by connector type, operation and outcome"
+    );
+    describe_histogram!(
+        "provsync_target_call_seconds",
+        metrics::Unit::Seconds,
+        "Latency of calls to target connectors, by connector type and operation"
+    );
+    describe_counter!(
+        "provsync_schedule_ticks_total",
+        "Schedule firings seen by this process, by schedule, trigger and outcome"
+    );
+    describe_counter!(
+        "provsync_callbacks_total",
+        "Callback delivery attempts, by event and outcome"
+    );
+}
+
+/// Records one call to a target connector.
+pub fn target_call(target: &str, op: &'static str, outcome: &'static str, elapsed: Duration) {
+    counter!("provsync_target_calls_total", "target" => target.to_owned(), "op" => op, "outcome" => outcome)
+        .increment(1);
+    histogram!("provsync_target_call_seconds", "target" => target.to_owned(), "op" => op)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Records one schedule firing (`fired`, `skipped_running`, `claimed_elsewhere`).
+pub fn schedule_tick(schedule: &str, fired_by: &'static str, outcome: &'static str) {
+    counter!("provsync_schedule_ticks_total", "schedule" => schedule.to_owned(), "fired_by" => fired_by, "outcome" => outcome)
+        .increment(1);
+}
+
+/// Records one callback delivery attempt (`delivered`, `retry`, `gave_up`).
+pub fn callback_attempt(event: &str, outcome: &'static str) {
+    counter!("provsync_callbacks_total", "event" => event.to_owned(), "outcome" => outcome)
+        .increment(1);
 }
 
 /// Records the end of a job: its final state, duration and per-kind counts.

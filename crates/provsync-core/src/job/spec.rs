@@ -160,6 +160,9 @@ pub struct JobSpec {
     /// Re-runs only the records that this earlier run rejected or failed (a delta).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<super::JobId>,
+    /// Where to POST the signed `job.accepted` and `job.finished` notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 fn provider_sync() -> JobKind {
@@ -228,6 +231,11 @@ impl JobSpec {
                 bad(&format!("scope[{i}]"), "must not be empty".into());
             }
         }
+        if let Some(url) = &self.callback_url {
+            if let Err(why) = check_callback_url(url) {
+                bad("callback_url", why);
+            }
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -236,9 +244,50 @@ impl JobSpec {
     }
 }
 
+/// Checks that a callback URL is an absolute `http(s)://host...` URL without
+/// credentials (they would be stored with the job and shown in its status).
+pub fn check_callback_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("expected an http:// or https:// URL, got {url:?}"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("the URL has no host".into());
+    }
+    if authority.contains('@') {
+        return Err("the URL must not carry credentials (the payload is signed instead)".into());
+    }
+    if url.len() > 2048 {
+        return Err(format!("longer than 2048 characters ({})", url.len()));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the URL contains whitespace or control characters".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_urls_are_checked() {
+        assert_eq!(
+            check_callback_url("https://crm.example/hooks/provsync?x=1"),
+            Ok(())
+        );
+        assert_eq!(check_callback_url("http://127.0.0.1:9000/cb"), Ok(()));
+        for bad in [
+            "ftp://x/",
+            "https://",
+            "https://u:p@h/",
+            "crm/hook",
+            "http://a b/",
+        ] {
+            assert!(check_callback_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn job_file_parses_with_defaults() {

@@ -11,7 +11,8 @@ use provsync_core::store::StoreError;
 /// Stable error codes and their HTTP status: `invalid_json`, `unknown_field`,
 /// `invalid_value`, `invalid_job`, `invalid_parameter` 400; `unauthorized` 401;
 /// `forbidden` 403; `job_not_found`, `not_found` 404; `method_not_allowed` 405;
-/// `job_finished`, `job_not_finished`, `nothing_to_replay` 409; `payload_too_large` 413; `internal` 500; `not_ready` 503.
+/// `schedule_not_found` 404; `job_finished`, `job_not_finished`, `nothing_to_replay`,
+/// `schedule_running` 409; `payload_too_large` 413; `internal` 500; `not_ready` 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -33,6 +34,10 @@ pub enum ErrorCode {
     JobNotFound,
     /// No such route.
     NotFound,
+    /// No schedule of that name is configured.
+    ScheduleNotFound,
+    /// The schedule's previous job is still active (its id is in `job_id`).
+    ScheduleRunning,
     /// The route does not take this method.
     MethodNotAllowed,
     /// The job has already ended (or is finishing).
@@ -60,11 +65,14 @@ impl ErrorCode {
             | ErrorCode::InvalidParameter => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::JobNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::JobFinished | ErrorCode::JobNotFinished | ErrorCode::NothingToReplay => {
-                StatusCode::CONFLICT
+            ErrorCode::JobNotFound | ErrorCode::NotFound | ErrorCode::ScheduleNotFound => {
+                StatusCode::NOT_FOUND
             }
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::JobFinished
+            | ErrorCode::JobNotFinished
+            | ErrorCode::NothingToReplay
+            | ErrorCode::ScheduleRunning => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,6 +104,9 @@ pub struct ApiError {
     /// Every field at fault (validation errors).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The job the error is about (`schedule_running`: the active job).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 impl ApiError {
@@ -106,6 +117,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             errors: Vec::new(),
+            job_id: None,
         }
     }
 
@@ -122,6 +134,7 @@ impl ApiError {
                 message,
                 field,
             }],
+            job_id: None,
         }
     }
 
@@ -170,6 +183,7 @@ impl ApiError {
                     message,
                     field: errors.first().map(|e| e.field.clone()),
                     errors,
+                    job_id: None,
                 }
             }
             EngineError::Store(s) => Self::store(s),

@@ -36,11 +36,8 @@ pub const FIRST_ERRORS: u32 = 10;
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Fields of the request body that are not part of the job spec.
-const EXTRA_FIELDS: [&str; 1] = ["callback_url"];
-
 /// Parses a job request body: malformed JSON, unknown fields and wrong types are
-/// refused with the field's path. `callback_url` is accepted and ignored for now.
+/// refused with the field's path.
 pub fn parse_job_request(body: &[u8]) -> Result<JobSpec, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         let what = if e.is_eof() {
@@ -53,24 +50,12 @@ pub fn parse_job_request(body: &[u8]) -> Result<JobSpec, ApiError> {
             format!("{what} at line {}, column {}: {e}", e.line(), e.column()),
         )
     })?;
-    let Value::Object(mut map) = value else {
+    let Value::Object(map) = value else {
         return Err(ApiError::new(
             ErrorCode::InvalidValue,
             "the body must be a JSON object (a job request)",
         ));
     };
-    for extra in EXTRA_FIELDS {
-        match map.remove(extra) {
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(_) => {
-                return Err(ApiError::field(
-                    ErrorCode::InvalidValue,
-                    extra,
-                    "expected a URL string",
-                ))
-            }
-        }
-    }
     serde_path_to_error::deserialize::<_, JobSpec>(Value::Object(map)).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
@@ -154,6 +139,17 @@ async fn submit(
     caller: &Caller,
     spec: &JobSpec,
 ) -> Result<(JobId, JobState), ApiError> {
+    if let Some(why) = spec
+        .callback_url
+        .as_deref()
+        .and_then(|url| st.callbacks.refuse(url))
+    {
+        return Err(ApiError::field(
+            ErrorCode::InvalidValue,
+            "callback_url",
+            why,
+        ));
+    }
     let (id, how) = st
         .engine
         .submit(spec, &format!("api:{}", caller.name))
@@ -238,6 +234,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
         .map_err(ApiError::store)?;
     let total = store.error_count(id).await.map_err(ApiError::store)?;
     let transitions = store.transitions(id).await.map_err(ApiError::store)?;
+    let callbacks = store.callbacks(id).await.map_err(ApiError::store)?;
     let duration_ms = match (job.started_at, job.finished_at) {
         (Some(s), Some(f)) => Some((f - s).num_milliseconds()),
         _ => None,
@@ -255,6 +252,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
         "counts": {"total": counts.total(), "per_kind": counts},
         "errors": {"total": total, "first": first},
         "transitions": transitions,
+        "callbacks": callbacks,
         "timings": {
             "created_at": job.created_at,
             "started_at": job.started_at,
@@ -631,11 +629,15 @@ mod tests {
     const OK: &str = r#"{"source":{"type":"file","path":"w.ndjson"},"target":{"type":"sqlite","url":"sqlite://t.db"}}"#;
 
     #[test]
-    fn a_valid_request_parses_and_callback_url_is_ignored() {
+    fn a_valid_request_parses_and_keeps_its_callback_url() {
         let mut v: Value = serde_json::from_str(OK).unwrap();
         v["callback_url"] = json!("http://x/cb");
         let spec = parse_job_request(v.to_string().as_bytes()).unwrap();
         assert_eq!(spec.source.kind, "file");
+        assert_eq!(spec.callback_url.as_deref(), Some("http://x/cb"));
+        v["callback_url"] = json!(7);
+        let e = err(&v.to_string());
+        assert_eq!(e.field.as_deref(), Some("callback_url"), "{e:?}");
     }
 
     #[test]

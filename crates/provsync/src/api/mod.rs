@@ -8,6 +8,7 @@ pub mod error;
 pub mod jobs;
 pub mod openapi;
 pub mod runner;
+pub mod schedules;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,8 +22,10 @@ use axum::{Extension, Json, Router};
 use provsync_core::job::JobState;
 use provsync_core::store::JobFilter;
 
-use crate::config::{Role, Token};
+use crate::callback::Deliverer;
+use crate::config::{CallbackSettings, Role, Token};
 use crate::job::Engine;
+use crate::schedule::{Schedule, Scheduler};
 use error::{ApiError, ErrorCode};
 pub use runner::Runner;
 
@@ -37,6 +40,21 @@ pub struct AppState {
     pub tokens: Vec<Token>,
     /// The background job runner.
     pub runner: Runner,
+    /// Schedules and manual triggers.
+    pub scheduler: Scheduler,
+    /// Callback settings (a job's `callback_url` is checked against them).
+    pub callbacks: CallbackSettings,
+}
+
+/// What `serve` needs besides the engine and the listener.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// API tokens.
+    pub tokens: Vec<Token>,
+    /// Callback delivery.
+    pub callbacks: CallbackSettings,
+    /// Schedules, in dependency order.
+    pub schedules: Vec<Schedule>,
 }
 
 /// The API's router.
@@ -47,7 +65,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/abort", post(jobs::abort))
         .route("/jobs/{id}/replay", post(jobs::replay))
         .route("/codes-sync", post(jobs::codes_sync))
-        .route("/jobs/{id}/errors", get(jobs::errors));
+        .route("/jobs/{id}/errors", get(jobs::errors))
+        .route("/schedules", get(schedules::list))
+        .route("/admin/sync/{schedule}", post(schedules::trigger));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -148,27 +168,37 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, with the runner polling
-/// for orphaned jobs meanwhile. Jobs still running when it returns are left to
-/// their ledger: the next process resumes them.
+/// for orphaned jobs, the scheduler firing schedules and the callback deliverer
+/// meanwhile. Jobs still running when it returns are left to their ledger: the
+/// next process resumes them.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Engine,
-    tokens: Vec<Token>,
+    opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     crate::metrics::init();
     let runner = Runner::new(engine.clone());
     let poller = runner.start_polling(Duration::from_millis(500));
+    let scheduler = Scheduler::new(engine.clone(), runner.clone(), opts.schedules);
+    let ticking = scheduler.start();
+    let delivering = Deliverer::new(engine.store.clone(), opts.callbacks.clone()).start();
     let state = Arc::new(AppState {
         engine,
-        tokens,
+        tokens: opts.tokens,
         runner: runner.clone(),
+        scheduler,
+        callbacks: opts.callbacks,
     });
     let app = router(state);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    // Stop taking work: no new ticks, no new orphans; queued callbacks stay in
+    // the outbox for the next process.
+    ticking.cancel();
     poller.cancel();
+    delivering.cancel();
     if runner.running() > 0 {
         tracing::info!(
             jobs = runner.running(),

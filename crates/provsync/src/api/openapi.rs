@@ -39,6 +39,8 @@ use super::error::{ApiError, ErrorCode, FieldError};
         super::jobs::replay,
         super::jobs::codes_sync,
         super::jobs::errors,
+        super::schedules::list,
+        super::schedules::trigger,
     ),
     components(schemas(
         ApiError,
@@ -66,10 +68,16 @@ use super::error::{ApiError, ErrorCode, FieldError};
         AbortOutcome,
         ErrorPage,
         Health,
+        CallbackState,
+        ScheduleList,
+        ScheduleView,
+        ScheduleRunView,
+        TriggerAccepted,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "Start, inspect, list and abort jobs; read their errors"),
+        (name = "schedules", description = "Configured schedules, their runs, and manual triggers"),
         (name = "ops", description = "Health, readiness, metrics and this document")
     )
 )]
@@ -140,7 +148,9 @@ pub struct JobRequest {
     /// Tuning and safety options.
     #[serde(default)]
     pub options: JobOptions,
-    /// Accepted and ignored for now.
+    /// `http(s)://` URL that receives `job.accepted` and `job.finished` POSTs, signed
+    /// with HMAC-SHA256 (`X-Provsync-Signature`), retried with backoff.
+    #[schema(example = "https://crm.example/hooks/provsync")]
     pub callback_url: Option<String>,
     /// Re-run only the records this earlier run rejected or failed (mode must be `delta`).
     pub replay_of: Option<String>,
@@ -336,7 +346,73 @@ pub struct JobStatus {
     pub counts: StatusCounts,
     pub errors: ErrorsSummary,
     pub transitions: Vec<Transition>,
+    /// Delivery state of the job's callbacks (empty without `callback_url`).
+    pub callbacks: Vec<CallbackState>,
     pub timings: Timings,
+}
+
+/// Delivery state of one callback.
+#[derive(Serialize, ToSchema)]
+pub struct CallbackState {
+    /// `accepted` or `finished`.
+    pub event: String,
+    pub attempts: u32,
+    pub delivered_at: Option<String>,
+    pub gave_up_at: Option<String>,
+    /// The next attempt, while pending.
+    pub next_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// `GET /v1/schedules`.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<ScheduleView>,
+}
+
+/// A configured schedule and its recent runs.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleView {
+    pub name: String,
+    /// The cron pattern.
+    pub cron: String,
+    /// `+00:00` for UTC.
+    pub timezone: String,
+    pub enabled: bool,
+    /// The schedule whose latest run this one waits for.
+    pub after: Option<String>,
+    /// Next cron tick (RFC 3339).
+    pub next_at: Option<String>,
+    pub kind: JobKind,
+    /// Target dispatch name.
+    pub target: String,
+    /// The latest runs, newest first.
+    pub runs: Vec<ScheduleRunView>,
+}
+
+/// One run of a schedule.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleRunView {
+    /// `cron` or `manual`.
+    pub fired_by: String,
+    pub tick_at: String,
+    /// `null` when the tick was skipped.
+    pub job_id: Option<String>,
+    pub after_job: Option<String>,
+    /// `fired` or `skipped`.
+    pub outcome: String,
+    pub note: Option<String>,
+}
+
+/// `202` of `POST /v1/admin/sync/{schedule}`.
+#[derive(Serialize, ToSchema)]
+pub struct TriggerAccepted {
+    pub job_id: String,
+    /// `running`, `queued`, or `accepted` while it waits for `after_job`.
+    pub state: JobState,
+    pub schedule: String,
+    /// The run it waits for.
+    pub after_job: Option<String>,
 }
 
 /// One job of `GET /v1/jobs`.

@@ -43,8 +43,15 @@ pub enum ConfigCommand {
 }
 
 fn load(path: Option<&PathBuf>, flags: &Overrides) -> anyhow::Result<config::Config> {
-    let file = path.map(|p| config::read(p)).transpose()?;
-    Ok(config::resolve(file, config::process_env, flags)?)
+    let file = match path {
+        Some(p) => config::read(p)?,
+        None => config::from_env()?,
+    };
+    let cfg = config::resolve(Some(file), config::process_env, flags)?;
+    for var in &cfg.ignored_env {
+        eprintln!("warning: {var} names no configuration key; ignored");
+    }
+    Ok(cfg)
 }
 
 /// Runs the service until SIGTERM or Ctrl-C.
@@ -66,7 +73,22 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     eprintln!("listening on http://{addr}");
-    crate::api::serve(listener, engine, cfg.tokens, shutdown_signal())
+    for s in &cfg.schedules {
+        eprintln!(
+            "schedule {} ({}{}): next tick {}",
+            s.name,
+            s.pattern,
+            if s.enabled { "" } else { ", disabled" },
+            s.next_after(chrono::Utc::now())
+                .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+        );
+    }
+    let opts = crate::api::ServeOptions {
+        tokens: cfg.tokens,
+        callbacks: cfg.callbacks,
+        schedules: cfg.schedules,
+    };
+    crate::api::serve(listener, engine, opts, shutdown_signal())
         .await
         .context("serving the API")?;
     eprintln!("stopped");
@@ -108,6 +130,38 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
             for t in &cfg.tokens {
                 println!("    {} ({})", t.name, t.role);
             }
+            println!(
+                "  callbacks  {} (max {} attempts, {} s timeout{})",
+                if cfg.callbacks.secret.is_some() {
+                    "signed"
+                } else {
+                    "off (no secret)"
+                },
+                cfg.callbacks.max_attempts,
+                cfg.callbacks.timeout.as_secs(),
+                if cfg.callbacks.allowed_hosts.is_empty() {
+                    String::new()
+                } else {
+                    format!(", hosts {}", cfg.callbacks.allowed_hosts.join(" "))
+                }
+            );
+            println!("  schedules  {}", cfg.schedules.len());
+            for s in &cfg.schedules {
+                println!(
+                    "    {} `{}` {} -> {} ({}){}{}",
+                    s.name,
+                    s.pattern,
+                    s.offset,
+                    s.target,
+                    s.spec.kind.as_str(),
+                    s.after
+                        .as_ref()
+                        .map(|a| format!(", after {a}"))
+                        .unwrap_or_default(),
+                    if s.enabled { "" } else { ", disabled" }
+                );
+            }
+
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -261,10 +261,49 @@ macro_rules! forward_state_store {
                 )
                 .await
             }
+
+            async fn fire_schedule(&self, fire: &ScheduleFire<'_>) -> Result<Fired, StoreError> {
+                automation::fire_schedule(&self.pool, fire).await
+            }
+
+            async fn schedule_runs(
+                &self,
+                schedule: &str,
+                limit: u32,
+            ) -> Result<Vec<ScheduleRun>, StoreError> {
+                automation::schedule_runs(&self.pool, schedule, limit).await
+            }
+
+            async fn held_jobs(&self, older_than_ms: i64) -> Result<Vec<HeldJob>, StoreError> {
+                automation::held_jobs(&self.pool, older_than_ms).await
+            }
+
+            async fn claim_callbacks(
+                &self,
+                limit: u32,
+                lease_ms: i64,
+            ) -> Result<Vec<CallbackDue>, StoreError> {
+                automation::claim_callbacks(&self.pool, limit, lease_ms).await
+            }
+
+            async fn callback_attempted(
+                &self,
+                job: &JobId,
+                event: &str,
+                outcome: &Delivery,
+            ) -> Result<(), StoreError> {
+                automation::callback_attempted(&self.pool, job, event, outcome).await
+            }
+
+            async fn callbacks(&self, job: &JobId) -> Result<Vec<CallbackState>, StoreError> {
+                automation::callbacks(&self.pool, job).await
+            }
         }
     };
 }
 
+#[macro_use]
+mod automation;
 pub mod postgres;
 pub mod sqlite;
 

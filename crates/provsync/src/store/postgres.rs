@@ -15,6 +15,7 @@
 //!   while holding a job lock: no lock-order cycle with dispatch.
 //! - `commit_page` locks the page's ledger row, so a page delivered twice commits once.
 
+mod automation;
 mod jobs;
 mod ledger;
 mod records;
@@ -31,8 +32,9 @@ use provsync_core::job::{JobId, JobSpec, JobState, KindCounts, Stage};
 use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::source::Cursor;
 use provsync_core::store::{
-    Checkpoint, Dispatch, ErrorEntry, JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit,
-    PageEntry, StagedLink, StateStore, StoreError, Transition,
+    CallbackDue, CallbackState, Checkpoint, Delivery, Dispatch, ErrorEntry, Fired, HeldJob,
+    JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry, ScheduleFire,
+    ScheduleRun, StagedLink, StateStore, StoreError, Transition,
 };
 
 /// The schema the store uses when the URL names none.

@@ -7,6 +7,7 @@
 //! timeout. The SQL sticks to what PostgreSQL also accepts (`ON CONFLICT`,
 //! `RETURNING`, `VALUES` rows named `column1..n`) so the PostgreSQL store can share it.
 
+mod automation;
 mod jobs;
 mod ledger;
 mod records;
@@ -30,18 +31,26 @@ use provsync_core::job::{JobId, JobSpec, JobState, KindCounts, Stage};
 use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::source::Cursor;
 use provsync_core::store::{
-    Checkpoint, Dispatch, ErrorEntry, JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit,
-    PageEntry, StagedLink, StateStore, StoreError, Transition,
+    CallbackDue, CallbackState, Checkpoint, Delivery, Dispatch, ErrorEntry, Fired, HeldJob,
+    JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry, ScheduleFire,
+    ScheduleRun, StagedLink, StateStore, StoreError, Transition,
 };
 
 /// The migrations, embedded in the binary. `sqlx::migrate!` would need sqlx's
 /// `macros` feature, which the crate does not enable; `Migration::new` computes the
 /// same checksums, so switching to the macro later keeps existing databases valid.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "state",
-    include_str!("../../migrations/sqlite/0001_state.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "state",
+        include_str!("../../migrations/sqlite/0001_state.sql"),
+    ),
+    (
+        2,
+        "schedules callbacks",
+        include_str!("../../migrations/sqlite/0002_schedules_callbacks.sql"),
+    ),
+];
 
 /// Rows per multi-row statement: well under SQLite's 32766 bound variables (and
 /// PostgreSQL's 65535) at up to 10 columns, large enough to amortise the per-call cost.

@@ -1,6 +1,7 @@
 //! Targets: where provider data is loaded. Each connector is a module with its
 //! typed config; `open` picks one by the job's `target.type`.
 
+pub mod instrumented;
 pub mod sql;
 
 use std::sync::Arc;
@@ -75,8 +76,15 @@ fn unknown(kind: &str) -> TargetError {
     ))
 }
 
-/// Opens the target a job names.
+/// Opens the target a job names, its calls counted and timed.
 pub async fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> {
+    Ok(instrumented::Instrumented::wrap(
+        open_raw(spec).await?,
+        &spec.kind,
+    ))
+}
+
+async fn open_raw(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> {
     match spec.kind.as_str() {
         "sqlite" => {
             let c: SqliteConfig = settings(spec)?;

@@ -133,11 +133,25 @@ pub(super) async fn create_job(
     spec: &JobSpec,
     requested_by: &str,
 ) -> Result<JobRecord, StoreError> {
+    let mut tx = begin(pool).await?;
+    insert_job(&mut tx, id, target, spec, requested_by).await?;
+    tx.commit().await.map_err(db("commit new job"))?;
+    job(pool, id).await
+}
+
+/// Inserts an `accepted` job, and its `accepted` callback when it has a callback URL.
+pub(super) async fn insert_job(
+    conn: &mut SqliteConnection,
+    id: &JobId,
+    target: &str,
+    spec: &JobSpec,
+    requested_by: &str,
+) -> Result<(), StoreError> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO jobs (id, target, spec, requested_by, state, stage, created_at, updated_at, \
-         run_no) VALUES (?, ?, ?, ?, 'accepted', 'pending', ?, ?, \
-         (SELECT COALESCE(MAX(run_no), 0) + 1 FROM jobs))",
+         run_no, callback_url) VALUES (?, ?, ?, ?, 'accepted', 'pending', ?, ?, \
+         (SELECT COALESCE(MAX(run_no), 0) + 1 FROM jobs), ?)",
     )
     .bind(id.as_str())
     .bind(target)
@@ -145,10 +159,28 @@ pub(super) async fn create_job(
     .bind(requested_by)
     .bind(now)
     .bind(now)
-    .execute(pool)
+    .bind(spec.callback_url.as_deref())
+    .execute(&mut *conn)
     .await
     .map_err(db("create job"))?;
-    job(pool, id).await
+    queue_callback(conn, id, "accepted", now).await
+}
+
+/// Queues a job's callback for `event` if it has a callback URL (once per event).
+pub(super) async fn queue_callback(
+    conn: &mut SqliteConnection,
+    id: &JobId,
+    event: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(super::super::automation::QUEUE_CALLBACK)
+        .bind(id.as_str())
+        .bind(event)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map_err(db("queue callback"))?;
+    Ok(())
 }
 
 pub(super) async fn dispatch(
@@ -275,6 +307,7 @@ pub(super) async fn transition(
     .map_err(db("transition job"))?;
     append_transition(&mut tx, id, from, to, now, reason).await?;
     if to.is_terminal() {
+        queue_callback(&mut tx, id, "finished", now).await?;
         // A finished job holds nothing: its lease would only make it look alive.
         sqlx::query("DELETE FROM leases WHERE name = ?")
             .bind(format!("job:{id}"))

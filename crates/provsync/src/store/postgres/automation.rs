@@ -1,0 +1,3 @@
+//! Schedules and callbacks: the shared queries of `store::automation` over postgres.
+
+automation_queries!(sqlx::postgres::PgPool);

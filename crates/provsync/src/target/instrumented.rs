@@ -1,0 +1,79 @@
+//! A [`Target`] wrapper that counts and times every call made to the target
+//! (`provsync_target_calls_total`, `provsync_target_call_seconds`), so every
+//! connector reports its API calls and latency the same way.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use provsync_core::model::{EntityKind, SourceId};
+use provsync_core::target::{Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write};
+
+/// Wraps a target; `kind` (the connector type) labels its metrics.
+pub struct Instrumented {
+    inner: Arc<dyn Target>,
+    kind: String,
+}
+
+impl Instrumented {
+    /// Wraps `inner`.
+    pub fn wrap(inner: Arc<dyn Target>, kind: &str) -> Arc<dyn Target> {
+        Arc::new(Self {
+            inner,
+            kind: kind.to_owned(),
+        })
+    }
+
+    fn record<T>(&self, op: &'static str, started: Instant, r: &Result<T, TargetError>) {
+        let outcome = match r {
+            Ok(_) => "ok",
+            Err(TargetError::Unavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        crate::metrics::target_call(&self.kind, op, outcome, started.elapsed());
+    }
+}
+
+#[async_trait]
+impl Target for Instrumented {
+    fn limits(&self) -> TargetLimits {
+        self.inner.limits()
+    }
+
+    async fn prepare(&self, plan: &[TablePlan]) -> Result<(), TargetError> {
+        let t = Instant::now();
+        let r = self.inner.prepare(plan).await;
+        self.record("prepare", t, &r);
+        r
+    }
+
+    async fn upsert(&self, run: &RunRef, writes: &[Write]) -> Result<Vec<Outcome>, TargetError> {
+        let t = Instant::now();
+        let r = self.inner.upsert(run, writes).await;
+        self.record("upsert", t, &r);
+        r
+    }
+
+    async fn upsert_links(
+        &self,
+        run: &RunRef,
+        writes: &[Write],
+    ) -> Result<Vec<Outcome>, TargetError> {
+        let t = Instant::now();
+        let r = self.inner.upsert_links(run, writes).await;
+        self.record("upsert_links", t, &r);
+        r
+    }
+
+    async fn disconnect(
+        &self,
+        run: &RunRef,
+        kind: EntityKind,
+        ids: &[SourceId],
+    ) -> Result<u64, TargetError> {
+        let t = Instant::now();
+        let r = self.inner.disconnect(run, kind, ids).await;
+        self.record("disconnect", t, &r);
+        r
+    }
+}
