@@ -495,7 +495,7 @@ mod tests {
             .fetch_one(again.pool())
             .await
             .unwrap();
-        assert_eq!(applied, 1);
+        assert_eq!(applied, 2, "each migration once");
         again.pool().close().await;
         b.pool().close().await;
         target.pool().close().await;

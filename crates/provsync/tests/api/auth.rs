@@ -131,3 +131,116 @@ fn config_check_prints_names_and_roles_but_no_hashes_and_refuses_unknown_keys() 
     assert!(!o.status.success());
     assert!(err.contains("tokens[0]") && err.contains("roles"), "{err}");
 }
+
+fn config_check(file: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["config", "check"]).arg(file);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PROVSYNC_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied()).output().unwrap()
+}
+
+#[test]
+fn environment_overrides_reach_every_key_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\n").unwrap();
+    let tokens = format!(
+        "[{{name = \"ops\", sha256 = \"{}\", role = \"admin\"}}]",
+        provsync::config::sha256_hex(ADMIN_TOKEN)
+    );
+    let o = config_check(
+        &file,
+        &[
+            ("PROVSYNC_TOKENS", &tokens),
+            ("PROVSYNC_CALLBACKS__SECRET", "an-env-secret-0123456789"),
+            ("PROVSYNC_CALLBACKS__MAX_ATTEMPTS", "3"),
+            ("PROVSYNC_STATE", "sqlite://from-env.db"),
+            ("PROVSYNC_LISTN", "oops"),
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("ops (admin)"), "{out}");
+    assert!(out.contains("sqlite://from-env.db"), "{out}");
+    assert!(out.contains("signed (max 3 attempts"), "{out}");
+    assert!(!out.contains("an-env-secret"), "{out}");
+    assert!(
+        err.contains("PROVSYNC_LISTN") && err.contains("ignored"),
+        "{err}"
+    );
+
+    let o = config_check(&file, &[("PROVSYNC_CALLBACKS__MAX_ATTEMPTS", "lots")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("PROVSYNC_CALLBACKS__MAX_ATTEMPTS") && err.contains("callbacks.max_attempts"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_lists_schedules_and_refuses_bad_ones_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let job = dir.path().join("nightly.toml");
+    std::fs::write(
+        &job,
+        "[source]\ntype = \"file\"\npath = \"w.ndjson\"\n[target]\ntype = \"sqlite\"\nurl = \"sqlite://t.db\"\n",
+    )
+    .unwrap();
+    let good = "[[schedules]]\nname = \"codes\"\ncron = \"0 30 1 * * *\"\njob_file = \"nightly.toml\"\n\
+                [[schedules]]\nname = \"bulk\"\ncron = \"0 30 1 * * *\"\njob_file = \"nightly.toml\"\nafter = \"codes\"\n";
+    std::fs::write(&file, good).unwrap();
+    let o = config_check(&file, &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("schedules  2"), "{out}");
+    assert!(
+        out.contains("bulk `0 30 1 * * *`") && out.contains("after codes"),
+        "{out}"
+    );
+
+    for (bad, expect) in [
+        (
+            good.replace(
+                "0 30 1 * * *\"\njob_file = \"nightly.toml\"\nafter",
+                "99 * * * *\"\njob_file = \"nightly.toml\"\nafter",
+            ),
+            "schedules[1].cron",
+        ),
+        (
+            good.replace("after = \"codes\"", "after = \"nope\""),
+            "schedules[1].after",
+        ),
+        (
+            good.replace("after = \"codes\"", "after = \"codes\"\ncolour = 1"),
+            "colour",
+        ),
+        (
+            good.replace(
+                "job_file = \"nightly.toml\"\nafter",
+                "job_file = \"missing.toml\"\nafter",
+            ),
+            "schedules[1].job_file",
+        ),
+        (
+            good.replace("name = \"bulk\"", "name = \"codes\""),
+            "duplicate",
+        ),
+    ] {
+        std::fs::write(&file, &bad).unwrap();
+        let o = config_check(&file, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{bad}");
+        assert!(err.contains(expect), "{expect}: {err}");
+    }
+}

@@ -66,15 +66,35 @@ impl Server {
     }
 
     fn start_in(dir: tempfile::TempDir, state: &str) -> Server {
+        Self::start_configured(dir, state, "")
+    }
+
+    /// Starts the server in `dir` with the standard config plus `extra` TOML
+    /// (schedules, callbacks), on the given state store.
+    pub fn start_configured(dir: tempfile::TempDir, state: &str, extra: &str) -> Server {
+        Self::start_with_env(dir, state, extra, &[])
+    }
+
+    /// Like [`Server::start_configured`], with extra environment variables.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        state: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let config = dir.path().join("provsync.toml");
-        std::fs::write(&config, config_text(state)).unwrap();
-        let mut child = Command::new(bin())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("PROVSYNC_STATE")
-            .env_remove("PROVSYNC_LISTEN")
-            .env_remove("PROVSYNC_CONFIG")
+        std::fs::write(&config, format!("{}\n{extra}", config_text(state))).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve").arg("--config").arg(&config);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PROVSYNC_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .env("PROVSYNC_LOG", "provsync=info")
             .current_dir(dir.path())
             .stdin(Stdio::null())

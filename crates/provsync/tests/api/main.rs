@@ -6,10 +6,12 @@
 mod common;
 
 mod auth;
+mod callbacks;
 mod codes_sync;
 mod concurrency;
 mod jobs;
 mod lifecycle;
 mod observability;
 mod replay;
+mod schedules;
 mod validation;

@@ -146,7 +146,7 @@ async fn metrics_need_a_token_and_count_a_finished_job() {
 }
 
 /// Every route of the router, with its method, and whether it needs a token.
-const ROUTES: [(&str, &str, bool); 11] = [
+const ROUTES: [(&str, &str, bool); 13] = [
     ("/healthz", "get", false),
     ("/readyz", "get", false),
     ("/metrics", "get", true),
@@ -158,6 +158,8 @@ const ROUTES: [(&str, &str, bool); 11] = [
     ("/v1/jobs/{id}/replay", "post", true),
     ("/v1/codes-sync", "post", true),
     ("/v1/jobs/{id}/errors", "get", true),
+    ("/v1/schedules", "get", true),
+    ("/v1/admin/sync/{schedule}", "post", true),
 ];
 
 async fn fetch_document(s: &Server) -> (Value, String) {
@@ -240,7 +242,9 @@ async fn openapi_json_is_public_and_documents_every_route() {
 
     // Every documented operation exists on the live server: no route-level 404/405.
     for (path, method, _) in ROUTES {
-        let url = path.replace("{id}", "no-such-job");
+        let url = path
+            .replace("{id}", "no-such-job")
+            .replace("{schedule}", "no-such-schedule");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let resp = s
             .req(m, &url, Some(ADMIN_TOKEN))
