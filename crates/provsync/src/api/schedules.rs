@@ -24,6 +24,7 @@ const RECENT_RUNS: u32 = 10;
 #[utoipa::path(
     get,
     path = "/v1/schedules",
+    operation_id = "list_schedules",
     tag = "schedules",
     security(("bearer" = [])),
     responses(
@@ -73,6 +74,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/v1/admin/sync/{schedule}",
+    operation_id = "trigger_schedule",
     tag = "schedules",
     security(("bearer" = [])),
     params(("schedule" = String, Path, description = "A configured schedule's name")),

@@ -6,9 +6,8 @@ use serde_json::json;
 
 use crate::common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_is_open_and_v1_needs_a_known_token_with_the_right_role() {
-    let s = Server::start();
+async fn health_is_open_and_v1_needs_a_known_token_with_the_right_role(state: &str) {
+    let s = Server::start_with_state(state);
 
     let (st, v) = s.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -244,3 +243,5 @@ fn config_check_lists_schedules_and_refuses_bad_ones_by_path() {
         assert!(err.contains(expect), "{expect}: {err}");
     }
 }
+
+crate::on_both_stores!(health_is_open_and_v1_needs_a_known_token_with_the_right_role);

@@ -77,23 +77,21 @@ fn verify(g: &Got) -> Value {
     serde_json::from_slice(&g.body).unwrap()
 }
 
-fn server_with_callbacks(extra_hosts: &str) -> Server {
+fn server_with_callbacks(state: &str, extra_hosts: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let state = format!("sqlite://{}", dir.path().join("state.db").display());
     let secret = dir.path().join("callback.key");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
     let extra = format!(
         "[callbacks]\nsecret_file = \"{}\"\nmax_attempts = 4\ntimeout_secs = 5\n{extra_hosts}",
         secret.display()
     );
-    Server::start_configured(dir, &state, &extra)
+    Server::start_configured(dir, state, &extra)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callbacks_are_signed_retried_and_never_hold_the_job_up() {
+async fn callbacks_are_signed_retried_and_never_hold_the_job_up(state: &str) {
     // The first attempt of each event takes 2 s and fails.
     let (url, got) = receiver(Duration::from_secs(2)).await;
-    let s = server_with_callbacks("");
+    let s = server_with_callbacks(state, "");
     let world = generate(s.path(), 200);
     let mut body = job(&world, &s.path().join("provider.db"));
     body["callback_url"] = json!(url);
@@ -176,7 +174,9 @@ async fn callback_urls_the_server_cannot_sign_or_may_not_call_are_refused() {
     assert_eq!(v["field"], "callback_url", "{v}");
     assert!(v["message"].as_str().unwrap().contains("secret"), "{v}");
 
-    let s = server_with_callbacks("allowed_hosts = [\"crm.example\"]\n");
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    let s = server_with_callbacks(&state, "allowed_hosts = [\"crm.example\"]\n");
     let world = generate(s.path(), 10);
     let mut body = job(&world, &s.path().join("provider.db"));
     body["callback_url"] = json!("http://169.254.169.254/latest/meta-data");
@@ -193,3 +193,5 @@ async fn callback_urls_the_server_cannot_sign_or_may_not_call_are_refused() {
     assert_eq!(v["code"], "invalid_job", "{v}");
     assert_eq!(v["field"], "callback_url", "{v}");
 }
+
+crate::on_both_stores!(callbacks_are_signed_retried_and_never_hold_the_job_up);

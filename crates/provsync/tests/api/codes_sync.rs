@@ -14,9 +14,8 @@ fn nucc() -> String {
     .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codes_sync_loads_the_code_list_and_refuses_another_kind() {
-    let s = Server::start();
+async fn codes_sync_loads_the_code_list_and_refuses_another_kind(state: &str) {
+    let s = Server::start_with_state(state);
     let db = s.path().join("provider.db");
     let body = json!({
         "scope": ["US"],
@@ -64,3 +63,5 @@ async fn codes_sync_loads_the_code_list_and_refuses_another_kind() {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+crate::on_both_stores!(codes_sync_loads_the_code_list_and_refuses_another_kind);

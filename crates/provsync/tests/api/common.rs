@@ -26,6 +26,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub stderr: Arc<Mutex<Vec<String>>>,
     pub http: reqwest::Client,
+    /// The state store URL it was started with.
+    pub state: String,
 }
 
 impl Drop for Server {
@@ -137,6 +139,7 @@ impl Server {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            state: state.to_owned(),
         }
     }
 
@@ -145,7 +148,7 @@ impl Server {
     }
 
     pub fn state_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("state.db").display())
+        self.state.clone()
     }
 
     pub fn logs(&self) -> String {
@@ -323,4 +326,35 @@ impl TempPgDb {
         .unwrap();
         admin.close().await;
     }
+}
+
+/// Runs each scenario (`async fn(state: &str)`, which starts its server on that
+/// state store) as two tests: `sqlite_state::<name>` on a SQLite file and
+/// `postgres_state::<name>` on a fresh PostgreSQL database (required in CI).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite_state {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+                    super::$scenario(&state).await;
+                }
+            )*
+        }
+        mod postgres_state {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(db) = $crate::common::TempPgDb::create().await else {
+                        return;
+                    };
+                    super::$scenario(&db.url).await;
+                    db.drop_db().await;
+                }
+            )*
+        }
+    };
 }

@@ -28,9 +28,8 @@ fn with_bad_lines(src: &Path, dst: &Path) -> PathBuf {
     dst.to_path_buf()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_submitted_over_http_completes_and_is_reported() {
-    let s = Server::start();
+async fn a_job_submitted_over_http_completes_and_is_reported(state: &str) {
+    let s = Server::start_with_state(state);
     let world = generate(s.path(), 300);
     let (_, extracted, entities) = world_counts(&world);
     let body = job(&world, &s.path().join("provider.db"));
@@ -116,9 +115,8 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejected_records_are_listed_as_json_and_csv() {
-    let s = Server::start();
+async fn rejected_records_are_listed_as_json_and_csv(state: &str) {
+    let s = Server::start_with_state(state);
     let world = generate(s.path(), 300);
     let bad = with_bad_lines(&world, &s.path().join("bad.ndjson"));
     let (st, v) = s.submit(&job(&bad, &s.path().join("provider.db"))).await;
@@ -180,9 +178,8 @@ async fn rejected_records_are_listed_as_json_and_csv() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_queued_behind_another_of_the_same_target_is_picked_up_by_the_runner() {
-    let s = Server::start();
+async fn a_job_queued_behind_another_of_the_same_target_is_picked_up_by_the_runner(state: &str) {
+    let s = Server::start_with_state(state);
     let world = generate(s.path(), 2_000);
     let mut body = job(&world, &s.path().join("provider.db"));
     body["options"] = serde_json::json!({"page_size": 200});
@@ -199,3 +196,9 @@ async fn a_job_queued_behind_another_of_the_same_target_is_picked_up_by_the_runn
         assert_eq!(job["state"], "completed", "{job:#}");
     }
 }
+
+crate::on_both_stores!(
+    a_job_submitted_over_http_completes_and_is_reported,
+    rejected_records_are_listed_as_json_and_csv,
+    a_job_queued_behind_another_of_the_same_target_is_picked_up_by_the_runner
+);

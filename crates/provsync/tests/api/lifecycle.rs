@@ -6,9 +6,8 @@ use reqwest::{Method, StatusCode};
 
 use crate::common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abort_over_http_ends_a_running_job_aborted() {
-    let s = Server::start();
+async fn abort_over_http_ends_a_running_job_aborted(state: &str) {
+    let s = Server::start_with_state(state);
     let world = generate(s.path(), 20_000);
     let (_, extracted, _) = world_counts(&world);
     let mut body = job(&world, &s.path().join("provider.db"));
@@ -32,8 +31,23 @@ async fn abort_over_http_ends_a_running_job_aborted() {
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["outcome"], "aborting", "{v}");
     assert_eq!(v["job_id"], id.as_str());
+    let asked = Instant::now();
 
     let job = s.wait_terminal(&id).await;
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "aborted {took:?} after the request"
+    );
+    // Relations of what was loaded were processed: every staged link was loaded
+    // or failed, none left behind.
+    let total = &job["counts"]["total"];
+    assert_eq!(
+        n(&total["relations_staged"]),
+        n(&total["relations_loaded"]) + n(&total["relations_failed"]),
+        "{job:#}"
+    );
+    assert!(n(&total["created"]) > 0, "{job:#}");
     assert_eq!(job["state"], "aborted", "{job:#}");
     assert!(job["abort_requested"].as_bool().unwrap(), "{job:#}");
     let got = n(&job["counts"]["total"]["extracted"]);
@@ -70,3 +84,5 @@ async fn sigterm_stops_the_server_promptly_with_exit_0() {
     // It no longer accepts connections.
     assert!(s.req(Method::GET, "/healthz", None).send().await.is_err());
 }
+
+crate::on_both_stores!(abort_over_http_ends_a_running_job_aborted);

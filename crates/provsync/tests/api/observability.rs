@@ -307,3 +307,58 @@ async fn openapi_json_passes_openapi_spec_validator() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The workspace's `.ci/.venv/bin/schemathesis`.
+fn schemathesis() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/.venv/bin/schemathesis")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_on_any_route() {
+    let tool = schemathesis();
+    if !tool.exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must install {} (see .ci/run)",
+            tool.display()
+        );
+        eprintln!(
+            "skipped: {} not installed (`.ci/run` installs it)",
+            tool.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    // A schedule, so the manual trigger has one to start.
+    let extra = "[[schedules]]\nname = \"nightly\"\ncron = \"0 0 3 * * *\"\n\
+                 [schedules.job.source]\ntype = \"file\"\npath = \"w.ndjson\"\n\
+                 [schedules.job.target]\ntype = \"sqlite\"\nurl = \"sqlite://t.db\"\n";
+    let s = Server::start_configured(dir, &state, extra);
+    let out = tokio::process::Command::new(&tool)
+        .arg("run")
+        .arg(format!("{}/openapi.json", s.base))
+        .args(["-H", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
+        .args(["--checks", "not_a_server_error"])
+        .args(["--max-examples", "30", "--seed", "1", "--no-color"])
+        .args(["--generation-database", "none", "--request-timeout", "20"])
+        .arg("--report-dir")
+        .arg(s.path().join("schemathesis"))
+        .current_dir(s.path())
+        .output()
+        .await
+        .expect("run schemathesis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.logs()
+    );
+    assert!(stdout.contains("passed"), "{stdout}");
+    assert!(
+        !s.logs().contains(ADMIN_TOKEN),
+        "the token leaked into the log"
+    );
+}

@@ -6,9 +6,8 @@ use serde_json::Value;
 
 use crate::common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_reruns_only_the_failed_records_once_the_feed_is_fixed() {
-    let s = Server::start();
+async fn replay_reruns_only_the_failed_records_once_the_feed_is_fixed(state: &str) {
+    let s = Server::start_with_state(state);
     let world = generate(s.path(), 300);
     let text = std::fs::read_to_string(&world).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -92,3 +91,5 @@ async fn replay_reruns_only_the_failed_records_once_the_feed_is_fixed() {
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["code"], "job_not_found", "{v}");
 }
+
+crate::on_both_stores!(replay_reruns_only_the_failed_records_once_the_feed_is_fixed);

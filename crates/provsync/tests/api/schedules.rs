@@ -26,18 +26,16 @@ fn slow_job(world: &std::path::Path, db: &std::path::Path) -> Value {
     j
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manual_trigger_starts_the_schedule_job_and_answers_409_while_it_runs() {
+async fn manual_trigger_starts_the_schedule_job_and_answers_409_while_it_runs(state: &str) {
     let dir = tempfile::tempdir().unwrap();
     let world = generate(dir.path(), 20_000);
     let db = dir.path().join("provider.db");
-    let state = format!("sqlite://{}", dir.path().join("state.db").display());
     let extra = schedules_toml(&[json!({
         "name": "nightly",
         "cron": "0 0 3 * * *",
         "job": slow_job(&world, &db),
     })]);
-    let s = Server::start_configured(dir, &state, &extra);
+    let s = Server::start_configured(dir, state, &extra);
 
     // Auth first: no token, then roles below admin.
     let (st, v) = trigger(&s, "nightly", None).await;
@@ -100,12 +98,10 @@ async fn manual_trigger_starts_the_schedule_job_and_answers_409_while_it_runs() 
     assert_eq!(done["state"], "completed", "{done:#}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_schedule_after_codes_waits_for_it_and_is_skipped_when_it_fails() {
+async fn a_bulk_schedule_after_codes_waits_for_it_and_is_skipped_when_it_fails(state: &str) {
     let dir = tempfile::tempdir().unwrap();
     let world = generate(dir.path(), 20_000);
     let small = generate(dir.path(), 50);
-    let state = format!("sqlite://{}", dir.path().join("state.db").display());
     // Different targets, so only `after` (not dispatch FIFO) orders them.
     let extra = schedules_toml(&[
         json!({
@@ -122,7 +118,7 @@ async fn a_bulk_schedule_after_codes_waits_for_it_and_is_skipped_when_it_fails()
             "job": job(&small, &dir.path().join("bulk.db")),
         }),
     ]);
-    let s = Server::start_configured(dir, &state, &extra);
+    let s = Server::start_configured(dir, state, &extra);
 
     // Round 1: codes completes, then bulk runs.
     let (st, v) = trigger(&s, "codes", Some(ADMIN_TOKEN)).await;
@@ -251,3 +247,8 @@ async fn two_servers_on_one_postgres_store_fire_each_tick_exactly_once() {
     pool.close().await;
     db.drop_db().await;
 }
+
+crate::on_both_stores!(
+    manual_trigger_starts_the_schedule_job_and_answers_409_while_it_runs,
+    a_bulk_schedule_after_codes_waits_for_it_and_is_skipped_when_it_fails,
+);

@@ -14,9 +14,8 @@ fn fields(v: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn job_requests_and_filters_are_validated_with_codes_and_fields() {
-    let s = Server::start();
+async fn job_requests_and_filters_are_validated_with_codes_and_fields(state: &str) {
+    let s = Server::start_with_state(state);
     let world = s.path().join("w.ndjson");
     let target = s.path().join("t.db");
 
@@ -112,3 +111,5 @@ async fn job_requests_and_filters_are_validated_with_codes_and_fields() {
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["code"], "job_not_found", "{v}");
 }
+
+crate::on_both_stores!(job_requests_and_filters_are_validated_with_codes_and_fields);
