@@ -85,4 +85,51 @@ async fn sigterm_stops_the_server_promptly_with_exit_0() {
     assert!(s.req(Method::GET, "/healthz", None).send().await.is_err());
 }
 
-crate::on_both_stores!(abort_over_http_ends_a_running_job_aborted);
+/// SIGTERM in the middle of a job: the server stops taking work and exits; the
+/// next server on the same state store resumes the job from its ledger to the
+/// same end a run without interruption reaches.
+async fn a_job_running_at_sigterm_is_resumed_by_the_next_server(state: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = generate(dir.path(), 20_000);
+    let (_, extracted, entities) = world_counts(&world);
+    let mut body = job(&world, &dir.path().join("provider.db"));
+    body["options"] = serde_json::json!({"page_size": 200});
+    let mut s = Server::start_with_state(state);
+    let (st, v) = s.submit(&body).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["job_id"].as_str().unwrap().to_owned();
+    s.wait_for(&id, "some pages loaded", Duration::from_secs(60), |v| {
+        v["counts"]["total"]["created"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let mut child = s.child.take().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}:\n{}", s.logs());
+    let s = Server::start_with_state(state);
+    // The stopped process's lease has not lapsed yet: the job is as it left it.
+    let (_, half) = s.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(half["state"], "running", "{half:#}");
+    assert!(
+        n(&half["counts"]["total"]["extracted"]) < extracted,
+        "{half:#}"
+    );
+    let done = s.wait_terminal(&id).await;
+    assert_eq!(done["state"], "completed", "{done:#}\n{}", s.logs());
+    let total = &done["counts"]["total"];
+    assert_eq!(n(&total["extracted"]), extracted, "{done:#}");
+    assert_eq!(
+        n(&total["created"]) + n(&total["updated"]) + n(&total["unchanged"]),
+        entities,
+        "every entity has exactly one outcome: {done:#}"
+    );
+    assert_eq!(n(&total["failed"]) + n(&total["rejected"]), 0, "{done:#}");
+}
+
+crate::on_both_stores!(
+    abort_over_http_ends_a_running_job_aborted,
+    a_job_running_at_sigterm_is_resumed_by_the_next_server,
+);

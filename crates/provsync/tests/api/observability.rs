@@ -143,6 +143,28 @@ async fn metrics_need_a_token_and_count_a_finished_job() {
         text.contains("# TYPE provsync_http_request_duration_seconds histogram"),
         "{text}"
     );
+    // Target calls, by connector type and operation, with their latency.
+    let upserts = sum(
+        "provsync_target_calls_total",
+        &[("target", "sqlite"), ("op", "upsert"), ("outcome", "ok")],
+    );
+    assert!(upserts >= 1.0, "{text}");
+    assert_eq!(
+        sum(
+            "provsync_target_call_seconds_count",
+            &[("target", "sqlite"), ("op", "upsert")]
+        ),
+        upserts
+    );
+    assert_eq!(
+        sample_sum(
+            &text,
+            "provsync_target_calls_total",
+            &[("outcome", "error")]
+        ),
+        None,
+        "no call failed: {text}"
+    );
 }
 
 /// Every route of the router, with its method, and whether it needs a token.
