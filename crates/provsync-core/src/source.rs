@@ -35,8 +35,8 @@ pub struct BadRecord {
     pub reason: String,
 }
 
-/// One page of source data.
-#[derive(Debug, Clone, PartialEq)]
+/// One page of source data (also the body of a distributed transform message).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page {
     /// Records read, in source order.
     pub records: Vec<Record>,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod job;
 pub mod metrics;
+pub mod queue;
 pub mod schedule;
 pub mod source;
 pub mod store;

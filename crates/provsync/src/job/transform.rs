@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 
 use super::{EngineError, JobContext, Progress};
 
-/// A page after mapping: records ready to load plus what was refused.
-#[derive(Debug, Clone, Default)]
+/// A page after mapping: records ready to load plus what was refused (also the
+/// body of a distributed load message).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TransformedPage {
     /// Ledger page number.
     pub page_no: u64,
