@@ -8,6 +8,7 @@ mod progress;
 mod run;
 mod serve;
 mod status;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -63,6 +64,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
     Config(serve::ConfigArgs),
+    /// Consume the stage queues and take over dead processes' jobs (distributed runtime).
+    Worker(worker::WorkerArgs),
 }
 
 /// Exit code for a job's final state: 0 completed, 2 with errors, 3 aborted, 1 failed.
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
             Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
+            Command::Worker(a) => worker::worker(a).await,
         }
     });
     match result {

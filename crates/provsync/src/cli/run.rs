@@ -27,6 +27,14 @@ pub struct RunArgs {
     /// No progress display.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run the stages on a queue (`amqp://...`: `provsync worker` processes map
+    /// and load the pages; `memory://`: this process does); default: in-process
+    /// channels.
+    #[arg(long, env = "PROVSYNC_QUEUE")]
+    pub queue: Option<String>,
+    /// Deliveries of a message before it is dead-lettered (with `--queue`).
+    #[arg(long, default_value_t = super::worker::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
 }
 
 /// Reads and validates a job file; errors name the file and the field.
@@ -45,11 +53,22 @@ pub fn read_job_file(path: &Path) -> anyhow::Result<JobSpec> {
 /// Runs a job file.
 pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let spec = read_job_file(&a.job)?;
-    let store = crate::store::open(&a.state)
-        .await
-        .with_context(|| format!("opening state store {}", a.state))?;
-    let engine = Engine::new(store);
+    let engine = super::worker::open_engine(&a.state, a.queue.as_deref(), a.max_attempts).await?;
+    let stages = match (
+        &engine.queue,
+        super::worker::needs_own_stages(a.queue.as_deref()),
+    ) {
+        (Some(q), true) => Some(
+            crate::job::distributed::StageWorker::new(engine.clone(), q.clone())
+                .start(2)
+                .await?,
+        ),
+        _ => None,
+    };
     let job = run_spec(&engine, &spec, "cli", !a.quiet).await?;
+    if let Some(s) = stages {
+        s.cancel();
+    }
     print_summary(&job, a.json)?;
     Ok(exit_code(job.state))
 }

@@ -96,7 +96,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -10,7 +10,7 @@ use provsync_core::source::{Cursor, OpenRequest, Page};
 use provsync_core::store::Checkpoint;
 use tokio::sync::mpsc;
 
-use super::{abort, load, transform, EngineError, JobContext, Progress};
+use super::{abort, distributed, load, transform, EngineError, JobContext, Progress};
 
 /// Pages buffered between stages: enough to overlap I/O and CPU, small enough to
 /// keep memory flat.
@@ -20,11 +20,14 @@ const CHANNEL_PAGES: usize = 1;
 /// aborted or a stage fails. Failures are recorded on the job, not returned: the job
 /// still goes on to process relations of loaded pages and finish.
 pub async fn run(ctx: &Arc<JobContext>) -> Result<(), EngineError> {
+    if let Some(queue) = ctx.engine.queue.clone() {
+        return run_distributed(ctx, queue).await;
+    }
     let (page_tx, page_rx) = mpsc::channel(CHANNEL_PAGES);
     let (batch_tx, batch_rx) = mpsc::channel(CHANNEL_PAGES);
     let transform = tokio::spawn(transform::run(ctx.clone(), page_rx, batch_tx));
     let load = tokio::spawn(load::run(ctx.clone(), batch_rx));
-    let extracted = extract_pages(ctx, page_tx).await;
+    let extracted = extract_pages(ctx, Sink::Channel(page_tx)).await;
     let transformed = transform.await;
     let loaded = load.await;
     for (stage, result) in [("transform", transformed), ("load", loaded)] {
@@ -38,6 +41,42 @@ pub async fn run(ctx: &Arc<JobContext>) -> Result<(), EngineError> {
         fail(ctx, &e.to_string()).await?;
     }
     Ok(())
+}
+
+/// The distributed runtime: pages go to the transform queue, any worker maps and
+/// loads them; the driver waits for every page to be loaded (the barrier).
+async fn run_distributed(
+    ctx: &Arc<JobContext>,
+    queue: Arc<dyn crate::queue::Queue>,
+) -> Result<(), EngineError> {
+    let extracted = extract_pages(ctx, Sink::Queue(queue)).await;
+    if let Err(e) = extracted {
+        fail(ctx, &e.to_string()).await?;
+    }
+    distributed::wait_until_loaded(ctx).await
+}
+
+/// Where extracted pages go.
+enum Sink {
+    /// The embedded runtime's transform task.
+    Channel(mpsc::Sender<(u64, Page)>),
+    /// The distributed runtime's transform queue.
+    Queue(Arc<dyn crate::queue::Queue>),
+}
+
+impl Sink {
+    /// Hands a page on; false when the embedded transform stage has stopped.
+    async fn send(&self, ctx: &JobContext, page_no: u64, page: Page) -> Result<bool, EngineError> {
+        match self {
+            Sink::Channel(tx) => Ok(tx.send((page_no, page)).await.is_ok()),
+            Sink::Queue(q) => {
+                distributed::publish_page(q.as_ref(), &ctx.id, page_no, page).await?;
+                // Backpressure: no more than a window of pages in flight.
+                distributed::wait_for_window(ctx).await?;
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// Records a failure on the job and stops extraction.
@@ -86,7 +125,7 @@ async fn start_point(ctx: &JobContext) -> Result<Option<(u64, Cursor)>, EngineEr
     Ok(cp.next_cursor.map(|c| (cp.next_page, c)))
 }
 
-async fn extract_pages(ctx: &JobContext, tx: mpsc::Sender<(u64, Page)>) -> Result<(), EngineError> {
+async fn extract_pages(ctx: &JobContext, sink: Sink) -> Result<(), EngineError> {
     let Some((mut page_no, mut cursor)) = start_point(ctx).await? else {
         return Ok(());
     };
@@ -115,7 +154,7 @@ async fn extract_pages(ctx: &JobContext, tx: mpsc::Sender<(u64, Page)>) -> Resul
         Progress::add(&progress.pages, 1);
         Progress::add(&progress.extracted, records);
         let last = page.next.clone();
-        if tx.send((page_no, page)).await.is_err() {
+        if !sink.send(ctx, page_no, page).await? {
             // Transform stopped (it failed): its error is reported by `run`.
             break;
         }

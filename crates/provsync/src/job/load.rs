@@ -99,7 +99,8 @@ async fn worker(
 }
 
 /// Loads one page; `None` if the ledger says it was loaded before (a replay).
-async fn load_page(
+/// The same code in both runtimes.
+pub async fn load_page(
     ctx: &JobContext,
     page: TransformedPage,
 ) -> Result<Option<KindCounts>, EngineError> {

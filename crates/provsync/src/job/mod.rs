@@ -7,6 +7,7 @@ pub mod abort;
 pub mod codes_sync;
 pub mod context;
 pub mod dispatch;
+pub mod distributed;
 pub mod extract;
 pub mod finish;
 pub mod load;
@@ -69,6 +70,9 @@ pub struct Engine {
     pub lease: Duration,
     /// Live counters for progress display.
     pub progress: Arc<Progress>,
+    /// The stage queue of the distributed runtime; `None` runs the stages in
+    /// this process over bounded channels.
+    pub queue: Option<Arc<dyn crate::queue::Queue>>,
 }
 
 /// The lease name of a job.
@@ -85,7 +89,14 @@ impl Engine {
             owner: format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7()),
             lease: Duration::from_secs(10),
             progress: Arc::new(Progress::default()),
+            queue: None,
         }
+    }
+
+    /// The same engine, with its stages on `queue` (the distributed runtime).
+    pub fn with_queue(mut self, queue: Arc<dyn crate::queue::Queue>) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     fn lease_ms(&self) -> i64 {

@@ -72,7 +72,7 @@ pub enum QueueError {
 
 /// What the consumer does with a delivery, once.
 #[async_trait]
-pub trait Settle: Send {
+pub trait Settle: Send + Sync {
     /// The effect is committed: remove the message.
     async fn ack(self: Box<Self>) -> Result<(), QueueError>;
     /// Handling failed: deliver it again, or dead-letter it once the attempts are

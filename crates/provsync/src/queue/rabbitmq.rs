@@ -1,9 +1,12 @@
 //! RabbitMQ stage queues (`amqp://`), with lapin.
 //!
 //! - Quorum queues `<prefix>.transform` and `<prefix>.load` (durable, replicated,
-//!   with a broker-side delivery count): `x-delivery-limit` bounds redelivery, and a
-//!   message past it is dead-lettered to `<prefix>.dead`, also when the consumers
-//!   that took it died without a word (a poison message that crashes workers).
+//!   with a broker-side delivery count). A handler that fails a message on its last
+//!   allowed attempt copies it to `<prefix>.dead` with the reason; the queues'
+//!   `x-delivery-limit` is a fixed safety net above that, which dead-letters a
+//!   message whose consumers died without a word (a poison message that crashes
+//!   workers). Fixed, because queue arguments are set once: processes started with
+//!   different `--max-attempts` must still be able to declare the same queues.
 //! - Publisher confirms: `publish` returns once the broker has the message.
 //! - Manual acknowledgement only: the caller acks after its effect is committed.
 //! - `basic_qos(prefetch)` per consumer is the backpressure.
@@ -31,6 +34,8 @@ use super::{Delivery, Headers, Queue, QueueError, Settle, StageQueue, REASON_HEA
 
 /// How long `publish` keeps retrying through a broker outage.
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(60);
+/// Broker-side bound on deliveries (see the module doc).
+pub const BROKER_DELIVERY_LIMIT: i64 = 20;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -111,11 +116,9 @@ impl Inner {
         .await
         .map_err(broker("declare the dead-letter queue"))?;
         let mut args = quorum;
-        // The delivery count starts at 0 and a message goes past the limit on its
-        // (limit + 1)th return: limit = attempts - 1.
         args.insert(
             "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(i64::from(self.max_attempts.saturating_sub(1))),
+            AMQPValue::LongLongInt(BROKER_DELIVERY_LIMIT),
         );
         args.insert(
             "x-dead-letter-exchange".into(),

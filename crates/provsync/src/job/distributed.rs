@@ -1,0 +1,346 @@
+//! The distributed runtime's pipeline (DESIGN section 6): the job's driver extracts
+//! pages and publishes them to the transform queue; any number of workers map
+//! them ([`transform::transform_page`]), publish the mapped page to the load
+//! queue, and load it ([`load::load_page`]): the same stage code as the embedded
+//! runtime. A message is acknowledged only after its effect is committed (the
+//! next message published, or the page committed in the store), so a worker
+//! killed at any moment loses nothing; a redelivered page changes nothing (the
+//! ledger is keyed by job and page).
+//!
+//! The driver keeps a bounded window of pages in flight (extracted, not yet
+//! loaded) as backpressure, then waits for every page to be loaded (the barrier
+//! before relations). A message that fails every allowed attempt is dead-lettered;
+//! whoever reads the dead-letter queue books its page as rejected with the reason
+//! and fails the job.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use provsync_core::job::{Counts, JobEvent, JobId, KindCounts, Threshold};
+use provsync_core::model::EntityKind;
+use provsync_core::source::Page;
+use provsync_core::store::{ErrorEntry, PageCommit};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::transform::TransformedPage;
+use super::{extract, load, transform, Engine, EngineError, JobContext};
+use crate::queue::{Delivery, Headers, Queue, StageQueue, JOB_HEADER, PAGE_HEADER, REASON_HEADER};
+
+/// Pages extracted but not yet loaded, at most, per job.
+pub const WINDOW: u64 = 8;
+/// How often the driver looks at the ledger while it waits.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The body of a transform message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TransformMessage {
+    /// The job.
+    pub job: JobId,
+    /// Ledger page number.
+    pub page_no: u64,
+    /// The page as the source returned it.
+    pub page: Page,
+}
+
+/// The body of a load message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoadMessage {
+    /// The job.
+    pub job: JobId,
+    /// The mapped page.
+    pub page: TransformedPage,
+}
+
+fn headers(job: &JobId, page_no: u64) -> Headers {
+    Headers::from([
+        (JOB_HEADER.to_owned(), job.to_string()),
+        (PAGE_HEADER.to_owned(), page_no.to_string()),
+    ])
+}
+
+fn queue_err(e: crate::queue::QueueError) -> EngineError {
+    EngineError::Task(e.to_string())
+}
+
+/// Publishes one extracted page to the transform queue.
+pub async fn publish_page(
+    queue: &dyn Queue,
+    job: &JobId,
+    page_no: u64,
+    page: Page,
+) -> Result<(), EngineError> {
+    let msg = TransformMessage {
+        job: job.clone(),
+        page_no,
+        page,
+    };
+    let body = serde_json::to_vec(&msg).map_err(|e| EngineError::Task(e.to_string()))?;
+    queue
+        .publish(StageQueue::Transform, &headers(job, page_no), &body)
+        .await
+        .map_err(queue_err)
+}
+
+/// Pages recorded in the ledger and pages loaded.
+async fn ledger_progress(ctx: &JobContext) -> Result<(u64, u64), EngineError> {
+    let pages = ctx.store().pages(&ctx.id).await?;
+    let loaded = pages.iter().filter(|p| p.loaded).count() as u64;
+    Ok((pages.len() as u64, loaded))
+}
+
+/// Stops extraction when another process (a worker that met a poison message)
+/// failed the job.
+async fn stop_if_failed_elsewhere(ctx: &JobContext) -> Result<(), EngineError> {
+    if !ctx.stop.is_cancelled() && ctx.store().job(&ctx.id).await?.failure.is_some() {
+        tracing::warn!(job = %ctx.id, "the job failed in a worker: extraction stops");
+        ctx.stop.cancel();
+    }
+    Ok(())
+}
+
+/// Waits until fewer than [`WINDOW`] pages are in flight (or the job stops).
+pub async fn wait_for_window(ctx: &JobContext) -> Result<(), EngineError> {
+    stop_if_failed_elsewhere(ctx).await?;
+    loop {
+        let (recorded, loaded) = ledger_progress(ctx).await?;
+        if recorded - loaded < WINDOW || ctx.stop.is_cancelled() {
+            return Ok(());
+        }
+        check_count_threshold(ctx).await?;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The barrier: waits until every recorded page is loaded (by any worker).
+pub async fn wait_until_loaded(ctx: &JobContext) -> Result<(), EngineError> {
+    let mut last = (u64::MAX, u64::MAX);
+    loop {
+        let (recorded, loaded) = ledger_progress(ctx).await?;
+        if loaded >= recorded {
+            return Ok(());
+        }
+        if (recorded, loaded) != last {
+            tracing::debug!(job = %ctx.id, recorded, loaded, "waiting for workers to load pages");
+            last = (recorded, loaded);
+        }
+        check_count_threshold(ctx).await?;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Fails the job once a count threshold is crossed (workers only commit pages;
+/// the driver judges the totals, as the embedded load stage does).
+async fn check_count_threshold(ctx: &JobContext) -> Result<(), EngineError> {
+    let threshold = ctx.spec.options.max_failed_records;
+    if !matches!(threshold, Threshold::Count(_)) || ctx.stop.is_cancelled() {
+        return Ok(());
+    }
+    let t = ctx.store().counts(&ctx.id).await?.total();
+    if threshold.exceeded(t.errors(), t.extracted) {
+        extract::fail(
+            ctx,
+            &format!(
+                "max_failed_records exceeded: {} of {} records rejected or failed",
+                t.errors(),
+                t.extracted
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs the stage consumers of one worker process: transform, load and the
+/// dead-letter queue, each with `prefetch` messages in hand.
+#[derive(Clone)]
+pub struct StageWorker {
+    engine: Engine,
+    queue: Arc<dyn Queue>,
+    contexts: Arc<Mutex<HashMap<JobId, Arc<JobContext>>>>,
+}
+
+impl StageWorker {
+    /// A worker over the engine's store and `queue`.
+    pub fn new(engine: Engine, queue: Arc<dyn Queue>) -> Self {
+        Self {
+            engine,
+            queue,
+            contexts: Arc::default(),
+        }
+    }
+
+    /// Starts the consumers; they stop when the token is cancelled.
+    pub async fn start(&self, prefetch: u16) -> Result<CancellationToken, EngineError> {
+        let token = CancellationToken::new();
+        for stage in StageQueue::ALL {
+            let mut rx = self
+                .queue
+                .consume(stage, prefetch)
+                .await
+                .map_err(queue_err)?;
+            let me = self.clone();
+            let stop = token.clone();
+            tokio::spawn(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                loop {
+                    let delivery = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        d = rx.recv() => match d { Some(d) => d, None => break },
+                    };
+                    let me = me.clone();
+                    tasks.spawn(async move { me.handle(stage, delivery).await });
+                    while tasks.try_join_next().is_some() {}
+                }
+                // Unsettled deliveries go back to the queue when dropped.
+                tasks.abort_all();
+            });
+        }
+        Ok(token)
+    }
+
+    async fn handle(&self, stage: StageQueue, d: Delivery) {
+        let job = d.job().unwrap_or("?").to_owned();
+        let page = d.page();
+        let result = match stage {
+            StageQueue::Transform => self.transform(&d).await,
+            StageQueue::Load => self.load(&d).await,
+            StageQueue::Dead => self.dead_letter(&d).await,
+        };
+        let settled = match result {
+            Ok(()) => d.ack().await,
+            Err(e) => {
+                let attempt = d.attempt;
+                tracing::warn!(stage = stage.as_str(), %job, ?page, attempt, error = %e,
+                    "stage message failed; it will be retried or dead-lettered");
+                // Back off before handing it back: a target or store outage should
+                // not burn the attempts in a second.
+                tokio::time::sleep(Duration::from_millis(500) * attempt.min(10)).await;
+                d.retry(&format!("{} stage, attempt {attempt}: {e}", stage.as_str()))
+                    .await
+            }
+        };
+        if let Err(e) = settled {
+            // The broker will deliver it again: its effect is idempotent.
+            tracing::warn!(stage = stage.as_str(), %job, ?page, error = %e, "cannot settle a message");
+        }
+    }
+
+    /// The job's context, opened once per worker.
+    async fn context(&self, job: &JobId) -> Result<Option<Arc<JobContext>>, EngineError> {
+        if let Some(c) = self.contexts.lock().await.get(job) {
+            return Ok(Some(c.clone()));
+        }
+        let record = self.engine.store.job(job).await?;
+        if record.state.is_terminal() {
+            return Ok(None);
+        }
+        let ctx = Arc::new(JobContext::open(&self.engine, &record).await?);
+        let mut map = self.contexts.lock().await;
+        // Forget contexts of ended jobs (their connectors hold pools).
+        if map.len() > 16 {
+            let mut ended = Vec::new();
+            for id in map.keys() {
+                if matches!(self.engine.store.job(id).await, Ok(j) if j.state.is_terminal()) {
+                    ended.push(id.clone());
+                }
+            }
+            for id in ended {
+                map.remove(&id);
+            }
+        }
+        Ok(Some(map.entry(job.clone()).or_insert(ctx).clone()))
+    }
+
+    async fn transform(&self, d: &Delivery) -> Result<(), EngineError> {
+        let msg: TransformMessage = serde_json::from_slice(&d.body)
+            .map_err(|e| EngineError::Task(format!("unreadable transform message: {e}")))?;
+        let Some(ctx) = self.context(&msg.job).await? else {
+            return Ok(()); // the job has ended: nothing to do
+        };
+        let mapping = ctx.mapping.clone();
+        let page_no = msg.page_no;
+        let out = tokio::task::spawn_blocking(move || {
+            transform::transform_page(&mapping, page_no, msg.page)
+        })
+        .await
+        .map_err(|e| EngineError::Task(e.to_string()))?;
+        let body = serde_json::to_vec(&LoadMessage {
+            job: ctx.id.clone(),
+            page: out,
+        })
+        .map_err(|e| EngineError::Task(e.to_string()))?;
+        self.queue
+            .publish(StageQueue::Load, &headers(&ctx.id, page_no), &body)
+            .await
+            .map_err(queue_err)
+    }
+
+    async fn load(&self, d: &Delivery) -> Result<(), EngineError> {
+        let msg: LoadMessage = serde_json::from_slice(&d.body)
+            .map_err(|e| EngineError::Task(format!("unreadable load message: {e}")))?;
+        let Some(ctx) = self.context(&msg.job).await? else {
+            return Ok(());
+        };
+        load::load_page(&ctx, msg.page).await?;
+        Ok(())
+    }
+
+    /// Books a dead-lettered page as rejected, with the reason, and fails its job.
+    async fn dead_letter(&self, d: &Delivery) -> Result<(), EngineError> {
+        let reason = d.headers.get(REASON_HEADER).cloned().unwrap_or_else(|| {
+            "delivered too many times without being settled (consumers crashed or stalled on it)"
+                .to_owned()
+        });
+        let (Some(job), Some(page_no)) = (d.job().map(JobId::from), d.page()) else {
+            tracing::error!(%reason, headers = ?d.headers, "dead letter without job or page: dropped");
+            return Ok(());
+        };
+        let Ok(record) = self.engine.store.job(&job).await else {
+            tracing::error!(%job, page_no, %reason, "dead letter of an unknown job: dropped");
+            return Ok(());
+        };
+        let pages = self.engine.store.pages(&job).await?;
+        let Some(entry) = pages.iter().find(|p| p.page_no == page_no) else {
+            tracing::error!(%job, page_no, %reason, "dead letter of a page not in the ledger: dropped");
+            return Ok(());
+        };
+        let mut counts = KindCounts::default();
+        // The page could not be read or mapped: its records are rejected as a whole
+        // (counted with individuals, the bulk of any feed), so the run's counts
+        // still reconcile.
+        *counts.kind_mut(EntityKind::Individual) = Counts {
+            extracted: entry.records,
+            rejected: entry.records,
+            ..Counts::default()
+        };
+        let why = format!("page {page_no} dead-lettered: {reason}");
+        let commit = PageCommit {
+            counts,
+            errors: vec![ErrorEntry {
+                page_no: Some(page_no),
+                stage: "queue".into(),
+                kind: None,
+                source_id: None,
+                reason: why.clone(),
+            }],
+            ..PageCommit::default()
+        };
+        let fresh = self
+            .engine
+            .store
+            .commit_page(&job, &record.target, page_no, &commit)
+            .await?;
+        if fresh && !record.state.is_terminal() {
+            tracing::error!(%job, page_no, %reason, "poison message: the job fails");
+            self.engine.store.record_failure(&job, &why).await?;
+            // The driver sees the failure at its next look and finishes the job.
+            if let Err(e) = self.engine.apply(&job, JobEvent::Fail(why)).await {
+                tracing::warn!(%job, error = %e, "cannot mark the job failed");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,309 @@
+//! A full sync through RabbitMQ with three workers survives kill -9 of workers and
+//! a broker restart with the target equal to the snapshot; a page no worker can
+//! process is dead-lettered and the job says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// One chaos test at a time (they restart the shared broker).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Whether RabbitMQ answers; a failure with `CI=true` when it does not.
+fn broker_up() -> bool {
+    match std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5672".parse().unwrap(),
+        Duration::from_secs(3),
+    ) {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("RabbitMQ on 127.0.0.1:5672 is required in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: RabbitMQ on 127.0.0.1:5672 unreachable: {e}");
+            false
+        }
+    }
+}
+
+/// A small deterministic generator for the chaos schedule (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn spawn_worker(dir: &Path, state: &str, queue: &str, name: &str, attempts: u32) -> Child {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Command::new(bin())
+        .args(["worker", "--state", state, "--queue", queue])
+        .args(["--max-attempts", &attempts.to_string()])
+        .env("PROVSYNC_LOG", "provsync=info")
+        .env_remove("PROVSYNC_STATE")
+        .env_remove("PROVSYNC_QUEUE")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn provsync worker")
+}
+
+fn spawn_driver(dir: &Path, job: &Path, state: &str, queue: &str) -> (Child, PathBuf) {
+    let out = dir.join("driver.stdout");
+    let err = std::fs::File::create(dir.join("driver.stderr")).unwrap();
+    let child = Command::new(bin())
+        .arg("run")
+        .arg(job)
+        .args(["--state", state, "--queue", queue, "--json", "-q"])
+        .env("PROVSYNC_LOG", "provsync=info")
+        .env_remove("PROVSYNC_STATE")
+        .env_remove("PROVSYNC_QUEUE")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .expect("spawn provsync run");
+    (child, out)
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let o = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        o.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn delete_queues(prefix: &str) {
+    for q in ["transform", "load", "dead"] {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_queue", &format!("{prefix}.{q}")])
+            .output();
+    }
+}
+
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "log" || x == "stderr") {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            out.push_str(&format!("--- {}\n", p.display()));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn chaos_seed() -> u64 {
+    std::env::var("PROVSYNC_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_killed_at_random_and_a_broker_restart_lose_and_duplicate_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if !broker_up() {
+        return;
+    }
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let seed = chaos_seed();
+    let dir = tempfile::tempdir().unwrap();
+    let world = generate(dir.path(), 100_000, seed, 1);
+    let snap = Snapshot::load(&world);
+    let job = Job::full(&world, &pg.target())
+        .option("page_size = 1000")
+        .write(&dir.path().join("job.toml"));
+    let prefix = format!("provsync-chaos-{}", std::process::id());
+    let queue = format!("{AMQP}?prefix={prefix}");
+    let state = pg.url.clone();
+
+    let mut workers: Vec<Child> = (0..3)
+        .map(|i| spawn_worker(dir.path(), &state, &queue, &format!("worker{i}"), 5))
+        .collect();
+    let (mut driver, out) = spawn_driver(dir.path(), &job, &state, &queue);
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let started = Instant::now();
+    let (mut kills, mut restarted, mut spawned) = (0, false, 3);
+    let status = loop {
+        if let Some(st) = driver.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the job did not finish in 10 minutes:\n{}",
+            logs(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(900))).await;
+        if driver.try_wait().unwrap().is_some() {
+            continue;
+        }
+        if kills == 2 && !restarted {
+            // The broker goes away and comes back while pages are in flight.
+            rabbitmqctl(&["stop_app"]);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rabbitmqctl(&["start_app"]);
+            restarted = true;
+            continue;
+        }
+        let victim = rng.below(workers.len() as u64) as usize;
+        let _ = workers[victim].kill(); // SIGKILL
+        let _ = workers[victim].wait();
+        kills += 1;
+        spawned += 1;
+        workers[victim] = spawn_worker(dir.path(), &state, &queue, &format!("worker{spawned}"), 5);
+    };
+    let elapsed = started.elapsed();
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    delete_queues(&prefix);
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    eprintln!(
+        "chaos seed {seed}: {kills} kill -9, broker restart {restarted}, {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        status.success(),
+        "driver exit {status:?}\n{stdout}\n{}",
+        logs(dir.path())
+    );
+    assert!(
+        kills >= 5,
+        "only {kills} workers were killed before the job ended"
+    );
+    assert!(
+        restarted,
+        "the broker was not restarted before the job ended"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["state"], "completed", "{summary:#}");
+    let counts = &summary["counts"];
+    let mut c = Checks::default();
+    c.eq(
+        "extracted",
+        counts["extracted"].as_u64().unwrap(),
+        snap.extracted(),
+    );
+    c.eq(
+        "created + updated",
+        counts["created"].as_u64().unwrap() + counts["updated"].as_u64().unwrap(),
+        snap.entities(),
+    );
+    c.eq("rejected", counts["rejected"].as_u64().unwrap(), 0);
+    c.eq("failed", counts["failed"].as_u64().unwrap(), 0);
+    c.eq(
+        "relations_loaded",
+        counts["relations_loaded"].as_u64().unwrap(),
+        snap.links(),
+    );
+    let db = Db::open(&pg.target()).await;
+    check_target_matches(&mut c, &db, &snap, "after chaos").await;
+    db.close().await;
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_no_worker_can_process_is_dead_lettered_and_the_job_fails_saying_so() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if !broker_up() {
+        return;
+    }
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let driver_dir = dir.path().join("driver");
+    let worker_dir = dir.path().join("worker");
+    std::fs::create_dir_all(&driver_dir).unwrap();
+    std::fs::create_dir_all(&worker_dir).unwrap();
+    let world = generate(&driver_dir, 500, 3, 1);
+    // A mapping the driver can read (relative to its folder) and the worker cannot:
+    // every page fails in every worker attempt.
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../mappings/sql-provider.toml"
+        ),
+        driver_dir.join("local-mapping.toml"),
+    )
+    .unwrap();
+    let mut text = Job::full(&world, &pg.target()).toml();
+    text = format!("mapping = \"local-mapping.toml\"\n{text}");
+    let job = driver_dir.join("job.toml");
+    std::fs::write(&job, text).unwrap();
+    let prefix = format!("provsync-poison-{}", std::process::id());
+    let queue = format!("{AMQP}?prefix={prefix}");
+    let mut worker = spawn_worker(&worker_dir, &pg.url, &queue, "worker", 2);
+    let (mut driver, out) = spawn_driver(&driver_dir, &job, &pg.url, &queue);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = driver.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job did not end:\n{}\n{}",
+            logs(&driver_dir),
+            logs(&worker_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    delete_queues(&prefix);
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "no summary ({e}), exit {status:?}:\n{}\n{}",
+            logs(&driver_dir),
+            logs(&worker_dir)
+        )
+    });
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert_eq!(summary["state"], "failed", "{summary:#}");
+    let failure = summary["failure"].as_str().unwrap();
+    assert!(
+        failure.contains("dead-lettered") && failure.contains("local-mapping.toml"),
+        "{failure}"
+    );
+    let first = &summary["first_errors"][0];
+    assert_eq!(first["stage"], "queue", "{summary:#}");
+    assert!(first["page_no"].is_u64(), "{summary:#}");
+    assert!(
+        first["reason"].as_str().unwrap().contains("attempt 2"),
+        "after the bounded attempts: {summary:#}"
+    );
+    // The dead pages' records are accounted for, not lost.
+    let counts = &summary["counts"];
+    assert_eq!(counts["extracted"], counts["rejected"], "{summary:#}");
+    assert!(counts["rejected"].as_u64().unwrap() > 0);
+}
