@@ -1,8 +1,9 @@
-//! The command line: `run`, `status`, `abort`, `generate`, `demo`, `bench`, `serve`,
+//! The command line: `run`, `status`, `abort`, `generate`, `emulate`, `demo`, `bench`, `serve`,
 //! `config check`.
 
 mod bench;
 mod demo;
+mod emulate;
 mod generate;
 mod progress;
 mod run;
@@ -55,6 +56,8 @@ pub enum Command {
     Abort(status::AbortArgs),
     /// Write a deterministic generated world (or a later night of it) as NDJSON.
     Generate(generate::GenerateArgs),
+    /// Serve an emulated source system (a OneKey-style MDM) over a generated world.
+    Emulate(emulate::EmulateArgs),
     /// Generate a world and sync two nights of it into a SQLite provider store.
     Demo(demo::DemoArgs),
     /// Measure throughput, memory and rerun cost of a full sync.
@@ -107,6 +110,7 @@ pub fn main() -> ExitCode {
             Command::Status(a) => status::status(a).await,
             Command::Abort(a) => status::abort(a).await,
             Command::Generate(a) => generate::generate(a),
+            Command::Emulate(a) => emulate::emulate(a).await,
             Command::Demo(a) => demo::demo(a).await,
             Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,

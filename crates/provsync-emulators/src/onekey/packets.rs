@@ -1,0 +1,325 @@
+//! Packets, generated from their cursor alone: a packet is a pure function of
+//! (world, cursor), so a world of any size is served without being held in memory,
+//! and the same cursor always yields the same bytes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use provsync_core::model::{Activity, Individual, Status, Workplace};
+
+use super::cursor::{PacketCursor, Phase, SyncMode};
+use super::wire::{WireActivity, WireAddress, WireIndividual, WireWorkplace, INVALID, VALID};
+use crate::generator::{World, ROLES};
+
+/// The worlds served, one per country, and the code translations of each.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    worlds: BTreeMap<String, World>,
+    /// NUCC code -> position in the specialty list (1-based code number).
+    specialty_numbers: HashMap<String, usize>,
+}
+
+/// A built packet: its JSON arrays (each element serialized) and where it leads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltPacket {
+    /// Serialized workplaces.
+    pub workplaces: Vec<String>,
+    /// Serialized individuals.
+    pub individuals: Vec<String>,
+    /// Serialized activities.
+    pub activities: Vec<String>,
+    /// The next packet's cursor, `None` after the last.
+    pub next: Option<PacketCursor>,
+}
+
+impl BuiltPacket {
+    /// Records in the packet.
+    pub fn records(&self) -> usize {
+        self.workplaces.len() + self.individuals.len() + self.activities.len()
+    }
+}
+
+/// `W{CC}.SP.nnn`: the code of the `number`-th specialty of a country.
+pub fn specialty_code(country: &str, number: usize) -> String {
+    format!("W{country}.SP.{number:03}")
+}
+
+/// `W{CC}.ROL.nn`: the code of the `number`-th role of a country.
+pub fn role_code(country: &str, number: usize) -> String {
+    format!("W{country}.ROL.{number:02}")
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // Serializing these plain structs cannot fail (string keys, no maps of other keys).
+    serde_json::to_string(v).unwrap_or_else(|e| format!("\"unserializable: {e}\""))
+}
+
+impl Catalog {
+    /// A catalog of `world` copied into each country of `countries`.
+    pub fn new(world: &World, countries: &[String]) -> Result<Self, crate::generator::WorldError> {
+        let mut worlds = BTreeMap::new();
+        for c in countries {
+            worlds.insert(c.clone(), world.for_scope(c)?);
+        }
+        let specialty_numbers = world
+            .reference()
+            .specialties
+            .iter()
+            .enumerate()
+            .map(|(i, (code, _))| (code.clone(), i + 1))
+            .collect();
+        Ok(Self {
+            worlds,
+            specialty_numbers,
+        })
+    }
+
+    /// Countries served, sorted.
+    pub fn countries(&self) -> impl Iterator<Item = &str> {
+        self.worlds.keys().map(String::as_str)
+    }
+
+    /// The world of a country.
+    pub fn world(&self, country: &str) -> Option<&World> {
+        self.worlds.get(country)
+    }
+
+    /// Builds the packet at `cursor`; `None` if the cursor names a country not served.
+    pub fn packet(&self, cursor: &PacketCursor) -> Option<BuiltPacket> {
+        let country = cursor.country_code();
+        let world = self.worlds.get(country)?;
+        let night = cursor.night;
+        let size = u64::from(cursor.packet_size);
+        let mut p = BuiltPacket {
+            workplaces: Vec::new(),
+            individuals: Vec::new(),
+            activities: Vec::new(),
+            next: None,
+        };
+        let (limit, next_phase) = match cursor.phase {
+            Phase::Workplaces => (world.workplace_indices(night), Some(Phase::Individuals)),
+            Phase::Individuals => (world.individual_indices(night), None),
+        };
+        let end = cursor.index.saturating_add(size).min(limit);
+        for i in cursor.index..end {
+            match cursor.phase {
+                Phase::Workplaces => self.workplace_at(world, i, cursor.mode, night, &mut p),
+                Phase::Individuals => self.individual_at(world, i, cursor.mode, night, &mut p),
+            }
+        }
+        let mut next = cursor.clone();
+        next.packet_no += 1;
+        p.next = if end < limit {
+            next.index = end;
+            Some(next)
+        } else if let Some(phase) = next_phase {
+            next.phase = phase;
+            next.index = 0;
+            Some(next)
+        } else if cursor.country + 1 < cursor.countries.len() {
+            next.country += 1;
+            next.phase = Phase::Workplaces;
+            next.index = 0;
+            Some(next)
+        } else {
+            None
+        };
+        Some(p)
+    }
+
+    fn workplace_at(&self, w: &World, i: u64, mode: SyncMode, night: u32, p: &mut BuiltPacket) {
+        let now = w.workplace(i, night);
+        match mode {
+            SyncMode::Full => {
+                if let Some(r) = now {
+                    p.workplaces.push(to_json(&self.wire_workplace(&r, VALID)));
+                }
+            }
+            SyncMode::Delta { since } => {
+                let before = (since >= 1).then(|| w.workplace(i, since)).flatten();
+                if let Some(change) = delta(now, before, |a, b| strip(a) == strip(b)) {
+                    let (r, status) = change;
+                    p.workplaces.push(to_json(&self.wire_workplace(&r, status)));
+                }
+            }
+        }
+    }
+
+    fn individual_at(&self, w: &World, i: u64, mode: SyncMode, night: u32, p: &mut BuiltPacket) {
+        let now = w.individual(i, night);
+        let acts_now = if now.is_some() {
+            w.activities(i, night)
+        } else {
+            Vec::new()
+        };
+        match mode {
+            SyncMode::Full => {
+                if let Some(r) = now {
+                    p.individuals
+                        .push(to_json(&self.wire_individual(&r, VALID)));
+                }
+                for a in &acts_now {
+                    p.activities.push(to_json(&self.wire_activity(a, VALID)));
+                }
+            }
+            SyncMode::Delta { since } => {
+                let before = (since >= 1).then(|| w.individual(i, since)).flatten();
+                let acts_before = if since >= 1 && before.is_some() {
+                    w.activities(i, since)
+                } else {
+                    Vec::new()
+                };
+                if let Some((r, status)) = delta(now, before, |a, b| strip_i(a) == strip_i(b)) {
+                    p.individuals
+                        .push(to_json(&self.wire_individual(&r, status)));
+                }
+                let mut before_by_id: BTreeMap<String, Activity> = acts_before
+                    .into_iter()
+                    .map(|a| (a.meta.source_id.0.clone(), a))
+                    .collect();
+                for a in acts_now {
+                    let b = before_by_id.remove(&a.meta.source_id.0);
+                    if let Some((r, status)) = delta(Some(a), b, |x, y| strip_a(x) == strip_a(y)) {
+                        p.activities.push(to_json(&self.wire_activity(&r, status)));
+                    }
+                }
+                for (_, gone) in before_by_id {
+                    p.activities
+                        .push(to_json(&self.wire_activity(&gone, INVALID)));
+                }
+            }
+        }
+    }
+
+    fn specialty(&self, country: &str, nucc: &str) -> String {
+        match self.specialty_numbers.get(nucc) {
+            Some(n) => specialty_code(country, *n),
+            None => nucc.to_owned(),
+        }
+    }
+
+    fn wire_individual(&self, r: &Individual, status: &'static str) -> WireIndividual {
+        let country = r.meta.scope.as_str();
+        WireIndividual {
+            individual_eid: r.meta.source_id.0.clone(),
+            first_name: r.first_name.clone(),
+            last_name: r.last_name.clone(),
+            middle_name: r.middle_name.clone(),
+            title: r.title.clone(),
+            gender_code: r.gender.clone(),
+            birth_date: r.birth_date.map(|d| d.to_string()),
+            specialty_codes: r
+                .specialties
+                .iter()
+                .map(|s| self.specialty(country, s))
+                .collect(),
+            npi: r
+                .identifiers
+                .iter()
+                .find(|i| i.system == "NPI")
+                .map(|i| i.value.clone()),
+            email: r.email.clone(),
+            status_code: status,
+            update_date: time(r.meta.modified_at),
+        }
+    }
+
+    fn wire_workplace(&self, r: &Workplace, status: &'static str) -> WireWorkplace {
+        let id = r.meta.source_id.as_str();
+        let ident = |system: &str| {
+            r.identifiers
+                .iter()
+                .find(|i| i.system == system)
+                .map(|i| i.value.clone())
+        };
+        WireWorkplace {
+            workplace_eid: id.to_owned(),
+            name: r.name.clone(),
+            type_code: r.type_code.clone(),
+            parent_workplace_eid: r.parent_id.as_ref().map(|p| p.0.clone()),
+            addresses: vec![WireAddress {
+                // WUSW0000000012 -> WUSD0000000012: one main address per workplace.
+                address_eid: address_id(id),
+                line1: r.address.lines.first().cloned(),
+                city: r.address.city.clone(),
+                state: r.address.region.clone(),
+                postal_code: r.address.postal_code.clone(),
+                country: r.address.country.clone(),
+            }],
+            phone: r.phone.clone(),
+            npi: ident("NPI"),
+            ccn: ident("CCN"),
+            status_code: status,
+            update_date: time(r.meta.modified_at),
+        }
+    }
+
+    fn wire_activity(&self, r: &Activity, status: &'static str) -> WireActivity {
+        let country = r.meta.scope.as_str();
+        WireActivity {
+            activity_eid: r.meta.source_id.0.clone(),
+            individual_eid: r.individual_id.0.clone(),
+            workplace_eid: r.workplace_id.0.clone(),
+            role_code: r
+                .role
+                .as_ref()
+                .map(|role| match ROLES.iter().position(|x| x == role) {
+                    Some(n) => role_code(country, n + 1),
+                    None => role.clone(),
+                }),
+            primary: r.primary,
+            phone: r.phone.clone(),
+            status_code: status,
+            update_date: time(r.meta.modified_at),
+        }
+    }
+}
+
+/// The address id of a workplace id (`W{CC}W…` -> `W{CC}D…`).
+pub fn address_id(workplace_id: &str) -> String {
+    match workplace_id.len().checked_sub(11) {
+        Some(at) if workplace_id.is_char_boundary(at) && workplace_id.len() > 11 => {
+            format!("{}D{}", &workplace_id[..at], &workplace_id[at + 1..])
+        }
+        _ => format!("{workplace_id}-ADDR"),
+    }
+}
+
+/// What a delta sends for a record: the current version when it is new or changed,
+/// the earlier version marked `INVALID` when it was removed, nothing otherwise.
+fn delta<T>(
+    now: Option<T>,
+    before: Option<T>,
+    same: impl Fn(&T, &T) -> bool,
+) -> Option<(T, &'static str)> {
+    match (now, before) {
+        (Some(n), None) => Some((n, VALID)),
+        (Some(n), Some(b)) => (!same(&n, &b)).then_some((n, VALID)),
+        (None, Some(b)) => Some((b, INVALID)),
+        (None, None) => None,
+    }
+}
+
+fn strip(w: &Workplace) -> Workplace {
+    let mut w = w.clone();
+    w.meta.modified_at = None;
+    w.status = Status::Active;
+    w
+}
+
+fn strip_i(r: &Individual) -> Individual {
+    let mut r = r.clone();
+    r.meta.modified_at = None;
+    r
+}
+
+fn strip_a(r: &Activity) -> Activity {
+    let mut r = r.clone();
+    r.meta.modified_at = None;
+    r
+}
