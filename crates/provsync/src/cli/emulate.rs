@@ -165,16 +165,21 @@ pub async fn start_onekey(a: &OneKeyArgs) -> anyhow::Result<Running> {
 pub async fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
     let EmulateCommand::Onekey(a) = a.system;
     let running = start_onekey(&a).await?;
-    println!("onekey emulator listening on http://{}", running.addr);
-    println!(
+    // One line on stdout (scripts and tests read the address from it); the rest on
+    // stderr. A closed stdout must not stop the server.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "onekey emulator listening on http://{}", running.addr);
+        let _ = out.flush();
+    }
+    eprintln!(
         "serving {} individuals per country ({}), seed {}, night {}",
         a.individuals,
         a.countries.join(","),
         a.seed,
         a.night
     );
-    use std::io::Write as _;
-    std::io::stdout().flush()?;
     tokio::select! {
         r = running.task => { r??; }
         _ = tokio::signal::ctrl_c() => { eprintln!("onekey emulator stopping"); }
