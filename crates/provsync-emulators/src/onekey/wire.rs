@@ -1,4 +1,5 @@
-//! The JSON shapes the emulator sends (see `docs/onekey-contract.md`).
+//! The JSON shapes of the emulator's records, codes and errors (see
+//! `docs/onekey-contract.md`); packets are written around them by `server`.
 
 use std::collections::BTreeMap;
 
@@ -122,31 +123,6 @@ pub struct WireActivity {
     pub status_code: &'static str,
     /// Last modification, RFC 3339.
     pub update_date: String,
-}
-
-/// One packet of a sync session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WirePacket {
-    /// The session that served it.
-    pub session_id: String,
-    /// Packet number in the sync, from 1.
-    pub packet_no: u64,
-    /// Country of the records.
-    pub country: String,
-    /// The cursor this packet was asked with.
-    pub cursor: String,
-    /// Cursor of the next packet; absent on the last one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-    /// Whether this is the last packet.
-    pub last_packet: bool,
-    /// Workplaces.
-    pub workplaces: Vec<serde_json::Value>,
-    /// Individuals.
-    pub individuals: Vec<serde_json::Value>,
-    /// Activities.
-    pub activities: Vec<serde_json::Value>,
 }
 
 /// A code of a code list.
