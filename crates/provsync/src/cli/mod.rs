@@ -2,6 +2,7 @@
 //! `config check`.
 
 mod bench;
+mod bench_onekey;
 mod demo;
 mod emulate;
 mod generate;
@@ -62,6 +63,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure throughput, memory and rerun cost of a full sync.
     Bench(bench::BenchArgs),
+    /// Measure the OneKey emulator's serving rate and a OneKey -> PostgreSQL sync.
+    BenchOnekey(bench_onekey::BenchOneKeyArgs),
     /// Serve the HTTP API and run submitted jobs in the background.
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
             Command::Emulate(a) => emulate::emulate(a).await,
             Command::Demo(a) => demo::demo(a).await,
             Command::Bench(a) => bench::bench(a).await,
+            Command::BenchOnekey(a) => bench_onekey::bench_onekey(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
         }
