@@ -564,3 +564,140 @@ async fn onekey_killed_run_resumes_without_fetching_loaded_packets_again() {
     db.close().await;
     c.finish();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onekey_refused_credentials_and_unknown_country_fail_the_job_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let emu = Emulator::start(dir.path(), 200, 1, 1, &["--client-secret", "another"]);
+    let job = OneKeyJob::full().write(dir.path(), "refused", &emu, &target);
+    let r = run_onekey(&job, dir.path());
+    r.expect_code(1);
+    let failure = r.summary["failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.contains("refused") && failure.contains("INVALID_CLIENT"),
+        "{r}"
+    );
+    assert!(
+        !r.stdout.contains("provsync-secret") && !r.stderr.contains("provsync-secret"),
+        "the secret leaked: {r}"
+    );
+
+    let job = OneKeyJob {
+        source: "api_key = \"provsync-api-key\"",
+        ..OneKeyJob::full()
+    }
+    .write(dir.path(), "unknown-country", &emu, &target);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("[\"US\"]", "[\"FR\"]")
+        .replace(
+            "client_id = \"provsync\"\nclient_secret_env = \"E2E_ONEKEY_SECRET\"\n",
+            "",
+        );
+    std::fs::write(&job, text).unwrap();
+    let r = run_onekey(&job, dir.path());
+    r.expect_code(1);
+    let failure = r.summary["failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.contains("UNKNOWN_COUNTRY") && failure.contains("\"FR\""),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onekey_expiring_tokens_are_renewed_and_the_run_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let emu = Emulator::start(
+        dir.path(),
+        1000,
+        2,
+        1,
+        &["--token-ttl", "1", "--latency-ms", "150"],
+    );
+    let job = OneKeyJob {
+        options: "page_size = 100",
+        ..OneKeyJob::full()
+    }
+    .write(dir.path(), "tokens", &emu, &target);
+    let r = run_onekey(&job, dir.path());
+    r.expect_code(0);
+    let log = emu.requests();
+    let tokens = count(&log, "POST", "/oauth2/token", 200);
+    assert!(
+        tokens >= 2,
+        "only {tokens} token(s) for a run longer than the token's life"
+    );
+    let snap = Snapshot::load(&generate(dir.path(), 1000, 2, 1));
+    check_full_sync(&r, &target, &snap, "with short-lived tokens").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onekey_abort_mid_run_deletes_the_mdm_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let emu = Emulator::start(dir.path(), 3000, 3, 1, &["--latency-ms", "80"]);
+    let job = OneKeyJob {
+        options: "page_size = 100",
+        ..OneKeyJob::full()
+    }
+    .write(dir.path(), "aborted", &emu, &target);
+    let state = state_url(dir.path());
+    std::env::set_var("E2E_ONEKEY_SECRET", "provsync-secret");
+    let mut bg = spawn(&job, &state, dir.path(), "aborted");
+    let id = bg.job_id();
+    bg.wait_for_status(&id, &state, "some packets are loaded", |s| {
+        s["counts"]["created"].as_u64().unwrap_or(0) >= 300
+    });
+    let o = Command::new(bin())
+        .args(["abort", &id, "--state", &state])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = bg.wait();
+    r.expect_code(3);
+    let log = emu.requests();
+    assert_eq!(
+        count(&log, "DELETE", "", 204),
+        1,
+        "the aborted job deleted its session (seed step 5.1)"
+    );
+    let served = count(&log, "GET", "/packets", 200);
+    assert!(served < 38, "extraction stopped early: {served} packets");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onekey_openapi_document_passes_openapi_spec_validator() {
+    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.ci/.venv/bin/openapi-spec-validator");
+    if !tool.exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must install {} (see .ci/run)",
+            tool.display()
+        );
+        eprintln!("skipped: {} not installed", tool.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(dir.path(), 10, 1, 1, &[]);
+    let doc = reqwest::get(format!("{}/openapi.json", emu.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let file = dir.path().join("onekey-openapi.json");
+    std::fs::write(&file, &doc).unwrap();
+    let o = Command::new(&tool).arg(&file).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(v["openapi"], "3.1.0");
+}
