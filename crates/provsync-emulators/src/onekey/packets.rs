@@ -469,6 +469,18 @@ mod tests {
         assert_eq!(address_id("WUSW0000000012"), "WUSD0000000012");
     }
 
+    #[test]
+    fn delta_since_a_time_maps_to_the_last_night_dated_before_it() {
+        let world = World::new(WorldSpec::us(1, 10), reference()).unwrap();
+        let third = world.night_time(3);
+        assert_eq!(world.night_at(third), 3);
+        assert_eq!(world.night_at(third - chrono::Duration::seconds(1)), 2);
+        assert_eq!(
+            world.night_at(world.night_time(1) - chrono::Duration::days(30)),
+            0
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// The same cursor yields the same bytes, from this catalog or a fresh one.

@@ -701,3 +701,41 @@ async fn onekey_openapi_document_passes_openapi_spec_validator() {
     let v: Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(v["openapi"], "3.1.0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onekey_two_countries_sync_in_one_session_each_with_its_ids_and_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let emu = Emulator::start(dir.path(), 500, 7, 1, &["--countries", "US,CA"]);
+    let job = OneKeyJob::full().write(dir.path(), "two", &emu, &target);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("scope = [\"US\"]", "scope = [\"US\", \"CA\"]");
+    std::fs::write(&job, text).unwrap();
+    let r = run_onekey(&job, dir.path());
+    r.expect_code(0);
+    let snap = Snapshot::load(&generate(dir.path(), 500, 7, 1));
+    assert_eq!(r.count("extracted"), 2 * snap.extracted(), "{r}");
+    let db = Db::open(&target).await;
+    let ca: BTreeSet<String> = snap
+        .ids("individual")
+        .iter()
+        .map(|id| id.replacen("WUS", "WCA", 1))
+        .collect();
+    let loaded = db
+        .ids("SELECT source_id FROM individuals WHERE source_id LIKE 'WCAM%'")
+        .await;
+    assert_eq!(loaded, ca);
+    let codes = db
+        .ids("SELECT DISTINCT substr(primary_specialty, 1, 7) FROM individuals")
+        .await;
+    assert_eq!(
+        codes,
+        BTreeSet::from(["WCA.SP.".to_string(), "WUS.SP.".to_string()])
+    );
+    db.close().await;
+    assert_eq!(
+        count(&emu.requests(), "POST", "/api/v1/sync-sessions", 201),
+        1
+    );
+}
