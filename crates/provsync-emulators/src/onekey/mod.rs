@@ -7,11 +7,13 @@
 //! Nothing of the world is held in memory: each packet is generated from its cursor
 //! ([`packets`]), so any size is served in constant memory.
 
+mod auth;
 pub mod codes;
 pub mod cursor;
 pub mod journal;
 pub mod packets;
 mod server;
+mod sessions;
 pub mod wire;
 
 use std::collections::HashMap;

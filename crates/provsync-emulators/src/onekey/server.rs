@@ -1,50 +1,47 @@
-//! The HTTP routes of the OneKey emulator, with the fault-injecting, request-logging
-//! middleware in front of them.
+//! The HTTP routes of the OneKey emulator, the fault-injecting, request-logging
+//! middleware in front of them, and the country, code-list and emulator routes;
+//! authentication is in [`super::auth`], sessions and packets in [`super::sessions`].
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
-use chrono::{DateTime, Utc};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::codes::{code_lists, LOCALES};
-use super::cursor::{PacketCursor, SyncMode};
-use super::packets::BuiltPacket;
 use super::wire::WireError;
-use super::{mix, OneKeyEmulator, Session, MAX_PACKET_SIZE};
+use super::{auth, sessions};
+use super::{mix, OneKeyEmulator};
 
-type Emu = Arc<OneKeyEmulator>;
+/// The shared emulator state of every handler.
+pub(super) type Emu = Arc<OneKeyEmulator>;
 
 /// The contract's OpenAPI document, served at `/openapi.json`.
 const OPENAPI: &str = include_str!("../../../../docs/onekey-openapi.json");
 
 /// A fault the handler injected, for the request log.
 #[derive(Debug, Clone, Copy)]
-struct Fault(&'static str);
+pub(super) struct Fault(&'static str);
 
 /// The emulator's routes.
 pub fn router(emu: Emu) -> Router {
     Router::new()
-        .route("/oauth2/token", post(token))
+        .route("/oauth2/token", post(auth::token))
         .route("/api/v1/countries", get(countries))
         .route("/api/v1/countries/{country}/code-lists", get(country_codes))
-        .route("/api/v1/sync-sessions", post(activate))
+        .route("/api/v1/sync-sessions", post(sessions::activate))
         .route(
             "/api/v1/sync-sessions/{id}",
-            axum::routing::delete(delete_session),
+            axum::routing::delete(sessions::delete_session),
         )
-        .route("/api/v1/sync-sessions/{id}/packets", get(packet))
+        .route("/api/v1/sync-sessions/{id}/packets", get(sessions::packet))
         .route("/_emulator/requests", get(requests))
         .route("/_emulator/stats", get(stats))
         .route("/openapi.json", get(openapi))
@@ -56,7 +53,7 @@ pub fn router(emu: Emu) -> Router {
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 
 /// An error response with the contract's body.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = WireError {
         code: code.to_owned(),
         message: message.into(),
@@ -65,7 +62,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, Json(body)).into_response()
 }
 
-fn with_fault(mut r: Response, fault: &'static str) -> Response {
+pub(super) fn with_fault(mut r: Response, fault: &'static str) -> Response {
     r.extensions_mut().insert(Fault(fault));
     r
 }
@@ -127,123 +124,9 @@ async fn around(State(emu): State<Emu>, req: Request, next: Next) -> Response {
     response
 }
 
-/// Checks the bearer token or API key of a request.
-fn authorize(emu: &OneKeyEmulator, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let unauthorized = |code: &str, msg: &str| {
-        let mut r = error(StatusCode::UNAUTHORIZED, code, msg);
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        Box::new(r)
-    };
-    if let Some(key) = headers.get("x-api-key") {
-        return if key.as_bytes() == emu.config().api_key.as_bytes() {
-            Ok(())
-        } else {
-            Err(unauthorized("INVALID_API_KEY", "the API key is not valid"))
-        };
-    }
-    let Some(auth) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized(
-            "UNAUTHORIZED",
-            "send `Authorization: Bearer <token>` (from POST /oauth2/token) or `X-API-Key`",
-        ));
-    };
-    let token = auth
-        .to_str()
-        .ok()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let expires = emu.tokens.lock().ok().and_then(|t| t.get(token).copied());
-    match expires {
-        Some(at) if at > Instant::now() => Ok(()),
-        Some(_) => Err(unauthorized(
-            "TOKEN_EXPIRED",
-            "the access token has expired; request a new one",
-        )),
-        None => Err(unauthorized("INVALID_TOKEN", "unknown access token")),
-    }
-}
-
-/// `POST /oauth2/token`: OAuth2 client credentials (form fields or HTTP Basic).
-async fn token(
-    State(emu): State<Emu>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let oauth_error = |status: StatusCode, error: &str, code: &str, msg: &str| {
-        (
-            status,
-            Json(json!({"error": error, "error_description": msg, "code": code, "message": msg})),
-        )
-            .into_response()
-    };
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "UNSUPPORTED_GRANT_TYPE",
-            "grant_type must be client_credentials",
-        );
-    }
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(decode_basic);
-    let (id, secret) = match (&basic, form.get("client_id"), form.get("client_secret")) {
-        (Some((i, s)), _, _) => (i.as_str(), s.as_str()),
-        (None, Some(i), Some(s)) => (i.as_str(), s.as_str()),
-        _ => ("", ""),
-    };
-    let cfg = emu.config();
-    if id != cfg.client_id || secret != cfg.client_secret {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "INVALID_CLIENT",
-            "client authentication failed",
-        );
-    }
-    let token = emu.new_id("tok_");
-    if let Ok(mut tokens) = emu.tokens.lock() {
-        let now = Instant::now();
-        tokens.retain(|_, exp| *exp > now);
-        tokens.insert(token.clone(), now + cfg.token_ttl);
-    }
-    emu.journal()
-        .counters
-        .tokens
-        .fetch_add(1, Ordering::Relaxed);
-    Json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": cfg.token_ttl.as_secs(),
-    }))
-    .into_response()
-}
-
-/// `user:password` of an HTTP Basic header.
-fn decode_basic(b64: &str) -> Option<(String, String)> {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in b64.trim_end_matches('=').bytes() {
-        bits = bits << 6 | A.iter().position(|a| *a == c)? as u32;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    let text = String::from_utf8(out).ok()?;
-    let (u, p) = text.split_once(':')?;
-    Some((u.to_owned(), p.to_owned()))
-}
-
 /// `GET /api/v1/countries`.
 async fn countries(State(emu): State<Emu>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&emu, &headers) {
+    if let Err(r) = auth::authorize(&emu, &headers) {
         return *r;
     }
     let list: Vec<_> = emu
@@ -266,7 +149,7 @@ async fn country_codes(
     Path(country): Path<String>,
     Query(q): Query<CodeQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&emu, &headers) {
+    if let Err(r) = auth::authorize(&emu, &headers) {
         return *r;
     }
     let Some(world) = emu.catalog().world(&country) else {
@@ -286,7 +169,7 @@ async fn country_codes(
     Json(json!({"country": country, "locales": LOCALES, "lists": lists})).into_response()
 }
 
-fn unknown_country(emu: &OneKeyEmulator, country: &str) -> Response {
+pub(super) fn unknown_country(emu: &OneKeyEmulator, country: &str) -> Response {
     let served: Vec<&str> = emu.catalog().countries().collect();
     error(
         StatusCode::NOT_FOUND,
@@ -296,352 +179,6 @@ fn unknown_country(emu: &OneKeyEmulator, country: &str) -> Response {
             served.join(", ")
         ),
     )
-}
-
-/// The body of `POST /api/v1/sync-sessions`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ActivateBody {
-    #[serde(default)]
-    countries: Vec<String>,
-    mode: String,
-    since_night: Option<u32>,
-    since: Option<DateTime<Utc>>,
-    packet_size: Option<u32>,
-}
-
-/// `POST /api/v1/sync-sessions`: activates a sync session.
-async fn activate(State(emu): State<Emu>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorize(&emu, &headers) {
-        return *r;
-    }
-    let b: ActivateBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_REQUEST",
-                format!("request body: {e}"),
-            )
-        }
-    };
-    let cfg = emu.config();
-    let night = cfg.night;
-    let countries: Vec<String> = if b.countries.is_empty() {
-        emu.catalog().countries().map(str::to_owned).collect()
-    } else {
-        b.countries.clone()
-    };
-    for (i, c) in countries.iter().enumerate() {
-        if emu.catalog().world(c).is_none() {
-            return unknown_country(&emu, c);
-        }
-        if countries[..i].contains(c) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_REQUEST",
-                format!("countries: {c} is given twice"),
-            );
-        }
-    }
-    let mode = match b.mode.as_str() {
-        "full" => SyncMode::Full,
-        "delta" => {
-            let since = match (b.since_night, b.since) {
-                (Some(n), None) => n,
-                (None, Some(t)) => emu
-                    .catalog()
-                    .world(&countries[0])
-                    .map(|w| w.night_at(t))
-                    .unwrap_or(0),
-                _ => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "INVALID_REQUEST",
-                        "mode delta needs exactly one of sinceNight or since (RFC 3339)",
-                    )
-                }
-            };
-            if since > night {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_REQUEST",
-                    format!("sinceNight {since} is after the current night {night}"),
-                );
-            }
-            SyncMode::Delta { since }
-        }
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_REQUEST",
-                format!("mode must be full or delta, got {other:?}"),
-            )
-        }
-    };
-    let packet_size = b.packet_size.unwrap_or(1_000);
-    if packet_size == 0 || packet_size > MAX_PACKET_SIZE {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_REQUEST",
-            format!("packetSize must be 1..={MAX_PACKET_SIZE}, got {packet_size}"),
-        );
-    }
-    let id = emu.new_id("SES");
-    let now = Instant::now();
-    let session = Session {
-        countries: countries.clone(),
-        mode,
-        night,
-        packet_size,
-        expires: now + cfg.session_ttl,
-        served: 0,
-    };
-    if let Ok(mut s) = emu.sessions.lock() {
-        s.retain(|_, x| x.expires > now);
-        s.insert(id.clone(), session);
-    }
-    emu.journal()
-        .counters
-        .sessions_opened
-        .fetch_add(1, Ordering::Relaxed);
-    let first = PacketCursor::first(countries.clone(), mode, night, packet_size);
-    let expires_at = Utc::now()
-        + chrono::Duration::from_std(cfg.session_ttl).unwrap_or(chrono::Duration::hours(1));
-    let (mode_name, since) = match mode {
-        SyncMode::Full => ("full", None),
-        SyncMode::Delta { since } => ("delta", Some(since)),
-    };
-    (
-        StatusCode::CREATED,
-        Json(json!({
-            "sessionId": id,
-            "mode": mode_name,
-            "countries": countries,
-            "night": night,
-            "sinceNight": since,
-            "packetSize": packet_size,
-            "firstCursor": first.encode(),
-            "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        })),
-    )
-        .into_response()
-}
-
-/// `DELETE /api/v1/sync-sessions/{id}`: ends (aborts) a session.
-async fn delete_session(
-    State(emu): State<Emu>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = authorize(&emu, &headers) {
-        return *r;
-    }
-    let removed = emu.sessions.lock().ok().and_then(|mut s| s.remove(&id));
-    match removed {
-        Some(_) => {
-            emu.journal()
-                .counters
-                .sessions_deleted
-                .fetch_add(1, Ordering::Relaxed);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => error(
-            StatusCode::NOT_FOUND,
-            "SESSION_NOT_FOUND",
-            format!("no active session {id}"),
-        ),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct PacketQuery {
-    cursor: Option<String>,
-}
-
-/// `GET /api/v1/sync-sessions/{id}/packets?cursor=…`: the packet at a cursor.
-async fn packet(
-    State(emu): State<Emu>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<PacketQuery>,
-) -> Response {
-    if let Err(r) = authorize(&emu, &headers) {
-        return *r;
-    }
-    let session = match claim_packet(&emu, &id) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let Some(text) = q.cursor else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_REQUEST",
-            "query parameter `cursor` is required (the session's firstCursor, then each nextCursor)",
-        );
-    };
-    let cursor = match PacketCursor::decode(&text) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "INVALID_CURSOR", e.to_string()),
-    };
-    if cursor.countries != session.countries
-        || cursor.mode != session.mode
-        || cursor.packet_size != session.packet_size
-    {
-        return error(
-            StatusCode::CONFLICT,
-            "CURSOR_MISMATCH",
-            "the cursor belongs to a sync of other countries, mode or packet size than this session",
-        );
-    }
-    if cursor.night != session.night {
-        return error(
-            StatusCode::CONFLICT,
-            "CURSOR_STALE",
-            format!(
-                "the cursor is of night {} but the MDM now serves night {}; start a new sync",
-                cursor.night, session.night
-            ),
-        );
-    }
-    let worker = emu.clone();
-    let c = cursor.clone();
-    let started = Instant::now();
-    let built = tokio::task::spawn_blocking(move || worker.catalog().packet(&c)).await;
-    let Ok(Some(mut built)) = built else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "SERVER_ERROR",
-            "the packet could not be built",
-        );
-    };
-    let counters = &emu.journal().counters;
-    counters
-        .build_ns
-        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    let malformed = emu.config().malformed_packet == Some(cursor.packet_no);
-    if malformed {
-        corrupt(&mut built);
-    }
-    let body = render(&id, &cursor, &text, &built);
-    counters.packets.fetch_add(1, Ordering::Relaxed);
-    counters
-        .records
-        .fetch_add(built.records() as u64, Ordering::Relaxed);
-    counters
-        .bytes
-        .fetch_add(body.len() as u64, Ordering::Relaxed);
-    let r = (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response();
-    if malformed {
-        with_fault(r, "malformed")
-    } else {
-        r
-    }
-}
-
-/// Takes one packet from a session's allowance, or answers why not.
-fn claim_packet(emu: &OneKeyEmulator, id: &str) -> Result<Session, Box<Response>> {
-    let mut sessions = emu.sessions.lock().map_err(|_| {
-        Box::new(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "SERVER_ERROR",
-            "session table poisoned",
-        ))
-    })?;
-    let Some(s) = sessions.get_mut(id) else {
-        return Err(Box::new(error(
-            StatusCode::NOT_FOUND,
-            "SESSION_NOT_FOUND",
-            format!("no active session {id}"),
-        )));
-    };
-    let used_up = emu
-        .config()
-        .expire_session_after
-        .is_some_and(|n| s.served >= n);
-    if s.expires <= Instant::now() || used_up {
-        sessions.remove(id);
-        emu.journal()
-            .counters
-            .sessions_expired
-            .fetch_add(1, Ordering::Relaxed);
-        return Err(Box::new(with_fault(
-            error(
-                StatusCode::GONE,
-                "SESSION_EXPIRED",
-                format!(
-                    "session {id} has expired; activate a new one and continue with your cursor"
-                ),
-            ),
-            "expired",
-        )));
-    }
-    s.served += 1;
-    Ok(s.clone())
-}
-
-/// Breaks two records of a packet the way a faulty MDM export does: the first
-/// individual loses its last name, the first activity's individual id is a number.
-fn corrupt(p: &mut BuiltPacket) {
-    let edit = |text: &mut String, field: &str, value: serde_json::Value| {
-        if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
-            v[field] = value;
-            *text = v.to_string();
-        }
-    };
-    if let Some(i) = p.individuals.first_mut() {
-        edit(i, "lastName", serde_json::Value::Null);
-    }
-    if let Some(a) = p.activities.first_mut() {
-        edit(a, "individualEid", json!(12345));
-    }
-}
-
-/// The packet's JSON, written directly from its serialized records.
-fn render(session: &str, cursor: &PacketCursor, text: &str, p: &BuiltPacket) -> String {
-    let size: usize = p
-        .workplaces
-        .iter()
-        .chain(&p.individuals)
-        .chain(&p.activities)
-        .map(|r| r.len() + 1)
-        .sum();
-    let mut out = String::with_capacity(size + 512);
-    let next = p.next.as_ref().map(PacketCursor::encode);
-    out.push_str(
-        &json!({
-            "sessionId": session,
-            "packetNo": cursor.packet_no,
-            "country": cursor.country_code(),
-            "cursor": text,
-            "nextCursor": next,
-            "lastPacket": next.is_none(),
-        })
-        .to_string(),
-    );
-    out.pop(); // the closing brace: the arrays follow
-    for (name, items) in [
-        ("workplaces", &p.workplaces),
-        ("individuals", &p.individuals),
-        ("activities", &p.activities),
-    ] {
-        out.push_str(",\"");
-        out.push_str(name);
-        out.push_str("\":[");
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(item);
-        }
-        out.push(']');
-    }
-    out.push('}');
-    out
 }
 
 #[derive(Debug, Deserialize)]
