@@ -16,7 +16,7 @@ use sqlx::Executor;
 use super::bench::peak_rss_bytes;
 use super::emulate::{start_onekey, OneKeyArgs};
 use super::run::run_spec;
-use crate::job::Engine;
+use crate::job::{Engine, Progress};
 
 const SCHEMA: &str = "provsync_bench_onekey";
 
@@ -76,6 +76,10 @@ pub struct OneKeyBenchReport {
     /// End-to-end records per second of the sync.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_records_per_sec: Option<f64>,
+    /// Seconds each stage of the sync was busy: extract (fetch + parse packets),
+    /// transform, load, relations, finish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_stage_secs: Option<[f64; 5]>,
     /// Peak resident memory of the process (emulator and sync together).
     pub peak_rss_bytes: u64,
 }
@@ -171,6 +175,7 @@ pub async fn bench_onekey(a: BenchOneKeyArgs) -> anyhow::Result<ExitCode> {
         sync_secs: None,
         sync_records: None,
         sync_records_per_sec: None,
+        sync_stage_secs: None,
         peak_rss_bytes: 0,
     };
 
@@ -208,6 +213,15 @@ pub async fn bench_onekey(a: BenchOneKeyArgs) -> anyhow::Result<ExitCode> {
         report.sync_secs = Some(secs);
         report.sync_records = Some(records);
         report.sync_records_per_sec = Some(records as f64 / secs);
+        let p = &engine.progress;
+        let busy = |ns: &std::sync::atomic::AtomicU64| Progress::get(ns) as f64 / 1e9;
+        report.sync_stage_secs = Some([
+            busy(&p.extract_ns),
+            busy(&p.transform_ns),
+            busy(&p.load_ns),
+            busy(&p.relations_ns),
+            busy(&p.finish_ns),
+        ]);
         pool.execute(format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE").as_str())
             .await?;
         let _ = std::fs::remove_dir_all(&dir);
