@@ -253,6 +253,11 @@ pub async fn bench_onekey(a: BenchOneKeyArgs) -> anyhow::Result<ExitCode> {
                 "  OneKey -> PostgreSQL  {n} records in {s:.1} s: {r:.0} records/s end to end"
             );
         }
+        if let Some([e, t, l, r, f]) = report.sync_stage_secs {
+            println!(
+                "  stages busy        {e:.1} s extract (fetch + parse), {t:.1} s transform, {l:.1} s load, {r:.1} s relations, {f:.1} s finish"
+            );
+        }
         println!(
             "  peak RSS           {:.1} MB",
             report.peak_rss_bytes as f64 / 1e6
