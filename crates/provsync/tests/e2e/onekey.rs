@@ -739,3 +739,147 @@ async fn onekey_two_countries_sync_in_one_session_each_with_its_ids_and_codes() 
         1
     );
 }
+
+/// The emulator's answers to wrong requests: each a JSON body with the contract's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onekey_emulator_answers_wrong_requests_with_the_contracts_error_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(dir.path(), 50, 1, 2, &["--token-ttl", "1"]);
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", emu.url);
+    let key = ("x-api-key", "provsync-api-key");
+    async fn code(r: reqwest::Response) -> (u16, String) {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        (
+            status,
+            body["code"].as_str().unwrap_or("<none>").to_string(),
+        )
+    }
+    let activate = |body: Value| {
+        http.post(api("/sync-sessions"))
+            .header(key.0, key.1)
+            .json(&body)
+            .send()
+    };
+
+    // Authentication.
+    let r = http.get(api("/countries")).send().await.unwrap();
+    assert_eq!(code(r).await, (401, "UNAUTHORIZED".into()));
+    let r = http
+        .get(api("/countries"))
+        .header(key.0, "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (401, "INVALID_API_KEY".into()));
+    let token: Value = http
+        .post(format!("{}/oauth2/token", emu.url))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "provsync"),
+            ("client_secret", "provsync-secret"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = http
+        .get(api("/countries"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (401, "TOKEN_EXPIRED".into()));
+
+    // Activation.
+    let r = activate(serde_json::json!({"mode": "delta"}))
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (400, "INVALID_REQUEST".into()));
+    let r = activate(serde_json::json!({"mode": "full", "countries": ["DE"]}))
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (404, "UNKNOWN_COUNTRY".into()));
+    let r = activate(serde_json::json!({"mode": "delta", "sinceNight": 3}))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(r).await,
+        (400, "INVALID_REQUEST".into()),
+        "since after the served night"
+    );
+
+    // Packets.
+    let full: Value = activate(serde_json::json!({"mode": "full", "packetSize": 10}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let delta: Value =
+        activate(serde_json::json!({"mode": "delta", "sinceNight": 1, "packetSize": 10}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let packet = |session: &Value, cursor: &str| {
+        http.get(api(&format!(
+            "/sync-sessions/{}/packets",
+            session["sessionId"].as_str().unwrap()
+        )))
+        .header(key.0, key.1)
+        .query(&[("cursor", cursor)])
+        .send()
+    };
+    let first = full["firstCursor"].as_str().unwrap();
+    let r = packet(&full, "ok1.garbage").await.unwrap();
+    assert_eq!(code(r).await, (400, "INVALID_CURSOR".into()));
+    let r = packet(&delta, first).await.unwrap();
+    assert_eq!(code(r).await, (409, "CURSOR_MISMATCH".into()));
+    let a = packet(&full, first).await.unwrap().text().await.unwrap();
+    let b = packet(&full, first).await.unwrap().text().await.unwrap();
+    assert_eq!(a, b, "the same cursor gives the same packet");
+    let r = http
+        .delete(api(&format!(
+            "/sync-sessions/{}",
+            full["sessionId"].as_str().unwrap()
+        )))
+        .header(key.0, key.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let r = packet(&full, first).await.unwrap();
+    assert_eq!(code(r).await, (404, "SESSION_NOT_FOUND".into()));
+
+    // A cursor of night 2 in an emulator now serving night 3: stale.
+    let night3 = Emulator::start(dir.path(), 50, 1, 3, &[]);
+    let s3: Value = http
+        .post(format!("{}/api/v1/sync-sessions", night3.url))
+        .header(key.0, key.1)
+        .json(&serde_json::json!({"mode": "full", "packetSize": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .get(format!(
+            "{}/api/v1/sync-sessions/{}/packets",
+            night3.url,
+            s3["sessionId"].as_str().unwrap()
+        ))
+        .header(key.0, key.1)
+        .query(&[("cursor", first)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (409, "CURSOR_STALE".into()));
+}
