@@ -68,6 +68,11 @@ pub enum SourceError {
 pub trait Source: Send + Sync {
     /// Starts a session for a scope; returns the cursor of the first page.
     async fn open(&self, req: &OpenRequest) -> Result<Cursor, SourceError>;
+    /// Starts a session over the scope's code lists only (a codes-sync job). By default
+    /// the whole source is opened and the caller keeps its code records.
+    async fn open_codes(&self, req: &OpenRequest) -> Result<Cursor, SourceError> {
+        self.open(req).await
+    }
     /// Fetches the page at `cursor`. Fetching the same cursor again returns the same page.
     async fn fetch(&self, cursor: &Cursor) -> Result<Page, SourceError>;
     /// Ends the session (on completion, abort or failure).

@@ -1,3 +1,4 @@
 //! provsync emulators of the systems it talks to, and the deterministic data generator.
 
 pub mod generator;
+pub mod onekey;

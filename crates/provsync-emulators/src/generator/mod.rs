@@ -54,7 +54,7 @@ const WORKPLACE_NPI_BASE: u64 = 280_000_000;
 const ACTIVITY_SLOTS: u64 = 3;
 
 /// Role codes of activities, the first the most common.
-const ROLES: &[&str] = &[
+pub const ROLES: &[&str] = &[
     "PRACTITIONER",
     "ATTENDING",
     "CONSULTANT",
@@ -267,6 +267,34 @@ impl World {
     /// The spec this world was made from.
     pub fn spec(&self) -> &WorldSpec {
         &self.spec
+    }
+
+    /// The reference data the world draws from (specialties for code lists).
+    pub fn reference(&self) -> &ReferenceData {
+        &self.reference
+    }
+
+    /// The same world in another scope (country): same seed and size, ids of that scope.
+    pub fn for_scope(&self, scope: &str) -> Result<World, WorldError> {
+        let spec = WorldSpec {
+            scope: scope.to_owned(),
+            ..self.spec.clone()
+        };
+        World::new(spec, self.reference.clone())
+    }
+
+    /// When night `night`'s changes are dated: `modified_at` of a record changed that night.
+    pub fn night_time(&self, night: u32) -> DateTime<Utc> {
+        self.epoch + Days::new(u64::from(clamp_night(night)))
+    }
+
+    /// The last night whose changes are dated at or before `at` (0 when before night 1).
+    pub fn night_at(&self, at: DateTime<Utc>) -> u32 {
+        if at < self.night_time(1) {
+            return 0;
+        }
+        let days = (at - self.epoch).num_days();
+        u32::try_from(days).unwrap_or(MAX_NIGHT).min(MAX_NIGHT)
     }
 
     /// Streams the complete snapshot of a night (1 = the initial world; clamped to

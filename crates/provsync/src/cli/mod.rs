@@ -1,8 +1,10 @@
-//! The command line: `run`, `status`, `abort`, `generate`, `demo`, `bench`, `serve`,
+//! The command line: `run`, `status`, `abort`, `generate`, `emulate`, `demo`, `bench`, `serve`,
 //! `config check`.
 
 mod bench;
+mod bench_onekey;
 mod demo;
+mod emulate;
 mod generate;
 mod progress;
 mod run;
@@ -56,10 +58,14 @@ pub enum Command {
     Abort(status::AbortArgs),
     /// Write a deterministic generated world (or a later night of it) as NDJSON.
     Generate(generate::GenerateArgs),
+    /// Serve an emulated source system (a OneKey-style MDM) over a generated world.
+    Emulate(emulate::EmulateArgs),
     /// Generate a world and sync two nights of it into a SQLite provider store.
     Demo(demo::DemoArgs),
     /// Measure throughput, memory and rerun cost of a full sync.
     Bench(bench::BenchArgs),
+    /// Measure the OneKey emulator's serving rate and a OneKey -> PostgreSQL sync.
+    BenchOnekey(bench_onekey::BenchOneKeyArgs),
     /// Serve the HTTP API and run submitted jobs in the background.
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
@@ -110,8 +116,10 @@ pub fn main() -> ExitCode {
             Command::Status(a) => status::status(a).await,
             Command::Abort(a) => status::abort(a).await,
             Command::Generate(a) => generate::generate(a),
+            Command::Emulate(a) => emulate::emulate(a).await,
             Command::Demo(a) => demo::demo(a).await,
             Command::Bench(a) => bench::bench(a).await,
+            Command::BenchOnekey(a) => bench_onekey::bench_onekey(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
             Command::Worker(a) => worker::worker(a).await,

@@ -24,7 +24,7 @@ impl CodesOnly {
 #[async_trait]
 impl Source for CodesOnly {
     async fn open(&self, req: &OpenRequest) -> Result<Cursor, SourceError> {
-        self.inner.open(req).await
+        self.inner.open_codes(req).await
     }
 
     async fn fetch(&self, cursor: &Cursor) -> Result<Page, SourceError> {

@@ -126,9 +126,25 @@ async fn start_point(ctx: &JobContext) -> Result<Option<(u64, Cursor)>, EngineEr
 }
 
 async fn extract_pages(ctx: &JobContext, sink: Sink) -> Result<(), EngineError> {
-    let Some((mut page_no, mut cursor)) = start_point(ctx).await? else {
-        return Ok(());
+    let result = match start_point(ctx).await {
+        Ok(Some((page_no, cursor))) => fetch_pages(ctx, &sink, page_no, cursor).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
     };
+    // Completed, aborted or failed: the source session ends (seed step 5.1).
+    if let Err(e) = ctx.source.close().await {
+        tracing::warn!(job = %ctx.id, error = %e, "closing the source session failed");
+    }
+    result
+}
+
+/// Fetches pages from `cursor` on until the last one, an abort, or a failure.
+async fn fetch_pages(
+    ctx: &JobContext,
+    sink: &Sink,
+    mut page_no: u64,
+    mut cursor: Cursor,
+) -> Result<(), EngineError> {
     let progress = &ctx.engine.progress;
     loop {
         if ctx.stop.is_cancelled() {
@@ -165,10 +181,6 @@ async fn extract_pages(ctx: &JobContext, sink: Sink) -> Result<(), EngineError> 
             }
             None => break,
         }
-    }
-    // Completed, aborted or failed: the source session ends (seed step 5.1).
-    if let Err(e) = ctx.source.close().await {
-        tracing::warn!(job = %ctx.id, error = %e, "closing the source session failed");
     }
     Ok(())
 }

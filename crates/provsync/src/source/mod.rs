@@ -4,6 +4,7 @@
 pub mod facilities;
 pub mod file;
 pub mod nucc;
+pub mod onekey;
 pub mod replay;
 
 use std::sync::Arc;
@@ -22,8 +23,9 @@ pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
         "file" => Ok(Arc::new(file::FileSource::new(settings(spec)?))),
         "csv-facilities" => Ok(Arc::new(facilities::FacilitiesSource::new(settings(spec)?))),
         "nucc" => Ok(Arc::new(nucc::NuccSource::new(settings(spec)?))),
+        "onekey" => Ok(Arc::new(onekey::OneKeySource::new(settings(spec)?)?)),
         other => Err(SourceError::Config(format!(
-            "source.type {other:?} is not one of: file, csv-facilities, nucc"
+            "source.type {other:?} is not one of: file, csv-facilities, nucc, onekey"
         ))),
     }
 }

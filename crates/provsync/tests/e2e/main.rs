@@ -9,6 +9,7 @@ mod abort;
 mod bad_input;
 mod dispatch;
 mod guards;
+mod onekey;
 mod postgres_sync;
 mod reference_sources;
 mod resume;

@@ -1,0 +1,224 @@
+//! Settings of the `onekey` source, and the secret type that keeps credentials out
+//! of logs and `Debug` output.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use provsync_core::source::SourceError;
+use serde::Deserialize;
+
+/// A credential: deserializes from a string, never prints it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret from its value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Settings of the `onekey` source (`[source]` of a job file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneKeySettings {
+    /// Base URL of the MDM, e.g. `http://127.0.0.1:8091`.
+    pub url: String,
+    /// OAuth2 client id (with `client_secret` or `client_secret_env`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAuth2 client secret; prefer `client_secret_env`.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// Environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// API key sent as `X-API-Key` instead of OAuth2; prefer `api_key_env`.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Delta mode: the last night already loaded.
+    #[serde(default)]
+    pub since_night: Option<u32>,
+    /// Delta mode: the time already loaded up to (RFC 3339), instead of `since_night`.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// Index slots per packet (individuals or workplaces); the job's `page_size` when absent.
+    #[serde(default)]
+    pub packet_size: Option<u32>,
+    /// Attempts per call before the source gives up (transient errors, 429).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// First backoff delay, milliseconds (doubles per attempt, with jitter).
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    /// Longest backoff delay, milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Timeout of one HTTP request, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_attempts() -> u32 {
+    8
+}
+fn default_backoff_ms() -> u64 {
+    200
+}
+fn default_backoff_max_ms() -> u64 {
+    10_000
+}
+fn default_timeout() -> u64 {
+    60
+}
+
+/// How the source authenticates.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// OAuth2 client credentials.
+    OAuth {
+        /// Client id.
+        client_id: String,
+        /// Client secret.
+        secret: Secret,
+    },
+    /// `X-API-Key`.
+    ApiKey(Secret),
+}
+
+fn from_env(var: &str, field: &str) -> Result<Secret, SourceError> {
+    std::env::var(var).map(Secret).map_err(|_| {
+        SourceError::Config(format!(
+            "source.{field}: environment variable {var} is not set"
+        ))
+    })
+}
+
+impl OneKeySettings {
+    /// The credentials the settings give; exactly one way must be configured.
+    pub fn credentials(&self) -> Result<Credentials, SourceError> {
+        let secret = match (&self.client_secret, &self.client_secret_env) {
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(var)) => Some(from_env(var, "client_secret_env")?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(SourceError::Config(
+                    "source: give client_secret or client_secret_env, not both".into(),
+                ))
+            }
+        };
+        let key = match (&self.api_key, &self.api_key_env) {
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(var)) => Some(from_env(var, "api_key_env")?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(SourceError::Config(
+                    "source: give api_key or api_key_env, not both".into(),
+                ))
+            }
+        };
+        match (&self.client_id, secret, key) {
+            (Some(id), Some(secret), None) => Ok(Credentials::OAuth {
+                client_id: id.clone(),
+                secret,
+            }),
+            (None, None, Some(key)) => Ok(Credentials::ApiKey(key)),
+            (None, Some(_), None) => Err(SourceError::Config(
+                "source.client_id is required with a client secret".into(),
+            )),
+            (Some(_), None, None) => Err(SourceError::Config(
+                "source.client_secret (or client_secret_env) is required with client_id".into(),
+            )),
+            (None, None, None) => Err(SourceError::Config(
+                "source: credentials missing: client_id + client_secret(_env), or api_key(_env)"
+                    .into(),
+            )),
+            _ => Err(SourceError::Config(
+                "source: give OAuth2 client credentials or an API key, not both".into(),
+            )),
+        }
+    }
+
+    /// Checks the settings that need no network.
+    pub fn validate(&self) -> Result<(), SourceError> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(SourceError::Config(format!(
+                "source.url must start with http:// or https://, got {:?}",
+                self.url
+            )));
+        }
+        if self.since_night.is_some() && self.since.is_some() {
+            return Err(SourceError::Config(
+                "source: give since_night or since, not both".into(),
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(SourceError::Config(
+                "source.max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.packet_size == Some(0) {
+            return Err(SourceError::Config(
+                "source.packet_size must be at least 1".into(),
+            ));
+        }
+        self.credentials().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> Result<OneKeySettings, String> {
+        let text = format!("url = \"http://127.0.0.1:1\"\n{extra}");
+        toml::from_str(&text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let s = settings("client_id = \"me\"\nclient_secret = \"hunter2\"\napi_key_env = \"X\"")
+            .unwrap();
+        let text = format!("{s:?} {:?}", s.credentials());
+        assert!(!text.contains("hunter2"), "{text}");
+        let c = settings("client_id = \"me\"\nclient_secret = \"hunter2\"")
+            .unwrap()
+            .credentials()
+            .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn credentials_must_be_one_way_and_complete() {
+        let err = |extra: &str| settings(extra).unwrap().validate().unwrap_err().to_string();
+        assert!(err("").contains("credentials missing"));
+        assert!(err("client_id = \"a\"").contains("client_secret"));
+        assert!(err("client_secret = \"a\"").contains("client_id"));
+        assert!(
+            err("client_id = \"a\"\nclient_secret = \"b\"\napi_key = \"c\"").contains("not both")
+        );
+        assert!(settings("api_key = \"k\"").unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_setting_is_refused_by_name() {
+        assert!(settings("api_key = \"k\"\npacketsize = 3")
+            .unwrap_err()
+            .contains("packetsize"));
+    }
+}
