@@ -3,8 +3,10 @@
 
 mod bench;
 mod demo;
+mod emulate;
 mod generate;
 mod progress;
+mod relay;
 mod run;
 mod serve;
 mod status;
@@ -63,6 +65,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
     Config(serve::ConfigArgs),
+    /// Serve an emulator of a system provsync talks to (GMC).
+    Emulate(emulate::EmulateArgs),
+    /// Publish a target's change outbox to RabbitMQ (connection events).
+    RelayChanges(relay::RelayArgs),
 }
 
 /// Exit code for a job's final state: 0 completed, 2 with errors, 3 aborted, 1 failed.
@@ -111,6 +117,8 @@ pub fn main() -> ExitCode {
             Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
+            Command::Emulate(a) => emulate::emulate(a).await,
+            Command::RelayChanges(a) => relay::relay_changes(a).await,
         }
     });
     match result {

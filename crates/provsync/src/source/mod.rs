@@ -3,6 +3,7 @@
 
 pub mod facilities;
 pub mod file;
+pub mod gmc;
 pub mod nucc;
 pub mod replay;
 
@@ -22,8 +23,9 @@ pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
         "file" => Ok(Arc::new(file::FileSource::new(settings(spec)?))),
         "csv-facilities" => Ok(Arc::new(facilities::FacilitiesSource::new(settings(spec)?))),
         "nucc" => Ok(Arc::new(nucc::NuccSource::new(settings(spec)?))),
+        "gmc" => Ok(Arc::new(gmc::GmcSource::new(settings(spec)?))),
         other => Err(SourceError::Config(format!(
-            "source.type {other:?} is not one of: file, csv-facilities, nucc"
+            "source.type {other:?} is not one of: file, csv-facilities, nucc, gmc"
         ))),
     }
 }
