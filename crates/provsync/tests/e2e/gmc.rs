@@ -576,3 +576,56 @@ async fn gmc_every_connection_change_is_logged_and_arrives_on_a_queue_bound_to_p
         "one message per outbox row, none twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_return_code_98_is_retried_until_the_body_answers() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(3, 50, 0, &["--error-98-share", "0.5"]);
+    let job = gmc_job(dir.path(), "flaky", &emu, &pg, "s3cret-test");
+    // Retries raised so a run of 98s cannot outlast them.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("retries = 2", "retries = 8");
+    std::fs::write(&job, text).unwrap();
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("ReturnCode 98"),
+        "98s were met and retried: {run}"
+    );
+    assert_eq!(connected(&pool(&pg).await).await, emu.membership());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_malformed_response_fails_the_run_naming_the_body_and_disconnects_nobody() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 2, 100).await;
+    let db = pool(&pg).await;
+    let before = connected(&db).await;
+    let bad = RegisterSpec {
+        bodies: 2,
+        doctors_per_body: 100,
+        seed: SEED,
+        night: 1,
+    }
+    .body_code(1);
+    let emu = Emulator::start(2, 100, 1, &["--malformed-body", &bad]);
+    let job = gmc_job(dir.path(), "malformed", &emu, &pg, "s3cret-test");
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(1);
+    let text = format!("{run}");
+    assert!(text.contains(&bad) && text.contains("malformed"), "{text}");
+    assert!(changes(&db, &run.job_id(), "individual", "disconnected")
+        .await
+        .is_empty());
+    let now = connected(&db).await;
+    for (d, b) in &before {
+        assert!(now.contains_key(d), "doctor {d} of {b} must stay connected");
+    }
+}
