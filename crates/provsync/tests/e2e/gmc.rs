@@ -442,13 +442,17 @@ async fn bound_queue(name: &str) -> Option<(lapin::Connection, lapin::Channel)> 
     )
     .await
     .unwrap();
+    // Durable (it must outlive a broker restart) and expiring a minute after its
+    // last use, so a failed test leaves no queue behind.
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), lapin::types::AMQPValue::LongInt(60_000));
     ch.queue_declare(
         name.into(),
         QueueDeclareOptions {
-            auto_delete: true,
+            durable: true,
             ..Default::default()
         },
-        FieldTable::default(),
+        args,
     )
     .await
     .unwrap();
@@ -575,6 +579,107 @@ async fn gmc_every_connection_change_is_logged_and_arrives_on_a_queue_bound_to_p
         relayed.summary["published"].as_u64().unwrap(),
         "one message per outbox row, none twice"
     );
+    delete_queue(&ch, &queue).await;
+}
+
+async fn delete_queue(ch: &lapin::Channel, queue: &str) {
+    ch.queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+        .await
+        .expect("delete the test queue");
+}
+
+/// Stops the RabbitMQ application; starts it again when dropped (also on panic).
+struct BrokerOutage;
+
+impl BrokerOutage {
+    fn begin() -> BrokerOutage {
+        rabbitmqctl("stop_app");
+        BrokerOutage
+    }
+}
+
+impl Drop for BrokerOutage {
+    fn drop(&mut self) {
+        rabbitmqctl("start_app");
+    }
+}
+
+fn rabbitmqctl(action: &str) {
+    let o = Command::new("rabbitmqctl")
+        .arg(action)
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl {action}: {e}"));
+    assert!(
+        o.status.success(),
+        "rabbitmqctl {action}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_changes_made_while_rabbitmq_is_down_arrive_once_it_is_back() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let queue = format!("provsync-e2e-{}", pg.name);
+    let Some((conn, _ch)) = bound_queue(&queue).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The relay runs throughout: connected first, then cut off, then back.
+    let mut relay = Command::new(bin())
+        .args(["relay-changes", "--database", &pg.url, "--schema", "gmc"])
+        .args([
+            "--amqp",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "--poll-ms",
+            "100",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn provsync relay-changes");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let night0 = {
+        let _outage = BrokerOutage::begin();
+        drop(conn);
+        // The sync does not wait for the broker: it only writes the outbox.
+        let emu = Emulator::start(2, 60, 0, &[]);
+        let job = gmc_job(dir.path(), "night0", &emu, &pg, "s3cret-test");
+        let started = std::time::Instant::now();
+        let run = run(&job, &state_url(dir.path()));
+        run.expect_code(0);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        run
+    };
+    let (_conn, ch) = bound_queue(&queue).await.expect("RabbitMQ is back");
+    let db = pool(&pg).await;
+    let id = night0.job_id();
+    let expected = logged_events(&db, &id).await;
+    assert_eq!(expected.len(), 120, "one connection event per doctor");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut msgs = Vec::new();
+    while received_events(&msgs, &id).len() < expected.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {} events arrived after the broker came back",
+            received_events(&msgs, &id).len(),
+            expected.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        msgs.extend(drain(&ch, &queue).await);
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+    assert_eq!(received_events(&msgs, &id), expected);
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM change_outbox WHERE published_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0, "the outbox is drained");
+    delete_queue(&ch, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
