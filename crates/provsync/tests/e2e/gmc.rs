@@ -505,6 +505,7 @@ async fn gmc_every_connection_change_is_logged_and_arrives_on_a_queue_bound_to_p
         return;
     };
     let queue = format!("provsync-e2e-{}", pg.name);
+    let _broker = BROKER.lock().await;
     let Some((_conn, ch)) = bound_queue(&queue).await else {
         return;
     };
@@ -588,6 +589,9 @@ async fn delete_queue(ch: &lapin::Channel, queue: &str) {
         .expect("delete the test queue");
 }
 
+/// Held by the tests that use RabbitMQ: the outage test must not cut another off.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Stops the RabbitMQ application; starts it again when dropped (also on panic).
 struct BrokerOutage;
 
@@ -622,6 +626,7 @@ async fn gmc_changes_made_while_rabbitmq_is_down_arrive_once_it_is_back() {
         return;
     };
     let queue = format!("provsync-e2e-{}", pg.name);
+    let _broker = BROKER.lock().await;
     let Some((conn, _ch)) = bound_queue(&queue).await else {
         return;
     };
@@ -733,4 +738,96 @@ async fn gmc_malformed_response_fails_the_run_naming_the_body_and_disconnects_no
     for (d, b) in &before {
         assert!(now.contains_key(d), "doctor {d} of {b} must stay connected");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_return_code_81_fails_the_run_naming_the_denied_body() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Emulator::start(2, 30, 0, &[]).spec;
+    let denied = spec.body_code(1);
+    let emu = Emulator::start(2, 30, 0, &["--deny-body", &denied]);
+    let job = gmc_job(dir.path(), "denied", &emu, &pg, "s3cret-test");
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(1);
+    let text = format!("{run}");
+    assert!(
+        text.contains(&format!("designated body {denied}: ReturnCode 81")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_body_shrinking_more_than_the_allowed_share_is_refused_and_reported() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 2, 200).await;
+    let db = pool(&pg).await;
+    let before = connected(&db).await;
+    // Five nights of departures (about 10% of each body) against a 1% allowance.
+    let emu = Emulator::start(2, 200, 5, &[]);
+    let after = emu.membership();
+    let gone: Vec<&String> = before.keys().filter(|d| !after.contains_key(*d)).collect();
+    assert!(
+        gone.len() > 8,
+        "the register must lose doctors: {}",
+        gone.len()
+    );
+    let job = gmc_job(dir.path(), "shrink", &emu, &pg, "s3cret-test");
+    let text = std::fs::read_to_string(&job).unwrap() + "max_disconnect_share = 0.01\n";
+    std::fs::write(&job, text).unwrap();
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(2);
+    let report = run.stdout.clone();
+    assert!(
+        report.contains(&emu.spec.body_code(0)) && report.contains("above the allowed"),
+        "{run}"
+    );
+    let now = connected(&db).await;
+    for d in gone {
+        assert!(now.contains_key(d), "doctor {d} must stay connected");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_emulator_answers_soap_12_in_soap_12() {
+    let emu = Emulator::start(1, 5, 0, &[]);
+    let envelope = format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<soap12:Envelope xmlns:soap12="http://www.w3.org/2003/05/soap-envelope">
+  <soap12:Body>
+    <GetDoctorsForDB xmlns="https://webcache.gmc-uk.org/GMCWebServices/">
+      <request><DesignatedBodyCode>{}</DesignatedBodyCode><ClientRequestID>c12</ClientRequestID></request>
+      <Username>provsync-test</Username><Password>s3cret-test</Password>
+    </GetDoctorsForDB>
+  </soap12:Body>
+</soap12:Envelope>"#,
+        emu.spec.body_code(0)
+    );
+    let resp = reqwest::Client::new()
+        .post(&emu.url)
+        .header(
+            "Content-Type",
+            "application/soap+xml; charset=utf-8; action=\"https://webcache.gmc-uk.org/GMCWebServices/GetDoctorsForDB\"",
+        )
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/soap+xml"));
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("http://www.w3.org/2003/05/soap-envelope"),
+        "{body}"
+    );
+    assert_eq!(body.matches("<GMCReferenceNumber>").count(), 5, "{body}");
+    assert!(body.contains("<ReturnCode>0</ReturnCode>") && body.contains("c12"));
 }
