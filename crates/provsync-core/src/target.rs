@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::mapped::MappedRecord;
-use crate::model::{EntityKind, SourceId};
+use crate::model::{EntityKind, Scope, SourceId};
 
 /// How a target wants to be fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub enum Outcome {
 pub struct RunRef {
     /// Job id.
     pub job_id: String,
+    /// When the run started (epoch ms): a sweep leaves rows changed since alone.
+    pub started_at_ms: Option<i64>,
 }
 
 /// A target failure that concerns the whole batch (not one record).
@@ -110,4 +112,18 @@ pub trait Target: Send + Sync {
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<u64, TargetError>;
+    /// Disconnects swept records of one scope with one conditional, atomic update:
+    /// only rows still connected in that scope and not changed since the run started
+    /// (a manual change made meanwhile wins). Targets that cannot check this fall
+    /// back to `disconnect`.
+    async fn disconnect_in_scope(
+        &self,
+        run: &RunRef,
+        kind: EntityKind,
+        scope: &[Scope],
+        ids: &[SourceId],
+    ) -> Result<u64, TargetError> {
+        let _ = scope;
+        self.disconnect(run, kind, ids).await
+    }
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod callback;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod job;
 pub mod metrics;
 pub mod queue;

@@ -1,4 +1,4 @@
-//! `provsync emulate onekey`: serves a generated world over the OneKey-style contract
+//! `provsync emulate onekey|gmc`. `onekey` serves a generated world over the OneKey-style contract
 //! (`docs/onekey-contract.md`) until Ctrl-C.
 
 use std::net::SocketAddr;
@@ -18,6 +18,8 @@ use super::generate::world;
 pub enum EmulateCommand {
     /// A OneKey-style MDM: sessions, packets, code lists, faults on request.
     Onekey(OneKeyArgs),
+    /// GMC GetDoctorsForDB (SOAP 1.1/1.2) from a generated register.
+    Gmc(super::emulate_gmc::GmcArgs),
 }
 
 /// Arguments of `emulate`.
@@ -163,7 +165,10 @@ pub async fn start_onekey(a: &OneKeyArgs) -> anyhow::Result<Running> {
 
 /// Runs `emulate`.
 pub async fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
-    let EmulateCommand::Onekey(a) = a.system;
+    let a = match a.system {
+        EmulateCommand::Onekey(a) => a,
+        EmulateCommand::Gmc(g) => return super::emulate_gmc::emulate(g).await,
+    };
     let running = start_onekey(&a).await?;
     // One line on stdout (scripts and tests read the address from it); the rest on
     // stderr. A closed stdout must not stop the server.

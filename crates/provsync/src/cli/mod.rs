@@ -5,8 +5,10 @@ mod bench;
 mod bench_onekey;
 mod demo;
 mod emulate;
+mod emulate_gmc;
 mod generate;
 mod progress;
+mod relay;
 mod run;
 mod serve;
 mod status;
@@ -72,6 +74,8 @@ pub enum Command {
     Config(serve::ConfigArgs),
     /// Consume the stage queues and take over dead processes' jobs (distributed runtime).
     Worker(worker::WorkerArgs),
+    /// Publish a target's change outbox to RabbitMQ (connection events).
+    RelayChanges(relay::RelayArgs),
 }
 
 /// Exit code for a job's final state: 0 completed, 2 with errors, 3 aborted, 1 failed.
@@ -123,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
             Command::Worker(a) => worker::worker(a).await,
+            Command::RelayChanges(a) => relay::relay_changes(a).await,
         }
     });
     match result {

@@ -66,6 +66,11 @@ impl JobContext {
             mapping,
             run: RunRef {
                 job_id: job.id.to_string(),
+                started_at_ms: Some(
+                    job.started_at
+                        .unwrap_or_else(chrono::Utc::now)
+                        .timestamp_millis(),
+                ),
             },
             stop: CancellationToken::new(),
             started: Instant::now(),

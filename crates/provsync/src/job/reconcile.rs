@@ -150,7 +150,9 @@ pub async fn sweep(ctx: &JobContext, counts: &KindCounts) -> Result<SweepReport,
                 if ids.is_empty() {
                     break;
                 }
-                ctx.target.disconnect(&ctx.run, kind, &ids).await?;
+                ctx.target
+                    .disconnect_in_scope(&ctx.run, kind, &group, &ids)
+                    .await?;
                 store
                     .mark_disconnected(&ctx.target_name, kind, &ids, &ctx.id)
                     .await?;

@@ -3,6 +3,7 @@
 
 pub mod facilities;
 pub mod file;
+pub mod gmc;
 pub mod nucc;
 pub mod onekey;
 pub mod replay;
@@ -24,8 +25,9 @@ pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
         "csv-facilities" => Ok(Arc::new(facilities::FacilitiesSource::new(settings(spec)?))),
         "nucc" => Ok(Arc::new(nucc::NuccSource::new(settings(spec)?))),
         "onekey" => Ok(Arc::new(onekey::OneKeySource::new(settings(spec)?)?)),
+        "gmc" => Ok(Arc::new(gmc::GmcSource::new(settings(spec)?))),
         other => Err(SourceError::Config(format!(
-            "source.type {other:?} is not one of: file, csv-facilities, nucc, onekey"
+            "source.type {other:?} is not one of: file, csv-facilities, nucc, onekey, gmc"
         ))),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use provsync_core::model::{EntityKind, SourceId};
+use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::target::{Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write};
 
 /// Wraps a target; `kind` (the connector type) labels its metrics.
@@ -73,6 +73,19 @@ impl Target for Instrumented {
     ) -> Result<u64, TargetError> {
         let t = Instant::now();
         let r = self.inner.disconnect(run, kind, ids).await;
+        self.record("disconnect", t, &r);
+        r
+    }
+
+    async fn disconnect_in_scope(
+        &self,
+        run: &RunRef,
+        kind: EntityKind,
+        scope: &[Scope],
+        ids: &[SourceId],
+    ) -> Result<u64, TargetError> {
+        let t = Instant::now();
+        let r = self.inner.disconnect_in_scope(run, kind, scope, ids).await;
         self.record("disconnect", t, &r);
         r
     }

@@ -8,6 +8,7 @@ mod common;
 mod abort;
 mod bad_input;
 mod dispatch;
+mod gmc;
 mod guards;
 mod onekey;
 mod postgres_sync;

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use async_trait::async_trait;
-use provsync_core::model::{EntityKind, SourceId};
+use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::target::{Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
@@ -397,22 +397,46 @@ impl Target for PostgresTarget {
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<u64, TargetError> {
+        self.disconnect_in_scope(run, kind, &[], ids).await
+    }
+
+    async fn disconnect_in_scope(
+        &self,
+        run: &RunRef,
+        kind: EntityKind,
+        scope: &[Scope],
+        ids: &[SourceId],
+    ) -> Result<u64, TargetError> {
         let layout = self.layout(kind)?;
         let ids: Vec<&str> = ids.iter().map(SourceId::as_str).collect();
+        let scopes: Vec<&str> = scope.iter().map(Scope::as_str).collect();
         let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
+        // One conditional statement: a row changed since the run started (a manual
+        // connection) or now in another scope (a move) is left alone.
         let sql = format!(
             "UPDATE {} SET connected = FALSE, connection_run = $1, updated_at = $2 \
-             WHERE connected AND source_id = ANY($3) RETURNING source_id",
+             WHERE connected AND source_id = ANY($3) \
+             AND (cardinality($4::text[]) = 0 OR scope = ANY($4)) \
+             AND ($5::bigint IS NULL OR updated_at < $5) RETURNING source_id",
             layout.table
         );
         let rows = sqlx::query(&sql)
             .bind(run.job_id.as_str())
             .bind(now_ms())
             .bind(&ids)
+            .bind(&scopes)
+            .bind(run.started_at_ms)
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| backend("disconnect", e))?;
         let done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        if done.len() < ids.len() {
+            tracing::info!(
+                table = %layout.table,
+                kept = ids.len() - done.len(),
+                "sweep left rows changed since the run started, or in another scope"
+            );
+        }
         let log: Vec<(&str, &str, Option<String>)> = done
             .iter()
             .map(|id| (id.as_str(), "disconnected", None))

@@ -1,0 +1,207 @@
+//! The outbox relay: publishes pending `change_outbox` rows to a RabbitMQ topic
+//! exchange with publisher confirms, marks them published only once confirmed, and
+//! reconnects with backoff when the broker or the database goes away. Delivery is at
+//! least once; each message's id is its outbox id, so consumers can drop duplicates.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+/// Settings of a relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// PostgreSQL URL of the target database.
+    pub database_url: String,
+    /// Schema holding `change_outbox`.
+    pub schema: String,
+    /// AMQP URL of the broker.
+    pub amqp_url: String,
+    /// Topic exchange to publish to.
+    pub exchange: String,
+    /// Rows published per round trip.
+    pub batch: i64,
+    /// Pause between polls of an empty outbox.
+    pub poll: Duration,
+    /// Stop once the outbox is empty (instead of polling forever).
+    pub until_empty: bool,
+}
+
+/// A relay failure that retrying cannot fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Bad settings.
+    #[error("relay configuration: {0}")]
+    Config(String),
+}
+
+/// A failure of one round; the relay reconnects and tries again.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("broker did not confirm message {0}")]
+    Nacked(i64),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Counts of a relay's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Messages confirmed by the broker and marked published.
+    pub published: u64,
+    /// Rounds that failed and were retried.
+    pub retries: u64,
+}
+
+async fn connect_db(cfg: &RelayConfig) -> Result<PgPool, sqlx::Error> {
+    let set_path = format!("SET search_path TO {}", cfg.schema);
+    PgPoolOptions::new()
+        .max_connections(2)
+        .after_connect(move |conn, _| {
+            let set_path = set_path.clone();
+            Box::pin(async move {
+                conn.execute(set_path.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect(&cfg.database_url)
+        .await
+}
+
+async fn open_channel(cfg: &RelayConfig) -> Result<(Connection, Channel), lapin::Error> {
+    let conn = Connection::connect(&cfg.amqp_url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .exchange_declare(
+            cfg.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((conn, channel))
+}
+
+/// Publishes one batch; returns how many rows it published (0: the outbox is empty).
+async fn round(cfg: &RelayConfig, db: &PgPool, channel: &Channel) -> Result<u64, RoundError> {
+    let mut tx = db.begin().await?;
+    let rows = sqlx::query(
+        "SELECT id, routing_key, payload::text FROM change_outbox \
+         WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(cfg.batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut confirms = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let (id, key, payload): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(id.to_string().into());
+        let confirm = channel
+            .basic_publish(
+                cfg.exchange.as_str().into(),
+                key.as_str().into(),
+                BasicPublishOptions::default(),
+                payload.as_bytes(),
+                props,
+            )
+            .await?;
+        confirms.push((id, confirm));
+        ids.push(id);
+    }
+    for (id, confirm) in confirms {
+        if confirm.await?.is_nack() {
+            return Err(RoundError::Nacked(id));
+        }
+    }
+    sqlx::query(
+        "UPDATE change_outbox SET published_at = (extract(epoch from clock_timestamp()) * 1000)::bigint, \
+         attempts = attempts + 1 WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ids.len() as u64)
+}
+
+/// Drains the outbox until cancelled (or until it is empty, with `until_empty`).
+pub async fn run(cfg: RelayConfig, stop: CancellationToken) -> Result<RelayStats, RelayError> {
+    if !cfg
+        .schema
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || cfg.schema.is_empty()
+    {
+        return Err(RelayError::Config(format!(
+            "schema {:?} is not a plain identifier",
+            cfg.schema
+        )));
+    }
+    let mut stats = RelayStats::default();
+    let mut backoff = Duration::from_millis(200);
+    while !stop.is_cancelled() {
+        let session = async {
+            let db = connect_db(&cfg).await?;
+            let (conn, channel) = open_channel(&cfg).await?;
+            Ok::<_, RoundError>((db, conn, channel))
+        }
+        .await;
+        let (db, _conn, channel) = match session {
+            Ok(s) => s,
+            Err(e) => {
+                stats.retries += 1;
+                tracing::warn!(error = %e, ?backoff, "relay cannot connect; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        loop {
+            if stop.is_cancelled() {
+                return Ok(stats);
+            }
+            match round(&cfg, &db, &channel).await {
+                Ok(0) if cfg.until_empty => return Ok(stats),
+                Ok(0) => {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(stats),
+                        _ = tokio::time::sleep(cfg.poll) => {}
+                    }
+                }
+                Ok(n) => {
+                    stats.published += n;
+                    tracing::info!(published = n, "relay published");
+                }
+                Err(e) => {
+                    stats.retries += 1;
+                    tracing::warn!(error = %e, "relay round failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+    Ok(stats)
+}

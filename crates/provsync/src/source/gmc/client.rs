@@ -1,0 +1,201 @@
+//! The SOAP 1.1 client of `GetDoctorsForDB`: a templated envelope, timeouts, and
+//! retries with backoff on transport errors and ReturnCode 98.
+
+use std::time::Duration;
+
+use provsync_core::source::SourceError;
+
+use super::config::{Credentials, GmcConfig};
+use super::response::{self, Response};
+
+const ACTION: &str = "https://webcache.gmc-uk.org/GMCWebServices/GetDoctorsForDB";
+
+/// The request envelope; every value is XML-escaped.
+fn envelope(body: &str, request_id: &str, internal_user: &str, c: &Credentials) -> String {
+    use quick_xml::escape::escape as e;
+    format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\
+<soap:Body><GetDoctorsForDB xmlns=\"https://webcache.gmc-uk.org/GMCWebServices/\">\
+<request><DesignatedBodyCode>{}</DesignatedBodyCode><ClientRequestID>{}</ClientRequestID>\
+<InternalUser>{}</InternalUser></request><Username>{}</Username><Password>{}</Password>\
+</GetDoctorsForDB></soap:Body></soap:Envelope>",
+        e(body),
+        e(request_id),
+        e(internal_user),
+        e(&c.username),
+        e(&c.password)
+    )
+}
+
+/// What one call ended with, before retries are decided.
+enum Attempt {
+    Done(Response),
+    Transient(String),
+}
+
+/// A `GetDoctorsForDB` client for one job.
+pub struct Client {
+    http: reqwest::Client,
+    config: GmcConfig,
+    credentials: Credentials,
+}
+
+/// The meaning of a non-zero ReturnCode, for error messages.
+pub fn return_code_meaning(code: &str) -> &'static str {
+    match code {
+        "70" => "invalid GMC number",
+        "80" => "invalid designated body",
+        "81" => "the account has no access to this designated body",
+        "98" => "GMC internal error",
+        "99" => "invalid credentials (user name, password or caller IP address)",
+        "140" => "doctor not associated with the designated body",
+        _ => "unknown return code",
+    }
+}
+
+impl Client {
+    /// A client with the job's settings and credentials.
+    pub fn new(config: GmcConfig, credentials: Credentials) -> Result<Self, SourceError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SourceError::Config(format!("source gmc: HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            config,
+            credentials,
+        })
+    }
+
+    async fn attempt(&self, body: &str) -> Result<Attempt, SourceError> {
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let xml = envelope(
+            body,
+            &request_id,
+            &self.config.internal_user,
+            &self.credentials,
+        );
+        let sent = self
+            .http
+            .post(&self.config.url)
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("SOAPAction", format!("\"{ACTION}\""))
+            .body(xml)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            // The error text names the URL, never the envelope (which holds the password).
+            Err(e) => return Ok(Attempt::Transient(format!("transport: {e}"))),
+        };
+        let status = resp.status();
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Ok(Attempt::Transient(format!("reading the answer: {e}"))),
+        };
+        let parsed = response::parse(&bytes).map_err(|e| {
+            SourceError::Unavailable(format!("designated body {body}: HTTP {status}, {e}"))
+        })?;
+        if let Some(fault) = &parsed.fault {
+            return Err(SourceError::Unavailable(format!(
+                "designated body {body}: HTTP {status}, SOAP fault: {fault}"
+            )));
+        }
+        if !status.is_success() {
+            return Ok(Attempt::Transient(format!("HTTP {status}")));
+        }
+        if parsed.return_code == "98" {
+            return Ok(Attempt::Transient(format!(
+                "ReturnCode 98 ({})",
+                return_code_meaning("98")
+            )));
+        }
+        Ok(Attempt::Done(parsed))
+    }
+
+    /// The doctors of one designated body: a complete, successful response (ReturnCode
+    /// 0 with a list), or an error naming the body and the cause.
+    pub async fn doctors_for(&self, body: &str) -> Result<Response, SourceError> {
+        let mut delay = Duration::from_millis(self.config.backoff_ms);
+        let mut attempt = 0;
+        loop {
+            match self.attempt(body).await? {
+                Attempt::Done(r) => return check(body, r),
+                Attempt::Transient(why) if attempt < self.config.retries => {
+                    attempt += 1;
+                    tracing::warn!(body, attempt, %why, "gmc call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Attempt::Transient(why) => {
+                    return Err(SourceError::Unavailable(format!(
+                        "designated body {body}: {why} (after {} retries)",
+                        self.config.retries
+                    )))
+                }
+            }
+        }
+    }
+}
+
+fn check(body: &str, r: Response) -> Result<Response, SourceError> {
+    let code = r.return_code.as_str();
+    let why = || {
+        format!(
+            "designated body {body}: ReturnCode {code} ({}), GMCRequestID {:?}",
+            return_code_meaning(code),
+            r.gmc_request_id
+        )
+    };
+    match code {
+        "0" if r.has_list => Ok(r),
+        "0" => Err(SourceError::Unavailable(format!(
+            "designated body {body}: ReturnCode 0 without a Doctors list"
+        ))),
+        "" => Err(SourceError::Unavailable(format!(
+            "designated body {body}: the response has no ReturnCode"
+        ))),
+        "99" | "81" => Err(SourceError::Refused(why())),
+        "80" => Err(SourceError::Config(why())),
+        _ => Err(SourceError::Unavailable(why())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_escapes_values() {
+        let c = Credentials {
+            username: "a<b".into(),
+            password: "p&q".into(),
+        };
+        let x = envelope("1-X", "r", "me", &c);
+        assert!(x.contains("<Username>a&lt;b</Username>"), "{x}");
+        assert!(x.contains("<Password>p&amp;q</Password>"), "{x}");
+    }
+
+    #[test]
+    fn credentials_refusal_names_the_body_and_code() {
+        let r = Response {
+            return_code: "99".into(),
+            ..Response::default()
+        };
+        let e = check("1-AIIDHJ", r).unwrap_err();
+        assert!(matches!(e, SourceError::Refused(_)));
+        let s = e.to_string();
+        assert!(s.contains("1-AIIDHJ") && s.contains("99"), "{s}");
+    }
+
+    #[test]
+    fn success_without_a_list_is_not_an_empty_body() {
+        let r = Response {
+            return_code: "0".into(),
+            ..Response::default()
+        };
+        assert!(check("1-X", r).is_err());
+    }
+}

@@ -1,0 +1,833 @@
+//! The GMC nightly sync end to end: the `provsync emulate gmc` process, the `gmc`
+//! source, the doctors store in a real PostgreSQL database, per-body reconciliation.
+//! Expected membership comes from the emulator's register (`RegisterSpec`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use provsync_emulators::gmc::RegisterSpec;
+
+use crate::common::*;
+
+const SEED: u64 = 11;
+
+/// A running `provsync emulate gmc` process (killed on drop).
+struct Emulator {
+    child: Child,
+    url: String,
+    spec: RegisterSpec,
+}
+
+impl Emulator {
+    fn start(bodies: u32, per_body: u32, night: u32, faults: &[&str]) -> Emulator {
+        let mut child = Command::new(bin())
+            .args(["emulate", "gmc", "--listen", "127.0.0.1:0"])
+            .args(["--bodies", &bodies.to_string()])
+            .args(["--doctors-per-body", &per_body.to_string()])
+            .args(["--seed", &SEED.to_string(), "--night", &night.to_string()])
+            .args(["--username", "provsync-test"])
+            .env("PROVSYNC_GMC_EMULATOR_PASSWORD", "s3cret-test")
+            .args(faults)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn provsync emulate gmc");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("gmc emulator listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from the emulator: {line:?}"))
+            .to_string();
+        Emulator {
+            child,
+            url,
+            spec: RegisterSpec {
+                bodies,
+                doctors_per_body: per_body,
+                seed: SEED,
+                night,
+            },
+        }
+    }
+
+    /// GMC number -> body code, as this night's register has it.
+    fn membership(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        for b in 0..self.spec.bodies {
+            for d in self.spec.doctors_of(b) {
+                m.insert(d.gmc_reference_number, self.spec.body_code(b));
+            }
+        }
+        m
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a GMC job (credentials in a secret file) and returns its path.
+fn gmc_job(dir: &Path, name: &str, emu: &Emulator, pg: &PgDatabase, password: &str) -> PathBuf {
+    let secret = dir.join(format!("{name}.secret"));
+    std::fs::write(
+        &secret,
+        format!("username=provsync-test\npassword={password}\n"),
+    )
+    .unwrap();
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings/gmc-doctors.toml");
+    let scope: Vec<String> = emu
+        .spec
+        .body_codes()
+        .iter()
+        .map(|b| format!("\"{b}\""))
+        .collect();
+    let job = format!(
+        "mode = \"full\"\nscope = [{}]\nmapping = \"{}\"\n\
+         [source]\ntype = \"gmc\"\nurl = \"{}\"\nsecret_file = \"{}\"\ntimeout_secs = 20\nretries = 2\nbackoff_ms = 50\n\
+         [target]\ntype = \"postgres\"\nurl = \"{}\"\nschema = \"gmc\"\n\
+         [options]\nmax_failed_records = 0\n",
+        scope.join(", "),
+        mapping.display(),
+        emu.url,
+        secret.display(),
+        pg.url
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, job).unwrap();
+    path
+}
+
+async fn pool(pg: &PgDatabase) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .after_connect(|c, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(c, "SET search_path TO gmc").await?;
+                Ok(())
+            })
+        })
+        .connect(&pg.url)
+        .await
+        .expect("connect to the test database")
+}
+
+/// Connected doctors: GMC number -> designated body.
+async fn connected(db: &sqlx::PgPool) -> BTreeMap<String, String> {
+    sqlx::query_as::<_, (String, String)>(
+        "SELECT gmc_number, designated_body FROM doctors WHERE connected",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+async fn changes(db: &sqlx::PgPool, run: &str, kind: &str, change: &str) -> BTreeSet<String> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT source_id FROM change_log WHERE run_id = $1 AND kind = $2 AND change = $3",
+    )
+    .bind(run)
+    .bind(kind)
+    .bind(change)
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+/// Loads night 0 and checks the store equals the register.
+async fn load_night_zero(dir: &Path, pg: &PgDatabase, bodies: u32, per_body: u32) -> Run {
+    let emu = Emulator::start(bodies, per_body, 0, &[]);
+    let job = gmc_job(dir, "night0", &emu, pg, "s3cret-test");
+    let run = run(&job, &state_url(dir));
+    run.expect_code(0);
+    let db = pool(pg).await;
+    assert_eq!(connected(&db).await, emu.membership(), "night 0 store");
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_doctor_not_returned_is_disconnected_and_one_that_moved_is_not() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 3, 150).await;
+    let before = Emulator::start(3, 150, 0, &[]).membership();
+    let emu = Emulator::start(3, 150, 1, &[]);
+    let after = emu.membership();
+    let removed: BTreeSet<String> = before
+        .keys()
+        .filter(|d| !after.contains_key(*d))
+        .cloned()
+        .collect();
+    let moved: BTreeSet<String> = before
+        .iter()
+        .filter(|(d, b)| after.get(*d).is_some_and(|nb| nb != *b))
+        .map(|(d, _)| d.clone())
+        .collect();
+    assert!(
+        !removed.is_empty() && !moved.is_empty(),
+        "night 1 must remove and move doctors"
+    );
+
+    let job = gmc_job(dir.path(), "night1", &emu, &pg, "s3cret-test");
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(0);
+    run.assert_reconciled();
+    let db = pool(&pg).await;
+    assert_eq!(
+        connected(&db).await,
+        after,
+        "connected doctors and their bodies"
+    );
+    let id = run.job_id();
+    assert_eq!(
+        changes(&db, &id, "individual", "disconnected").await,
+        removed
+    );
+    assert_eq!(changes(&db, &id, "activity", "moved").await, moved);
+    assert!(moved.is_disjoint(&changes(&db, &id, "activity", "disconnected").await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_doctor_connected_manually_after_the_run_started_is_not_disconnected() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 3, 150).await;
+    let before = Emulator::start(3, 150, 0, &[]).membership();
+    // Slow answers leave time for a manual change while the run is going.
+    let emu = Emulator::start(3, 150, 1, &["--delay-ms", "1500"]);
+    let after = emu.membership();
+    let removed: Vec<String> = before
+        .keys()
+        .filter(|d| !after.contains_key(*d))
+        .cloned()
+        .collect();
+    assert!(
+        removed.len() >= 2,
+        "night 1 must remove at least two doctors"
+    );
+    let manual = &removed[0];
+
+    let job = gmc_job(dir.path(), "night1", &emu, &pg, "s3cret-test");
+    let state = state_url(dir.path());
+    let mut bg = spawn(&job, &state, dir.path(), "night1");
+    let id = bg.job_id();
+    bg.wait_for_status(&id, &state, "the run to start", |s| s["state"] == "running");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let db = pool(&pg).await;
+    let body = &before[manual];
+    let n = sqlx::query(
+        "UPDATE doctors SET connected = TRUE, designated_body = $2, admin = 'manual', \
+         updated_at = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE source_id = $1",
+    )
+    .bind(manual)
+    .bind(body)
+    .execute(&db)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(n, 1);
+    let run = bg.wait();
+    run.expect_code(0);
+    let now = connected(&db).await;
+    assert_eq!(
+        now.get(manual),
+        Some(body),
+        "the manual connection survives the sweep"
+    );
+    for d in &removed[1..] {
+        assert!(
+            !now.contains_key(d),
+            "doctor {d} left GMC and must be disconnected"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_empty_response_for_a_body_disconnects_nobody() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 3, 100).await;
+    let db = pool(&pg).await;
+    let before = connected(&db).await;
+    let spec = Emulator::start(3, 100, 0, &[]).spec;
+    let empty = spec.body_code(1);
+    let emu = Emulator::start(3, 100, 0, &["--empty-body", &empty]);
+    let job = gmc_job(dir.path(), "empty", &emu, &pg, "s3cret-test");
+    let run = run(&job, &state_url(dir.path()));
+    assert_ne!(run.code, 0, "a refused sweep is reported: {run}");
+    assert!(
+        run.stdout.contains(&empty),
+        "the report names the body: {run}"
+    );
+    assert_eq!(connected(&db).await, before, "nobody is disconnected");
+    assert!(changes(&db, &run.job_id(), "individual", "disconnected")
+        .await
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_return_code_99_fails_the_run_and_disconnects_nobody() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 2, 100).await;
+    let db = pool(&pg).await;
+    let before = connected(&db).await;
+    let emu = Emulator::start(2, 100, 1, &[]);
+    let job = gmc_job(dir.path(), "wrong-password", &emu, &pg, "not-the-password");
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(1);
+    assert_eq!(run.state(), "failed", "{run}");
+    let text = format!("{run}");
+    assert!(
+        text.contains("ReturnCode 99") && text.contains(&emu.spec.body_code(0)),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not-the-password"),
+        "the password leaked: {text}"
+    );
+    assert_eq!(connected(&db).await, before, "nobody is disconnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_two_bodies_loaded_in_parallel_with_doctors_moving_between_them_end_right() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 2, 300).await;
+    let db = pool(&pg).await;
+    // Night 2 from night 0: two nights of moves, both ways, in one run.
+    let emu = Emulator::start(2, 300, 2, &[]);
+    let job = gmc_job(dir.path(), "night2", &emu, &pg, "s3cret-test");
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(0);
+    let after = emu.membership();
+    assert_eq!(connected(&db).await, after);
+    let moved = changes(&db, &run.job_id(), "activity", "moved").await;
+    let bodies: BTreeSet<&String> = moved.iter().map(|d| &after[d]).collect();
+    assert_eq!(bodies.len(), 2, "doctors moved into both bodies");
+}
+
+#[test]
+fn gmc_emulator_answers_an_independent_soap_client_zeep() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/.venv/bin/python");
+    let has_zeep = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import zeep"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !has_zeep {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "zeep is missing from .ci/.venv and CI=true"
+        );
+        eprintln!("SKIPPED: zeep is not installed in .ci/.venv (see .ci/run)");
+        return;
+    }
+    let emu = Emulator::start(2, 40, 0, &[]);
+    let script = r#"
+import sys, zeep
+url, body = sys.argv[1], sys.argv[2]
+client = zeep.Client(url + "?WSDL")
+r = client.service.GetDoctorsForDB(
+    request={"DesignatedBodyCode": body, "ClientRequestID": "zeep-1", "InternalUser": "ci"},
+    Username="provsync-test", Password="s3cret-test")
+print(r.ReturnCode, len(r.Doctors.GetDoctorsForDBResponse_Doctor), r.ClientRequestID)
+bad = client.service.GetDoctorsForDB(
+    request={"DesignatedBodyCode": body}, Username="provsync-test", Password="wrong")
+print(bad.ReturnCode)
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script, &emu.url, &emu.spec.body_code(1)])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "zeep failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "0 40 zeep-1\n99");
+}
+
+/// Messages on a queue: (routing key, payload), until it is empty.
+async fn drain(channel: &lapin::Channel, queue: &str) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    while let Some(m) = channel
+        .basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("basic_get")
+    {
+        let payload = serde_json::from_slice(&m.delivery.data).expect("JSON payload");
+        out.push((m.delivery.routing_key.to_string(), payload));
+    }
+    out
+}
+
+fn relay(pg: &PgDatabase) -> Run {
+    let o = Command::new(bin())
+        .args(["relay-changes", "--database", &pg.url, "--schema", "gmc"])
+        .args([
+            "--amqp",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "--until-empty",
+        ])
+        .output()
+        .expect("spawn provsync relay-changes");
+    let run = Run {
+        code: o.status.code().unwrap_or(-1),
+        summary: serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    };
+    run.expect_code(0);
+    run
+}
+
+/// A queue bound to `provsync.changes` for every GMC connection event, or None when
+/// RabbitMQ is unreachable (a failure under CI=true).
+async fn bound_queue(name: &str) -> Option<(lapin::Connection, lapin::Channel)> {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = match lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "RabbitMQ is unreachable and CI=true: {e}"
+            );
+            eprintln!("SKIPPED: RabbitMQ at 127.0.0.1:5672 is unreachable ({e})");
+            return None;
+        }
+    };
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        "provsync.changes".into(),
+        lapin::ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    // Durable (it must outlive a broker restart) and expiring a minute after its
+    // last use, so a failed test leaves no queue behind.
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), lapin::types::AMQPValue::LongInt(60_000));
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        name.into(),
+        "provsync.changes".into(),
+        "gmc.doctor.*".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    Some((conn, ch))
+}
+
+/// Connection events of a run as (routing key, GMC number, previous, new body).
+type Event = (String, String, Option<String>, Option<String>);
+
+async fn logged_events(db: &sqlx::PgPool, run: &str) -> BTreeSet<Event> {
+    sqlx::query_as::<_, (String, String, Option<String>, Option<String>)>(
+        "SELECT 'gmc.doctor.' || event, gmc_number, previous_body, new_body \
+         FROM connection_log WHERE run_id = $1",
+    )
+    .bind(run)
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+fn received_events(msgs: &[(String, serde_json::Value)], run: &str) -> BTreeSet<Event> {
+    let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    msgs.iter()
+        .filter(|(_, p)| p["run_id"] == run)
+        .map(|(k, p)| {
+            (
+                k.clone(),
+                s(&p["gmc_number"]).unwrap(),
+                s(&p["previous_body"]),
+                s(&p["new_body"]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_every_connection_change_is_logged_and_arrives_on_a_queue_bound_to_provsync_changes() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let queue = format!("provsync-e2e-{}", pg.name);
+    let _broker = BROKER.lock().await;
+    let Some((_conn, ch)) = bound_queue(&queue).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let night0 = load_night_zero(dir.path(), &pg, 2, 100).await;
+    let before = Emulator::start(2, 100, 0, &[]).membership();
+    let emu = Emulator::start(2, 100, 1, &[]);
+    let after = emu.membership();
+    let job = gmc_job(dir.path(), "night1", &emu, &pg, "s3cret-test");
+    let night1 = run(&job, &state_url(dir.path()));
+    night1.expect_code(0);
+    let relayed = relay(&pg);
+    let msgs = drain(&ch, &queue).await;
+    let db = pool(&pg).await;
+
+    // Night 0: every doctor connected to its body.
+    let connects: BTreeSet<Event> = before
+        .iter()
+        .map(|(d, b)| {
+            (
+                "gmc.doctor.connected".into(),
+                d.clone(),
+                None,
+                Some(b.clone()),
+            )
+        })
+        .collect();
+    let id0 = night0.job_id();
+    assert_eq!(logged_events(&db, &id0).await, connects);
+    assert_eq!(received_events(&msgs, &id0), connects);
+
+    // Night 1: moves with both bodies, disconnects with the last one, new connections.
+    let mut expected = BTreeSet::new();
+    for (d, b) in &before {
+        match after.get(d) {
+            None => expected.insert((
+                "gmc.doctor.disconnected".into(),
+                d.clone(),
+                Some(b.clone()),
+                None,
+            )),
+            Some(nb) if nb != b => expected.insert((
+                "gmc.doctor.moved".into(),
+                d.clone(),
+                Some(b.clone()),
+                Some(nb.clone()),
+            )),
+            Some(_) => false,
+        };
+    }
+    for (d, b) in &after {
+        if !before.contains_key(d) {
+            expected.insert((
+                "gmc.doctor.connected".into(),
+                d.clone(),
+                None,
+                Some(b.clone()),
+            ));
+        }
+    }
+    let id1 = night1.job_id();
+    assert!(expected.iter().any(|e| e.0 == "gmc.doctor.moved"));
+    assert!(expected.iter().any(|e| e.0 == "gmc.doctor.disconnected"));
+    assert_eq!(logged_events(&db, &id1).await, expected);
+    assert_eq!(received_events(&msgs, &id1), expected);
+    let ours = msgs
+        .iter()
+        .filter(|(_, p)| p["run_id"] == id0.as_str() || p["run_id"] == id1.as_str())
+        .count();
+    assert_eq!(
+        ours as u64,
+        relayed.summary["published"].as_u64().unwrap(),
+        "one message per outbox row, none twice"
+    );
+    delete_queue(&ch, &queue).await;
+}
+
+async fn delete_queue(ch: &lapin::Channel, queue: &str) {
+    ch.queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+        .await
+        .expect("delete the test queue");
+}
+
+/// Held by the tests that use RabbitMQ: the outage test must not cut another off.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Stops the RabbitMQ application; starts it again when dropped (also on panic).
+struct BrokerOutage;
+
+impl BrokerOutage {
+    fn begin() -> BrokerOutage {
+        rabbitmqctl("stop_app");
+        BrokerOutage
+    }
+}
+
+impl Drop for BrokerOutage {
+    fn drop(&mut self) {
+        rabbitmqctl("start_app");
+    }
+}
+
+fn rabbitmqctl(action: &str) {
+    let o = Command::new("rabbitmqctl")
+        .arg(action)
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl {action}: {e}"));
+    assert!(
+        o.status.success(),
+        "rabbitmqctl {action}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_changes_made_while_rabbitmq_is_down_arrive_once_it_is_back() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let queue = format!("provsync-e2e-{}", pg.name);
+    let _broker = BROKER.lock().await;
+    let Some((conn, _ch)) = bound_queue(&queue).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The relay runs throughout: connected first, then cut off, then back.
+    let mut relay = Command::new(bin())
+        .args(["relay-changes", "--database", &pg.url, "--schema", "gmc"])
+        .args([
+            "--amqp",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "--poll-ms",
+            "100",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn provsync relay-changes");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let night0 = {
+        let _outage = BrokerOutage::begin();
+        drop(conn);
+        // The sync does not wait for the broker: it only writes the outbox.
+        let emu = Emulator::start(2, 60, 0, &[]);
+        let job = gmc_job(dir.path(), "night0", &emu, &pg, "s3cret-test");
+        let started = std::time::Instant::now();
+        let run = run(&job, &state_url(dir.path()));
+        run.expect_code(0);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        run
+    };
+    let (_conn, ch) = bound_queue(&queue).await.expect("RabbitMQ is back");
+    let db = pool(&pg).await;
+    let id = night0.job_id();
+    let expected = logged_events(&db, &id).await;
+    assert_eq!(expected.len(), 120, "one connection event per doctor");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut msgs = Vec::new();
+    while received_events(&msgs, &id).len() < expected.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {} events arrived after the broker came back",
+            received_events(&msgs, &id).len(),
+            expected.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        msgs.extend(drain(&ch, &queue).await);
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+    assert_eq!(received_events(&msgs, &id), expected);
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM change_outbox WHERE published_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0, "the outbox is drained");
+    delete_queue(&ch, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_return_code_98_is_retried_until_the_body_answers() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(3, 50, 0, &["--error-98-share", "0.5"]);
+    let job = gmc_job(dir.path(), "flaky", &emu, &pg, "s3cret-test");
+    // Retries raised so a run of 98s cannot outlast them.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("retries = 2", "retries = 8");
+    std::fs::write(&job, text).unwrap();
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("ReturnCode 98"),
+        "98s were met and retried: {run}"
+    );
+    assert_eq!(connected(&pool(&pg).await).await, emu.membership());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_malformed_response_fails_the_run_naming_the_body_and_disconnects_nobody() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 2, 100).await;
+    let db = pool(&pg).await;
+    let before = connected(&db).await;
+    let bad = RegisterSpec {
+        bodies: 2,
+        doctors_per_body: 100,
+        seed: SEED,
+        night: 1,
+    }
+    .body_code(1);
+    let emu = Emulator::start(2, 100, 1, &["--malformed-body", &bad]);
+    let job = gmc_job(dir.path(), "malformed", &emu, &pg, "s3cret-test");
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(1);
+    let text = format!("{run}");
+    assert!(text.contains(&bad) && text.contains("malformed"), "{text}");
+    assert!(changes(&db, &run.job_id(), "individual", "disconnected")
+        .await
+        .is_empty());
+    let now = connected(&db).await;
+    for (d, b) in &before {
+        assert!(now.contains_key(d), "doctor {d} of {b} must stay connected");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_return_code_81_fails_the_run_naming_the_denied_body() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Emulator::start(2, 30, 0, &[]).spec;
+    let denied = spec.body_code(1);
+    let emu = Emulator::start(2, 30, 0, &["--deny-body", &denied]);
+    let job = gmc_job(dir.path(), "denied", &emu, &pg, "s3cret-test");
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(1);
+    let text = format!("{run}");
+    assert!(
+        text.contains(&format!("designated body {denied}: ReturnCode 81")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_body_shrinking_more_than_the_allowed_share_is_refused_and_reported() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 2, 200).await;
+    let db = pool(&pg).await;
+    let before = connected(&db).await;
+    // Five nights of departures (about 10% of each body) against a 1% allowance.
+    let emu = Emulator::start(2, 200, 5, &[]);
+    let after = emu.membership();
+    let gone: Vec<&String> = before.keys().filter(|d| !after.contains_key(*d)).collect();
+    assert!(
+        gone.len() > 8,
+        "the register must lose doctors: {}",
+        gone.len()
+    );
+    let job = gmc_job(dir.path(), "shrink", &emu, &pg, "s3cret-test");
+    let text = std::fs::read_to_string(&job).unwrap() + "max_disconnect_share = 0.01\n";
+    std::fs::write(&job, text).unwrap();
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(2);
+    let report = run.stdout.clone();
+    assert!(
+        report.contains(&emu.spec.body_code(0)) && report.contains("above the allowed"),
+        "{run}"
+    );
+    let now = connected(&db).await;
+    for d in gone {
+        assert!(now.contains_key(d), "doctor {d} must stay connected");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_emulator_answers_soap_12_in_soap_12() {
+    let emu = Emulator::start(1, 5, 0, &[]);
+    let envelope = format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<soap12:Envelope xmlns:soap12="http://www.w3.org/2003/05/soap-envelope">
+  <soap12:Body>
+    <GetDoctorsForDB xmlns="https://webcache.gmc-uk.org/GMCWebServices/">
+      <request><DesignatedBodyCode>{}</DesignatedBodyCode><ClientRequestID>c12</ClientRequestID></request>
+      <Username>provsync-test</Username><Password>s3cret-test</Password>
+    </GetDoctorsForDB>
+  </soap12:Body>
+</soap12:Envelope>"#,
+        emu.spec.body_code(0)
+    );
+    let resp = reqwest::Client::new()
+        .post(&emu.url)
+        .header(
+            "Content-Type",
+            "application/soap+xml; charset=utf-8; action=\"https://webcache.gmc-uk.org/GMCWebServices/GetDoctorsForDB\"",
+        )
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/soap+xml"));
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("http://www.w3.org/2003/05/soap-envelope"),
+        "{body}"
+    );
+    assert_eq!(body.matches("<GMCReferenceNumber>").count(), 5, "{body}");
+    assert!(body.contains("<ReturnCode>0</ReturnCode>") && body.contains("c12"));
+}
