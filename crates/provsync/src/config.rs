@@ -81,6 +81,9 @@ pub struct ConfigFile {
     /// State store URL.
     #[serde(default)]
     pub state: Option<String>,
+    /// Stage queue URL (`amqp://...` for the distributed runtime).
+    #[serde(default)]
+    pub queue: Option<String>,
     /// API tokens.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
@@ -259,6 +262,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// State store URL (may carry a password: never print it whole).
     pub state: String,
+    /// Stage queue URL; `None` runs the stages in this process.
+    pub queue: Option<String>,
     /// API tokens.
     pub tokens: Vec<Token>,
     /// Callback delivery.
@@ -276,6 +281,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--state`.
     pub state: Option<String>,
+    /// `--queue`.
+    pub queue: Option<String>,
 }
 
 /// A configuration problem, naming the file and the key at fault.
@@ -283,17 +290,28 @@ pub struct Overrides {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// Variables of the `PROVSYNC_` family that are not configuration keys.
-const NOT_CONFIG: [&str; 5] = [
+/// Prefixes of `PROVSYNC_` variables that other commands read (not configuration
+/// keys, not warned about).
+const NOT_CONFIG: [&str; 8] = [
     "PROVSYNC_CONFIG",
     "PROVSYNC_LOG",
-    "PROVSYNC_LOG_FORMAT",
     "PROVSYNC_DATA_DIR",
-    "PROVSYNC_BENCH_POSTGRES",
+    "PROVSYNC_BENCH",
+    "PROVSYNC_GMC_",
+    "PROVSYNC_RELAY_",
+    "PROVSYNC_CHAOS_",
+    "PROVSYNC_ONEKEY_",
 ];
 
 /// Top-level keys of the file, for telling overrides from unrelated variables.
-const KEYS: [&str; 5] = ["listen", "state", "tokens", "callbacks", "schedules"];
+const KEYS: [&str; 6] = [
+    "listen",
+    "state",
+    "queue",
+    "tokens",
+    "callbacks",
+    "schedules",
+];
 
 /// Parses a configuration file's text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
@@ -317,7 +335,7 @@ pub fn parse_with_env(
         let Some(rest) = name.strip_prefix("PROVSYNC_") else {
             continue;
         };
-        if NOT_CONFIG.contains(&name.as_str()) || raw.trim().is_empty() {
+        if NOT_CONFIG.iter().any(|p| name.starts_with(p)) || raw.trim().is_empty() {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -423,12 +441,22 @@ pub fn resolve(
     if state.trim().is_empty() {
         return Err(ConfigError("state: must not be empty".into()));
     }
+    let queue = flags.queue.clone().or(file.queue);
+    if let Some(q) = &queue {
+        if !(q.starts_with("amqp://") || q.starts_with("memory://")) {
+            return Err(ConfigError(format!(
+                "queue: expected amqp://... or memory://, got {:?}",
+                redact_url(q)
+            )));
+        }
+    }
     let tokens = tokens(&file.tokens)?;
     let callbacks = callbacks(&file.callbacks, file.base_dir.as_deref())?;
     let schedules = schedules(&file.schedules, file.base_dir.as_deref())?;
     Ok(Config {
         listen,
         state,
+        queue,
         tokens,
         callbacks,
         schedules,
@@ -689,7 +717,7 @@ mod tests {
         assert_eq!(c.state, "sqlite://f.db");
         let flags = Overrides {
             listen: Some("127.0.0.1:3".into()),
-            state: None,
+            ..Overrides::default()
         };
         assert_eq!(resolve(Some(f), env, &flags).unwrap().listen.port(), 3);
     }

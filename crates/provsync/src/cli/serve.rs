@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::config::{self, Overrides};
-use crate::job::Engine;
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
@@ -22,6 +21,10 @@ pub struct ServeArgs {
     /// State store URL (overrides the config and `PROVSYNC_STATE`).
     #[arg(long)]
     pub state: Option<String>,
+    /// Stage queue URL (overrides the config and `PROVSYNC_QUEUE`): `amqp://...`
+    /// puts the stages on RabbitMQ for `provsync worker` processes.
+    #[arg(long)]
+    pub queue: Option<String>,
 }
 
 /// Arguments of `config`.
@@ -59,15 +62,30 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let flags = Overrides {
         listen: a.listen.clone(),
         state: a.state.clone(),
+        queue: a.queue.clone(),
     };
     let cfg = load(a.config.as_ref(), &flags)?;
     if cfg.tokens.is_empty() {
         eprintln!("warning: no [[tokens]] configured: every /v1 route will answer 401");
     }
-    let store = crate::store::open(&cfg.state)
-        .await
-        .with_context(|| format!("opening state store {}", config::redact_url(&cfg.state)))?;
-    let engine = Engine::new(store);
+    let engine = super::worker::open_engine(
+        &cfg.state,
+        cfg.queue.as_deref(),
+        super::worker::DEFAULT_MAX_ATTEMPTS,
+    )
+    .await?;
+    // An in-process queue has no other consumer than this process.
+    let stages = match (
+        &engine.queue,
+        super::worker::needs_own_stages(cfg.queue.as_deref()),
+    ) {
+        (Some(q), true) => Some(
+            crate::job::distributed::StageWorker::new(engine.clone(), q.clone())
+                .start(2)
+                .await?,
+        ),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -91,6 +109,9 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::api::serve(listener, engine, opts, shutdown_signal())
         .await
         .context("serving the API")?;
+    if let Some(s) = stages {
+        s.cancel();
+    }
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -133,3 +133,28 @@ crate::on_both_stores!(
     abort_over_http_ends_a_running_job_aborted,
     a_job_running_at_sigterm_is_resumed_by_the_next_server,
 );
+
+/// `serve` with a stage queue (`PROVSYNC_QUEUE`): the in-process one runs the same
+/// distributed pipeline (pages through the queue, the barrier) inside the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_queue_runs_jobs_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    let s = Server::start_with_env(dir, &state, "", &[("PROVSYNC_QUEUE", "memory://")]);
+    let world = generate(s.path(), 2_000);
+    let (_, extracted, entities) = world_counts(&world);
+    let mut body = job(&world, &s.path().join("provider.db"));
+    body["options"] = serde_json::json!({"page_size": 250});
+    let (st, v) = s.submit(&body).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let done = s.wait_terminal(v["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "completed", "{done:#}\n{}", s.logs());
+    let total = &done["counts"]["total"];
+    assert_eq!(n(&total["extracted"]), extracted, "{done:#}");
+    assert_eq!(n(&total["created"]), entities, "{done:#}");
+    assert!(
+        !s.logs().contains("names no configuration key"),
+        "{}",
+        s.logs()
+    );
+}
