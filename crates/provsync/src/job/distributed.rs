@@ -84,11 +84,28 @@ pub async fn publish_page(
         .map_err(queue_err)
 }
 
+/// How long the driver's waits ride out a state store that does not answer (a
+/// PostgreSQL restart) before giving the job up to its lease.
+const STORE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Pages recorded in the ledger and pages loaded.
 async fn ledger_progress(ctx: &JobContext) -> Result<(u64, u64), EngineError> {
-    let pages = ctx.store().pages(&ctx.id).await?;
-    let loaded = pages.iter().filter(|p| p.loaded).count() as u64;
-    Ok((pages.len() as u64, loaded))
+    let started = std::time::Instant::now();
+    loop {
+        match ctx.store().pages(&ctx.id).await {
+            Ok(pages) => {
+                let loaded = pages.iter().filter(|p| p.loaded).count() as u64;
+                return Ok((pages.len() as u64, loaded));
+            }
+            Err(provsync_core::store::StoreError::Backend(e))
+                if started.elapsed() < STORE_PATIENCE =>
+            {
+                tracing::warn!(job = %ctx.id, error = %e, "state store unavailable; waiting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Stops extraction when another process (a worker that met a poison message)

@@ -48,7 +48,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         2,
         "schedules callbacks",
-        include_str!("../../migrations/sqlite/0002_schedules_callbacks.sql"),
+        // Portable SQL: the PostgreSQL store's file, not a copy.
+        include_str!("../../migrations/postgres/0002_schedules_callbacks.sql"),
     ),
 ];
 

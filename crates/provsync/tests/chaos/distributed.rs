@@ -307,3 +307,126 @@ async fn a_page_no_worker_can_process_is_dead_lettered_and_the_job_fails_saying_
     assert_eq!(counts["extracted"], counts["rejected"], "{summary:#}");
     assert!(counts["rejected"].as_u64().unwrap() > 0);
 }
+
+/// The job id a `provsync run` printed on stderr (`job <id> started`).
+fn job_id_from(stderr: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(stderr).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("job ")?.strip_suffix(" started"))
+        .map(str::to_owned)
+}
+
+fn status_of(id: &str, state: &str) -> serde_json::Value {
+    let o = Command::new(bin())
+        .args(["status", id, "--json", "--state", state])
+        .env_remove("PROVSYNC_STATE")
+        .output()
+        .expect("provsync status");
+    serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_mid_job_ends_with_the_job_resumed_and_nothing_lost() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if !broker_up() {
+        return;
+    }
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let world = generate(dir.path(), 30_000, 5, 1);
+    let snap = Snapshot::load(&world);
+    let job = Job::full(&world, &pg.target())
+        .option("page_size = 500")
+        .write(&dir.path().join("job.toml"));
+    let prefix = format!("provsync-pgrestart-{}", std::process::id());
+    let queue = format!("{AMQP}?prefix={prefix}");
+    let mut workers: Vec<Child> = (0..2)
+        .map(|i| spawn_worker(dir.path(), &pg.url, &queue, &format!("worker{i}"), 5))
+        .collect();
+    let (mut driver, _) = spawn_driver(dir.path(), &job, &pg.url, &queue);
+    let stderr = dir.path().join("driver.stderr");
+    let started = Instant::now();
+    let id = loop {
+        if let Some(id) = job_id_from(&stderr) {
+            break id;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            logs(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Some pages in, then the server restarts under every process.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cluster = std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .expect("a PostgreSQL cluster under /etc/postgresql");
+    let o = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &cluster, "main", "restart"])
+        .output()
+        .expect("pg_ctlcluster");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The driver may ride it out or die; either way the job ends (a worker takes
+    // over a dead driver's job once its lease lapses).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let end = loop {
+        let _ = driver.try_wait();
+        let s = status_of(&id, &pg.url);
+        if matches!(
+            s["state"].as_str(),
+            Some("completed" | "completed_with_errors" | "failed" | "aborted")
+        ) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job did not end after the restart: {s:#}\n{}",
+            logs(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let _ = driver.kill();
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    delete_queues(&prefix);
+    eprintln!(
+        "after the PostgreSQL restart the job ended {}",
+        end["state"]
+    );
+    let counts = &end["counts"];
+    let n = |k: &str| counts[k].as_u64().unwrap_or(0);
+    // Nothing lost: every extracted record has exactly one outcome.
+    assert_eq!(
+        n("extracted"),
+        n("rejected")
+            + n("created")
+            + n("updated")
+            + n("unchanged")
+            + n("failed")
+            + n("relations_staged"),
+        "counts reconcile: {end:#}"
+    );
+    assert!(n("extracted") > 0, "{end:#}");
+    if end["state"] == "completed" {
+        let mut c = Checks::default();
+        c.eq("extracted", n("extracted"), snap.extracted());
+        let db = Db::open(&pg.target()).await;
+        check_target_matches(&mut c, &db, &snap, "after the PostgreSQL restart").await;
+        db.close().await;
+        c.finish();
+    } else {
+        assert_eq!(end["state"], "failed", "{end:#}");
+        assert!(
+            end["failure"].is_string(),
+            "a failure names its cause: {end:#}"
+        );
+    }
+}
