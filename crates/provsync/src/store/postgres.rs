@@ -141,7 +141,11 @@ impl PostgresStore {
         let pw = parsed.password.as_deref();
         let opts = PgConnectOptions::from_str(&parsed.connect)
             .map_err(|e| StoreError::Backend(redact(format!("invalid PostgreSQL URL: {e}"), pw)))?
-            .application_name("provsync-state");
+            .application_name("provsync-state")
+            // Plan each lookup for its own arguments: a prepared statement's generic
+            // plan, made while `record_state` was still empty, scanned the whole
+            // table on every page once it held hundreds of thousands of rows.
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let set_path = format!("SET search_path TO {}", parsed.schema);
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
