@@ -151,8 +151,15 @@ impl Queue for MemoryQueue {
         let max_attempts = self.max_attempts;
         tokio::spawn(async move {
             loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
+                // A receiver dropped with deliveries still buffered holds their
+                // permits: wait for one only while the receiver lives, so the
+                // buffered deliveries are dropped (and requeued) with the channel.
+                let permit = tokio::select! {
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                    _ = tx.closed() => return,
                 };
                 // A slot in the channel first, so a message is only taken off the
                 // queue when it can be handed over at once (a message dropped for a
