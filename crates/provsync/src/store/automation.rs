@@ -8,12 +8,6 @@
 //! so two processes fire one schedule one after the other, and the second sees the
 //! first's tick in `schedule_runs` (whose primary key would refuse it anyway).
 
-/// Queues a job's callback for one event if the job has a callback URL; binds
-/// (job id, event, now). Used by `create_job` and by the transition that ends a job.
-pub(super) const QUEUE_CALLBACK: &str = "INSERT INTO callbacks (job_id, event, url, next_at, \
-     created_at) SELECT id, $2, callback_url, $3, $3 FROM jobs \
-     WHERE id = $1 AND callback_url IS NOT NULL ON CONFLICT DO NOTHING";
-
 /// Expands the schedule and callback queries inside a backend module.
 macro_rules! automation_queries {
     ($pool:ty) => {
@@ -34,6 +28,29 @@ macro_rules! automation_queries {
 
         fn opt_dt(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
             ms.map(ms_to_dt).transpose()
+        }
+
+        /// Queues a job's callback for `event` if it has a callback URL (once per
+        /// event), in the caller's transaction: `create_job` for `accepted`, the
+        /// transition that ends the job for `finished`.
+        pub(super) async fn queue_callback(
+            conn: &mut <<$pool as PoolDb>::Db as sqlx::Database>::Connection,
+            id: &JobId,
+            event: &str,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO callbacks (job_id, event, url, next_at, created_at) \
+                 SELECT id, $2, callback_url, $3, $3 FROM jobs \
+                 WHERE id = $1 AND callback_url IS NOT NULL ON CONFLICT DO NOTHING",
+            )
+            .bind(id.as_str())
+            .bind(event)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map_err(db("queue callback"))?;
+            Ok(())
         }
 
         pub(super) async fn fire_schedule(

@@ -163,24 +163,7 @@ pub(super) async fn insert_job(
     .execute(&mut *conn)
     .await
     .map_err(db("create job"))?;
-    queue_callback(conn, id, "accepted", now).await
-}
-
-/// Queues a job's callback for `event` if it has a callback URL (once per event).
-pub(super) async fn queue_callback(
-    conn: &mut SqliteConnection,
-    id: &JobId,
-    event: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(super::super::automation::QUEUE_CALLBACK)
-        .bind(id.as_str())
-        .bind(event)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map_err(db("queue callback"))?;
-    Ok(())
+    super::automation::queue_callback(conn, id, "accepted", now).await
 }
 
 pub(super) async fn dispatch(
@@ -307,7 +290,7 @@ pub(super) async fn transition(
     .map_err(db("transition job"))?;
     append_transition(&mut tx, id, from, to, now, reason).await?;
     if to.is_terminal() {
-        queue_callback(&mut tx, id, "finished", now).await?;
+        super::automation::queue_callback(&mut tx, id, "finished", now).await?;
         // A finished job holds nothing: its lease would only make it look alive.
         sqlx::query("DELETE FROM leases WHERE name = ?")
             .bind(format!("job:{id}"))
