@@ -413,24 +413,18 @@ pub fn from_env() -> Result<ConfigFile, ConfigError> {
     parse_with_env("", "environment", std::env::vars())
 }
 
-/// Resolves defaults <- file and environment <- command-line overrides, and
-/// validates the result.
-pub fn resolve(
-    file: Option<ConfigFile>,
-    env: impl Fn(&str) -> Option<String>,
-    flags: &Overrides,
-) -> Result<Config, ConfigError> {
+/// Resolves defaults <- file (with its `PROVSYNC_*` overrides, applied by
+/// [`parse_with_env`]) <- command-line overrides, and validates the result.
+pub fn resolve(file: Option<ConfigFile>, flags: &Overrides) -> Result<Config, ConfigError> {
     let file = file.unwrap_or_default();
     let listen = flags
         .listen
         .clone()
-        .or_else(|| env("PROVSYNC_LISTEN"))
         .or(file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let state = flags
         .state
         .clone()
-        .or_else(|| env("PROVSYNC_STATE"))
         .or(file.state)
         .unwrap_or_else(|| DEFAULT_STATE.to_owned());
     let listen: SocketAddr = listen.parse().map_err(|_| {
@@ -585,11 +579,6 @@ fn schedules(entries: &[ScheduleEntry], base: Option<&Path>) -> Result<Vec<Sched
     schedule::dependency_order(by_name).map_err(ConfigError)
 }
 
-/// Reads the process environment, ignoring empty values.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 fn tokens(entries: &[TokenEntry]) -> Result<Vec<Token>, ConfigError> {
     let mut names = HashSet::new();
     let mut hashes = HashSet::new();
@@ -680,7 +669,7 @@ mod tests {
             "c.toml",
         )
         .unwrap();
-        let c = resolve(Some(f), |_| None, &Overrides::default()).unwrap();
+        let c = resolve(Some(f), &Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
         assert!(c.schedules.is_empty() && c.callbacks.secret.is_none());
         assert_eq!(c.tokens[0].role, Role::Operate);
@@ -710,16 +699,20 @@ mod tests {
 
     #[test]
     fn precedence_is_flags_then_env_then_file() {
-        let f = parse("listen = \"127.0.0.1:1\"\nstate = \"sqlite://f.db\"\n", "c").unwrap();
-        let env = |k: &str| (k == "PROVSYNC_LISTEN").then(|| "127.0.0.1:2".to_owned());
-        let c = resolve(Some(f.clone()), env, &Overrides::default()).unwrap();
+        let f = parse_with_env(
+            "listen = \"127.0.0.1:1\"\nstate = \"sqlite://f.db\"\n",
+            "c",
+            [("PROVSYNC_LISTEN".to_owned(), "127.0.0.1:2".to_owned())],
+        )
+        .unwrap();
+        let c = resolve(Some(f.clone()), &Overrides::default()).unwrap();
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.state, "sqlite://f.db");
         let flags = Overrides {
             listen: Some("127.0.0.1:3".into()),
             ..Overrides::default()
         };
-        assert_eq!(resolve(Some(f), env, &flags).unwrap().listen.port(), 3);
+        assert_eq!(resolve(Some(f), &flags).unwrap().listen.port(), 3);
     }
 
     #[test]
@@ -729,7 +722,7 @@ mod tests {
             "c",
         )
         .unwrap();
-        let e = resolve(Some(f), |_| None, &Overrides::default()).unwrap_err();
+        let e = resolve(Some(f), &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("tokens[0].sha256"), "{e}");
     }
 
@@ -774,7 +767,7 @@ mod tests {
         assert_eq!(f.callbacks.allowed_hosts, ["crm.example"]);
         assert_eq!(f.tokens[0].role, Role::Admin);
         assert_eq!(f.ignored_env, ["PROVSYNC_LISTN"]);
-        let c = resolve(Some(f), |_| None, &Overrides::default()).unwrap();
+        let c = resolve(Some(f), &Overrides::default()).unwrap();
         assert_eq!(
             c.callbacks.secret.as_deref(),
             Some(&b"0123456789abcdef0123"[..])

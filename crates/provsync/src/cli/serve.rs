@@ -50,7 +50,7 @@ fn load(path: Option<&PathBuf>, flags: &Overrides) -> anyhow::Result<config::Con
         Some(p) => config::read(p)?,
         None => config::from_env()?,
     };
-    let cfg = config::resolve(Some(file), config::process_env, flags)?;
+    let cfg = config::resolve(Some(file), flags)?;
     for var in &cfg.ignored_env {
         eprintln!("warning: {var} names no configuration key; ignored");
     }
