@@ -522,6 +522,10 @@ pub trait StateStore: Send + Sync {
         id: &JobId,
     ) -> Result<(), StoreError>;
 
+    /// Pages recorded in the ledger and how many of them are loaded (the
+    /// distributed driver's window and barrier, polled: a count, not the rows).
+    async fn page_progress(&self, id: &JobId) -> Result<(u64, u64), StoreError>;
+
     // --- schedules ---
     /// Atomically claims a cron tick (once across every process) or a manual
     /// trigger, and creates the schedule's job unless its previous one is active.

@@ -92,11 +92,8 @@ const STORE_PATIENCE: Duration = Duration::from_secs(60);
 async fn ledger_progress(ctx: &JobContext) -> Result<(u64, u64), EngineError> {
     let started = std::time::Instant::now();
     loop {
-        match ctx.store().pages(&ctx.id).await {
-            Ok(pages) => {
-                let loaded = pages.iter().filter(|p| p.loaded).count() as u64;
-                return Ok((pages.len() as u64, loaded));
-            }
+        match ctx.store().page_progress(&ctx.id).await {
+            Ok(progress) => return Ok(progress),
             Err(provsync_core::store::StoreError::Backend(e))
                 if started.elapsed() < STORE_PATIENCE =>
             {

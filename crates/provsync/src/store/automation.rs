@@ -1,4 +1,4 @@
-//! Schedules and the callback outbox, written once for both backends: the SQL is
+//! Schedules, the callback outbox and the ledger's page count, written once for both backends: the SQL is
 //! portable (`$N` placeholders, which SQLite takes too; `ON CONFLICT`; no row
 //! locks), and [`automation_queries!`] expands the same functions over each
 //! backend's pool, `begin`, `col` and `jobs::insert_job`.
@@ -51,6 +51,21 @@ macro_rules! automation_queries {
             .await
             .map_err(db("queue callback"))?;
             Ok(())
+        }
+
+        pub(super) async fn page_progress(
+            pool: &$pool,
+            id: &JobId,
+        ) -> Result<(u64, u64), StoreError> {
+            let (recorded, loaded): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN loaded THEN 1 ELSE 0 END), 0) \
+                 FROM pages WHERE job_id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_one(pool)
+            .await
+            .map_err(db("count pages"))?;
+            Ok((recorded.max(0) as u64, loaded.max(0) as u64))
         }
 
         pub(super) async fn fire_schedule(

@@ -634,6 +634,7 @@ pub async fn record_page_is_idempotent_and_moves_checkpoint(s: &dyn StateStore) 
     let id = running_job(s, "t").await;
     assert_eq!(s.checkpoint(&id).await.unwrap(), None);
     assert!(s.pages(&id).await.unwrap().is_empty());
+    assert_eq!(s.page_progress(&id).await.unwrap(), (0, 0));
     let first = Checkpoint {
         next_page: 0,
         next_cursor: Some(Cursor("start".into())),
@@ -657,6 +658,11 @@ pub async fn record_page_is_idempotent_and_moves_checkpoint(s: &dyn StateStore) 
         .await
         .unwrap());
     record(s, &id, 0).await;
+    assert_eq!(
+        s.page_progress(&id).await.unwrap(),
+        (2, 1),
+        "recorded, loaded"
+    );
     let pages = s.pages(&id).await.unwrap();
     assert_eq!(pages.len(), 2);
     assert_eq!(pages[0].page_no, 0);

@@ -262,6 +262,10 @@ macro_rules! forward_state_store {
                 .await
             }
 
+            async fn page_progress(&self, id: &JobId) -> Result<(u64, u64), StoreError> {
+                automation::page_progress(&self.pool, id).await
+            }
+
             async fn fire_schedule(&self, fire: &ScheduleFire<'_>) -> Result<Fired, StoreError> {
                 automation::fire_schedule(&self.pool, fire).await
             }
