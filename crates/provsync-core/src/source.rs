@@ -44,6 +44,48 @@ pub struct Page {
     pub bad: Vec<BadRecord>,
     /// Cursor of the next page; `None` on the last page.
     pub next: Option<Cursor>,
+    /// Set by sources that deliver each scope whole in one page (a GMC designated
+    /// body): what this page says of its scope, so the sweep runs scope by scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<ScopeSnapshot>,
+}
+
+/// What a page says of the one scope it holds whole. The sweep of a scope runs only
+/// after its page, complete, is loaded; a failed scope disconnects nothing, and the
+/// job goes on with the other scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ScopeSnapshot {
+    /// The source answered with success: the page holds every record of the scope.
+    Complete {
+        /// The scope.
+        scope: Scope,
+    },
+    /// The source could not deliver the scope (access denied, malformed answer,
+    /// retries exhausted): the page holds no record of it.
+    Failed {
+        /// The scope.
+        scope: Scope,
+        /// Why, naming the scope and the source's answer.
+        reason: String,
+    },
+}
+
+impl ScopeSnapshot {
+    /// The scope the page is about.
+    pub fn scope(&self) -> &Scope {
+        match self {
+            ScopeSnapshot::Complete { scope } | ScopeSnapshot::Failed { scope, .. } => scope,
+        }
+    }
+
+    /// Why the scope failed, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            ScopeSnapshot::Complete { .. } => None,
+            ScopeSnapshot::Failed { reason, .. } => Some(reason),
+        }
+    }
 }
 
 /// A source failure.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::job::{JobId, JobSpec, JobState, KindCounts, Stage};
 use crate::mapped::MappedRecord;
 use crate::model::{ContentHash, EntityKind, Scope, SourceId};
-use crate::source::Cursor;
+use crate::source::{Cursor, ScopeSnapshot};
 
 /// A job as persisted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +94,10 @@ pub struct PageEntry {
     pub loaded: bool,
     /// Records it held.
     pub records: u64,
+    /// What it says of its scope, for sources that deliver a scope per page.
+    pub snapshot: Option<ScopeSnapshot>,
+    /// Its counts, once loaded.
+    pub counts: Option<KindCounts>,
 }
 
 /// A rejected or failed record.
@@ -112,12 +116,14 @@ pub struct ErrorEntry {
 }
 
 /// What the store knows of a record in a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownRecord {
     /// Content hash last written.
     pub hash: ContentHash,
     /// Whether it is currently connected (not swept).
     pub connected: bool,
+    /// The scope it was last written in (a new one means the record moved).
+    pub scope: Scope,
     /// The store's key of the record, for the page's seen marks.
     pub key: i64,
 }
@@ -413,13 +419,15 @@ pub trait StateStore: Send + Sync {
     async fn orphaned_jobs(&self) -> Result<Vec<JobId>, StoreError>;
 
     // --- page ledger and checkpoints ---
-    /// Records a fetched page and moves the checkpoint past it, atomically.
+    /// Records a fetched page (with what it says of its scope, if anything) and
+    /// moves the checkpoint past it, atomically.
     async fn record_page(
         &self,
         id: &JobId,
         page_no: u64,
         cursor: &Cursor,
         records: u64,
+        snapshot: Option<&ScopeSnapshot>,
         next: &Checkpoint,
     ) -> Result<(), StoreError>;
     /// The extraction checkpoint (`None` before the first page).

@@ -114,16 +114,18 @@ pub trait Target: Send + Sync {
     ) -> Result<u64, TargetError>;
     /// Disconnects swept records of one scope with one conditional, atomic update:
     /// only rows still connected in that scope and not changed since the run started
-    /// (a manual change made meanwhile wins). Targets that cannot check this fall
-    /// back to `disconnect`.
+    /// (a manual change made meanwhile wins). Returns the ids it did disconnect, so
+    /// the state store records exactly those. Targets that cannot check this fall
+    /// back to `disconnect` and report every id.
     async fn disconnect_in_scope(
         &self,
         run: &RunRef,
         kind: EntityKind,
         scope: &[Scope],
         ids: &[SourceId],
-    ) -> Result<u64, TargetError> {
+    ) -> Result<Vec<SourceId>, TargetError> {
         let _ = scope;
-        self.disconnect(run, kind, ids).await
+        self.disconnect(run, kind, ids).await?;
+        Ok(ids.to_vec())
     }
 }

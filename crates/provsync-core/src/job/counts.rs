@@ -32,6 +32,12 @@ pub struct Counts {
     pub relations_failed: u64,
     /// Links staged for the relations stage (created or updated, not yet loaded).
     pub relations_staged: u64,
+    /// Records written that were new or disconnected before: connected by this run
+    /// (a subset of created, updated and links loaded; not a bucket of its own).
+    pub connected: u64,
+    /// Records written whose scope changed: a doctor moving to another designated
+    /// body (a subset of updated and links loaded; not a bucket of its own).
+    pub moved: u64,
 }
 
 impl Counts {
@@ -83,6 +89,8 @@ impl AddAssign for Counts {
         self.relations_loaded += o.relations_loaded;
         self.relations_failed += o.relations_failed;
         self.relations_staged += o.relations_staged;
+        self.connected += o.connected;
+        self.moved += o.moved;
     }
 }
 

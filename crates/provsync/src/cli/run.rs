@@ -245,6 +245,7 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
     if let Some(s) = summary["sweep"]["skipped"].as_str() {
         println!("  sweep: {s}");
     }
+    print_scopes(&summary["sweep"]["scopes"]);
     let total = summary["errors_total"].as_u64().unwrap_or(0);
     if total > 0 {
         println!("  {total} errors; first ones:");
@@ -267,4 +268,33 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
         println!("  (no summary written)");
     }
     Ok(())
+}
+
+/// One line per scope: its outcome and its individuals' counts (doctors, for GMC).
+fn print_scopes(scopes: &serde_json::Value) {
+    let scopes = scopes.as_array().map(Vec::as_slice).unwrap_or_default();
+    if scopes.len() < 2
+        && scopes
+            .iter()
+            .all(|s| s["per_kind"].as_object().is_none_or(|k| k.is_empty()))
+    {
+        return;
+    }
+    for s in scopes {
+        let people = &s["per_kind"]["individual"];
+        let n = |k: &str| people[k].as_u64().unwrap_or(0);
+        println!(
+            "  scope {}: {}  returned {}  connected {}  moved {}  disconnected {}{}",
+            s["scope"].as_str().unwrap_or("?"),
+            s["outcome"].as_str().unwrap_or("?"),
+            n("returned"),
+            n("connected"),
+            n("moved"),
+            n("disconnected"),
+            s["reason"]
+                .as_str()
+                .map(|r| format!("  ({r})"))
+                .unwrap_or_default()
+        );
+    }
 }

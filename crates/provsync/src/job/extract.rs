@@ -163,8 +163,19 @@ async fn fetch_pages(
             next_cursor: page.next.clone(),
             extraction_complete: page.next.is_none(),
         };
+        if let Some(reason) = page.snapshot.as_ref().and_then(|s| s.failure()) {
+            // Only this scope failed: extraction goes on, its sweep will not run.
+            tracing::warn!(job = %ctx.id, page = page_no, %reason, "scope failed");
+        }
         ctx.store()
-            .record_page(&ctx.id, page_no, &cursor, records, &next)
+            .record_page(
+                &ctx.id,
+                page_no,
+                &cursor,
+                records,
+                page.snapshot.as_ref(),
+                &next,
+            )
             .await?;
         Progress::time(&progress.extract_ns, started);
         Progress::add(&progress.pages, 1);

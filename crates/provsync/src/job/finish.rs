@@ -4,10 +4,10 @@
 
 use chrono::Utc;
 use provsync_core::job::{Counts, JobEvent, JobId, JobMachine, JobState, KindCounts, Mode, Stage};
-use provsync_core::store::{ErrorEntry, JobRecord};
+use provsync_core::store::{ErrorEntry, JobRecord, PageEntry};
 use serde::Serialize;
 
-use super::reconcile::{self, SweepReport};
+use super::reconcile::{self, ScopeLedger, SweepReport};
 use super::{Engine, EngineError, JobContext};
 
 /// Error entries copied into the summary; the rest are counted and pageable.
@@ -67,17 +67,34 @@ async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
     let engine = &ctx.engine;
     let id = &ctx.id;
     engine.store.set_stage(id, Stage::Finish).await?;
-    let job = enter_finishing(engine, id).await?;
+    let mut job = enter_finishing(engine, id).await?;
     let counts = engine.store.counts(id).await?;
-    let sweep = match sweep_blocker(engine, &job, &counts).await? {
-        Some(reason) => SweepReport::skipped(reason),
-        None => match reconcile::sweep(ctx, &counts).await {
+    let pages = engine.store.pages(id).await?;
+    let scopes = ScopeLedger::new(&pages);
+    if job.failure.is_none() && scopes.per_scope() && !scopes.any_complete() {
+        // Not one scope could be read: the run did nothing, so it failed.
+        let first = scopes.first_failure().unwrap_or("no scope was loaded");
+        engine
+            .apply(
+                id,
+                JobEvent::Fail(format!("every scope failed; first: {first}")),
+            )
+            .await?;
+        job = engine.store.job(id).await?;
+    }
+    let sweep = match sweep_blocker(engine, &job, &counts, &pages).await? {
+        Some(reason) => SweepReport::skipped(reason, &job.spec, &pages),
+        None => match reconcile::sweep(ctx, &counts, &pages).await {
             Ok(r) => r,
             Err(EngineError::Target(e)) => {
                 engine
                     .apply(id, JobEvent::Fail(format!("sweep: {e}")))
                     .await?;
-                SweepReport::skipped(format!("target failed during the sweep: {e}"))
+                SweepReport::skipped(
+                    format!("target failed during the sweep: {e}"),
+                    &job.spec,
+                    &pages,
+                )
             }
             Err(e) => return Err(e),
         },
@@ -88,13 +105,14 @@ async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
 /// Finishes a job that failed before its connectors could be opened.
 pub async fn run_without_context(engine: &Engine, id: &JobId) -> Result<(), EngineError> {
     engine.store.set_stage(id, Stage::Finish).await?;
-    enter_finishing(engine, id).await?;
+    let job = enter_finishing(engine, id).await?;
     let counts = engine.store.counts(id).await?;
+    let pages = engine.store.pages(id).await?;
     conclude(
         engine,
         id,
         counts,
-        SweepReport::skipped("the job failed before extraction"),
+        SweepReport::skipped("the job failed before extraction", &job.spec, &pages),
     )
     .await
 }
@@ -114,6 +132,7 @@ async fn sweep_blocker(
     engine: &Engine,
     job: &JobRecord,
     counts: &KindCounts,
+    pages: &[PageEntry],
 ) -> Result<Option<String>, EngineError> {
     if job.spec.mode != Mode::Full {
         return Ok(Some("delta run: nothing is swept".into()));
@@ -129,7 +148,7 @@ async fn sweep_blocker(
         .checkpoint(&job.id)
         .await?
         .is_some_and(|c| c.extraction_complete);
-    let all_loaded = engine.store.pages(&job.id).await?.iter().all(|p| p.loaded);
+    let all_loaded = pages.iter().all(|p| p.loaded);
     if !complete || !all_loaded {
         return Ok(Some("incomplete snapshot: nothing is disconnected".into()));
     }
@@ -183,12 +202,14 @@ async fn conclude(
             .await?;
     }
     let job = engine.store.job(id).await?;
-    let with_errors = counts.errors() > 0 || !sweep.refused.is_empty();
+    // A scope that failed or whose sweep was refused leaves the run with errors:
+    // the other scopes are reconciled, but the night's sync is not whole.
+    let with_errors = counts.errors() > 0 || !sweep.refused.is_empty() || sweep.failed_scopes() > 0;
     // Decide the final state first, so the summary is written before readers can
     // see the terminal state.
     let mut machine = JobMachine::restore(job.state, job.failure.clone());
     let final_state = machine.apply(JobEvent::Finished { with_errors })?;
-    let pages = engine.store.pages(id).await?.len() as u64;
+    let pages = engine.store.page_progress(id).await?.0;
     let now = Utc::now();
     let summary = RunSummary {
         job_id: id.to_string(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use provsync_core::job::{Counts, KindCounts, Threshold};
 use provsync_core::mapped::MappedRecord;
 use provsync_core::model::{EntityKind, SourceId};
-use provsync_core::store::{ErrorEntry, HashUpdate, PageCommit};
+use provsync_core::store::{ErrorEntry, HashUpdate, KnownRecord, PageCommit};
 use provsync_core::target::{Change, Outcome, Write};
 use tokio::sync::{mpsc, Mutex};
 
@@ -114,11 +114,11 @@ pub async fn load_page(
         by_kind.entry(r.kind).or_default().push(r);
     }
     for (kind, records) in by_kind {
-        let writes = classify(ctx, kind, records, &mut commit).await?;
+        let (writes, joined) = classify(ctx, kind, records, &mut commit).await?;
         if kind.is_link() {
             commit.counts.kind_mut(kind).relations_staged += writes.len() as u64;
         }
-        write_batches(ctx, page.page_no, kind, writes, &mut commit).await?;
+        write_batches(ctx, page.page_no, kind, writes, &joined, &mut commit).await?;
     }
     let counts = commit.counts.clone();
     let started = std::time::Instant::now();
@@ -130,13 +130,37 @@ pub async fn load_page(
     Ok(fresh.then_some(counts))
 }
 
-/// Splits records into unchanged (counted, not written) and writes (created or updated).
+/// How a written record joins its scope: the `connected` and `moved` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Joined {
+    /// It was connected in this scope already.
+    Stayed,
+    /// New to the target, or back after a sweep disconnected it.
+    Connected,
+    /// Connected in another scope before (a doctor changing designated body).
+    Moved,
+}
+
+impl Joined {
+    /// What writing `record` does to its membership, given what the store knows.
+    pub(super) fn of(known: Option<&KnownRecord>, record: &MappedRecord) -> Joined {
+        match known {
+            None => Joined::Connected,
+            Some(k) if !k.connected => Joined::Connected,
+            Some(k) if k.scope != record.scope => Joined::Moved,
+            Some(_) => Joined::Stayed,
+        }
+    }
+}
+
+/// Splits records into unchanged (counted, not written) and writes (created or
+/// updated), with how each write joins its scope.
 async fn classify(
     ctx: &JobContext,
     kind: EntityKind,
     records: Vec<MappedRecord>,
     commit: &mut PageCommit,
-) -> Result<Vec<Write>, EngineError> {
+) -> Result<(Vec<Write>, Vec<Joined>), EngineError> {
     let ids: Vec<SourceId> = records.iter().map(|r| r.source_id.clone()).collect();
     let started = std::time::Instant::now();
     let known = ctx
@@ -146,21 +170,22 @@ async fn classify(
     commit.seen.extend(known.values().map(|k| k.key));
     Progress::time(&ctx.engine.progress.load_known_ns, started);
     let mut writes = Vec::with_capacity(records.len());
+    let mut joined = Vec::with_capacity(records.len());
     let counts = commit.counts.kind_mut(kind);
     for record in records {
-        match known.get(&record.source_id) {
-            Some(k) if k.hash == record.hash && k.connected => counts.unchanged += 1,
-            Some(_) => writes.push(Write {
-                record,
-                change: Change::Updated,
-            }),
-            None => writes.push(Write {
-                record,
-                change: Change::Created,
-            }),
-        }
+        let k = known.get(&record.source_id);
+        let change = match k {
+            Some(k) if k.hash == record.hash && k.connected => {
+                counts.unchanged += 1;
+                continue;
+            }
+            Some(_) => Change::Updated,
+            None => Change::Created,
+        };
+        joined.push(Joined::of(k, &record));
+        writes.push(Write { record, change });
     }
-    Ok(writes)
+    Ok((writes, joined))
 }
 
 /// Writes entities, and links whose ends the target already has (most of them:
@@ -171,6 +196,7 @@ async fn write_batches(
     page_no: u64,
     kind: EntityKind,
     writes: Vec<Write>,
+    joined: &[Joined],
     commit: &mut PageCommit,
 ) -> Result<(), EngineError> {
     let batch = ctx
@@ -179,7 +205,7 @@ async fn write_batches(
         .batch_size
         .min(ctx.target.limits().max_batch)
         .max(1);
-    for chunk in writes.chunks(batch) {
+    for (chunk, joined) in writes.chunks(batch).zip(joined.chunks(batch)) {
         let started = std::time::Instant::now();
         let outcomes = if kind.is_link() {
             ctx.target.upsert_links(&ctx.run, chunk).await?
@@ -193,7 +219,7 @@ async fn write_batches(
             written: &mut commit.written,
             staged: Some(&mut commit.staged),
         };
-        book_outcomes(kind, chunk, outcomes, |_| page_no, &mut ledger);
+        book_outcomes(kind, chunk, joined, outcomes, |_| page_no, &mut ledger);
     }
     Ok(())
 }
@@ -211,11 +237,13 @@ pub(super) struct Ledger<'a> {
     pub staged: Option<&'a mut Vec<MappedRecord>>,
 }
 
-/// Books the target's per-record answers: hashes of written records, staged links,
-/// failures; `page_of(i)` is the page of the batch's i-th record.
+/// Books the target's per-record answers: hashes of written records (and how they
+/// joined their scope), staged links, failures; `page_of(i)` is the page of the
+/// batch's i-th record.
 pub(super) fn book_outcomes(
     kind: EntityKind,
     chunk: &[Write],
+    joined: &[Joined],
     outcomes: Vec<Outcome>,
     page_of: impl Fn(usize) -> u64,
     ledger: &mut Ledger<'_>,
@@ -233,6 +261,11 @@ pub(super) fn book_outcomes(
                     (true, _) => counts.relations_loaded += 1,
                     (false, Change::Created) => counts.created += 1,
                     (false, Change::Updated) => counts.updated += 1,
+                }
+                match joined.get(i) {
+                    Some(Joined::Connected) => counts.connected += 1,
+                    Some(Joined::Moved) => counts.moved += 1,
+                    _ => {}
                 }
                 ledger.written.push(HashUpdate {
                     kind,

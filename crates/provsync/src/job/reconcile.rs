@@ -3,11 +3,18 @@
 //! Guards: a scope whose snapshot is empty, or that would lose more than the allowed
 //! share of its records, is refused and reported instead. This replaces the seeds'
 //! "mark everything disconnected first" step.
+//!
+//! When the source delivers each scope whole in one page (a GMC designated body),
+//! the pages say so ([`ScopeSnapshot`]) and reconciliation is per scope: a scope
+//! whose complete page was loaded is swept even if another scope failed; a failed
+//! scope disconnects nobody. Otherwise the run's snapshot is one: all or nothing.
 
 use std::collections::BTreeMap;
 
-use provsync_core::job::KindCounts;
+use provsync_core::job::{JobSpec, KindCounts};
 use provsync_core::model::{EntityKind, Scope};
+use provsync_core::source::ScopeSnapshot;
+use provsync_core::store::PageEntry;
 use serde::Serialize;
 
 use super::{EngineError, JobContext, Progress};
@@ -35,13 +42,72 @@ pub struct SweepReport {
     /// Scopes whose sweep a guard refused, with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<String>,
+    /// Each scope of the job: what happened to it and its counts.
+    pub scopes: Vec<ScopeReport>,
+}
+
+/// What happened to one scope (one GMC designated body) in the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeOutcome {
+    /// Its snapshot was complete: records it no longer has were disconnected.
+    Swept,
+    /// The snapshot had none of its records: nobody was disconnected.
+    EmptyNoSweep,
+    /// The source could not deliver it: nobody was disconnected.
+    Failed,
+    /// It would lose more than the allowed share: nobody was disconnected.
+    RefusedByGuard,
+    /// The run's sweep did not run at all (delta, aborted or failed run).
+    NotSwept,
+}
+
+/// Counts of one entity kind in one scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ScopeCounts {
+    /// Records the source returned for the scope.
+    pub returned: u64,
+    /// Records connected to the scope by the run: new, or back after a disconnect.
+    pub connected: u64,
+    /// Records that moved into the scope from another one.
+    pub moved: u64,
+    /// Records the sweep disconnected from the scope.
+    pub disconnected: u64,
+}
+
+/// One scope's outcome and counts, in the run summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScopeReport {
+    /// The scope (a designated body code, a country...).
+    pub scope: String,
+    /// What happened to it.
+    pub outcome: ScopeOutcome,
+    /// Why it was not swept, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Counts per entity kind (for GMC, `individual` counts doctors).
+    pub per_kind: BTreeMap<EntityKind, ScopeCounts>,
 }
 
 impl SweepReport {
-    /// A sweep that did not run.
-    pub fn skipped(reason: impl Into<String>) -> Self {
+    /// A sweep that did not run; every scope says why.
+    pub fn skipped(reason: impl Into<String>, spec: &JobSpec, pages: &[PageEntry]) -> Self {
+        let reason = reason.into();
+        let ledger = ScopeLedger::new(pages);
+        let scopes = scope_groups(spec)
+            .iter()
+            .map(|group| {
+                let mut r = ledger.report(group);
+                if r.outcome != ScopeOutcome::Failed {
+                    r.outcome = ScopeOutcome::NotSwept;
+                    r.reason = Some(reason.clone());
+                }
+                r
+            })
+            .collect();
         Self {
-            skipped: Some(reason.into()),
+            skipped: Some(reason),
+            scopes,
             ..Self::default()
         }
     }
@@ -50,14 +116,113 @@ impl SweepReport {
     pub fn total(&self) -> u64 {
         self.disconnected.values().sum()
     }
+
+    /// Scopes the source could not deliver.
+    pub fn failed_scopes(&self) -> usize {
+        self.scopes
+            .iter()
+            .filter(|s| s.outcome == ScopeOutcome::Failed)
+            .count()
+    }
+}
+
+/// What the page ledger says of each scope, for sources with a page per scope.
+pub struct ScopeLedger<'a> {
+    /// The pages that carry a snapshot, latest fetch of each page.
+    pages: Vec<(&'a ScopeSnapshot, &'a PageEntry)>,
+}
+
+impl<'a> ScopeLedger<'a> {
+    /// Reads the snapshots of a run's pages.
+    pub fn new(pages: &'a [PageEntry]) -> Self {
+        Self {
+            pages: pages
+                .iter()
+                .filter_map(|p| p.snapshot.as_ref().map(|s| (s, p)))
+                .collect(),
+        }
+    }
+
+    /// Whether the source delivered a scope per page (then scopes are reconciled
+    /// one by one).
+    pub fn per_scope(&self) -> bool {
+        !self.pages.is_empty()
+    }
+
+    /// Whether at least one scope arrived complete and loaded.
+    pub fn any_complete(&self) -> bool {
+        self.pages
+            .iter()
+            .any(|(s, p)| s.failure().is_none() && p.loaded)
+    }
+
+    /// The first failed scope's reason.
+    pub fn first_failure(&self) -> Option<&str> {
+        self.pages.iter().find_map(|(s, _)| s.failure())
+    }
+
+    /// Why a scope must not be swept: it failed, or its complete page was not loaded.
+    fn blocker(&self, group: &[Scope]) -> Option<String> {
+        if !self.per_scope() {
+            return None;
+        }
+        let mine: Vec<_> = self
+            .pages
+            .iter()
+            .filter(|(s, _)| group.contains(s.scope()))
+            .collect();
+        if let Some(reason) = mine.iter().find_map(|(s, _)| s.failure()) {
+            return Some(reason.to_owned());
+        }
+        if mine.is_empty() || mine.iter().any(|(_, p)| !p.loaded) {
+            return Some(format!(
+                "scope {}: no complete snapshot of it was loaded",
+                group_name(group)
+            ));
+        }
+        None
+    }
+
+    /// The scope's report before its sweep: returned, connected and moved from its
+    /// page counts; failed if its page failed.
+    fn report(&self, group: &[Scope]) -> ScopeReport {
+        let mut per_kind: BTreeMap<EntityKind, ScopeCounts> = BTreeMap::new();
+        for (s, p) in &self.pages {
+            if !group.contains(s.scope()) {
+                continue;
+            }
+            for (kind, c) in p.counts.iter().flat_map(|k| k.0.iter()) {
+                let e = per_kind.entry(*kind).or_default();
+                e.returned += c.extracted;
+                e.connected += c.connected;
+                e.moved += c.moved;
+            }
+        }
+        let reason = self.blocker(group);
+        let failed = self
+            .pages
+            .iter()
+            .any(|(s, _)| group.contains(s.scope()) && s.failure().is_some())
+            || (self.per_scope() && reason.is_some());
+        ScopeReport {
+            scope: group_name(group),
+            outcome: if failed {
+                ScopeOutcome::Failed
+            } else {
+                ScopeOutcome::Swept
+            },
+            reason,
+            per_kind,
+        }
+    }
 }
 
 /// Scopes swept independently: each asked scope, or everything as one group.
-fn scope_groups(ctx: &JobContext) -> Vec<Vec<Scope>> {
-    if ctx.spec.scope.is_empty() {
+fn scope_groups(spec: &JobSpec) -> Vec<Vec<Scope>> {
+    if spec.scope.is_empty() {
         vec![Vec::new()]
     } else {
-        ctx.spec.scope.iter().map(|s| vec![s.clone()]).collect()
+        spec.scope.iter().map(|s| vec![s.clone()]).collect()
     }
 }
 
@@ -91,75 +256,124 @@ async fn scope_census(
     Ok(census)
 }
 
-/// Checks the guards of one scope; `Err` says why its sweep is refused.
+/// Checks the guards of one scope; `Err` says which refused it and why.
 fn check_guards(
     ctx: &JobContext,
     group: &[Scope],
     census: &[(EntityKind, u64, u64)],
-) -> Result<(), String> {
+) -> Result<(), (ScopeOutcome, String)> {
     let o = &ctx.spec.options;
     if o.allow_mass_disconnect {
         return Ok(());
     }
     let scope = group_name(group);
-    let connected: u64 = census.iter().map(|k| k.1).sum();
-    let unseen: u64 = census.iter().map(|k| k.2).sum();
-    if unseen > 0 && unseen == connected {
-        return Err(format!(
-            "scope {scope}: the snapshot has no records of this scope; refusing to disconnect all {connected}"
+    // Empty: every kind that would lose records had none of them in the snapshot
+    // (a GMC body answering an empty list still has its own workplace record).
+    let losing: Vec<_> = census.iter().filter(|k| k.2 > 0).collect();
+    if !losing.is_empty()
+        && losing
+            .iter()
+            .all(|&&(_, connected, unseen)| unseen == connected)
+    {
+        let unseen: u64 = losing.iter().map(|k| k.2).sum();
+        return Err((
+            ScopeOutcome::EmptyNoSweep,
+            format!(
+                "scope {scope}: the snapshot has no records of this scope; refusing to disconnect all {unseen}"
+            ),
         ));
     }
     for &(kind, connected, unseen) in census {
         if unseen > 0 && unseen as f64 > o.max_disconnect_share * connected as f64 {
-            return Err(format!(
-                "scope {scope}: would disconnect {unseen} of {connected} {kind} records ({:.1}%), above the allowed {:.1}%",
-                100.0 * unseen as f64 / connected as f64,
-                100.0 * o.max_disconnect_share
+            return Err((
+                ScopeOutcome::RefusedByGuard,
+                format!(
+                    "scope {scope}: would disconnect {unseen} of {connected} {kind} records ({:.1}%), above the allowed {:.1}%",
+                    100.0 * unseen as f64 / connected as f64,
+                    100.0 * o.max_disconnect_share
+                ),
             ));
         }
     }
     Ok(())
 }
 
-/// Disconnects what the snapshot no longer has, scope by scope, within the guards.
-/// Only the kinds this run delivered are swept: a code-list snapshot says nothing
-/// about workplaces.
-pub async fn sweep(ctx: &JobContext, counts: &KindCounts) -> Result<SweepReport, EngineError> {
+/// Disconnects what the snapshot no longer has, scope by scope, within the guards;
+/// a scope the source could not deliver is left alone. Only the kinds this run
+/// delivered are swept: a code-list snapshot says nothing about workplaces.
+pub async fn sweep(
+    ctx: &JobContext,
+    counts: &KindCounts,
+    pages: &[PageEntry],
+) -> Result<SweepReport, EngineError> {
     let mut report = SweepReport::default();
+    let ledger = ScopeLedger::new(pages);
     let kinds: Vec<EntityKind> = SWEEP_ORDER
         .into_iter()
         .filter(|k| ctx.mapping.handles(*k))
         .filter(|k| counts.0.get(k).is_some_and(|c| c.extracted > 0))
         .collect();
-    let store = ctx.store();
-    for group in scope_groups(ctx) {
+    for group in scope_groups(&ctx.spec) {
+        let mut scope = ledger.report(&group);
+        if scope.outcome == ScopeOutcome::Failed {
+            tracing::warn!(job = %ctx.id, scope = %scope.scope, reason = ?scope.reason, "scope not swept: it failed");
+            report.scopes.push(scope);
+            continue;
+        }
         let census = scope_census(ctx, &group, &kinds).await?;
-        if let Err(reason) = check_guards(ctx, &group, &census) {
+        if let Err((outcome, reason)) = check_guards(ctx, &group, &census) {
             tracing::warn!(job = %ctx.id, %reason, "sweep refused");
-            report.refused.push(reason);
+            report.refused.push(reason.clone());
+            scope.outcome = outcome;
+            scope.reason = Some(reason);
+            report.scopes.push(scope);
             continue;
         }
         for &(kind, _, unseen) in &census {
             if unseen == 0 {
                 continue;
             }
-            loop {
-                let ids = store
-                    .unseen_records(&ctx.target_name, kind, &group, &ctx.id, SWEEP_CHUNK)
-                    .await?;
-                if ids.is_empty() {
-                    break;
-                }
-                ctx.target
-                    .disconnect_in_scope(&ctx.run, kind, &group, &ids)
-                    .await?;
-                store
-                    .mark_disconnected(&ctx.target_name, kind, &ids, &ctx.id)
-                    .await?;
-                *report.disconnected.entry(kind).or_default() += ids.len() as u64;
-                Progress::add(&ctx.engine.progress.disconnected, ids.len() as u64);
-            }
+            let n = sweep_kind(ctx, kind, &group).await?;
+            *report.disconnected.entry(kind).or_default() += n;
+            scope.per_kind.entry(kind).or_default().disconnected += n;
         }
+        report.scopes.push(scope);
     }
     Ok(report)
+}
+
+/// Disconnects the unseen records of one kind in one scope, chunk by chunk; returns
+/// how many the target did disconnect. The state store records exactly those: a
+/// row the target's conditional update left alone (changed since the run started,
+/// or now in another scope) stays connected there, to be judged again next run.
+async fn sweep_kind(
+    ctx: &JobContext,
+    kind: EntityKind,
+    group: &[Scope],
+) -> Result<u64, EngineError> {
+    let store = ctx.store();
+    let mut disconnected = 0;
+    // Rows the target kept stay unseen and sort first (ids come in order, and each
+    // chunk is the smallest left), so each read skips past them.
+    let mut kept = 0usize;
+    loop {
+        let limit = SWEEP_CHUNK.saturating_add(u32::try_from(kept).unwrap_or(u32::MAX));
+        let ids = store
+            .unseen_records(&ctx.target_name, kind, group, &ctx.id, limit)
+            .await?;
+        let ids = &ids[kept.min(ids.len())..];
+        if ids.is_empty() {
+            return Ok(disconnected);
+        }
+        let done = ctx
+            .target
+            .disconnect_in_scope(&ctx.run, kind, group, ids)
+            .await?;
+        store
+            .mark_disconnected(&ctx.target_name, kind, &done, &ctx.id)
+            .await?;
+        kept += ids.len() - done.len();
+        disconnected += done.len() as u64;
+        Progress::add(&ctx.engine.progress.disconnected, done.len() as u64);
+    }
 }

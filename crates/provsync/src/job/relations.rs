@@ -11,7 +11,7 @@ use provsync_core::store::{LinkCommit, StagedLink};
 use provsync_core::target::{Change, Write};
 
 use super::extract::fail;
-use super::load::{book_outcomes, Ledger};
+use super::load::{book_outcomes, Joined, Ledger};
 use super::{EngineError, JobContext, Progress};
 
 /// Staged links read per store round trip.
@@ -89,18 +89,21 @@ async fn load_chunk(
             .store()
             .known_records(&ctx.target_name, kind, &ids)
             .await?;
-        let (pages, writes): (Vec<u64>, Vec<Write>) = links
-            .into_iter()
-            .map(|(page, record)| {
-                let change = if known.contains_key(&record.source_id) {
-                    Change::Updated
-                } else {
-                    Change::Created
-                };
-                (page, Write { record, change })
-            })
-            .unzip();
-        for (i, part) in writes.chunks(batch).enumerate() {
+        let mut pages = Vec::with_capacity(links.len());
+        let mut writes = Vec::with_capacity(links.len());
+        let mut joined = Vec::with_capacity(links.len());
+        for (page, record) in links {
+            let k = known.get(&record.source_id);
+            let change = if k.is_some() {
+                Change::Updated
+            } else {
+                Change::Created
+            };
+            pages.push(page);
+            joined.push(Joined::of(k, &record));
+            writes.push(Write { record, change });
+        }
+        for (i, (part, joined)) in writes.chunks(batch).zip(joined.chunks(batch)).enumerate() {
             let outcomes = ctx.target.upsert_links(&ctx.run, part).await?;
             let mut ledger = Ledger {
                 counts: &mut commit.counts,
@@ -108,7 +111,14 @@ async fn load_chunk(
                 written: &mut commit.written,
                 staged: None,
             };
-            book_outcomes(kind, part, outcomes, |j| pages[i * batch + j], &mut ledger);
+            book_outcomes(
+                kind,
+                part,
+                joined,
+                outcomes,
+                |j| pages[i * batch + j],
+                &mut ledger,
+            );
             Progress::add(&ctx.engine.progress.links, part.len() as u64);
         }
     }

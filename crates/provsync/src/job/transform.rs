@@ -73,6 +73,17 @@ pub fn transform_page(mapping: &Mapping, page_no: u64, page: Page) -> Transforme
         records: Vec::with_capacity(page.records.len()),
         ..TransformedPage::default()
     };
+    if let Some(reason) = page.snapshot.as_ref().and_then(|s| s.failure()) {
+        // A scope the source could not deliver is an error of the run, committed
+        // with the (empty) page so a redelivered page records it once.
+        out.errors.push(ErrorEntry {
+            page_no: Some(page_no),
+            stage: "extract".into(),
+            kind: None,
+            source_id: None,
+            reason: reason.to_owned(),
+        });
+    }
     for bad in page.bad {
         // A line whose kind cannot be read is counted with individuals (the bulk of
         // any provider feed); its error entry says it was unreadable.
@@ -166,6 +177,7 @@ mod tests {
                 reason: "not JSON".into(),
             }],
             next: None,
+            snapshot: None,
         };
         let out = transform_page(&mapping(), 3, page);
         let total = out.counts.total();

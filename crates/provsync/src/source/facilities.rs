@@ -85,6 +85,7 @@ impl FacilitiesSource {
             records: Vec::new(),
             bad: Vec::new(),
             next: (index + 1 < files.len()).then(|| Cursor((index + 1).to_string())),
+            snapshot: None,
         };
         for item in self.rows(file)? {
             match item {

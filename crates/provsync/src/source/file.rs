@@ -57,6 +57,7 @@ impl FileSource {
             records: Vec::with_capacity(page_size),
             bad: Vec::new(),
             next: None,
+            snapshot: None,
         };
         let mut pos = offset;
         let mut line_no = first_line;

@@ -59,6 +59,7 @@ impl Source for NuccSource {
             records: Vec::new(),
             bad: Vec::new(),
             next: None,
+            snapshot: None,
         };
         for item in read_nucc(std::io::BufReader::new(f), &self.config.scope) {
             match item {

@@ -98,6 +98,7 @@ mod tests {
                 },
             ],
             next: None,
+            snapshot: None,
         };
         let ids = ["I2", "W2>parent", "I9"].map(String::from).into();
         let src = ReplaySource::new(Arc::new(OnePage(page)), ids);

@@ -13,7 +13,7 @@ use serde_json::json;
 use provsync_core::job::{Counts, JobId, JobSpec, JobState, KindCounts, Stage};
 use provsync_core::mapped::MappedRecord;
 use provsync_core::model::{ContentHash, EntityKind, EntityRef, Scope, SourceId};
-use provsync_core::source::Cursor;
+use provsync_core::source::{Cursor, ScopeSnapshot};
 
 use super::sqlite::SqliteStore;
 use super::{
@@ -63,6 +63,7 @@ macro_rules! conformance_tests {
             leases_take_renew_refuse_expire,
             orphaned_jobs_after_lease_expiry,
             record_page_is_idempotent_and_moves_checkpoint,
+            pages_keep_their_scope_snapshot_and_counts,
             commit_page_is_idempotent,
             commit_page_is_atomic,
             known_records_and_seen_marks,
@@ -266,7 +267,7 @@ async fn record(s: &dyn StateStore, id: &JobId, page: u64) {
         next_cursor: Some(Cursor(format!("c{}", page + 1))),
         extraction_complete: false,
     };
-    s.record_page(id, page, &Cursor(format!("c{page}")), 10, &next)
+    s.record_page(id, page, &Cursor(format!("c{page}")), 10, None, &next)
         .await
         .unwrap();
 }
@@ -628,6 +629,54 @@ pub async fn orphaned_jobs_after_lease_expiry(s: &dyn StateStore) {
     assert_eq!(s.orphaned_jobs().await.unwrap(), vec![healthy]);
 }
 
+/// A page recorded with what it says of its scope reads back with it, and with
+/// its counts once loaded; fetching it again replaces the snapshot (a retried
+/// scope that now answers is complete).
+pub async fn pages_keep_their_scope_snapshot_and_counts(s: &dyn StateStore) {
+    let id = running_job(s, "t").await;
+    let next = |n: u64| Checkpoint {
+        next_page: n,
+        next_cursor: Some(Cursor(n.to_string())),
+        extraction_complete: false,
+    };
+    let failed = ScopeSnapshot::Failed {
+        scope: Scope::from("1-B"),
+        reason: "designated body 1-B: ReturnCode 81".into(),
+    };
+    let complete = ScopeSnapshot::Complete {
+        scope: Scope::from("1-A"),
+    };
+    s.record_page(&id, 0, &Cursor("0".into()), 3, Some(&complete), &next(1))
+        .await
+        .unwrap();
+    s.record_page(&id, 1, &Cursor("1".into()), 0, Some(&failed), &next(2))
+        .await
+        .unwrap();
+    record(s, &id, 2).await;
+    let mut counts = KindCounts::default();
+    counts.kind_mut(EntityKind::Individual).extracted = 3;
+    counts.kind_mut(EntityKind::Individual).moved = 1;
+    let commit = PageCommit {
+        counts: counts.clone(),
+        ..PageCommit::default()
+    };
+    s.commit_page(&id, "t", 0, &commit).await.unwrap();
+    let pages = s.pages(&id).await.unwrap();
+    assert_eq!(pages[0].snapshot, Some(complete.clone()));
+    assert_eq!(pages[0].counts, Some(counts));
+    assert_eq!(pages[1].snapshot, Some(failed));
+    assert_eq!(pages[1].counts, None, "not loaded yet");
+    assert_eq!(pages[2].snapshot, None);
+
+    let answered = ScopeSnapshot::Complete {
+        scope: Scope::from("1-B"),
+    };
+    s.record_page(&id, 1, &Cursor("1".into()), 5, Some(&answered), &next(2))
+        .await
+        .unwrap();
+    assert_eq!(s.pages(&id).await.unwrap()[1].snapshot, Some(answered));
+}
+
 /// Recording a page moves the checkpoint; recording it again (crash replay) keeps its
 /// `loaded` mark.
 pub async fn record_page_is_idempotent_and_moves_checkpoint(s: &dyn StateStore) {
@@ -680,7 +729,7 @@ pub async fn record_page_is_idempotent_and_moves_checkpoint(s: &dyn StateStore) 
     assert_eq!(s.checkpoint(&id).await.unwrap(), Some(done.clone()));
     let ghost = JobId::new();
     assert!(matches!(
-        s.record_page(&ghost, 0, &Cursor("c".into()), 1, &done)
+        s.record_page(&ghost, 0, &Cursor("c".into()), 1, None, &done)
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -758,7 +807,7 @@ pub async fn commit_page_is_atomic(s: &dyn StateStore) {
         next_cursor: None,
         extraction_complete: true,
     };
-    s.record_page(&id, page, &Cursor("big".into()), 1, &next)
+    s.record_page(&id, page, &Cursor("big".into()), 1, None, &next)
         .await
         .unwrap();
     let commit = PageCommit {
@@ -812,6 +861,7 @@ pub async fn known_records_and_seen_marks(s: &dyn StateStore) {
         .unwrap();
     assert_eq!(known.len(), 2);
     assert_eq!(known[&SourceId::from("i1")].hash, hash(11));
+    assert_eq!(known[&SourceId::from("i1")].scope, Scope::from("US"));
     assert_eq!(known[&SourceId::from("i2")].hash, hash(12));
     assert!(known[&SourceId::from("i2")].connected);
     assert_ne!(

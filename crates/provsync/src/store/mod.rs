@@ -106,9 +106,10 @@ macro_rules! forward_state_store {
                 page_no: u64,
                 cursor: &Cursor,
                 records: u64,
+                snapshot: Option<&ScopeSnapshot>,
                 next: &Checkpoint,
             ) -> Result<(), StoreError> {
-                ledger::record_page(&self.pool, id, page_no, cursor, records, next).await
+                ledger::record_page(&self.pool, id, page_no, cursor, records, snapshot, next).await
             }
 
             async fn checkpoint(&self, id: &JobId) -> Result<Option<Checkpoint>, StoreError> {

@@ -30,7 +30,7 @@ use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 
 use provsync_core::job::{JobId, JobSpec, JobState, KindCounts, Stage};
 use provsync_core::model::{EntityKind, Scope, SourceId};
-use provsync_core::source::Cursor;
+use provsync_core::source::{Cursor, ScopeSnapshot};
 use provsync_core::store::{
     CallbackDue, CallbackState, Checkpoint, Delivery, Dispatch, ErrorEntry, Fired, HeldJob,
     JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry, ScheduleFire,
@@ -499,7 +499,7 @@ mod tests {
             .fetch_one(again.pool())
             .await
             .unwrap();
-        assert_eq!(applied, 2, "each migration once");
+        assert_eq!(applied, 3, "each migration once");
         again.pool().close().await;
         b.pool().close().await;
         target.pool().close().await;
@@ -532,7 +532,7 @@ mod tests {
             extraction_complete: true,
         };
         for p in 0..2 {
-            s.record_page(&j, p, &Cursor(format!("c{p}")), 1, &cp)
+            s.record_page(&j, p, &Cursor(format!("c{p}")), 1, None, &cp)
                 .await
                 .unwrap();
         }

@@ -29,7 +29,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use provsync_core::job::{JobId, JobSpec, JobState, KindCounts, Stage};
 use provsync_core::model::{EntityKind, Scope, SourceId};
-use provsync_core::source::Cursor;
+use provsync_core::source::{Cursor, ScopeSnapshot};
 use provsync_core::store::{
     CallbackDue, CallbackState, Checkpoint, Delivery, Dispatch, ErrorEntry, Fired, HeldJob,
     JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry, ScheduleFire,
@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "schedules callbacks",
         // Portable SQL: the PostgreSQL store's file, not a copy.
         include_str!("../../migrations/postgres/0002_schedules_callbacks.sql"),
+    ),
+    (
+        3,
+        "page snapshot",
+        include_str!("../../migrations/postgres/0003_page_snapshot.sql"),
     ),
 ];
 

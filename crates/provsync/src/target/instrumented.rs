@@ -83,7 +83,7 @@ impl Target for Instrumented {
         kind: EntityKind,
         scope: &[Scope],
         ids: &[SourceId],
-    ) -> Result<u64, TargetError> {
+    ) -> Result<Vec<SourceId>, TargetError> {
         let t = Instant::now();
         let r = self.inner.disconnect_in_scope(run, kind, scope, ids).await;
         self.record("disconnect", t, &r);

@@ -156,6 +156,25 @@ async fn load_night_zero(dir: &Path, pg: &PgDatabase, bodies: u32, per_body: u32
     run
 }
 
+/// The run summary's scopes: body code -> its report.
+fn scopes(run: &Run) -> BTreeMap<String, serde_json::Value> {
+    run.summary["sweep"]["scopes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no sweep.scopes in the summary: {run}"))
+        .iter()
+        .map(|s| (s["scope"].as_str().unwrap().to_owned(), s.clone()))
+        .collect()
+}
+
+/// Doctors of each body in a membership map.
+fn per_body(m: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (d, b) in m {
+        out.entry(b.clone()).or_default().insert(d.clone());
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gmc_doctor_not_returned_is_disconnected_and_one_that_moved_is_not() {
     let Some(pg) = PgDatabase::create().await else {
@@ -201,13 +220,170 @@ async fn gmc_doctor_not_returned_is_disconnected_and_one_that_moved_is_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gmc_doctor_connected_manually_after_the_run_started_is_not_disconnected() {
+async fn gmc_run_reports_each_body_outcome_with_doctors_returned_connected_moved_disconnected() {
     let Some(pg) = PgDatabase::create().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     load_night_zero(dir.path(), &pg, 3, 150).await;
     let before = Emulator::start(3, 150, 0, &[]).membership();
+    let emu = Emulator::start(3, 150, 1, &[]);
+    let after = emu.membership();
+    let job = gmc_job(dir.path(), "night1", &emu, &pg, "s3cret-test");
+    let state = state_url(dir.path());
+    let run = run(&job, &state);
+    run.expect_code(0);
+    let reported = scopes(&run);
+    // The same report through `provsync status --json`.
+    let status = status(&run.job_id(), &state);
+    assert_eq!(status["scopes"], run.summary["sweep"]["scopes"], "{status}");
+    let (old, new) = (per_body(&before), per_body(&after));
+    assert_eq!(reported.len(), 3);
+    for (body, doctors) in &new {
+        let r = &reported[body];
+        assert_eq!(r["outcome"], "swept", "{r}");
+        let d = &r["per_kind"]["individual"];
+        let was = old.get(body).cloned().unwrap_or_default();
+        let joined: BTreeSet<&String> = doctors.difference(&was).collect();
+        let moved_in = joined.iter().filter(|x| before.contains_key(**x)).count();
+        let disconnected = was.iter().filter(|x| !after.contains_key(*x)).count();
+        assert_eq!(d["returned"], doctors.len() as u64, "{body}: {r}");
+        assert_eq!(d["moved"], moved_in as u64, "{body}: {r}");
+        assert_eq!(
+            d["connected"],
+            (joined.len() - moved_in) as u64,
+            "{body}: {r}"
+        );
+        assert_eq!(d["disconnected"], disconnected as u64, "{body}: {r}");
+    }
+    let moved: u64 = reported
+        .values()
+        .map(|r| r["per_kind"]["individual"]["moved"].as_u64().unwrap())
+        .sum();
+    assert!(moved > 0, "night 1 moves doctors: {run}");
+}
+
+/// A doctors store under test: PostgreSQL with the recipe's mapping, or an SQLite
+/// file with the default provider mapping (doctors in `individuals`).
+enum Store {
+    Pg(PgDatabase),
+    Sqlite(PathBuf),
+}
+
+impl Store {
+    fn job(&self, dir: &Path, name: &str, emu: &Emulator) -> PathBuf {
+        match self {
+            Store::Pg(pg) => gmc_job(dir, name, emu, pg, "s3cret-test"),
+            Store::Sqlite(file) => {
+                let secret = dir.join(format!("{name}.secret"));
+                std::fs::write(&secret, "username=provsync-test\npassword=s3cret-test\n").unwrap();
+                let scope: Vec<String> = emu
+                    .spec
+                    .body_codes()
+                    .iter()
+                    .map(|b| format!("\"{b}\""))
+                    .collect();
+                let job = format!(
+                    "mode = \"full\"\nscope = [{}]\n\
+                     [source]\ntype = \"gmc\"\nurl = \"{}\"\nsecret_file = \"{}\"\ntimeout_secs = 20\nretries = 2\nbackoff_ms = 50\n\
+                     [target]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n\
+                     [options]\nmax_failed_records = 0\n",
+                    scope.join(", "),
+                    emu.url,
+                    secret.display(),
+                    file.display()
+                );
+                let path = dir.join(format!("{name}.toml"));
+                std::fs::write(&path, job).unwrap();
+                path
+            }
+        }
+    }
+
+    fn sqlite(&self) -> Option<sqlx::SqlitePool> {
+        let Store::Sqlite(file) = self else {
+            return None;
+        };
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(file)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        Some(sqlx::SqlitePool::connect_lazy_with(opts))
+    }
+
+    /// Connected doctors: GMC number -> designated body.
+    async fn connected(&self) -> BTreeMap<String, String> {
+        match self {
+            Store::Pg(pg) => connected(&pool(pg).await).await,
+            Store::Sqlite(_) => {
+                let db = self.sqlite().unwrap();
+                let rows = sqlx::query_as::<_, (String, String)>(
+                    "SELECT source_id, scope FROM individuals WHERE connected = 1",
+                )
+                .fetch_all(&db)
+                .await
+                .unwrap();
+                db.close().await;
+                rows.into_iter().collect()
+            }
+        }
+    }
+
+    /// What a user does by hand: connects the doctor to `body` now.
+    async fn connect_manually(&self, doctor: &str, body: &str) {
+        let n = match self {
+            Store::Pg(pg) => sqlx::query(
+                "UPDATE doctors SET connected = TRUE, designated_body = $2, admin = 'manual', \
+                 updated_at = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE source_id = $1",
+            )
+            .bind(doctor)
+            .bind(body)
+            .execute(&pool(pg).await)
+            .await
+            .unwrap()
+            .rows_affected(),
+            Store::Sqlite(_) => {
+                let db = self.sqlite().unwrap();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64;
+                let n = sqlx::query(
+                    "UPDATE individuals SET connected = 1, scope = ?, updated_at = ? WHERE source_id = ?",
+                )
+                .bind(body)
+                .bind(now)
+                .bind(doctor)
+                .execute(&db)
+                .await
+                .unwrap()
+                .rows_affected();
+                db.close().await;
+                n
+            }
+        };
+        assert_eq!(n, 1, "doctor {doctor} is in the store");
+    }
+}
+
+/// Night 0, then night 1 with a doctor GMC dropped connected again by hand while
+/// the run goes.
+struct ManualChange {
+    store: Store,
+    before: BTreeMap<String, String>,
+    emu: Emulator,
+    manual: String,
+    body: String,
+    others: Vec<String>,
+    state: String,
+    run: Run,
+}
+
+async fn manual_change_during_a_run(dir: &Path, store: Store) -> ManualChange {
+    let night0 = Emulator::start(3, 150, 0, &[]);
+    let before = night0.membership();
+    let state = state_url(dir);
+    run(&store.job(dir, "night0", &night0), &state).expect_code(0);
+    assert_eq!(store.connected().await, before, "night 0 store");
     // Slow answers leave time for a manual change while the run is going.
     let emu = Emulator::start(3, 150, 1, &["--delay-ms", "1500"]);
     let after = emu.membership();
@@ -220,41 +396,83 @@ async fn gmc_doctor_connected_manually_after_the_run_started_is_not_disconnected
         removed.len() >= 2,
         "night 1 must remove at least two doctors"
     );
-    let manual = &removed[0];
-
-    let job = gmc_job(dir.path(), "night1", &emu, &pg, "s3cret-test");
-    let state = state_url(dir.path());
-    let mut bg = spawn(&job, &state, dir.path(), "night1");
+    let manual = removed[0].clone();
+    let body = before[&manual].clone();
+    let job = store.job(dir, "night1", &emu);
+    let mut bg = spawn(&job, &state, dir, "night1");
     let id = bg.job_id();
     bg.wait_for_status(&id, &state, "the run to start", |s| s["state"] == "running");
     std::thread::sleep(std::time::Duration::from_millis(50));
-    let db = pool(&pg).await;
-    let body = &before[manual];
-    let n = sqlx::query(
-        "UPDATE doctors SET connected = TRUE, designated_body = $2, admin = 'manual', \
-         updated_at = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE source_id = $1",
-    )
-    .bind(manual)
-    .bind(body)
-    .execute(&db)
-    .await
-    .unwrap()
-    .rows_affected();
-    assert_eq!(n, 1);
+    store.connect_manually(&manual, &body).await;
     let run = bg.wait();
     run.expect_code(0);
-    let now = connected(&db).await;
+    ManualChange {
+        store,
+        before,
+        emu,
+        manual,
+        body,
+        others: removed[1..].to_vec(),
+        state,
+        run,
+    }
+}
+
+async fn assert_manual_change_wins(m: &ManualChange) {
+    let now = m.store.connected().await;
     assert_eq!(
-        now.get(manual),
-        Some(body),
+        now.get(&m.manual),
+        Some(&m.body),
         "the manual connection survives the sweep"
     );
-    for d in &removed[1..] {
+    for d in &m.others {
         assert!(
             !now.contains_key(d),
             "doctor {d} left GMC and must be disconnected"
         );
     }
+    // The summary counts what the target did, not what the sweep asked for.
+    let gone = m.others.iter().filter(|d| m.before[*d] == m.body).count();
+    let reported = &scopes(&m.run)[&m.body]["per_kind"]["individual"]["disconnected"];
+    assert_eq!(reported.as_u64(), Some(gone as u64), "{}", m.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_doctor_connected_manually_after_the_run_started_is_not_disconnected() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = manual_change_during_a_run(dir.path(), Store::Pg(pg)).await;
+    assert_manual_change_wins(&m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_into_sqlite_a_doctor_connected_manually_after_the_run_started_is_not_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(dir.path().join("doctors.db"));
+    let m = manual_change_during_a_run(dir.path(), store).await;
+    assert_manual_change_wins(&m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_doctor_kept_by_a_manual_change_is_disconnected_by_the_next_run_that_still_lacks_him() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = manual_change_during_a_run(dir.path(), Store::Pg(pg)).await;
+    // The state store must not believe the sweep disconnected him: the next night
+    // GMC still does not list him, and this time nobody touched him meanwhile.
+    let again = run(&m.store.job(dir.path(), "night1-again", &m.emu), &m.state);
+    again.expect_code(0);
+    let now = m.store.connected().await;
+    assert!(
+        !now.contains_key(&m.manual),
+        "doctor {} is disconnected by the next run: {again}",
+        m.manual
+    );
+    assert_eq!(now, m.emu.membership());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,6 +498,10 @@ async fn gmc_empty_response_for_a_body_disconnects_nobody() {
     assert!(changes(&db, &run.job_id(), "individual", "disconnected")
         .await
         .is_empty());
+    let reported = scopes(&run);
+    assert_eq!(reported[&empty]["outcome"], "empty_no_sweep", "{run}");
+    let returned = &reported[&empty]["per_kind"]["individual"]["returned"];
+    assert_eq!(returned.as_u64().unwrap_or(0), 0, "{run}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,6 +528,9 @@ async fn gmc_return_code_99_fails_the_run_and_disconnects_nobody() {
         "the password leaked: {text}"
     );
     assert_eq!(connected(&db).await, before, "nobody is disconnected");
+    for (body, r) in scopes(&run) {
+        assert_eq!(r["outcome"], "not_swept", "{body}: {run}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -709,8 +934,56 @@ async fn gmc_return_code_98_is_retried_until_the_body_answers() {
     assert_eq!(connected(&pool(&pg).await).await, emu.membership());
 }
 
+/// Night 0, then night 1 with one body failing (`fault` names it): that body keeps
+/// its doctors, the others are reconciled, and the run ends with errors naming it.
+async fn one_body_fails(fault: &str, why: &str) {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 3, 150).await;
+    let before = Emulator::start(3, 150, 0, &[]).membership();
+    let bad = RegisterSpec {
+        bodies: 3,
+        doctors_per_body: 150,
+        seed: SEED,
+        night: 1,
+    }
+    .body_code(1);
+    let emu = Emulator::start(3, 150, 1, &[fault, &bad]);
+    let after = emu.membership();
+    let job = gmc_job(dir.path(), "one-body-fails", &emu, &pg, "s3cret-test");
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(2);
+    assert_eq!(run.state(), "completed_with_errors", "{run}");
+    let errors = run.summary["first_errors"].to_string();
+    assert!(
+        errors.contains(&format!("designated body {bad}")) && errors.contains(why),
+        "the errors name the body and why: {run}"
+    );
+    let reported = scopes(&run);
+    assert_eq!(reported[&bad]["outcome"], "failed", "{run}");
+    assert!(reported[&bad]["reason"].as_str().unwrap().contains(why));
+    for b in [emu.spec.body_code(0), emu.spec.body_code(2)] {
+        assert_eq!(reported[&b]["outcome"], "swept", "{run}");
+    }
+    // The failed body's doctors stay as they were; the others follow GMC (a doctor
+    // who left a good body for the failed one is disconnected from the good one).
+    let mut expected: BTreeMap<String, String> = after
+        .iter()
+        .filter(|(_, b)| **b != bad)
+        .map(|(d, b)| (d.clone(), b.clone()))
+        .collect();
+    for (d, b) in &before {
+        if *b == bad && !expected.contains_key(d) {
+            expected.insert(d.clone(), b.clone());
+        }
+    }
+    assert_eq!(connected(&pool(&pg).await).await, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gmc_malformed_response_fails_the_run_naming_the_body_and_disconnects_nobody() {
+async fn gmc_every_body_failing_fails_the_run_and_disconnects_nobody() {
     let Some(pg) = PgDatabase::create().await else {
         return;
     };
@@ -718,45 +991,34 @@ async fn gmc_malformed_response_fails_the_run_naming_the_body_and_disconnects_no
     load_night_zero(dir.path(), &pg, 2, 100).await;
     let db = pool(&pg).await;
     let before = connected(&db).await;
-    let bad = RegisterSpec {
-        bodies: 2,
-        doctors_per_body: 100,
-        seed: SEED,
-        night: 1,
-    }
-    .body_code(1);
-    let emu = Emulator::start(2, 100, 1, &["--malformed-body", &bad]);
-    let job = gmc_job(dir.path(), "malformed", &emu, &pg, "s3cret-test");
+    let spec = Emulator::start(2, 100, 1, &[]).spec;
+    let (a, b) = (spec.body_code(0), spec.body_code(1));
+    let emu = Emulator::start(2, 100, 1, &["--deny-body", &a, "--malformed-body", &b]);
+    let job = gmc_job(dir.path(), "all-fail", &emu, &pg, "s3cret-test");
     let run = run(&job, &state_url(dir.path()));
     run.expect_code(1);
-    let text = format!("{run}");
-    assert!(text.contains(&bad) && text.contains("malformed"), "{text}");
-    assert!(changes(&db, &run.job_id(), "individual", "disconnected")
-        .await
-        .is_empty());
-    let now = connected(&db).await;
-    for (d, b) in &before {
-        assert!(now.contains_key(d), "doctor {d} of {b} must stay connected");
+    assert_eq!(run.state(), "failed", "{run}");
+    assert!(
+        run.summary["failure"]
+            .as_str()
+            .unwrap()
+            .contains("every scope failed"),
+        "{run}"
+    );
+    for (body, r) in scopes(&run) {
+        assert_eq!(r["outcome"], "failed", "{body}: {run}");
     }
+    assert_eq!(connected(&db).await, before, "nobody is disconnected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gmc_return_code_81_fails_the_run_naming_the_denied_body() {
-    let Some(pg) = PgDatabase::create().await else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let spec = Emulator::start(2, 30, 0, &[]).spec;
-    let denied = spec.body_code(1);
-    let emu = Emulator::start(2, 30, 0, &["--deny-body", &denied]);
-    let job = gmc_job(dir.path(), "denied", &emu, &pg, "s3cret-test");
-    let run = run(&job, &state_url(dir.path()));
-    run.expect_code(1);
-    let text = format!("{run}");
-    assert!(
-        text.contains(&format!("designated body {denied}: ReturnCode 81")),
-        "{text}"
-    );
+async fn gmc_malformed_response_fails_that_body_only_and_the_others_are_reconciled() {
+    one_body_fails("--malformed-body", "malformed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_return_code_81_fails_that_body_only_and_the_others_are_reconciled() {
+    one_body_fails("--deny-body", "ReturnCode 81").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -791,6 +1053,11 @@ async fn gmc_body_shrinking_more_than_the_allowed_share_is_refused_and_reported(
     for d in gone {
         assert!(now.contains_key(d), "doctor {d} must stay connected");
     }
+    assert_eq!(
+        scopes(&run)[&emu.spec.body_code(0)]["outcome"],
+        "refused_by_guard",
+        "{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,18 @@ enum Attempt {
     Transient(String),
 }
 
+/// Why a designated body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The account is refused (ReturnCode 99: name, password or caller IP), or the
+    /// client cannot be used: every body would fail the same way, so the job stops.
+    Account(SourceError),
+    /// Only this body failed (81 no access, 80 unknown body, a malformed answer or a
+    /// fault, retries exhausted): the job goes on with the others, and this body is
+    /// not reconciled.
+    Body(String),
+}
+
 /// A `GetDoctorsForDB` client for one job.
 pub struct Client {
     http: reqwest::Client,
@@ -69,7 +81,7 @@ impl Client {
         })
     }
 
-    async fn attempt(&self, body: &str) -> Result<Attempt, SourceError> {
+    async fn attempt(&self, body: &str) -> Result<Attempt, Failure> {
         let request_id = uuid::Uuid::now_v7().to_string();
         let xml = envelope(
             body,
@@ -95,11 +107,10 @@ impl Client {
             Ok(b) => b,
             Err(e) => return Ok(Attempt::Transient(format!("reading the answer: {e}"))),
         };
-        let parsed = response::parse(&bytes).map_err(|e| {
-            SourceError::Unavailable(format!("designated body {body}: HTTP {status}, {e}"))
-        })?;
+        let parsed = response::parse(&bytes)
+            .map_err(|e| Failure::Body(format!("designated body {body}: HTTP {status}, {e}")))?;
         if let Some(fault) = &parsed.fault {
-            return Err(SourceError::Unavailable(format!(
+            return Err(Failure::Body(format!(
                 "designated body {body}: HTTP {status}, SOAP fault: {fault}"
             )));
         }
@@ -117,7 +128,7 @@ impl Client {
 
     /// The doctors of one designated body: a complete, successful response (ReturnCode
     /// 0 with a list), or an error naming the body and the cause.
-    pub async fn doctors_for(&self, body: &str) -> Result<Response, SourceError> {
+    pub async fn doctors_for(&self, body: &str) -> Result<Response, Failure> {
         let mut delay = Duration::from_millis(self.config.backoff_ms);
         let mut attempt = 0;
         loop {
@@ -130,7 +141,7 @@ impl Client {
                     delay *= 2;
                 }
                 Attempt::Transient(why) => {
-                    return Err(SourceError::Unavailable(format!(
+                    return Err(Failure::Body(format!(
                         "designated body {body}: {why} (after {} retries)",
                         self.config.retries
                     )))
@@ -140,7 +151,7 @@ impl Client {
     }
 }
 
-fn check(body: &str, r: Response) -> Result<Response, SourceError> {
+fn check(body: &str, r: Response) -> Result<Response, Failure> {
     let code = r.return_code.as_str();
     let why = || {
         format!(
@@ -151,15 +162,14 @@ fn check(body: &str, r: Response) -> Result<Response, SourceError> {
     };
     match code {
         "0" if r.has_list => Ok(r),
-        "0" => Err(SourceError::Unavailable(format!(
+        "0" => Err(Failure::Body(format!(
             "designated body {body}: ReturnCode 0 without a Doctors list"
         ))),
-        "" => Err(SourceError::Unavailable(format!(
+        "" => Err(Failure::Body(format!(
             "designated body {body}: the response has no ReturnCode"
         ))),
-        "99" | "81" => Err(SourceError::Refused(why())),
-        "80" => Err(SourceError::Config(why())),
-        _ => Err(SourceError::Unavailable(why())),
+        "99" => Err(Failure::Account(SourceError::Refused(why()))),
+        _ => Err(Failure::Body(why())),
     }
 }
 
@@ -184,10 +194,27 @@ mod tests {
             return_code: "99".into(),
             ..Response::default()
         };
-        let e = check("1-AIIDHJ", r).unwrap_err();
+        let Failure::Account(e) = check("1-AIIDHJ", r).unwrap_err() else {
+            panic!("99 refuses the account, not one body")
+        };
         assert!(matches!(e, SourceError::Refused(_)));
         let s = e.to_string();
         assert!(s.contains("1-AIIDHJ") && s.contains("99"), "{s}");
+    }
+
+    #[test]
+    fn no_access_to_one_body_fails_that_body_only() {
+        let r = Response {
+            return_code: "81".into(),
+            ..Response::default()
+        };
+        let Failure::Body(why) = check("1-AIIDWA", r).unwrap_err() else {
+            panic!("81 is about one body")
+        };
+        assert!(
+            why.contains("designated body 1-AIIDWA: ReturnCode 81"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct GmcConfig {
     /// First retry delay in milliseconds; doubles on each retry.
     #[serde(default = "default_backoff")]
     pub backoff_ms: u64,
+    /// Designated bodies asked at once: the calls of the next bodies start while
+    /// the engine loads the current one (at least 1).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
 }
 
 fn default_username_env() -> String {
@@ -53,6 +57,9 @@ fn default_retries() -> u32 {
 }
 fn default_backoff() -> u64 {
     500
+}
+fn default_concurrency() -> usize {
+    4
 }
 
 /// GMC account credentials; `Debug` hides the password.

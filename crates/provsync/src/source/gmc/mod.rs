@@ -1,19 +1,30 @@
 //! The `gmc` source: GMC `GetDoctorsForDB` over SOAP, one page per designated body
 //! (the job's scope lists the body codes; the cursor is the body's index).
+//!
+//! Each page is a whole body, so it carries a [`ScopeSnapshot`]: complete when GMC
+//! answered ReturnCode 0 with a list, failed (an empty page) when only that body
+//! could not be read. The engine then reconciles body by body. A refused account
+//! (ReturnCode 99) fails the job instead: every body would answer the same.
 
 pub mod client;
 pub mod config;
 pub mod records;
 pub mod response;
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use provsync_core::job::Mode;
 use provsync_core::model::Scope;
-use provsync_core::source::{Cursor, OpenRequest, Page, Source, SourceError};
+use provsync_core::source::{Cursor, OpenRequest, Page, ScopeSnapshot, Source, SourceError};
+use tokio::task::JoinHandle;
 
+use client::{Client, Failure};
 pub use config::GmcConfig;
+
+/// The answer of one body's call, started ahead of the engine's fetch.
+type Call = JoinHandle<Result<response::Response, Failure>>;
 
 /// Reads doctors per designated body from GMC (or its emulator).
 pub struct GmcSource {
@@ -23,7 +34,35 @@ pub struct GmcSource {
 
 struct Session {
     bodies: Vec<Scope>,
-    client: std::sync::Arc<client::Client>,
+    client: Arc<Client>,
+    /// Calls in flight, by body index: at most `concurrency` from the body the
+    /// engine fetches on, so a body's call overlaps the load of the one before.
+    ahead: HashMap<usize, Call>,
+}
+
+impl Session {
+    /// Starts the calls of bodies `i..i + concurrency` not started yet and takes
+    /// body `i`'s (a body fetched again, after a crash, is called again).
+    fn call(&mut self, i: usize, concurrency: usize) -> Call {
+        let end = (i + concurrency.max(1)).min(self.bodies.len());
+        for j in i..end {
+            if !self.ahead.contains_key(&j) {
+                let client = self.client.clone();
+                let body = self.bodies[j].0.clone();
+                let call = tokio::spawn(async move { client.doctors_for(&body).await });
+                self.ahead.insert(j, call);
+            }
+        }
+        self.ahead.remove(&i).expect("started above")
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for call in self.ahead.values() {
+            call.abort();
+        }
+    }
 }
 
 impl GmcSource {
@@ -34,6 +73,26 @@ impl GmcSource {
             session: Mutex::new(None),
         }
     }
+}
+
+/// The page of a body GMC answered: its workplace, then each doctor and connection.
+fn body_page(body: &str, response: &response::Response, next: Option<Cursor>) -> Page {
+    let mut page = Page {
+        records: Vec::with_capacity(1 + 2 * response.doctors.len()),
+        bad: Vec::new(),
+        next,
+        snapshot: Some(ScopeSnapshot::Complete {
+            scope: Scope(body.to_owned()),
+        }),
+    };
+    page.records.push(records::body(body));
+    for d in &response.doctors {
+        match records::doctor(body, d) {
+            Ok(rs) => page.records.extend(rs),
+            Err(b) => page.bad.push(b),
+        }
+    }
+    page
 }
 
 #[async_trait]
@@ -51,19 +110,20 @@ impl Source for GmcSource {
             ));
         }
         let credentials = self.config.credentials()?;
-        let client = client::Client::new(self.config.clone(), credentials)?;
+        let client = Client::new(self.config.clone(), credentials)?;
         *self.session.lock().expect("session lock") = Some(Session {
             bodies: req.scope.clone(),
-            client: std::sync::Arc::new(client),
+            client: Arc::new(client),
+            ahead: HashMap::new(),
         });
         Ok(Cursor("0".into()))
     }
 
     async fn fetch(&self, cursor: &Cursor) -> Result<Page, SourceError> {
-        let (body, next, client) = {
-            let guard = self.session.lock().expect("session lock");
+        let (body, next, call) = {
+            let mut guard = self.session.lock().expect("session lock");
             let s = guard
-                .as_ref()
+                .as_mut()
                 .ok_or_else(|| SourceError::Config("source gmc: fetch before open".into()))?;
             let i: usize = cursor
                 .0
@@ -72,27 +132,44 @@ impl Source for GmcSource {
                 .filter(|i| *i < s.bodies.len())
                 .ok_or_else(|| SourceError::BadCursor(cursor.0.clone()))?;
             let next = (i + 1 < s.bodies.len()).then(|| Cursor((i + 1).to_string()));
-            (s.bodies[i].0.clone(), next, s.client.clone())
+            (
+                s.bodies[i].0.clone(),
+                next,
+                s.call(i, self.config.concurrency),
+            )
         };
-        let response = client.doctors_for(&body).await?;
-        let mut page = Page {
-            records: Vec::with_capacity(1 + 2 * response.doctors.len()),
-            bad: Vec::new(),
-            next,
-        };
-        page.records.push(records::body(&body));
-        for d in &response.doctors {
-            match records::doctor(&body, d) {
-                Ok(rs) => page.records.extend(rs),
-                Err(b) => page.bad.push(b),
+        let answer = call.await.map_err(|e| {
+            SourceError::Unavailable(format!("designated body {body}: call task: {e}"))
+        })?;
+        match answer {
+            Ok(response) => {
+                tracing::info!(
+                    body,
+                    doctors = response.doctors.len(),
+                    gmc_request_id = %response.gmc_request_id,
+                    "gmc body fetched"
+                );
+                Ok(body_page(&body, &response, next))
+            }
+            Err(Failure::Account(e)) => Err(e),
+            Err(Failure::Body(reason)) => {
+                tracing::warn!(body, %reason, "gmc body failed: it is not reconciled");
+                Ok(Page {
+                    records: Vec::new(),
+                    bad: Vec::new(),
+                    next,
+                    snapshot: Some(ScopeSnapshot::Failed {
+                        scope: Scope(body),
+                        reason,
+                    }),
+                })
             }
         }
-        tracing::info!(
-            body,
-            doctors = response.doctors.len(),
-            gmc_request_id = %response.gmc_request_id,
-            "gmc body fetched"
-        );
-        Ok(page)
+    }
+
+    async fn close(&self) -> Result<(), SourceError> {
+        // Calls started ahead for bodies the job will not fetch (abort, failure) end here.
+        self.session.lock().expect("session lock").take();
+        Ok(())
     }
 }

@@ -260,6 +260,7 @@ impl OneKeySource {
             records: Vec::new(),
             bad: Vec::new(),
             next: None,
+            snapshot: None,
         };
         for list in lists.lists {
             for (i, raw) in list.codes.iter().enumerate() {

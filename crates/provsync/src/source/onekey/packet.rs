@@ -243,6 +243,7 @@ pub fn read_packet(body: &[u8]) -> Result<Page, String> {
         ),
         bad: Vec::new(),
         next: None,
+        snapshot: None,
     };
     read_all(
         &env.workplaces,

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 
 use provsync_core::job::{JobId, KindCounts};
 use provsync_core::mapped::MappedRecord;
-use provsync_core::source::Cursor;
+use provsync_core::source::{Cursor, ScopeSnapshot};
 use provsync_core::store::{
     Checkpoint, ErrorEntry, LinkCommit, PageCommit, PageEntry, StagedLink, StoreError,
 };
@@ -44,21 +44,25 @@ pub(super) async fn record_page(
     page_no: u64,
     cursor: &Cursor,
     records: u64,
+    snapshot: Option<&ScopeSnapshot>,
     next: &Checkpoint,
 ) -> Result<(), StoreError> {
+    let snapshot = snapshot.map(|s| to_json(s, "page snapshot")).transpose()?;
     let mut tx = begin(pool).await?;
     // A page fetched again after a crash keeps its `loaded` mark and counts: its
     // effects are committed already and must not be applied twice.
     sqlx::query(
-        "INSERT INTO pages (job_id, page_no, cursor, records, loaded, fetched_at) \
-         VALUES ($1, $2, $3, $4, FALSE, $5) ON CONFLICT (job_id, page_no) DO UPDATE SET \
-         cursor = excluded.cursor, records = excluded.records, fetched_at = excluded.fetched_at",
+        "INSERT INTO pages (job_id, page_no, cursor, records, loaded, fetched_at, snapshot) \
+         VALUES ($1, $2, $3, $4, FALSE, $5, $6) ON CONFLICT (job_id, page_no) DO UPDATE SET \
+         cursor = excluded.cursor, records = excluded.records, fetched_at = excluded.fetched_at, \
+         snapshot = excluded.snapshot",
     )
     .bind(id.as_str())
     .bind(int(page_no, "page number")?)
     .bind(cursor.0.as_str())
     .bind(int(records, "record count")?)
     .bind(now_ms())
+    .bind(snapshot)
     .execute(&mut *tx)
     .await
     .map_err(db_job("record page", id))?;
@@ -98,7 +102,7 @@ pub(super) async fn set_checkpoint(
 
 pub(super) async fn pages(pool: &PgPool, id: &JobId) -> Result<Vec<PageEntry>, StoreError> {
     let rows = sqlx::query(
-        "SELECT page_no, cursor, loaded, records FROM pages WHERE job_id = $1 ORDER BY page_no",
+        "SELECT page_no, cursor, loaded, records, snapshot, counts FROM pages WHERE job_id = $1 ORDER BY page_no",
     )
     .bind(id.as_str())
     .fetch_all(pool)
@@ -111,6 +115,12 @@ pub(super) async fn pages(pool: &PgPool, id: &JobId) -> Result<Vec<PageEntry>, S
                 cursor: Cursor(col(r, "cursor")?),
                 loaded: col(r, "loaded")?,
                 records: uint(col(r, "records")?, "record count")?,
+                snapshot: col::<Option<String>>(r, "snapshot")?
+                    .map(|t| json(&t, "page snapshot"))
+                    .transpose()?,
+                counts: col::<Option<String>>(r, "counts")?
+                    .map(|t| json(&t, "page counts"))
+                    .transpose()?,
             })
         })
         .collect()

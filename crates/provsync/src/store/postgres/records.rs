@@ -96,7 +96,7 @@ pub(super) async fn known_records(
         // `= ANY($3)` keeps one statement text (one cached plan) for every chunk
         // size, and uses the (target, kind, source_id) unique index.
         let rows = sqlx::query(
-            "SELECT rid, source_id, hash, connected FROM record_state \
+            "SELECT rid, source_id, hash, connected, scope FROM record_state \
              WHERE target = $1 AND kind = $2 AND source_id = ANY($3)",
         )
         .bind(target)
@@ -115,6 +115,7 @@ pub(super) async fn known_records(
                     hash,
                     connected: col(r, "connected")?,
                     key: col(r, "rid")?,
+                    scope: Scope(col(r, "scope")?),
                 },
             );
         }

@@ -95,7 +95,7 @@ pub(super) async fn known_records(
     let mut known = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT rid, source_id, hash, connected FROM record_state WHERE target = ",
+            "SELECT rid, source_id, hash, connected, scope FROM record_state WHERE target = ",
         );
         qb.push_bind(target)
             .push(" AND kind = ")
@@ -117,6 +117,7 @@ pub(super) async fn known_records(
                     hash,
                     connected: col::<i64>(r, "connected")? != 0,
                     key: col(r, "rid")?,
+                    scope: Scope(col(r, "scope")?),
                 },
             );
         }

@@ -397,7 +397,7 @@ impl Target for PostgresTarget {
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<u64, TargetError> {
-        self.disconnect_in_scope(run, kind, &[], ids).await
+        Ok(self.disconnect_in_scope(run, kind, &[], ids).await?.len() as u64)
     }
 
     async fn disconnect_in_scope(
@@ -406,7 +406,7 @@ impl Target for PostgresTarget {
         kind: EntityKind,
         scope: &[Scope],
         ids: &[SourceId],
-    ) -> Result<u64, TargetError> {
+    ) -> Result<Vec<SourceId>, TargetError> {
         let layout = self.layout(kind)?;
         let ids: Vec<&str> = ids.iter().map(SourceId::as_str).collect();
         let scopes: Vec<&str> = scope.iter().map(Scope::as_str).collect();
@@ -446,6 +446,6 @@ impl Target for PostgresTarget {
             clear_parents(&mut tx, run, &done).await?;
         }
         tx.commit().await.map_err(|e| backend("commit", e))?;
-        Ok(done.len() as u64)
+        Ok(done.into_iter().map(SourceId).collect())
     }
 }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use provsync_core::model::{EntityKind, SourceId};
+use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::target::{Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -416,18 +416,45 @@ impl Target for SqliteTarget {
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<u64, TargetError> {
+        Ok(self.disconnect_in_scope(run, kind, &[], ids).await?.len() as u64)
+    }
+
+    async fn disconnect_in_scope(
+        &self,
+        run: &RunRef,
+        kind: EntityKind,
+        scope: &[Scope],
+        ids: &[SourceId],
+    ) -> Result<Vec<SourceId>, TargetError> {
         let layout = self.layout(kind)?;
         let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
-        let mut changed = 0;
+        let mut done = Vec::new();
         let now = now_ms();
-        for chunk in ids.chunks(MAX_VARS - 3) {
+        // Bound variables: the run, the time, the start time, the scopes, the ids.
+        for chunk in ids.chunks(MAX_VARS.saturating_sub(4 + scope.len()).max(1)) {
+            // One conditional statement per chunk, as on PostgreSQL: a row changed
+            // since the run started (a manual connection) or now in another scope
+            // (a move) is left alone.
+            let in_scope = if scope.is_empty() {
+                String::new()
+            } else {
+                format!(" AND scope IN ({})", placeholders(scope.len()))
+            };
             let sql = format!(
                 "UPDATE {} SET connected=0, connection_run=?, updated_at=? \
-                 WHERE connected=1 AND source_id IN ({}) RETURNING source_id",
+                 WHERE connected=1 AND (? IS NULL OR updated_at < ?){in_scope} \
+                 AND source_id IN ({}) RETURNING source_id",
                 layout.table,
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(run.job_id.as_str()).bind(now);
+            let mut q = sqlx::query(&sql)
+                .bind(run.job_id.as_str())
+                .bind(now)
+                .bind(run.started_at_ms)
+                .bind(run.started_at_ms);
+            for s in scope {
+                q = q.bind(s.as_str());
+            }
             for id in chunk {
                 q = q.bind(id.as_str());
             }
@@ -444,9 +471,16 @@ impl Target for SqliteTarget {
             if kind == EntityKind::Relation {
                 clear_parents(&mut tx, run, &ids).await?;
             }
-            changed += ids.len() as u64;
+            done.extend(ids.into_iter().map(SourceId));
         }
         tx.commit().await.map_err(|e| backend("commit", e))?;
-        Ok(changed)
+        if done.len() < ids.len() {
+            tracing::info!(
+                table = %layout.table,
+                kept = ids.len() - done.len(),
+                "sweep left rows changed since the run started, or in another scope"
+            );
+        }
+        Ok(done)
     }
 }
