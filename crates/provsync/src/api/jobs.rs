@@ -217,7 +217,17 @@ pub async fn codes_sync(
     accepted(submit(&st, &caller, &spec).await?)
 }
 
-/// A job's status: state, stage, counts, failure, errors summary, transitions, timings.
+/// Each scope's outcome and counts, from the run summary (none before the end).
+pub fn scopes_of(job: &provsync_core::store::JobRecord) -> Value {
+    job.summary
+        .as_ref()
+        .and_then(|s| s.pointer("/sweep/scopes"))
+        .cloned()
+        .unwrap_or_else(|| json!([]))
+}
+
+/// A job's status: state, stage, counts, per-scope outcomes, failure, errors
+/// summary, transitions, timings.
 pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
     let store = &st.engine.store;
     let job = store.job(id).await.map_err(ApiError::store)?;
@@ -250,6 +260,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
         "failure": job.failure,
         "abort_requested": job.abort_requested,
         "counts": {"total": counts.total(), "per_kind": counts},
+        "scopes": scopes_of(&job),
         "errors": {"total": total, "first": first},
         "transitions": transitions,
         "callbacks": callbacks,

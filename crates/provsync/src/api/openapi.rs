@@ -59,6 +59,9 @@ use super::error::{ApiError, ErrorCode, FieldError};
         StatusCounts,
         Counts,
         ErrorsSummary,
+        ScopeStatus,
+        ScopeOutcome,
+        ScopeCounts,
         ErrorEntry,
         Transition,
         Timings,
@@ -278,6 +281,11 @@ pub struct Counts {
     pub relations_loaded: u64,
     pub relations_failed: u64,
     pub relations_staged: u64,
+    /// Records written that were new or disconnected before (a subset, not a bucket).
+    pub connected: u64,
+    /// Records written whose scope changed, e.g. a doctor moving to another
+    /// designated body (a subset, not a bucket).
+    pub moved: u64,
 }
 
 /// Counts over all kinds and per entity kind.
@@ -344,11 +352,55 @@ pub struct JobStatus {
     pub failure: Option<String>,
     pub abort_requested: bool,
     pub counts: StatusCounts,
+    /// Each scope of a finished full run (each GMC designated body): its outcome
+    /// and counts. Empty until the run finishes.
+    pub scopes: Vec<ScopeStatus>,
     pub errors: ErrorsSummary,
     pub transitions: Vec<Transition>,
     /// Delivery state of the job's callbacks (empty without `callback_url`).
     pub callbacks: Vec<CallbackState>,
     pub timings: Timings,
+}
+
+/// What happened to one scope of a run.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeOutcome {
+    /// Complete snapshot: records it no longer has were disconnected.
+    Swept,
+    /// The snapshot had none of its records: nobody was disconnected.
+    EmptyNoSweep,
+    /// The source could not deliver it (see `reason`): nobody was disconnected.
+    Failed,
+    /// It would lose more than `max_disconnect_share`: nobody was disconnected.
+    RefusedByGuard,
+    /// The run's sweep did not run (delta, aborted or failed run).
+    NotSwept,
+}
+
+/// Counts of one entity kind in one scope.
+#[derive(Serialize, ToSchema)]
+pub struct ScopeCounts {
+    /// Records the source returned for the scope.
+    pub returned: u64,
+    /// Connected to the scope by the run (new, or back after a disconnect).
+    pub connected: u64,
+    /// Moved into the scope from another one.
+    pub moved: u64,
+    /// Disconnected from the scope by the sweep.
+    pub disconnected: u64,
+}
+
+/// One scope (one GMC designated body) of a run.
+#[derive(Serialize, ToSchema)]
+pub struct ScopeStatus {
+    pub scope: String,
+    pub outcome: ScopeOutcome,
+    /// Why it was not swept.
+    #[schema(required = false)]
+    pub reason: Option<String>,
+    /// Keyed by entity kind; for GMC, `individual` counts doctors.
+    pub per_kind: BTreeMap<String, ScopeCounts>,
 }
 
 /// Delivery state of one callback.

@@ -63,6 +63,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "finished_at": job.finished_at,
             "counts": counts.total(),
             "per_kind": counts,
+            "scopes": crate::api::jobs::scopes_of(&job),
             "errors_total": error_count,
             "errors": errors,
             "transitions": transitions,
