@@ -17,6 +17,11 @@
 //! name = "codes-nightly"
 //! cron = "0 30 1 * * *"   # sec min hour day month weekday (seconds optional)
 //! job_file = "jobs/codes.toml"
+//!
+//! [relay]                 # also publish a target's change outbox to RabbitMQ
+//! database = "postgres://postgres@127.0.0.1:5432/provsync"
+//! schema = "gmc"
+//! amqp = "amqp://guest:guest@127.0.0.1:5672/%2f"
 //! ```
 //!
 //! Every key can be overridden from the environment: `PROVSYNC_<KEY>`, with `__`
@@ -93,6 +98,9 @@ pub struct ConfigFile {
     /// Scheduled jobs.
     #[serde(default)]
     pub schedules: Vec<ScheduleEntry>,
+    /// The change relay `serve` runs beside the API (none without the table).
+    #[serde(default)]
+    pub relay: Option<RelayEntry>,
     /// Folder that relative `job_file` paths start from (the config file's).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -130,6 +138,39 @@ impl fmt::Debug for CallbacksEntry {
             .field("max_attempts", &self.max_attempts)
             .field("timeout_secs", &self.timeout_secs)
             .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
+/// The `[relay]` table: `serve` drains a target database's change outbox to a
+/// RabbitMQ topic exchange, as `provsync relay-changes` does.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayEntry {
+    /// PostgreSQL URL of the target database holding `change_outbox`.
+    pub database: String,
+    /// Schema of the outbox (default `gmc`).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// AMQP URL of the broker (default `amqp://127.0.0.1:5672/%2f`).
+    #[serde(default)]
+    pub amqp: Option<String>,
+    /// Topic exchange (default `provsync.changes`).
+    #[serde(default)]
+    pub exchange: Option<String>,
+    /// Poll interval of an empty outbox in milliseconds (default 500).
+    #[serde(default)]
+    pub poll_ms: Option<u64>,
+}
+
+impl fmt::Debug for RelayEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayEntry")
+            .field("database", &redact_url(&self.database))
+            .field("schema", &self.schema)
+            .field("amqp", &self.amqp.as_deref().map(redact_url))
+            .field("exchange", &self.exchange)
+            .field("poll_ms", &self.poll_ms)
             .finish()
     }
 }
@@ -270,6 +311,8 @@ pub struct Config {
     pub callbacks: CallbackSettings,
     /// Schedules, each after the one it waits for.
     pub schedules: Vec<Schedule>,
+    /// The change relay to run in the service, if configured.
+    pub relay: Option<crate::events::relay::RelayConfig>,
     /// `PROVSYNC_*` variables that name no configuration key.
     pub ignored_env: Vec<String>,
 }
@@ -292,25 +335,28 @@ pub struct ConfigError(pub String);
 
 /// Prefixes of `PROVSYNC_` variables that other commands read (not configuration
 /// keys, not warned about).
-const NOT_CONFIG: [&str; 8] = [
+const NOT_CONFIG: [&str; 9] = [
     "PROVSYNC_CONFIG",
     "PROVSYNC_LOG",
     "PROVSYNC_DATA_DIR",
     "PROVSYNC_BENCH",
     "PROVSYNC_GMC_",
-    "PROVSYNC_RELAY_",
+    // `relay-changes` flags; `PROVSYNC_RELAY__DATABASE` is the `[relay]` key.
+    "PROVSYNC_RELAY_DATABASE",
+    "PROVSYNC_RELAY_AMQP",
     "PROVSYNC_CHAOS_",
     "PROVSYNC_ONEKEY_",
 ];
 
 /// Top-level keys of the file, for telling overrides from unrelated variables.
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "listen",
     "state",
     "queue",
     "tokens",
     "callbacks",
     "schedules",
+    "relay",
 ];
 
 /// Parses a configuration file's text; `origin` names it in errors.
@@ -447,6 +493,7 @@ pub fn resolve(file: Option<ConfigFile>, flags: &Overrides) -> Result<Config, Co
     let tokens = tokens(&file.tokens)?;
     let callbacks = callbacks(&file.callbacks, file.base_dir.as_deref())?;
     let schedules = schedules(&file.schedules, file.base_dir.as_deref())?;
+    let relay = file.relay.as_ref().map(relay).transpose()?;
     Ok(Config {
         listen,
         state,
@@ -454,7 +501,49 @@ pub fn resolve(file: Option<ConfigFile>, flags: &Overrides) -> Result<Config, Co
         tokens,
         callbacks,
         schedules,
+        relay,
         ignored_env: file.ignored_env,
+    })
+}
+
+fn relay(r: &RelayEntry) -> Result<crate::events::relay::RelayConfig, ConfigError> {
+    if !(r.database.starts_with("postgres://") || r.database.starts_with("postgresql://")) {
+        return Err(ConfigError(format!(
+            "relay.database: expected postgres://..., got {:?}",
+            redact_url(&r.database)
+        )));
+    }
+    let amqp = r
+        .amqp
+        .clone()
+        .unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".to_owned());
+    if !amqp.starts_with("amqp://") {
+        return Err(ConfigError(format!(
+            "relay.amqp: expected amqp://..., got {:?}",
+            redact_url(&amqp)
+        )));
+    }
+    let schema = r.schema.clone().unwrap_or_else(|| "gmc".to_owned());
+    if schema.is_empty()
+        || !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(ConfigError(format!(
+            "relay.schema: {schema:?} is not a plain identifier"
+        )));
+    }
+    Ok(crate::events::relay::RelayConfig {
+        database_url: r.database.clone(),
+        schema,
+        amqp_url: amqp,
+        exchange: r
+            .exchange
+            .clone()
+            .unwrap_or_else(|| "provsync.changes".to_owned()),
+        batch: 500,
+        poll: std::time::Duration::from_millis(r.poll_ms.unwrap_or(500).max(10)),
+        until_empty: false,
     })
 }
 
@@ -675,6 +764,54 @@ mod tests {
         assert_eq!(c.tokens[0].role, Role::Operate);
         assert_eq!(sha256_hex("test"), H);
         assert_eq!(decode_sha256(H).unwrap(), c.tokens[0].hash);
+    }
+
+    #[test]
+    fn relay_table_and_its_env_overrides_resolve_without_showing_the_password() {
+        let f = parse_with_env(
+            "[relay]\ndatabase = \"postgres://u:pw@db/provsync\"\n",
+            "c.toml",
+            [
+                (
+                    "PROVSYNC_RELAY__AMQP".to_owned(),
+                    "amqp://mq:5672/%2f".to_owned(),
+                ),
+                ("PROVSYNC_RELAY_DATABASE".to_owned(), "ignored".to_owned()),
+            ],
+        )
+        .unwrap();
+        assert!(f.ignored_env.is_empty(), "{:?}", f.ignored_env);
+        assert!(!format!("{:?}", f.relay).contains("pw"));
+        let c = resolve(Some(f), &Overrides::default()).unwrap();
+        let r = c.relay.unwrap();
+        assert_eq!(r.amqp_url, "amqp://mq:5672/%2f");
+        assert_eq!(
+            (r.schema.as_str(), r.exchange.as_str()),
+            ("gmc", "provsync.changes")
+        );
+        let bad = parse("[relay]\ndatabase = \"mysql://x\"\n", "c.toml").unwrap();
+        let e = resolve(Some(bad), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("relay.database"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_nightly_gmc_service_config_resolves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/gmc-nightly.toml");
+        let f = parse(&std::fs::read_to_string(&path).unwrap(), "gmc-nightly.toml").unwrap();
+        let f = ConfigFile {
+            base_dir: path.parent().map(Path::to_path_buf),
+            ..f
+        };
+        let c = resolve(Some(f), &Overrides::default()).unwrap();
+        let s = &c.schedules[0];
+        assert_eq!(
+            (s.name.as_str(), s.pattern.as_str()),
+            ("gmc-nightly", "0 2 * * *")
+        );
+        assert_eq!(s.spec.source.kind, "gmc");
+        assert_eq!(c.relay.unwrap().exchange, "provsync.changes");
     }
 
     #[test]

@@ -101,6 +101,20 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
         );
     }
+    // The change relay rides along, so one process does the whole nightly flow:
+    // schedule, sync, and every connection event on its way to RabbitMQ.
+    let relay = cfg.relay.clone().map(|r| {
+        eprintln!(
+            "relaying {}.change_outbox of {} to exchange {} on {}",
+            r.schema,
+            config::redact_url(&r.database_url),
+            r.exchange,
+            config::redact_url(&r.amqp_url)
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(crate::events::relay::run(r, stop.clone()));
+        (stop, task)
+    });
     let opts = crate::api::ServeOptions {
         tokens: cfg.tokens,
         callbacks: cfg.callbacks,
@@ -111,6 +125,14 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("serving the API")?;
     if let Some(s) = stages {
         s.cancel();
+    }
+    if let Some((stop, task)) = relay {
+        stop.cancel();
+        match task.await {
+            Ok(Ok(stats)) => eprintln!("relay stopped after publishing {}", stats.published),
+            Ok(Err(e)) => eprintln!("relay: {e}"),
+            Err(e) => eprintln!("relay task: {e}"),
+        }
     }
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -166,6 +188,16 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
                     format!(", hosts {}", cfg.callbacks.allowed_hosts.join(" "))
                 }
             );
+            match &cfg.relay {
+                Some(r) => println!(
+                    "  relay  {}.change_outbox of {} -> {} on {}",
+                    r.schema,
+                    config::redact_url(&r.database_url),
+                    r.exchange,
+                    config::redact_url(&r.amqp_url)
+                ),
+                None => println!("  relay  off"),
+            }
             println!("  schedules  {}", cfg.schedules.len());
             for s in &cfg.schedules {
                 println!(

@@ -12,8 +12,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
-/// Settings of a relay.
-#[derive(Debug, Clone)]
+/// Settings of a relay (`Debug` hides the URLs' passwords).
+#[derive(Clone)]
 pub struct RelayConfig {
     /// PostgreSQL URL of the target database.
     pub database_url: String,
@@ -29,6 +29,21 @@ pub struct RelayConfig {
     pub poll: Duration,
     /// Stop once the outbox is empty (instead of polling forever).
     pub until_empty: bool,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::redact_url;
+        f.debug_struct("RelayConfig")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("schema", &self.schema)
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("exchange", &self.exchange)
+            .field("batch", &self.batch)
+            .field("poll", &self.poll)
+            .field("until_empty", &self.until_empty)
+            .finish()
+    }
 }
 
 /// A relay failure that retrying cannot fix.

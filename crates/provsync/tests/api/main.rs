@@ -9,6 +9,7 @@ mod auth;
 mod callbacks;
 mod codes_sync;
 mod concurrency;
+mod gmc_nightly;
 mod jobs;
 mod lifecycle;
 mod observability;
