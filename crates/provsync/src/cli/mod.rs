@@ -2,6 +2,7 @@
 //! `config check`.
 
 mod bench;
+mod bench_gmc;
 mod bench_onekey;
 mod demo;
 mod emulate;
@@ -68,6 +69,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Measure the OneKey emulator's serving rate and a OneKey -> PostgreSQL sync.
     BenchOnekey(bench_onekey::BenchOneKeyArgs),
+    /// Time the nightly GMC sync end to end: emulator process -> PostgreSQL doctors store.
+    BenchGmc(bench_gmc::BenchGmcArgs),
     /// Serve the HTTP API and run submitted jobs in the background.
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
@@ -124,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Demo(a) => demo::demo(a).await,
             Command::Bench(a) => bench::bench(a).await,
             Command::BenchOnekey(a) => bench_onekey::bench_onekey(a).await,
+            Command::BenchGmc(a) => bench_gmc::bench_gmc(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
             Command::Worker(a) => worker::worker(a).await,
