@@ -553,6 +553,36 @@ async fn gmc_two_bodies_loaded_in_parallel_with_doctors_moving_between_them_end_
     assert_eq!(bodies.len(), 2, "doctors moved into both bodies");
 }
 
+/// Runs night 0 of four slow bodies (2.5 s per answer) asking `concurrency` at
+/// once; returns the run's duration in seconds.
+async fn four_slow_bodies(concurrency: u32) -> Option<f64> {
+    let pg = PgDatabase::create().await?;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(4, 5, 0, &["--delay-ms", "2500"]);
+    let job = gmc_job(dir.path(), "slow", &emu, &pg, "s3cret-test");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "backoff_ms = 50\n",
+        &format!("backoff_ms = 50\nconcurrency = {concurrency}\n"),
+    );
+    std::fs::write(&job, text).unwrap();
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(0);
+    assert_eq!(connected(&pool(&pg).await).await, emu.membership());
+    Some(run.summary["duration_ms"].as_f64().unwrap() / 1000.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_bodies_are_asked_concurrently_up_to_the_configured_bound() {
+    // Four bodies one after the other would take 10 s; all at once, one answer's time.
+    let Some(all) = four_slow_bodies(4).await else {
+        return;
+    };
+    assert!(all < 7.5, "four bodies at once took {all:.1} s");
+    // Two at a time: at least two rounds of answers.
+    let two = four_slow_bodies(2).await.unwrap();
+    assert!(two >= 5.0, "two at a time took only {two:.1} s");
+}
+
 #[test]
 fn gmc_emulator_answers_an_independent_soap_client_zeep() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/.venv/bin/python");
