@@ -361,6 +361,8 @@ async fn sweep_kind(
         let ids = store
             .unseen_records(&ctx.target_name, kind, group, &ctx.id, limit)
             .await?;
+        // Fewer than asked: these are the last ones, no need to ask again.
+        let last = ids.len() < limit as usize;
         let ids = &ids[kept.min(ids.len())..];
         if ids.is_empty() {
             return Ok(disconnected);
@@ -375,5 +377,8 @@ async fn sweep_kind(
         kept += ids.len() - done.len();
         disconnected += done.len() as u64;
         Progress::add(&ctx.engine.progress.disconnected, done.len() as u64);
+        if last {
+            return Ok(disconnected);
+        }
     }
 }

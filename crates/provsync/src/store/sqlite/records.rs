@@ -241,7 +241,10 @@ pub(super) async fn unseen_records(
 ) -> Result<Vec<SourceId>, StoreError> {
     let mut qb = connected_in("source_id", target, kind, scopes);
     push_unseen(&mut qb, id);
-    qb.push(" ORDER BY source_id LIMIT ")
+    // `+source_id`: an expression, so the planner sorts the scope's rows (found by
+    // the scope index) instead of walking the whole kind in source_id order to
+    // spare the sort — 0.4 s per call at 104,000 doctors.
+    qb.push(" ORDER BY +source_id LIMIT ")
         .push_bind(i64::from(limit));
     let ids: Vec<String> = qb
         .build_query_scalar()
