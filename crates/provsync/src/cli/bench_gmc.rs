@@ -68,6 +68,9 @@ pub struct NightFigures {
     /// Seconds each stage was busy: extract (SOAP call + parse), transform, load,
     /// relations, finish (sweep).
     pub stage_secs: [f64; 5],
+    /// Of the load: seconds reading the state store's hashes, writing the target,
+    /// committing the page to the state store.
+    pub load_secs: [f64; 3],
 }
 
 /// The figures.
@@ -184,18 +187,22 @@ async fn night(
         moved: doctors["moved"].as_u64().unwrap_or(0),
         disconnected: doctors["disconnected"].as_u64().unwrap_or(0),
         stage_secs: std::array::from_fn(|i| (after[i] - before[i]) as f64 / 1e9),
+        load_secs: std::array::from_fn(|i| (after[5 + i] - before[5 + i]) as f64 / 1e9),
     })
 }
 
-/// Nanoseconds each stage has been busy so far: extract, transform, load,
-/// relations, finish.
-fn busy_ns(p: &Progress) -> [u64; 5] {
+/// Nanoseconds each stage has been busy so far (extract, transform, load,
+/// relations, finish), then the load's parts (hashes, target, commit).
+fn busy_ns(p: &Progress) -> [u64; 8] {
     [
         &p.extract_ns,
         &p.transform_ns,
         &p.load_ns,
         &p.relations_ns,
         &p.finish_ns,
+        &p.load_known_ns,
+        &p.load_target_ns,
+        &p.load_commit_ns,
     ]
     .map(Progress::get)
 }
@@ -241,6 +248,7 @@ pub async fn bench_gmc(a: BenchGmcArgs) -> anyhow::Result<ExitCode> {
     );
     for f in &report.nights {
         let [e, t, l, r, fin] = f.stage_secs;
+        let [lk, lt, lc] = f.load_secs;
         println!(
             "  night {}  {} doctors, {} records in {:.2} s: {:.0} records/s ({:.0} doctors/s); connected {} moved {} disconnected {}",
             f.night,
@@ -254,7 +262,7 @@ pub async fn bench_gmc(a: BenchGmcArgs) -> anyhow::Result<ExitCode> {
             f.disconnected
         );
         println!(
-            "           stages busy {e:.1} s extract (SOAP + parse), {t:.1} s transform, {l:.1} s load, {r:.1} s relations, {fin:.1} s finish (sweep)"
+            "           stages busy {e:.1} s extract (SOAP + parse), {t:.1} s transform, {l:.1} s load ({lk:.1} s hashes, {lt:.1} s target, {lc:.1} s commit), {r:.1} s relations, {fin:.1} s finish (sweep)"
         );
     }
     println!("  peak RSS {:.1} MB", report.peak_rss_bytes as f64 / 1e6);
