@@ -71,7 +71,8 @@ async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
     let counts = engine.store.counts(id).await?;
     let pages = engine.store.pages(id).await?;
     let scopes = ScopeLedger::new(&pages);
-    if job.failure.is_none() && scopes.per_scope() && !scopes.any_complete() {
+    let aborted = job.state == JobState::Aborting || job.abort_requested;
+    if job.failure.is_none() && !aborted && scopes.per_scope() && !scopes.any_complete() {
         // Not one scope could be read: the run did nothing, so it failed.
         let first = scopes.first_failure().unwrap_or("no scope was loaded");
         engine
