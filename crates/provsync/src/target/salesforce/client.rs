@@ -1,0 +1,407 @@
+//! HTTP to the org: bearer auth with one re-auth on 401, retries of transient
+//! failures with jittered exponential backoff, `Sforce-Limit-Info` bookkeeping, the
+//! adaptive concurrency gate, and parking while the daily API budget is spent.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use tokio::sync::RwLock;
+
+use super::auth::{self, Credentials, Session};
+use super::config::SalesforceConfig;
+use super::limits::{parse_limit_info, ApiUsage, Budget, Gate};
+use super::SfError;
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body.
+    None,
+    /// JSON.
+    Json(serde_json::Value),
+    /// Bulk API CSV.
+    Csv(String),
+    /// A SOAP envelope; the session id is put in place of `{SESSION_ID}`.
+    Soap(String),
+}
+
+/// An answer that is not a transport failure (any status).
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body bytes.
+    pub body: bytes::Bytes,
+}
+
+impl Response {
+    /// The body as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, SfError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            SfError::Protocol(format!(
+                "unreadable answer ({}): {e}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body[..self.body.len().min(300)])
+            ))
+        })
+    }
+
+    /// Salesforce's first `errorCode` and message of an error body, if any.
+    pub fn error(&self) -> Option<(String, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        let e = v.as_array().and_then(|a| a.first()).unwrap_or(&v);
+        let code = e
+            .get("errorCode")
+            .or_else(|| e.get("statusCode"))
+            .or_else(|| e.get("error"))?
+            .as_str()?
+            .to_string();
+        let msg = e
+            .get("message")
+            .or_else(|| e.get("error_description"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("")
+            .to_string();
+        Some((code, msg))
+    }
+}
+
+/// The org connection shared by every request of a job.
+pub struct Client {
+    http: reqwest::Client,
+    cfg: SalesforceConfig,
+    creds: Credentials,
+    session: RwLock<Option<Session>>,
+    /// In-flight cap (adaptive).
+    pub gate: Gate,
+    /// Last reported API usage.
+    pub budget: Budget,
+    /// Requests sent (token requests included).
+    pub calls: AtomicU64,
+    /// Why the job is parked, while it is.
+    parked: Mutex<Option<String>>,
+}
+
+impl Client {
+    /// A client; no request is sent until the first call.
+    pub fn new(cfg: SalesforceConfig, creds: Credentials) -> Result<Self, SfError> {
+        let http = reqwest::Client::builder()
+            // Salesforce ends requests at 10 minutes; a little more lets its answer in.
+            .timeout(Duration::from_secs(620))
+            .connect_timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| SfError::Config(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            gate: Gate::new(cfg.max_concurrency),
+            cfg,
+            creds,
+            session: RwLock::new(None),
+            budget: Budget::default(),
+            calls: AtomicU64::new(0),
+            parked: Mutex::new(None),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SalesforceConfig {
+        &self.cfg
+    }
+
+    /// `/services/data/vNN.0`.
+    pub fn data_path(&self) -> String {
+        format!("/services/data/v{}", self.cfg.api_version)
+    }
+
+    /// Why the job is parked now, if it is.
+    pub fn parked(&self) -> Option<String> {
+        self.parked.lock().expect("parked lock").clone()
+    }
+
+    async fn session(&self) -> Result<Session, SfError> {
+        if let Some(s) = self.session.read().await.as_ref() {
+            return Ok(s.clone());
+        }
+        self.login(None).await
+    }
+
+    /// Logs in, unless another request already replaced the `stale` token.
+    async fn login(&self, stale: Option<&Session>) -> Result<Session, SfError> {
+        let mut guard = self.session.write().await;
+        if let (Some(cur), Some(stale)) = (guard.as_ref(), stale) {
+            if cur.token.expose() != stale.token.expose() {
+                return Ok(cur.clone());
+            }
+        }
+        if let (Some(cur), None) = (guard.as_ref(), stale) {
+            return Ok(cur.clone());
+        }
+        let mut attempt = 0;
+        let mut s = loop {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            match auth::login(&self.http, &self.cfg.login_url, &self.creds).await {
+                Ok(s) => break s,
+                Err(SfError::Transient(m)) if attempt + 1 < self.cfg.max_attempts => {
+                    attempt += 1;
+                    tracing::warn!(attempt, reason = %m, "Salesforce login failed, retrying");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(SfError::Transient(m)) => return Err(SfError::Unavailable(m)),
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(url) = &self.cfg.instance_url {
+            s.instance_url = url.trim_end_matches('/').to_string();
+        }
+        *guard = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Full-jitter exponential backoff for retry `attempt` (1-based), capped at 30 s.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.cfg.backoff_ms.max(1);
+        let cap = base.saturating_mul(1 << attempt.min(16)).min(30_000);
+        Duration::from_millis(jitter(cap))
+    }
+
+    /// Sends one API call (`path` from the host root) with the connector's retry policy:
+    /// 503 and transport errors and concurrency refusals are retried with backoff; a 401
+    /// logs in again once; a spent daily budget parks until it resets. Every other
+    /// answer (2xx, data errors) is returned to the caller.
+    pub async fn call(&self, method: Method, path: &str, body: &Body) -> Result<Response, SfError> {
+        let mut attempt: u32 = 0;
+        let mut reauthed = false;
+        let mut parked_since: Option<Instant> = None;
+        loop {
+            let session = self.session().await?;
+            let sent = {
+                let _permit = self.gate.enter().await;
+                self.send(&session, method.clone(), path, body).await
+            };
+            let failure = match sent {
+                Ok(r) if r.status == StatusCode::UNAUTHORIZED => {
+                    if reauthed {
+                        return Err(SfError::Refused(format!(
+                            "{path}: session refused right after a new login"
+                        )));
+                    }
+                    reauthed = true;
+                    tracing::info!("Salesforce session expired: logging in again");
+                    self.login(Some(&session)).await?;
+                    continue;
+                }
+                Ok(r) if r.status == StatusCode::FORBIDDEN && is_limit(&r) => {
+                    let (_, msg) = r.error().unwrap_or_default();
+                    if is_daily_limit(&msg) {
+                        let since = *parked_since.get_or_insert_with(Instant::now);
+                        self.park(since, &msg).await?;
+                        continue;
+                    }
+                    self.gate.cut();
+                    format!("concurrent request limit: {msg}")
+                }
+                Ok(r) if is_transient_status(r.status) => format!("HTTP {}", r.status),
+                Ok(r) => {
+                    if parked_since.take().is_some() {
+                        self.unpark();
+                    }
+                    self.gate.success();
+                    return Ok(r);
+                }
+                Err(SfError::Transient(m)) => m,
+                Err(e) => return Err(e),
+            };
+            attempt += 1;
+            if attempt >= self.cfg.max_attempts {
+                return Err(SfError::Unavailable(format!(
+                    "{method} {path}: {failure} (after {attempt} attempts)"
+                )));
+            }
+            tracing::debug!(%path, attempt, reason = %failure, "Salesforce call retried");
+            tokio::time::sleep(self.backoff(attempt)).await;
+        }
+    }
+
+    async fn send(
+        &self,
+        session: &Session,
+        method: Method,
+        path: &str,
+        body: &Body,
+    ) -> Result<Response, SfError> {
+        let url = format!("{}{path}", session.instance_url);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(session.token.expose());
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(v),
+            Body::Csv(s) => req.header("Content-Type", "text/csv").body(s.clone()),
+            Body::Soap(s) => req
+                .header("Content-Type", "text/xml; charset=utf-8")
+                .header("SOAPAction", "\"\"")
+                .body(s.replace("{SESSION_ID}", &xml_escape(session.token.expose()))),
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| SfError::Transient(format!("{url}: {}", without_url(&e))))?;
+        if let Some(u) = resp
+            .headers()
+            .get("Sforce-Limit-Info")
+            .and_then(|h| h.to_str().ok())
+            .and_then(parse_limit_info)
+        {
+            self.budget.observe(u);
+        }
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| SfError::Transient(format!("{url}: reading the answer: {e}")))?;
+        Ok(Response { status, body })
+    }
+
+    /// Waits for the daily budget to come back: polls `/limits` every
+    /// `park_poll_secs` (a poll refused for the budget costs nothing to wait on).
+    async fn park(&self, since: Instant, msg: &str) -> Result<(), SfError> {
+        let max = Duration::from_secs(self.cfg.park_max_hours * 3600);
+        if since.elapsed() > max {
+            return Err(SfError::Unavailable(format!(
+                "daily API budget still spent after {} h: {msg}",
+                self.cfg.park_max_hours
+            )));
+        }
+        let reason = match self.budget.last() {
+            Some(ApiUsage { used, max }) => format!(
+                "parked: Salesforce daily API budget spent ({used}/{max} calls); resumes when it resets"
+            ),
+            None => "parked: Salesforce daily API budget spent; resumes when it resets".to_string(),
+        };
+        let first = {
+            let mut p = self.parked.lock().expect("parked lock");
+            let first = p.is_none();
+            *p = Some(reason.clone());
+            first
+        };
+        if first {
+            tracing::warn!(%reason, "Salesforce job parked");
+        }
+        let poll = Duration::from_secs(self.cfg.park_poll_secs.max(1));
+        loop {
+            tokio::time::sleep(poll).await;
+            let session = self.session().await?;
+            let path = format!("{}/limits", self.data_path());
+            match self.send(&session, Method::GET, &path, &Body::None).await {
+                Ok(r) if r.status.is_success() => {
+                    let remaining = r
+                        .json::<serde_json::Value>()
+                        .ok()
+                        .and_then(|v| v["DailyApiRequests"]["Remaining"].as_u64());
+                    if remaining != Some(0) {
+                        return Ok(());
+                    }
+                }
+                Ok(r) if r.status == StatusCode::UNAUTHORIZED => {
+                    self.login(Some(&session)).await?;
+                }
+                _ => {}
+            }
+            if since.elapsed() > max {
+                return Err(SfError::Unavailable(format!(
+                    "daily API budget still spent after {} h",
+                    self.cfg.park_max_hours
+                )));
+            }
+        }
+    }
+
+    fn unpark(&self) {
+        if self.parked.lock().expect("parked lock").take().is_some() {
+            tracing::info!("Salesforce daily API budget back: job resumed");
+        }
+    }
+}
+
+fn is_transient_status(s: StatusCode) -> bool {
+    matches!(
+        s,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+fn is_limit(r: &Response) -> bool {
+    r.error()
+        .is_some_and(|(code, _)| code == "REQUEST_LIMIT_EXCEEDED")
+}
+
+/// Salesforce words the daily cap `TotalRequests Limit exceeded`; the concurrent
+/// long-call cap is `ConcurrentPerOrgLongTxn Limit exceeded`.
+pub fn is_daily_limit(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("totalrequests") || m.contains("daily")
+}
+
+/// A transport error's text without its URL's query (none carry secrets, but keep it short).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(i) = s.find(" for url (") {
+        s.truncate(i);
+    }
+    s
+}
+
+/// Uniform in `0..=cap` ms, from the standard library's randomly keyed hasher.
+fn jitter(cap: u64) -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish() % (cap + 1)
+}
+
+/// Escapes text for an XML element.
+pub fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_messages_are_told_apart() {
+        assert!(is_daily_limit("TotalRequests Limit exceeded."));
+        assert!(!is_daily_limit("ConcurrentPerOrgLongTxn Limit exceeded."));
+    }
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        let v: Vec<u64> = (0..200).map(|_| jitter(100)).collect();
+        assert!(v.iter().all(|x| *x <= 100));
+        assert!(v.iter().any(|x| *x != v[0]));
+    }
+
+    #[test]
+    fn error_bodies_of_both_spellings_are_read() {
+        let r = Response {
+            status: StatusCode::FORBIDDEN,
+            body: bytes::Bytes::from_static(
+                br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+            ),
+        };
+        assert!(is_limit(&r));
+        let r = Response {
+            status: StatusCode::OK,
+            body: bytes::Bytes::from_static(br#"{"statusCode":"X","message":"m"}"#),
+        };
+        assert_eq!(r.error(), Some(("X".into(), "m".into())));
+    }
+}
