@@ -20,9 +20,6 @@ pub struct SalesforceConfig {
     /// External id field every synced object carries (the MDM id).
     #[serde(default = "default_external_id")]
     pub external_id_field: String,
-    /// Records of one object in one batch above which Bulk API 2.0 is used.
-    #[serde(default = "default_bulk_threshold")]
-    pub bulk_threshold: usize,
     /// Most requests in flight (adaptive below it); Salesforce allows 25 long calls.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
@@ -103,9 +100,6 @@ fn default_api_version() -> String {
 fn default_external_id() -> String {
     "OneKey_Id__c".into()
 }
-fn default_bulk_threshold() -> usize {
-    10_000
-}
 fn default_concurrency() -> usize {
     25
 }
@@ -144,9 +138,6 @@ impl SalesforceConfig {
         }
         if !(1..=25).contains(&self.max_concurrency) {
             return Err("max_concurrency must be 1..=25 (Salesforce's concurrent call cap)".into());
-        }
-        if self.bulk_threshold == 0 {
-            return Err("bulk_threshold must be at least 1".into());
         }
         if self.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());

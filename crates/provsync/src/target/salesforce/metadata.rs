@@ -109,8 +109,9 @@ pub fn upsert_envelope(set: &ValueSet) -> String {
 
 /// Element events flattened to (path of local names, text) pairs, in order.
 fn leaves(xml: &[u8]) -> Result<Vec<(Vec<String>, String)>, SfError> {
+    // Text is kept as is (a label's spaces around `&amp;` matter); whitespace-only
+    // text between elements is dropped below.
     let mut reader = Reader::from_reader(xml);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<String> = Vec::new();
     let mut out = Vec::new();
     let mut buf = Vec::new();
@@ -142,7 +143,11 @@ fn leaves(xml: &[u8]) -> Result<Vec<(Vec<String>, String)>, SfError> {
                 let text = quick_xml::escape::unescape(&text)
                     .map_err(|e| SfError::Protocol(format!("bad entity in answer: {e}")))?
                     .into_owned();
-                out.push((stack.clone(), text));
+                let between_elements =
+                    text.trim().is_empty() && !matches!(out.last(), Some((p, _)) if *p == stack);
+                if !between_elements {
+                    out.push((stack.clone(), text));
+                }
             }
             Event::GeneralRef(r) => {
                 // `&amp;` and friends split a text node: append the character.
