@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_onekey;
+mod bench_salesforce;
 mod demo;
 mod emulate;
 mod emulate_gmc;
@@ -68,6 +69,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Measure the OneKey emulator's serving rate and a OneKey -> PostgreSQL sync.
     BenchOnekey(bench_onekey::BenchOneKeyArgs),
+    /// Measure a OneKey -> Salesforce sync against the emulated org (latency, call cap).
+    BenchSalesforce(bench_salesforce::BenchSalesforceArgs),
     /// Serve the HTTP API and run submitted jobs in the background.
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
@@ -124,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Demo(a) => demo::demo(a).await,
             Command::Bench(a) => bench::bench(a).await,
             Command::BenchOnekey(a) => bench_onekey::bench_onekey(a).await,
+            Command::BenchSalesforce(a) => bench_salesforce::bench_salesforce(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
             Command::Worker(a) => worker::worker(a).await,

@@ -73,23 +73,6 @@ impl Emulator {
             .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
-    fn post(&self, path: &str, body: &str) {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "30",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-            ])
-            .args(["-d", body, &format!("{}{path}", self.url)])
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "POST {path} failed");
-    }
-
     fn stats(&self) -> Value {
         self.get("/_emulator/stats")
     }
@@ -133,8 +116,7 @@ fn job(
     name: &str,
     kind: &str,
     scope: &str,
-    mdm: &Emulator,
-    org: &Emulator,
+    (mdm, org): (&Emulator, &Emulator),
     mapping_file: &Path,
     target_extra: &str,
 ) -> PathBuf {
@@ -181,8 +163,7 @@ fn sync_night(dir: &Path, mdm: &Emulator, org: &Emulator, night: u32, extra: &st
         &format!("codes{night}"),
         "codes-sync",
         "\"US\"",
-        mdm,
-        org,
+        (mdm, org),
         &lsc,
         extra,
     );
@@ -193,8 +174,7 @@ fn sync_night(dir: &Path, mdm: &Emulator, org: &Emulator, night: u32, extra: &st
         &format!("providers{night}"),
         "provider-sync",
         "\"US\"",
-        mdm,
-        org,
+        (mdm, org),
         &lsc,
         extra,
     );
@@ -308,8 +288,7 @@ fn salesforce_preflight_failure_fails_the_job_before_loading() {
         "bad",
         "provider-sync",
         "\"US\"",
-        &mdm,
-        &org,
+        (&mdm, &org),
         &bad,
         "",
     );
@@ -343,8 +322,7 @@ fn salesforce_codes_sync_over_the_value_set_cap_reports_what_is_left_out_and_rer
         "codes",
         "codes-sync",
         "\"US\", \"ES\"",
-        &mdm,
-        &org,
+        (&mdm, &org),
         &lsc,
         "",
     );
