@@ -182,7 +182,8 @@ impl Client {
                 self.send(&session, method.clone(), path, body).await
             };
             let failure = match sent {
-                Ok(r) if r.status == StatusCode::UNAUTHORIZED => {
+                // The Metadata API says an expired session with a SOAP fault (500).
+                Ok(r) if r.status == StatusCode::UNAUTHORIZED || is_soap_session_fault(&r) => {
                     if reauthed {
                         return Err(SfError::Refused(format!(
                             "{path}: session refused right after a new login"
@@ -335,6 +336,12 @@ fn is_transient_status(s: StatusCode) -> bool {
     )
 }
 
+fn is_soap_session_fault(r: &Response) -> bool {
+    r.status == StatusCode::INTERNAL_SERVER_ERROR
+        && r.body.len() < 4096
+        && String::from_utf8_lossy(&r.body).contains("INVALID_SESSION_ID")
+}
+
 fn is_limit(r: &Response) -> bool {
     r.error()
         .is_some_and(|(code, _)| code == "REQUEST_LIMIT_EXCEEDED")
@@ -403,5 +410,170 @@ mod tests {
             body: bytes::Bytes::from_static(br#"{"statusCode":"X","message":"m"}"#),
         };
         assert_eq!(r.error(), Some(("X".into(), "m".into())));
+    }
+}
+
+#[cfg(test)]
+mod server_tests {
+    //! The retry, re-auth and parking policy against a scripted local server.
+
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode as Status};
+    use axum::response::{IntoResponse, Response as AxumResponse};
+    use axum::routing::{get, post};
+    use axum::Router;
+
+    use super::*;
+    use crate::target::salesforce::auth::Secret;
+    use crate::target::salesforce::config::AuthConfig;
+
+    #[derive(Default)]
+    struct Script {
+        logins: AtomicUsize,
+        calls: AtomicUsize,
+        limits_polls: AtomicUsize,
+        url: std::sync::Mutex<String>,
+        /// Answers of `/data` in order (status, body); then 200.
+        answers: std::sync::Mutex<Vec<(u16, &'static str)>>,
+    }
+
+    async fn token(State(s): State<Arc<Script>>) -> AxumResponse {
+        let n = s.logins.fetch_add(1, Ordering::SeqCst) + 1;
+        let url = s.url.lock().unwrap().clone();
+        axum::Json(serde_json::json!({"access_token": format!("t{n}"), "instance_url": url, "token_type": "Bearer"}))
+            .into_response()
+    }
+
+    async fn data(State(s): State<Arc<Script>>, headers: HeaderMap) -> AxumResponse {
+        s.calls.fetch_add(1, Ordering::SeqCst);
+        let auth = headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let next = {
+            let mut a = s.answers.lock().unwrap();
+            (!a.is_empty()).then(|| a.remove(0))
+        };
+        let (status, body) = match next {
+            Some((401, _)) if auth == "Bearer t1" => (
+                401,
+                r#"[{"errorCode":"INVALID_SESSION_ID","message":"Session expired"}]"#,
+            ),
+            Some((401, _)) => (200, "{}"),
+            Some(x) => x,
+            None => (200, r#"{"ok":true}"#),
+        };
+        (
+            Status::from_u16(status).unwrap(),
+            [("Sforce-Limit-Info", "api-usage=42/15000")],
+            body,
+        )
+            .into_response()
+    }
+
+    async fn limits(State(s): State<Arc<Script>>) -> AxumResponse {
+        let n = s.limits_polls.fetch_add(1, Ordering::SeqCst);
+        let remaining = if n == 0 { 0 } else { 500 };
+        axum::Json(serde_json::json!({"DailyApiRequests": {"Max": 15000, "Remaining": remaining}}))
+            .into_response()
+    }
+
+    async fn serve(answers: Vec<(u16, &'static str)>) -> (Arc<Script>, Client) {
+        let script = Arc::new(Script::default());
+        *script.answers.lock().unwrap() = answers;
+        let app = Router::new()
+            .route("/services/oauth2/token", post(token))
+            .route("/services/data/v65.0/data", get(data))
+            .route("/services/data/v65.0/limits", get(limits))
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        *script.url.lock().unwrap() = url.clone();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let cfg: SalesforceConfig = serde_json::from_value(serde_json::json!({
+            "login_url": url,
+            "backoff_ms": 5,
+            "park_poll_secs": 1,
+            "max_attempts": 4,
+            "auth": {"flow": "client_credentials", "client_id": "provsync", "client_secret_env": "UNUSED"}
+        }))
+        .unwrap();
+        assert!(matches!(cfg.auth, AuthConfig::ClientCredentials { .. }));
+        let creds = Credentials::ClientCredentials {
+            client_id: "provsync".into(),
+            secret: Secret::new("s".into()),
+        };
+        (script, Client::new(cfg, creds).unwrap())
+    }
+
+    const PATH: &str = "/services/data/v65.0/data";
+
+    #[tokio::test]
+    async fn an_expired_session_logs_in_once_more_and_503s_are_retried() {
+        let (script, client) = serve(vec![(401, ""), (503, "busy"), (503, "busy")]).await;
+        let r = client.call(Method::GET, PATH, &Body::None).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(script.logins.load(Ordering::SeqCst), 2);
+        assert_eq!(script.calls.load(Ordering::SeqCst), 4);
+        assert_eq!(
+            client.budget.last(),
+            Some(ApiUsage {
+                used: 42,
+                max: 15000
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn transient_failures_give_up_after_max_attempts() {
+        let (_, client) = serve(vec![(503, ""); 6]).await;
+        let e = client
+            .call(Method::GET, PATH, &Body::None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, SfError::Unavailable(ref m) if m.contains("after 4 attempts")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spent_daily_budget_parks_then_resumes_by_itself() {
+        let spent =
+            r#"[{"errorCode":"REQUEST_LIMIT_EXCEEDED","message":"TotalRequests Limit exceeded."}]"#;
+        let (script, client) = serve(vec![(403, spent)]).await;
+        let client = Arc::new(client);
+        let c = client.clone();
+        let call = tokio::spawn(async move { c.call(Method::GET, PATH, &Body::None).await });
+        let mut seen_parked = None;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(p) = client.parked() {
+                seen_parked = Some(p);
+                break;
+            }
+        }
+        let r = call.await.unwrap().unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        let reason = seen_parked.expect("the client never said it was parked");
+        assert!(reason.contains("daily API budget spent"), "{reason}");
+        assert_eq!(client.parked(), None);
+        // Polled until /limits showed budget again (the first poll still said 0).
+        assert_eq!(script.limits_polls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_concurrent_call_limit_cuts_the_gate_and_retries() {
+        let busy = r#"[{"errorCode":"REQUEST_LIMIT_EXCEEDED","message":"ConcurrentPerOrgLongTxn Limit exceeded."}]"#;
+        let (_, client) = serve(vec![(403, busy)]).await;
+        let before = client.gate.limit();
+        let r = client.call(Method::GET, PATH, &Body::None).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(client.gate.limit(), before / 2);
+        assert_eq!(client.parked(), None);
     }
 }
