@@ -6,6 +6,7 @@ mod bench_onekey;
 mod demo;
 mod emulate;
 mod emulate_gmc;
+mod emulate_salesforce;
 mod generate;
 mod progress;
 mod relay;
