@@ -7,6 +7,7 @@ mod bench_salesforce;
 mod demo;
 mod emulate;
 mod emulate_gmc;
+mod emulate_salesforce;
 mod generate;
 mod progress;
 mod relay;

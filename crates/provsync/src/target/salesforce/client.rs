@@ -81,6 +81,8 @@ pub struct Client {
     pub budget: Budget,
     /// Requests sent (token requests included).
     pub calls: AtomicU64,
+    /// Requests sent and not answered yet (they spend budget the header does not show).
+    in_flight: AtomicU64,
     /// Why the job is parked, while it is.
     parked: Mutex<Option<String>>,
 }
@@ -102,6 +104,7 @@ impl Client {
             session: RwLock::new(None),
             budget: Budget::default(),
             calls: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             parked: Mutex::new(None),
         })
     }
@@ -179,7 +182,11 @@ impl Client {
             let session = self.session().await?;
             let sent = {
                 let _permit = self.gate.enter().await;
-                self.send(&session, method.clone(), path, body).await
+                self.pace(&mut parked_since).await?;
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
+                let r = self.send(&session, method.clone(), path, body).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                r
             };
             let failure = match sent {
                 // The Metadata API says an expired session with a SOAP fault (500).
@@ -198,7 +205,8 @@ impl Client {
                     let (_, msg) = r.error().unwrap_or_default();
                     if is_daily_limit(&msg) {
                         let since = *parked_since.get_or_insert_with(Instant::now);
-                        self.park(since, &msg).await?;
+                        self.park(since, &format!("Salesforce refused: {msg}"))
+                            .await?;
                         continue;
                     }
                     self.gate.cut();
@@ -206,9 +214,6 @@ impl Client {
                 }
                 Ok(r) if is_transient_status(r.status) => format!("HTTP {}", r.status),
                 Ok(r) => {
-                    if parked_since.take().is_some() {
-                        self.unpark();
-                    }
                     self.gate.success();
                     return Ok(r);
                 }
@@ -268,22 +273,38 @@ impl Client {
         Ok(Response { status, body })
     }
 
-    /// Waits for the daily budget to come back: polls `/limits` every
-    /// `park_poll_secs` (a poll refused for the budget costs nothing to wait on).
-    async fn park(&self, since: Instant, msg: &str) -> Result<(), SfError> {
-        let max = Duration::from_secs(self.cfg.park_max_hours * 3600);
-        if since.elapsed() > max {
-            return Err(SfError::Unavailable(format!(
-                "daily API budget still spent after {} h: {msg}",
-                self.cfg.park_max_hours
-            )));
+    /// Parks before sending when the last `Sforce-Limit-Info` (plus the requests in
+    /// flight) leaves no more than the reserve: the run never spends the budget's
+    /// last calls, so the org never has to refuse one.
+    async fn pace(&self, parked_since: &mut Option<Instant>) -> Result<(), SfError> {
+        loop {
+            let Some(u) = self.budget.last() else {
+                return Ok(());
+            };
+            let committed = u.used + self.in_flight.load(Ordering::SeqCst) + 1;
+            if committed + self.cfg.budget_reserve <= u.max {
+                return Ok(());
+            }
+            let since = *parked_since.get_or_insert_with(Instant::now);
+            self.park(
+                since,
+                &format!(
+                    "{}/{} calls used, {} kept in reserve",
+                    u.used, u.max, self.cfg.budget_reserve
+                ),
+            )
+            .await?;
         }
-        let reason = match self.budget.last() {
-            Some(ApiUsage { used, max }) => format!(
-                "parked: Salesforce daily API budget spent ({used}/{max} calls); resumes when it resets"
-            ),
-            None => "parked: Salesforce daily API budget spent; resumes when it resets".to_string(),
-        };
+    }
+
+    /// Waits for the daily budget to come back: checks `/limits` after
+    /// `park_poll_secs`, then at doubling intervals (each check spends one call of
+    /// the reserve), and returns when more than the reserve remains.
+    async fn park(&self, since: Instant, why: &str) -> Result<(), SfError> {
+        let max = Duration::from_secs(self.cfg.park_max_hours * 3600);
+        let reason = format!(
+            "parked: Salesforce daily API budget spent ({why}); resumes by itself when it resets"
+        );
         let first = {
             let mut p = self.parked.lock().expect("parked lock");
             let first = p.is_none();
@@ -293,18 +314,36 @@ impl Client {
         if first {
             tracing::warn!(%reason, "Salesforce job parked");
         }
-        let poll = Duration::from_secs(self.cfg.park_poll_secs.max(1));
+        let base = Duration::from_secs(self.cfg.park_poll_secs.max(1));
+        let mut wait = base;
         loop {
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(base * 32);
+            if since.elapsed() > max {
+                return Err(SfError::Unavailable(format!(
+                    "daily API budget still spent after {} h",
+                    self.cfg.park_max_hours
+                )));
+            }
             let session = self.session().await?;
             let path = format!("{}/limits", self.data_path());
-            match self.send(&session, Method::GET, &path, &Body::None).await {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let answer = self.send(&session, Method::GET, &path, &Body::None).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            match answer {
                 Ok(r) if r.status.is_success() => {
-                    let remaining = r
-                        .json::<serde_json::Value>()
-                        .ok()
-                        .and_then(|v| v["DailyApiRequests"]["Remaining"].as_u64());
-                    if remaining != Some(0) {
+                    let v = r.json::<serde_json::Value>().ok();
+                    let limits = v.as_ref().map(|v| &v["DailyApiRequests"]);
+                    let remaining = limits.and_then(|l| l["Remaining"].as_u64());
+                    let max_calls = limits.and_then(|l| l["Max"].as_u64());
+                    if let (Some(rem), Some(m)) = (remaining, max_calls) {
+                        self.budget.observe(ApiUsage {
+                            used: m.saturating_sub(rem),
+                            max: m,
+                        });
+                    }
+                    if remaining.is_some_and(|r| r > self.cfg.budget_reserve + 1) {
+                        self.unpark();
                         return Ok(());
                     }
                 }
@@ -312,12 +351,6 @@ impl Client {
                     self.login(Some(&session)).await?;
                 }
                 _ => {}
-            }
-            if since.elapsed() > max {
-                return Err(SfError::Unavailable(format!(
-                    "daily API budget still spent after {} h",
-                    self.cfg.park_max_hours
-                )));
             }
         }
     }

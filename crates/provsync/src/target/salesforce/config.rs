@@ -29,7 +29,12 @@ pub struct SalesforceConfig {
     /// First retry delay (ms); doubles per attempt, with full jitter.
     #[serde(default = "default_backoff_ms")]
     pub backoff_ms: u64,
-    /// Seconds between budget checks while the job is parked on a spent daily budget.
+    /// API calls kept back from the daily budget: when `Sforce-Limit-Info` says no
+    /// more than this many remain (counting requests in flight), the job parks
+    /// instead of spending them; the reserve pays for the budget checks while parked.
+    #[serde(default = "default_reserve")]
+    pub budget_reserve: u64,
+    /// Seconds before the first budget check while parked (doubling, up to 32 times).
     #[serde(default = "default_park_poll")]
     pub park_poll_secs: u64,
     /// Longest the job stays parked before it fails (hours).
@@ -108,6 +113,9 @@ fn default_retries() -> u32 {
 }
 fn default_backoff_ms() -> u64 {
     200
+}
+fn default_reserve() -> u64 {
+    50
 }
 fn default_park_poll() -> u64 {
     60
