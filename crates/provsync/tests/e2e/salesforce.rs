@@ -73,6 +73,21 @@ impl Emulator {
             .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
+    fn post(&self, path: &str) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-X",
+                "POST",
+                &format!("{}{path}", self.url),
+            ])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "POST {path} failed");
+    }
+
     fn stats(&self) -> Value {
         self.get("/_emulator/stats")
     }
@@ -233,18 +248,52 @@ fn salesforce_lock_and_503_storm_completes_with_counts_that_reconcile() {
         org.written("HealthcareProvider"),
         r.kind_count("individual", "created")
     );
+    // The storm really blew: both faults were injected and retried through.
+    let faults = &org.stats()["faults"];
+    assert!(faults["lock_errors"].as_u64().unwrap_or(0) > 0, "{faults}");
+    assert!(faults["fail_503"].as_u64().unwrap_or(0) > 0, "{faults}");
     org.assert_no_violations();
 }
 
 #[test]
 fn salesforce_token_expiry_mid_run_logs_in_again() {
     let dir = tempfile::tempdir().unwrap();
-    let org = Emulator::salesforce(&["--token-ttl-secs", "1", "--latency-ms", "30"]);
-    let mdm = Emulator::onekey(150, 1, "US");
+    let org = Emulator::salesforce(&["--latency-ms", "40"]);
+    let mdm = Emulator::onekey(200, 1, "US");
+    // Every session the org issued is expired again and again while the runs go.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let expirer = {
+        let done = done.clone();
+        let url = org.url.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                let _ = Command::new("curl")
+                    .args([
+                        "-sS",
+                        "-X",
+                        "POST",
+                        &format!("{url}/_emulator/expire-tokens"),
+                    ])
+                    .output();
+                n += 1;
+            }
+            n
+        })
+    };
     let r = sync_night(dir.path(), &mdm, &org, 1, "");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let expiries = expirer.join().unwrap();
     assert_eq!(r.state(), "completed", "{r}");
     assert_eq!(r.count("failed"), 0, "{r}");
     r.assert_reconciled();
+    let issued = org.stats()["tokens_issued"].as_u64().unwrap_or(0);
+    assert!(
+        expiries > 2 && issued > 2,
+        "tokens issued: {issued} over {expiries} expiries"
+    );
+    org.post("/_emulator/expire-tokens");
     org.assert_no_violations();
 }
 
@@ -252,10 +301,10 @@ fn salesforce_token_expiry_mid_run_logs_in_again() {
 fn salesforce_spent_budget_parks_the_job_until_it_resets() {
     let dir = tempfile::tempdir().unwrap();
     // Enough for the codes sync and part of the load; the window resets in 8 s.
-    let org = Emulator::salesforce(&["--api-budget", "25", "--budget-window-secs", "8"]);
+    let org = Emulator::salesforce(&["--api-budget", "15", "--budget-window-secs", "8"]);
     let mdm = Emulator::onekey(300, 1, "US");
     let started = std::time::Instant::now();
-    let r = sync_night(dir.path(), &mdm, &org, 1, "budget_reserve = 5");
+    let r = sync_night(dir.path(), &mdm, &org, 1, "budget_reserve = 3");
     assert_eq!(r.state(), "completed", "{r}");
     assert_eq!(r.count("failed"), 0, "{r}");
     r.assert_reconciled();
@@ -359,5 +408,41 @@ fn salesforce_codes_sync_over_the_value_set_cap_reports_what_is_left_out_and_rer
         Some("no change: every value set already had these values"),
         "{again}"
     );
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_health_cloud_mapping_loads_practitioner_facilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&[]);
+    let mdm = Emulator::onekey(120, 1, "US");
+    let hc = mapping("salesforce-health-cloud.toml");
+    let codes = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &hc,
+        "",
+    );
+    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
+    let j = job(
+        dir.path(),
+        "hc",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &hc,
+        "",
+    );
+    let r = run_sf(dir.path(), &j);
+    assert_eq!(r.state(), "completed", "{r}");
+    assert_eq!(r.count("failed"), 0, "{r}");
+    r.assert_reconciled();
+    let links = r.kind_count("activity", "relations_loaded");
+    assert!(links > 0, "{r}");
+    assert_eq!(org.written("HealthcarePractitionerFacility"), links);
+    assert_eq!(org.written("ProviderAffiliation"), 0);
     org.assert_no_violations();
 }

@@ -85,6 +85,8 @@ pub struct Client {
     in_flight: AtomicU64,
     /// Why the job is parked, while it is.
     parked: Mutex<Option<String>>,
+    /// One parked request checks the budget; the others wait for its answer.
+    park_lock: tokio::sync::Mutex<()>,
 }
 
 impl Client {
@@ -106,6 +108,7 @@ impl Client {
             calls: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             parked: Mutex::new(None),
+            park_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -182,8 +185,8 @@ impl Client {
             let session = self.session().await?;
             let sent = {
                 let _permit = self.gate.enter().await;
+                // `pace` counts this request in flight when it lets it go.
                 self.pace(&mut parked_since).await?;
-                self.in_flight.fetch_add(1, Ordering::SeqCst);
                 let r = self.send(&session, method.clone(), path, body).await;
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 r
@@ -279,10 +282,18 @@ impl Client {
     async fn pace(&self, parked_since: &mut Option<Instant>) -> Result<(), SfError> {
         loop {
             let Some(u) = self.budget.last() else {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
                 return Ok(());
             };
-            let committed = u.used + self.in_flight.load(Ordering::SeqCst) + 1;
-            if committed + self.cfg.budget_reserve <= u.max {
+            // Check and count in one step: concurrent requests cannot all pass on
+            // the same last free call.
+            let admitted = self
+                .in_flight
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                    (u.used + f + 1 + self.cfg.budget_reserve <= u.max).then_some(f + 1)
+                })
+                .is_ok();
+            if admitted {
                 return Ok(());
             }
             let since = *parked_since.get_or_insert_with(Instant::now);
@@ -301,6 +312,16 @@ impl Client {
     /// `park_poll_secs`, then at doubling intervals (each check spends one call of
     /// the reserve), and returns when more than the reserve remains.
     async fn park(&self, since: Instant, why: &str) -> Result<(), SfError> {
+        let _one_checker = self.park_lock.lock().await;
+        // Another request may have seen the budget come back while this one waited.
+        if self.parked().is_none()
+            && self.budget.last().is_some_and(|u| {
+                u.used + self.in_flight.load(Ordering::SeqCst) + 1 + self.cfg.budget_reserve
+                    <= u.max
+            })
+        {
+            return Ok(());
+        }
         let max = Duration::from_secs(self.cfg.park_max_hours * 3600);
         let reason = format!(
             "parked: Salesforce daily API budget spent ({why}); resumes by itself when it resets"
@@ -337,7 +358,7 @@ impl Client {
                     let remaining = limits.and_then(|l| l["Remaining"].as_u64());
                     let max_calls = limits.and_then(|l| l["Max"].as_u64());
                     if let (Some(rem), Some(m)) = (remaining, max_calls) {
-                        self.budget.observe(ApiUsage {
+                        self.budget.reset_to(ApiUsage {
                             used: m.saturating_sub(rem),
                             max: m,
                         });

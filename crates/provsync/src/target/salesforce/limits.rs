@@ -39,10 +39,17 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Records a response's usage.
+    /// Records a response's usage. Answers arrive out of order, so a header never
+    /// lowers the count (an older answer says less than is spent).
     pub fn observe(&self, u: ApiUsage) {
-        self.used.store(u.used, Ordering::Relaxed);
         self.max.store(u.max, Ordering::Relaxed);
+        self.used.fetch_max(u.used, Ordering::Relaxed);
+    }
+
+    /// Records the usage `/limits` reports: the truth now, lower after a reset.
+    pub fn reset_to(&self, u: ApiUsage) {
+        self.max.store(u.max, Ordering::Relaxed);
+        self.used.store(u.used, Ordering::Relaxed);
     }
 
     /// The last usage seen.
