@@ -215,7 +215,7 @@ pub async fn bench_salesforce(a: BenchSalesforceArgs) -> anyhow::Result<ExitCode
     let floor = plan::graph_floor(graph_records as usize, graphs as usize) as u64
         + delta("ProviderAffiliation").div_ceil(plan::MAX_COLLECTION as u64);
     let calls = |s: &serde_json::Value, k: &str| num(s, &["calls_by_kind", k]);
-    let write_calls = ["composite_graph", "collections_upsert"]
+    let write_calls = ["graph", "collections_upsert"]
         .iter()
         .map(|k| calls(&after, k) - calls(&before, k))
         .sum::<u64>();

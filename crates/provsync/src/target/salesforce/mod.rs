@@ -13,6 +13,7 @@ pub mod config;
 pub mod graph;
 pub mod job_run;
 pub mod limits;
+pub mod locks;
 pub mod metadata;
 pub mod plan;
 pub mod preflight;
@@ -83,18 +84,39 @@ pub struct SalesforceTarget {
     client: Client,
     /// The mapping's plan, kept from `prepare` for the sweep.
     plan: Mutex<Vec<TablePlan>>,
+    /// Parents referenced by requests in flight.
+    locks: locks::ParentLocks,
     /// One value set read-merge-write at a time (pages load concurrently).
     codes_lock: tokio::sync::Mutex<()>,
     /// What the codes sync did per value set, for the run summary.
     code_reports: Mutex<BTreeMap<String, codes::SetReport>>,
 }
 
-/// One request of a round.
-enum Request {
+/// One request of a round, with the parent records it references.
+struct Request {
+    kind: RequestKind,
+    /// External ids of referenced parents (none for graphs: their children refer
+    /// to a parent in the same graph).
+    parents: std::collections::BTreeSet<String>,
+}
+
+enum RequestKind {
     /// Graphs of these records.
     Graph(Vec<usize>),
     /// A collection of these records (one object).
     Collection(Vec<usize>),
+}
+
+/// The parents a flat record references (`Relationship.Field` values).
+fn parents_of(r: &MappedRecord) -> impl Iterator<Item = String> + '_ {
+    r.fields
+        .iter()
+        .filter(|(n, v)| n.contains('.') && !v.is_null())
+        .map(|(_, v)| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        })
 }
 
 impl SalesforceTarget {
@@ -106,6 +128,7 @@ impl SalesforceTarget {
         Ok(SalesforceTarget {
             client: Client::new(cfg, creds)?,
             plan: Mutex::new(Vec::new()),
+            locks: locks::ParentLocks::default(),
             codes_lock: tokio::sync::Mutex::new(()),
             code_reports: Mutex::new(BTreeMap::new()),
         })
@@ -174,13 +197,13 @@ impl SalesforceTarget {
         let (requests, misfits) = self.plan_round(records, pending);
         let mut out = Vec::with_capacity(pending.len());
         out.extend(misfits);
-        let mut stream = futures::stream::iter(requests.into_iter().map(|req| async move {
-            match req {
-                Request::Graph(ids) => {
+        let send = |kind: RequestKind| async move {
+            match kind {
+                RequestKind::Graph(ids) => {
                     let r = graph::send(&self.client, records, &ids).await;
                     (ids, r)
                 }
-                Request::Collection(ids) => {
+                RequestKind::Collection(ids) => {
                     let flat: Vec<FlatRecord<'_>> = ids
                         .iter()
                         .map(|&i| FlatRecord {
@@ -195,9 +218,43 @@ impl SalesforceTarget {
                     (ids, r)
                 }
             }
-        }))
-        .buffer_unordered(self.client.config().max_concurrency);
-        while let Some((ids, r)) = stream.next().await {
+        };
+        // Start requests whose parents no request in flight holds (a lock conflict
+        // avoided is a retry saved), up to the concurrency cap.
+        let cap = self.client.config().max_concurrency;
+        let mut waiting: std::collections::VecDeque<Request> = requests.into();
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut answers = Vec::new();
+        loop {
+            let mut i = 0;
+            while running.len() < cap && i < waiting.len() {
+                if self.locks.try_take(&waiting[i].parents) {
+                    let req = waiting.remove(i).expect("index in range");
+                    let parents = req.parents;
+                    let fut = send(req.kind);
+                    running.push(async move { (parents, fut.await) });
+                } else {
+                    i += 1;
+                }
+            }
+            if running.is_empty() {
+                if waiting.is_empty() {
+                    break;
+                }
+                // Held by another upsert call's requests: wait for a release.
+                self.locks.changed().await;
+                continue;
+            }
+            tokio::select! {
+                Some((parents, answer)) = running.next() => {
+                    self.locks.release(&parents);
+                    answers.push(answer);
+                }
+                // Another call's release may let a waiting request start.
+                _ = self.locks.changed(), if !waiting.is_empty() => {}
+            }
+        }
+        for (ids, r) in answers {
             match r {
                 Ok(results) => out.extend(ids.into_iter().zip(results)),
                 // A request refused as a whole fails its records, not the job.
@@ -238,9 +295,10 @@ impl SalesforceTarget {
             .collect();
         let (packed, misfits) = plan::pack_graphs(&units);
         for r in packed {
-            requests.push(Request::Graph(
-                r.into_iter().map(|u| with_children[u]).collect(),
-            ));
+            requests.push(Request {
+                kind: RequestKind::Graph(r.into_iter().map(|u| with_children[u]).collect()),
+                parents: Default::default(),
+            });
         }
         // A graph over the limits cannot be sent, nor split (children need the
         // parent's id from the same graph): the record fails, naming the limit.
@@ -258,15 +316,19 @@ impl SalesforceTarget {
                 )
             })
             .collect();
-        // Per object, records grouped by their first parent reference.
+        // Per object, records grouped by their most shared parent (a workplace
+        // rather than one of its practitioners), so few requests share a parent.
+        let mut shared: std::collections::HashMap<String, usize> = Default::default();
+        for &i in &flat {
+            for p in parents_of(records[i]) {
+                *shared.entry(p).or_default() += 1;
+            }
+        }
         let mut by_table: BTreeMap<&str, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
         for &i in &flat {
             let r = records[i];
-            let parent = r
-                .fields
-                .iter()
-                .find(|(n, _)| n.contains('.'))
-                .map(|(_, v)| v.to_string())
+            let parent = parents_of(r)
+                .max_by_key(|p| (shared.get(p).copied().unwrap_or(0), p.clone()))
                 .unwrap_or_default();
             by_table
                 .entry(r.table.as_str())
@@ -279,12 +341,15 @@ impl SalesforceTarget {
             let groups: Vec<Vec<usize>> = groups.into_values().collect();
             let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
             for chunk in plan::pack_groups(&sizes, plan::MAX_COLLECTION) {
-                requests.push(Request::Collection(
-                    chunk
-                        .into_iter()
-                        .flat_map(|(g, start, n)| groups[g][start..start + n].iter().copied())
-                        .collect(),
-                ));
+                let ids: Vec<usize> = chunk
+                    .into_iter()
+                    .flat_map(|(g, start, n)| groups[g][start..start + n].iter().copied())
+                    .collect();
+                let parents = ids.iter().flat_map(|&i| parents_of(records[i])).collect();
+                requests.push(Request {
+                    kind: RequestKind::Collection(ids),
+                    parents,
+                });
             }
         }
         (requests, misfits)

@@ -90,8 +90,10 @@ pub async fn check(client: &Client, plan: &[TablePlan]) -> Result<Vec<String>, S
         }
     }
     let mut problems = Vec::new();
-    for (object, uses) in &objects {
-        let Some(d) = describe(client, object).await? else {
+    // Describes are independent: ask for all at once (the gate caps concurrency).
+    let described = futures::future::join_all(objects.keys().map(|o| describe(client, o))).await;
+    for ((object, uses), d) in objects.iter().zip(described) {
+        let Some(d) = d? else {
             problems.push(format!("object {object} does not exist in the org (or is not visible to the integration user)"));
             continue;
         };
