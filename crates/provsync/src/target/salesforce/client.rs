@@ -87,6 +87,8 @@ pub struct Client {
     parked: Mutex<Option<String>>,
     /// One parked request checks the budget; the others wait for its answer.
     park_lock: tokio::sync::Mutex<()>,
+    /// Times the job resumed from parking (a waiter that sees it change goes on).
+    resumed: AtomicU64,
 }
 
 impl Client {
@@ -109,6 +111,7 @@ impl Client {
             in_flight: AtomicU64::new(0),
             parked: Mutex::new(None),
             park_lock: tokio::sync::Mutex::new(()),
+            resumed: AtomicU64::new(0),
         })
     }
 
@@ -312,14 +315,10 @@ impl Client {
     /// `park_poll_secs`, then at doubling intervals (each check spends one call of
     /// the reserve), and returns when more than the reserve remains.
     async fn park(&self, since: Instant, why: &str) -> Result<(), SfError> {
+        let generation = self.resumed.load(Ordering::SeqCst);
         let _one_checker = self.park_lock.lock().await;
-        // Another request may have seen the budget come back while this one waited.
-        if self.parked().is_none()
-            && self.budget.last().is_some_and(|u| {
-                u.used + self.in_flight.load(Ordering::SeqCst) + 1 + self.cfg.budget_reserve
-                    <= u.max
-            })
-        {
+        // Another request saw the budget come back while this one waited.
+        if self.resumed.load(Ordering::SeqCst) != generation {
             return Ok(());
         }
         let max = Duration::from_secs(self.cfg.park_max_hours * 3600);
@@ -377,6 +376,7 @@ impl Client {
     }
 
     fn unpark(&self) {
+        self.resumed.fetch_add(1, Ordering::SeqCst);
         if self.parked.lock().expect("parked lock").take().is_some() {
             tracing::info!("Salesforce daily API budget back: job resumed");
         }
