@@ -394,6 +394,21 @@ impl<'a> Exec<'a> {
                 if found.len() > 1 {
                     return multiple_choices(o, &found, vt);
                 }
+                // The key is the URL's: the body may repeat it, not contradict it.
+                let conflicting = fields.iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case("Id")
+                        || (k.eq_ignore_ascii_case(&f.name) && v.as_str() != Some(value))
+                });
+                if conflicting {
+                    return ApiError::bad(
+                        "INVALID_FIELD",
+                        format!(
+                            "The body of an upsert by {} must not set Id or another {} value",
+                            f.name, f.name
+                        ),
+                    )
+                    .into();
+                }
                 self.records = 1;
                 let op = Op::Upsert {
                     field: f.name.clone(),

@@ -277,7 +277,6 @@ async fn data(
     State(emu): State<Arc<Emu>>,
     method: Method,
     uri: Uri,
-    Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -298,6 +297,13 @@ async fn data(
         return respond(e.into(), Some(limit));
     }
     let len = body.len();
+    // The raw path: segments are percent-decoded once, by the dispatcher, as they are
+    // for composite subrequest URLs.
+    let rest = uri
+        .path()
+        .strip_prefix("/services/data/")
+        .unwrap_or_default()
+        .to_owned();
     run_gated(emu.clone(), req, limit, len, move |x| {
         x.dispatch(&method, &rest, query.as_deref(), &body)
     })

@@ -404,6 +404,31 @@ async fn salesforce_field_validation_answers_salesforce_errors() {
         )
         .await;
     assert_eq!(error_code(&b), "INVALID_FIELD_FOR_INSERT_UPDATE");
+    // Path segments are percent-decoded once; the body may not contradict the URL's key.
+    let (s, _, _) = sf
+        .call(
+            Method::PATCH,
+            &format!("{V}/sobjects/Account/OneKey_Id__c/W%20X%25"),
+            Some(json!({"Name": "w"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, _, q) = sf
+        .call(
+            Method::GET,
+            &format!("{V}/query?q=SELECT+Id+FROM+Account+WHERE+OneKey_Id__c+%3D+'W+X%25'"),
+            None,
+        )
+        .await;
+    assert_eq!(q["totalSize"], 1, "{q}");
+    let (_, _, b) = sf
+        .call(
+            Method::PATCH,
+            &up("Account", "A2"),
+            Some(json!({"Name": "a", "OneKey_Id__c": "OTHER"})),
+        )
+        .await;
+    assert_eq!(error_code(&b), "INVALID_FIELD");
     // ProviderAffiliation exists from v65.0 only.
     let (s, _, _) = sf
         .call(
