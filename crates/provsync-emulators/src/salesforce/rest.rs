@@ -386,7 +386,8 @@ impl<'a> Exec<'a> {
                     many => multiple_choices(o, many, vt),
                 }
             }
-            Method::PATCH => {
+            // Composite graph lists POST on this resource as an upsert as well.
+            Method::PATCH | Method::POST => {
                 self.kind = "sobject_upsert";
                 let Ok(fields) = parse_object(body) else {
                     return ApiError::json("Unexpected body: a JSON object is required").into();
