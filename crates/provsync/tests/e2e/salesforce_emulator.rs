@@ -857,7 +857,7 @@ async fn salesforce_query_pages_by_2000_and_refuses_what_it_does_not_parse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_daily_budget_refuses_calls_until_the_window_rolls_or_a_reset() {
-    let sf = Sf::start(&["--api-budget", "3", "--budget-window-secs", "2"]).await;
+    let sf = Sf::start(&["--api-budget", "3", "--budget-window-secs", "3"]).await;
     for used in 1..=3 {
         let (s, limit, _) = sf.call(Method::GET, &format!("{V}/limits"), None).await;
         assert_eq!(s, StatusCode::OK);
@@ -871,7 +871,7 @@ async fn salesforce_daily_budget_refuses_calls_until_the_window_rolls_or_a_reset
     );
     assert_eq!(limit.unwrap(), "api-usage=3/3");
     assert_eq!(sf.violations().await, 1);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let (s, _, _) = sf.call(Method::GET, &format!("{V}/limits"), None).await;
     assert_eq!(s, StatusCode::OK, "the rolling window forgot the old calls");
     sf.call(Method::GET, &format!("{V}/limits"), None).await;
@@ -895,13 +895,13 @@ async fn salesforce_concurrent_long_calls_over_the_cap_are_refused() {
         "--long-call-secs",
         "1",
         "--latency-ms",
-        "1600",
+        "3000",
     ])
     .await;
     let limits = format!("{V}/limits");
     let first = sf.call(Method::GET, &limits, None);
     let second = async {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         sf.call(Method::GET, &limits, None).await
     };
     let ((s1, _, _), (s2, _, b2)) = tokio::join!(first, second);
@@ -919,7 +919,7 @@ async fn salesforce_concurrent_long_calls_over_the_cap_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_in_flight_writes_of_children_of_one_account_conflict() {
-    let sf = Sf::start(&["--latency-ms", "700"]).await;
+    let sf = Sf::start(&["--latency-ms", "1500"]).await;
     let (s, _) = sf
         .upsert_collection("Account", accounts("P", 2), false)
         .await;
@@ -927,7 +927,7 @@ async fn salesforce_in_flight_writes_of_children_of_one_account_conflict() {
     let child = |key: &str, parent: &str| json!({"OneKey_Id__c": key, "Name": key, "Account": {"OneKey_Id__c": parent}});
     let a = sf.upsert_collection("HealthcareProvider", vec![child("HA", "P0")], false);
     let b = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         sf.upsert_collection(
             "HealthcareProvider",
             vec![child("HB", "P0"), child("HC", "P1")],
@@ -1017,14 +1017,14 @@ async fn salesforce_tokens_expire_and_jwt_assertions_are_checked() {
     let cert = fixture("jwt-test-cert.pem");
     let sf = Sf::start(&[
         "--token-ttl-secs",
-        "1",
+        "2",
         "--jwt-cert",
         cert.to_str().unwrap(),
     ])
     .await;
     let (s, _, _) = sf.call(Method::GET, &format!("{V}/limits"), None).await;
     assert_eq!(s, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (s, limit, b) = sf.call(Method::GET, &format!("{V}/limits"), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -1675,4 +1675,65 @@ async fn salesforce_emulator_answers_an_independent_client_jsforce() {
             "{kind}: {stats}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_schema_file_replaces_the_default_org() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"sobjects": [{"name": "Widget__c", "keyPrefix": "a01", "fields": [
+            {"name": "Code__c", "type": "string", "length": 10, "externalId": true, "unique": true},
+            {"name": "Name", "type": "string", "nillable": false}]}]}"#,
+    )
+    .unwrap();
+    let sf = Sf::start(&["--schema", schema.to_str().unwrap()]).await;
+    let (s, _, b) = sf
+        .call(
+            Method::PATCH,
+            &format!("{V}/sobjects/Widget__c/Code__c/W1"),
+            Some(json!({"Name": "w"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(b["id"].as_str().unwrap().starts_with("a01"));
+    let (_, _, b) = sf
+        .call(
+            Method::PATCH,
+            &format!("{V}/sobjects/Widget__c/Code__c/W2"),
+            Some(json!({"Name": "w", "OneKey_Id__c": "x"})),
+        )
+        .await;
+    assert_eq!(
+        b[0]["message"],
+        "No such column 'OneKey_Id__c' on sobject of type Widget__c"
+    );
+    let (s, _, _) = sf
+        .call(Method::GET, &format!("{V}/sobjects/Account/describe"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"sobjects": [{"name": "X", "keyPrefix": "toolong", "fields": []}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args([
+            "emulate",
+            "salesforce",
+            "--listen",
+            "127.0.0.1:0",
+            "--schema",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("keyPrefix"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
