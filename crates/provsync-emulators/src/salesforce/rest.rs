@@ -174,6 +174,18 @@ impl<'a> Exec<'a> {
                 }
                 collections::upsert(self, object, field, version, body)
             }
+            (m @ (Method::POST | Method::PATCH), ["composite", "sobjects"]) => {
+                let update = m == Method::PATCH;
+                self.kind = if update {
+                    "collections_update"
+                } else {
+                    "collections_create"
+                };
+                if version < 42.0 {
+                    return ApiError::not_found().into();
+                }
+                collections::save(self, version, body, update)
+            }
             (Method::POST, ["composite", "graph"]) => {
                 self.kind = "graph";
                 if version < 50.0 {

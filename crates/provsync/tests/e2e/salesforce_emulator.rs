@@ -1737,3 +1737,55 @@ async fn salesforce_schema_file_replaces_the_default_org() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_collections_create_and_update_by_id() {
+    let sf = Sf::start(&[]).await;
+    let create = json!({"allOrNone": false, "records": [
+        {"attributes": {"type": "Account"}, "OneKey_Id__c": "K1", "Name": "one"},
+        {"attributes": {"type": "CareSpecialty"}, "OneKey_Id__c": "CS1", "Name": "Cardiology"},
+        {"attributes": {"type": "CareSpecialty"}, "OneKey_Id__c": "CS2"}]});
+    let (s, _, b) = sf
+        .call(
+            Method::POST,
+            &format!("{V}/composite/sobjects"),
+            Some(create),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (b[0]["success"].clone(), b[1]["success"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(b[2]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING");
+    let id = b[0]["id"].as_str().unwrap().to_owned();
+    let update = json!({"allOrNone": true, "records": [
+        {"attributes": {"type": "Account"}, "id": id, "Active__c": false},
+        {"attributes": {"type": "Account"}, "Id": "001Em000000009zIAA", "Active__c": false}]});
+    let (_, _, b) = sf
+        .call(
+            Method::PATCH,
+            &format!("{V}/composite/sobjects"),
+            Some(update),
+        )
+        .await;
+    assert_eq!(
+        b[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
+    assert_eq!(b[1]["errors"][0]["statusCode"], "NOT_FOUND");
+    let update =
+        json!({"records": [{"attributes": {"type": "Account"}, "Id": id, "Active__c": false}]});
+    let (_, _, b) = sf
+        .call(
+            Method::PATCH,
+            &format!("{V}/composite/sobjects"),
+            Some(update),
+        )
+        .await;
+    assert_eq!(b[0]["success"], true);
+    let (_, _, r) = sf
+        .call(Method::GET, &format!("{V}/sobjects/Account/{id}"), None)
+        .await;
+    assert_eq!(r["Active__c"], false);
+}
