@@ -358,9 +358,7 @@ fn change_state(x: &mut Exec<'_>, id: &str, body: &[u8]) -> Reply {
 /// Jobs a restart interrupted are processed again (the upserts are idempotent).
 pub fn resume_unfinished(emu: &Arc<Emu>) {
     let ids: Vec<String> = emu
-        .org
-        .lock()
-        .expect("org lock")
+        .org_guard()
         .jobs
         .values()
         .filter(|j| matches!(j.state.as_str(), "UploadComplete" | "InProgress"))
@@ -403,7 +401,7 @@ fn process_chunk(
 ) -> bool {
     let req = emu.next_req();
     let mut scope = emu.scope(req);
-    let mut org = emu.org.lock().expect("org lock");
+    let mut org = emu.org_guard();
     if org.jobs.get(id).is_none_or(|j| j.state == "Aborted") {
         return false;
     }
@@ -566,7 +564,7 @@ fn error_text(e: &RecordError) -> String {
 async fn process(emu: &Arc<Emu>, id: &str) {
     let started = Instant::now();
     let (job, o) = {
-        let mut org = emu.org.lock().expect("org lock");
+        let mut org = emu.org_guard();
         let Some(mut job) = org.jobs.get(id).cloned() else {
             return;
         };
@@ -586,7 +584,7 @@ async fn process(emu: &Arc<Emu>, id: &str) {
     let (headers, rows) = match parse_csv(&job, o, &data) {
         Ok(p) => p,
         Err(why) => {
-            let mut org = emu.org.lock().expect("org lock");
+            let mut org = emu.org_guard();
             if let Some(mut j) = org.jobs.get(id).cloned() {
                 j.state = "Failed".into();
                 j.error_message = Some(why);
@@ -646,7 +644,7 @@ async fn process(emu: &Arc<Emu>, id: &str) {
             csv_line(&mut rest, &raw);
         }
     }
-    let mut org = emu.org.lock().expect("org lock");
+    let mut org = emu.org_guard();
     let Some(mut j) = org.jobs.get(id).cloned() else {
         return;
     };
