@@ -358,9 +358,7 @@ fn change_state(x: &mut Exec<'_>, id: &str, body: &[u8]) -> Reply {
 /// Jobs a restart interrupted are processed again (the upserts are idempotent).
 pub fn resume_unfinished(emu: &Arc<Emu>) {
     let ids: Vec<String> = emu
-        .org
-        .lock()
-        .expect("org lock")
+        .org_guard()
         .jobs
         .values()
         .filter(|j| matches!(j.state.as_str(), "UploadComplete" | "InProgress"))
@@ -403,7 +401,7 @@ fn process_chunk(
 ) -> bool {
     let req = emu.next_req();
     let mut scope = emu.scope(req);
-    let mut org = emu.org.lock().expect("org lock");
+    let mut org = emu.org_guard();
     if org.jobs.get(id).is_none_or(|j| j.state == "Aborted") {
         return false;
     }
@@ -566,7 +564,7 @@ fn error_text(e: &RecordError) -> String {
 async fn process(emu: &Arc<Emu>, id: &str) {
     let started = Instant::now();
     let (job, o) = {
-        let mut org = emu.org.lock().expect("org lock");
+        let mut org = emu.org_guard();
         let Some(mut job) = org.jobs.get(id).cloned() else {
             return;
         };
@@ -586,7 +584,7 @@ async fn process(emu: &Arc<Emu>, id: &str) {
     let (headers, rows) = match parse_csv(&job, o, &data) {
         Ok(p) => p,
         Err(why) => {
-            let mut org = emu.org.lock().expect("org lock");
+            let mut org = emu.org_guard();
             if let Some(mut j) = org.jobs.get(id).cloned() {
                 j.state = "Failed".into();
                 j.error_message = Some(why);
@@ -646,7 +644,7 @@ async fn process(emu: &Arc<Emu>, id: &str) {
             csv_line(&mut rest, &raw);
         }
     }
-    let mut org = emu.org.lock().expect("org lock");
+    let mut org = emu.org_guard();
     let Some(mut j) = org.jobs.get(id).cloned() else {
         return;
     };
@@ -662,4 +660,90 @@ async fn process(emu: &Arc<Emu>, id: &str) {
     j.modstamp = write::now_text();
     org.put_job(j);
     org.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::salesforce::Schema;
+
+    fn job(delimiter: &str) -> BulkJob {
+        BulkJob {
+            id: "750".into(),
+            object: "HealthcareProvider".into(),
+            operation: "upsert".into(),
+            external_id_field: Some("OneKey_Id__c".into()),
+            state: "InProgress".into(),
+            api_version: "v63.0".into(),
+            line_ending: "LF".into(),
+            column_delimiter: delimiter.into(),
+            created: String::new(),
+            modstamp: String::new(),
+            data: None,
+            processed: 0,
+            failed: 0,
+            processing_ms: 0,
+            error_message: None,
+            successful: String::new(),
+            failed_results: String::new(),
+            unprocessed: String::new(),
+        }
+    }
+
+    #[test]
+    fn csv_rows_become_fields_and_parent_references() {
+        let schema = Schema::default_org();
+        let o = schema.object("HealthcareProvider").unwrap();
+        let data = "onekey_id__c,Name,IsActive,ProfessionalTitle,Account.OneKey_Id__c\n\
+                    H1,\"Lee, Ann \"\"Dr\"\"\",true,,W1\nH2,Bo,false,#N/A,W2\n";
+        let (headers, rows) = parse_csv(&job("COMMA"), o, data).unwrap();
+        assert_eq!(headers[0], "onekey_id__c");
+        assert_eq!(rows.len(), 2);
+        let r = &rows[0].fields;
+        assert_eq!(r["OneKey_Id__c"], "H1");
+        assert_eq!(r["Name"], "Lee, Ann \"Dr\"");
+        assert!(
+            !r.contains_key("ProfessionalTitle"),
+            "an empty cell leaves the field alone"
+        );
+        assert_eq!(r["Account"], json!({"OneKey_Id__c": "W1"}));
+        assert_eq!(
+            rows[1].fields["ProfessionalTitle"],
+            Value::Null,
+            "#N/A clears"
+        );
+        assert_eq!(rows[0].raw[1], "Lee, Ann \"Dr\"");
+    }
+
+    #[test]
+    fn other_delimiters_and_unknown_headers() {
+        let schema = Schema::default_org();
+        let o = schema.object("Account").unwrap();
+        let (_, rows) = parse_csv(&job("PIPE"), o, "OneKey_Id__c|Name\nA|B, C\n").unwrap();
+        assert_eq!(rows[0].fields["Name"], "B, C");
+        let err = parse_csv(&job("COMMA"), o, "OneKey_Id__c,Bogus\nA,B\n")
+            .err()
+            .unwrap();
+        assert_eq!(err, "InvalidBatch : Field name not found : Bogus");
+        let err = parse_csv(&job("COMMA"), o, "OneKey_Id__c,Nope.OneKey_Id__c\nA,B\n")
+            .err()
+            .unwrap();
+        assert!(err.ends_with("Nope.OneKey_Id__c"));
+    }
+
+    #[test]
+    fn result_csv_quotes_every_cell() {
+        let mut w = writer();
+        csv_line(&mut w, &["sf__Id", "sf__Created", "a,b"]);
+        assert_eq!(finish(w), "\"sf__Id\",\"sf__Created\",\"a,b\"\n");
+        let e = RecordError::new(
+            "REQUIRED_FIELD_MISSING",
+            "Required fields are missing: [Name]",
+        )
+        .on(&["Name"]);
+        assert_eq!(
+            error_text(&e),
+            "REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --"
+        );
+    }
 }

@@ -184,6 +184,14 @@ impl Emu {
         Ok(emu)
     }
 
+    /// The org, locked. A handler that panicked leaves the data as its transaction
+    /// left it; the emulator keeps serving rather than failing every later call.
+    pub fn org_guard(&self) -> std::sync::MutexGuard<'_, store::Org> {
+        self.org
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A new request number.
     pub fn next_req(&self) -> u64 {
         self.req_seq.fetch_add(1, Ordering::Relaxed)
@@ -207,18 +215,13 @@ impl Emu {
 
     /// API calls used in the window, and the budget.
     pub fn budget(&self) -> (u64, u64) {
-        let used = self
-            .org
-            .lock()
-            .expect("org lock")
-            .calls
-            .used(epoch_secs(), self.window_secs);
+        let used = self.org_guard().calls.used(epoch_secs(), self.window_secs);
         (used, self.api_budget.load(Ordering::Relaxed))
     }
 
     /// Writes a snapshot (clean shutdown).
     pub fn checkpoint(&self) -> std::io::Result<()> {
-        self.org.lock().expect("org lock").checkpoint()
+        self.org_guard().checkpoint()
     }
 }
 

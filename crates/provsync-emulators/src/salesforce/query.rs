@@ -13,6 +13,8 @@ use super::store::{Org, Record};
 
 /// Rows per page.
 pub const PAGE: usize = 2_000;
+/// Open cursors kept.
+const MAX_CURSORS: usize = 200;
 /// Longest SOQL statement.
 pub const MAX_SOQL_CHARS: usize = 100_000;
 
@@ -326,7 +328,14 @@ fn page(x: &mut Exec<'_>, mut rows: Vec<Value>, vt: &str) -> Reply {
     }
     let rest = rows.split_off(PAGE);
     let loc = locator(x.scope.req);
-    x.emu.cursors.lock().expect("cursors lock").insert(
+    let mut cursors = x.emu.cursors.lock().expect("cursors lock");
+    // Cursors a client never finishes are dropped, oldest first (Salesforce expires
+    // them too).
+    while cursors.len() >= MAX_CURSORS {
+        let oldest = cursors.keys().min().cloned().expect("not empty");
+        cursors.remove(&oldest);
+    }
+    cursors.insert(
         loc.clone(),
         Cursor {
             rows: rest,

@@ -174,6 +174,18 @@ impl<'a> Exec<'a> {
                 }
                 collections::upsert(self, object, field, version, body)
             }
+            (m @ (Method::POST | Method::PATCH), ["composite", "sobjects"]) => {
+                let update = m == Method::PATCH;
+                self.kind = if update {
+                    "collections_update"
+                } else {
+                    "collections_create"
+                };
+                if version < 42.0 {
+                    return ApiError::not_found().into();
+                }
+                collections::save(self, version, body, update)
+            }
             (Method::POST, ["composite", "graph"]) => {
                 self.kind = "graph";
                 if version < 50.0 {
@@ -386,13 +398,29 @@ impl<'a> Exec<'a> {
                     many => multiple_choices(o, many, vt),
                 }
             }
-            Method::PATCH => {
+            // Composite graph lists POST on this resource as an upsert as well.
+            Method::PATCH | Method::POST => {
                 self.kind = "sobject_upsert";
                 let Ok(fields) = parse_object(body) else {
                     return ApiError::json("Unexpected body: a JSON object is required").into();
                 };
                 if found.len() > 1 {
                     return multiple_choices(o, &found, vt);
+                }
+                // The key is the URL's: the body may repeat it, not contradict it.
+                let conflicting = fields.iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case("Id")
+                        || (k.eq_ignore_ascii_case(&f.name) && v.as_str() != Some(value))
+                });
+                if conflicting {
+                    return ApiError::bad(
+                        "INVALID_FIELD",
+                        format!(
+                            "The body of an upsert by {} must not set Id or another {} value",
+                            f.name, f.name
+                        ),
+                    )
+                    .into();
                 }
                 self.records = 1;
                 let op = Op::Upsert {

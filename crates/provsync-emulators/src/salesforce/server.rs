@@ -202,7 +202,7 @@ fn gate(emu: &Emu, headers: &HeaderMap, session: Option<&str>) -> Gate {
     }
     let max = emu.api_budget.load(Ordering::Relaxed);
     let now = epoch_secs();
-    let mut org = emu.org.lock().expect("org lock");
+    let mut org = emu.org_guard();
     let used = org.calls.used(now, emu.window_secs);
     if emu.inflight.long_running(emu.long_call) >= emu.max_long_calls {
         drop(org);
@@ -243,7 +243,7 @@ async fn run_gated(
 ) -> Response {
     let mut scope = emu.scope(req);
     let (reply, kind, records, nodes) = {
-        let mut org = emu.org.lock().expect("org lock");
+        let mut org = emu.org_guard();
         let mut tx = Tx::default();
         let mut x = Exec {
             emu: &emu,
@@ -277,7 +277,6 @@ async fn data(
     State(emu): State<Arc<Emu>>,
     method: Method,
     uri: Uri,
-    Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -298,6 +297,13 @@ async fn data(
         return respond(e.into(), Some(limit));
     }
     let len = body.len();
+    // The raw path: segments are percent-decoded once, by the dispatcher, as they are
+    // for composite subrequest URLs.
+    let rest = uri
+        .path()
+        .strip_prefix("/services/data/")
+        .unwrap_or_default()
+        .to_owned();
     run_gated(emu.clone(), req, limit, len, move |x| {
         x.dispatch(&method, &rest, query.as_deref(), &body)
     })
@@ -398,7 +404,7 @@ async fn expire_tokens(State(emu): State<Arc<Emu>>) -> Response {
 }
 
 async fn reset_budget(State(emu): State<Arc<Emu>>) -> Response {
-    emu.org.lock().expect("org lock").reset_calls();
+    emu.org_guard().reset_calls();
     let (used, max) = emu.budget();
     Json(json!({"api_calls_used": used, "api_budget": max})).into_response()
 }

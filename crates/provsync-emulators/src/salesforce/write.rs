@@ -478,3 +478,216 @@ fn picklist_accepts(org: &Org, f: &Field, value: &str) -> bool {
             .any(|v| v.active && v.value == value),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::salesforce::faults::Rng;
+    use crate::salesforce::limits::ParentLocks;
+    use crate::salesforce::stats::Stats;
+    use crate::salesforce::store::{PickValue, ValueSet};
+    use crate::salesforce::Schema;
+
+    struct Fixture {
+        org: Org,
+        schema: Arc<Schema>,
+        locks: Arc<ParentLocks>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let schema = Arc::new(Schema::default_org());
+            Fixture {
+                org: Org::new(schema.clone()),
+                schema,
+                locks: Arc::new(ParentLocks::default()),
+            }
+        }
+
+        fn upsert(
+            &mut self,
+            req: u64,
+            object: &str,
+            key: &str,
+            body: Value,
+        ) -> Result<Written, RecordError> {
+            let mut scope = CallScope::new(
+                req,
+                self.locks.clone(),
+                0.0,
+                Arc::new(Rng::new(1)),
+                Arc::new(Stats::default()),
+            );
+            let mut tx = Tx::default();
+            let o = self.schema.object(object).unwrap();
+            let body = body.as_object().unwrap().clone();
+            let op = Op::Upsert {
+                field: "OneKey_Id__c".into(),
+                value: key.into(),
+            };
+            let out = write(&mut self.org, &mut tx, &mut scope, o, op, &body);
+            self.org.commit(tx);
+            out
+        }
+    }
+
+    #[test]
+    fn person_accounts_get_a_computed_name_business_accounts_need_one() {
+        let mut f = Fixture::new();
+        let w = f
+            .upsert(
+                1,
+                "Account",
+                "M1",
+                json!({"FirstName": "Ada", "LastName": "Byron"}),
+            )
+            .unwrap();
+        let r = f.org.get("Account", &w.id).unwrap();
+        assert_eq!(
+            (r["Name"].clone(), r["IsPersonAccount"].clone()),
+            (json!("Ada Byron"), json!(true))
+        );
+        assert_eq!(r["Active__c"], true, "the schema's default value");
+        f.upsert(1, "Account", "M1", json!({"FirstName": "Augusta"}))
+            .unwrap();
+        assert_eq!(
+            f.org.get("Account", &w.id).unwrap()["Name"],
+            "Augusta Byron"
+        );
+        let err = f
+            .upsert(1, "Account", "W1", json!({"Type": "Hospital"}))
+            .unwrap_err();
+        assert_eq!(err.message, "Required fields are missing: [Name]");
+    }
+
+    #[test]
+    fn restricted_picklists_follow_their_value_set() {
+        let mut f = Fixture::new();
+        let body = json!({"Name": "F", "Role__c": "Chief"});
+        let err = f
+            .upsert(1, "HealthcarePractitionerFacility", "F1", body.clone())
+            .unwrap_err();
+        assert_eq!(err.code, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST");
+        assert_eq!(err.fields, ["Role__c"]);
+        let mut vs = f
+            .org
+            .value_set("GlobalValueSet", "OneKey_Role")
+            .unwrap()
+            .clone();
+        vs.values.push(PickValue {
+            full_name: "Chief".into(),
+            label: "Chief".into(),
+            default: false,
+            active: true,
+        });
+        f.org.put_value_set(vs.clone());
+        f.upsert(1, "HealthcarePractitionerFacility", "F1", body.clone())
+            .unwrap();
+        let inactive = ValueSet {
+            values: vec![PickValue {
+                active: false,
+                ..vs.values[0].clone()
+            }],
+            ..vs
+        };
+        f.org.put_value_set(inactive);
+        assert!(f
+            .upsert(1, "HealthcarePractitionerFacility", "F2", body)
+            .is_err());
+        // An unrestricted picklist takes any value.
+        f.upsert(1, "Account", "W1", json!({"Name": "W", "Type": "Anything"}))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_parent_held_by_another_request_fails_the_child_only() {
+        let mut f = Fixture::new();
+        let parent = f
+            .upsert(1, "Account", "W1", json!({"Name": "W"}))
+            .unwrap()
+            .id;
+        assert!(f.locks.try_hold(&parent, 99));
+        let child = json!({"Name": "H", "Account": {"OneKey_Id__c": "W1"}});
+        let err = f
+            .upsert(2, "HealthcareProvider", "H1", child.clone())
+            .unwrap_err();
+        assert_eq!(err.code, "UNABLE_TO_LOCK_ROW");
+        assert!(f
+            .org
+            .find_by_key("HealthcareProvider", "OneKey_Id__c", "H1")
+            .is_empty());
+        f.locks.release(99, std::slice::from_ref(&parent));
+        let w = f.upsert(2, "HealthcareProvider", "H1", child).unwrap();
+        assert_eq!(
+            f.org.get("HealthcareProvider", &w.id).unwrap()["AccountId"],
+            json!(parent)
+        );
+    }
+
+    #[test]
+    fn values_are_checked_by_type() {
+        let mut f = Fixture::new();
+        let err = f
+            .upsert(
+                1,
+                "Account",
+                "W1",
+                json!({"Name": "W", "PersonEmail": "not-an-email"}),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, "INVALID_EMAIL_ADDRESS");
+        let err = f
+            .upsert(
+                1,
+                "Account",
+                "W1",
+                json!({"Name": "W", "PersonBirthdate": "1990-13-01"}),
+            )
+            .unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.request_level),
+            ("JSON_PARSER_ERROR", true)
+        );
+        let err = f
+            .upsert(
+                1,
+                "Account",
+                "W1",
+                json!({"Name": "W", "ParentId": "001000000000000AAA"}),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, "INVALID_CROSS_REFERENCE_KEY");
+        let w = f
+            .upsert(
+                1,
+                "IntegrationJobRun",
+                "J1",
+                json!({"JobName": "j", "EndDateTime": "2026-01-02T03:04:05Z"}),
+            )
+            .unwrap();
+        assert_eq!(
+            f.org.get("IntegrationJobRun", &w.id).unwrap()["EndDateTime"],
+            "2026-01-02T03:04:05.000+0000"
+        );
+        let err = f
+            .upsert(
+                1,
+                "Account",
+                "W1",
+                json!({"Name": "W", "BillingState": "é".repeat(81)}),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, "STRING_TOO_LONG", "length counts characters");
+        f.upsert(
+            1,
+            "Account",
+            "W1",
+            json!({"Name": "W", "BillingState": "é".repeat(80)}),
+        )
+        .unwrap();
+    }
+}

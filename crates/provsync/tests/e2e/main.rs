@@ -15,4 +15,5 @@ mod postgres_sync;
 mod reference_sources;
 mod resume;
 mod salesforce;
+mod salesforce_emulator;
 mod sqlite_sync;
