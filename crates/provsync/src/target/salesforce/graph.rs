@@ -203,3 +203,79 @@ pub fn explain(object: &str, key: &str, e: &RecordError, r: &MappedRecord, root:
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use provsync_core::mapped::MappedChild;
+    use provsync_core::model::EntityKind;
+
+    use super::*;
+
+    fn record() -> MappedRecord {
+        MappedRecord::new(
+            EntityKind::Individual,
+            "WUSM1".into(),
+            "US".into(),
+            "Account".into(),
+            vec![("Specialty__pc".into(), json!("WUS.SP.999"))],
+            vec![],
+        )
+        .with_children(vec![MappedChild {
+            table: "HealthcareProvider".into(),
+            key: "WUSM1".into(),
+            parent_field: "AccountId".into(),
+            fields: vec![("Name".into(), json!("Ada"))],
+        }])
+    }
+
+    fn answer(v: Value) -> GraphAnswer {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_code_names_the_value_and_the_picklist() {
+        let g = answer(
+            json!({"graphId": "g0", "isSuccessful": false, "graphResponse": {"compositeResponse": [
+                {"referenceId": "r0", "httpStatusCode": 400, "body": [{"errorCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    "message": "Specialty: bad value for restricted picklist field: WUS.SP.999", "fields": ["Specialty__pc"]}]},
+                {"referenceId": "r0c0", "httpStatusCode": 400, "body": [{"errorCode": "PROCESSING_HALTED", "message": "halted"}]}
+            ]}}),
+        );
+        let GraphResult::Failed(reason) = result_of(&record(), "r0", g) else {
+            panic!("not a failure")
+        };
+        assert!(
+            reason.starts_with("Account WUSM1: INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(
+                r#"value "WUS.SP.999" is not in the restricted picklist Account.Specialty__pc"#
+            ),
+            "{reason}"
+        );
+        assert!(!reason.contains("PROCESSING_HALTED"), "{reason}");
+    }
+
+    #[test]
+    fn locks_and_halted_graphs_are_retried_and_success_gives_the_parent_id() {
+        let locked = answer(
+            json!({"graphId": "g0", "isSuccessful": false, "graphResponse": {"compositeResponse": [
+                {"referenceId": "r0", "httpStatusCode": 200, "body": {"id": "001x", "success": true}},
+                {"referenceId": "r0c0", "httpStatusCode": 400, "body": [{"errorCode": "UNABLE_TO_LOCK_ROW", "message": "locked"}]}
+            ]}}),
+        );
+        assert!(
+            matches!(result_of(&record(), "r0", locked), GraphResult::Retry(w) if w == "UNABLE_TO_LOCK_ROW")
+        );
+        let ok = answer(
+            json!({"graphId": "g0", "isSuccessful": true, "graphResponse": {"compositeResponse": [
+                {"referenceId": "r0", "httpStatusCode": 201, "body": {"id": "001x", "success": true, "created": true}},
+                {"referenceId": "r0c0", "httpStatusCode": 201, "body": {"id": "0cmx", "success": true, "created": true}}
+            ]}}),
+        );
+        assert!(
+            matches!(result_of(&record(), "r0", ok), GraphResult::Written(Some(id)) if id == "001x")
+        );
+    }
+}
