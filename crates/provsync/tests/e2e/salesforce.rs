@@ -201,10 +201,29 @@ fn salesforce_full_sync_then_night_two_with_changes_additions_and_disconnections
     let dir = tempfile::tempdir().unwrap();
     let org = Emulator::salesforce(&[]);
     let mdm = Emulator::onekey(300, 1, "US");
-    let r = sync_night(dir.path(), &mdm, &org, 1, "");
+    // Seed step 2.5: the HCP address batch is started through Apex REST at job end.
+    let post_job = "[[target.post_job]]\nname = \"hcp-address-batch\"\n\
+                    path = \"/services/apexrest/provsync/hcpAddressBatch\"\n\
+                    body = { jobId = \"{job_id}\", state = \"{state}\" }";
+    let r = sync_night(dir.path(), &mdm, &org, 1, post_job);
     assert_eq!(r.state(), "completed", "{r}");
     r.assert_reconciled();
     assert_eq!(r.count("failed"), 0, "{r}");
+    let apex = org.get("/_emulator/apex-calls");
+    let last = apex
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["body"]["jobId"], r.summary["job_id"], "{apex}");
+    assert_eq!(last["body"]["state"], "completed", "{apex}");
+    assert!(
+        last["path"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("provsync/hcpAddressBatch"),
+        "{apex}"
+    );
     let individuals = r.kind_count("individual", "created");
     assert!(individuals >= 300, "{r}");
     assert_eq!(org.written("HealthcareProvider"), individuals);
