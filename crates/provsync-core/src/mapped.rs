@@ -20,8 +20,30 @@ pub struct MappedRecord {
     /// Entities this record links, as (role, reference); loaded after both ends exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<(String, EntityRef)>,
-    /// Hash of table, fields and links: equal hashes mean nothing to write.
+    /// Records written with this one in other tables or objects (a Salesforce
+    /// practitioner's HealthcareProvider, specialties, addresses...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<MappedChild>,
+    /// The target's external id when the mapping gives a `key` template (a relation
+    /// written onto the child workplace's row); the source id otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Hash of table, fields, links and children: equal hashes mean nothing to write.
     pub hash: ContentHash,
+}
+
+/// A record that belongs to its parent record: written with it, keyed by its own
+/// external id, pointing back at the parent through `parent_field`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappedChild {
+    /// Target table or object.
+    pub table: String,
+    /// The child's own external id (unique within its table).
+    pub key: String,
+    /// The child's field that refers to the parent record.
+    pub parent_field: String,
+    /// Field values in mapping order.
+    pub fields: Vec<(String, serde_json::Value)>,
 }
 
 impl MappedRecord {
@@ -42,8 +64,39 @@ impl MappedRecord {
             table,
             fields,
             links,
+            children: Vec::new(),
+            key: None,
             hash,
         }
+    }
+
+    /// The external id the target upserts by.
+    pub fn target_key(&self) -> &str {
+        self.key.as_deref().unwrap_or(self.source_id.as_str())
+    }
+
+    /// Sets the target key and folds it into the content hash.
+    pub fn with_key(mut self, key: Option<String>) -> Self {
+        if let Some(k) = key {
+            let bytes = serde_json::to_vec(&(self.hash.to_string(), "key", &k))
+                .expect("mapped values always serialize");
+            self.hash = ContentHash::of_bytes(&bytes);
+            self.key = Some(k);
+        }
+        self
+    }
+
+    /// Adds child records and folds them into the content hash. Without children the
+    /// hash is the one `new` computes, so mappings without children (the SQL
+    /// targets') keep the hashes stored by earlier runs.
+    pub fn with_children(mut self, children: Vec<MappedChild>) -> Self {
+        if !children.is_empty() {
+            let bytes = serde_json::to_vec(&(self.hash.to_string(), &children))
+                .expect("mapped values always serialize");
+            self.hash = ContentHash::of_bytes(&bytes);
+            self.children = children;
+        }
+        self
     }
 
     /// The content hash of what a target would store.

@@ -24,6 +24,36 @@ pub struct TablePlan {
     pub table: String,
     /// Mapped fields.
     pub fields: Vec<String>,
+    /// Child objects written with each record (empty for one-table mappings).
+    pub children: Vec<ChildPlan>,
+    /// Field values that mark a swept record disconnected (empty: the target's own way).
+    pub disconnect: Vec<(String, serde_json::Value)>,
+    /// The key template when records are not keyed by their source id.
+    pub key: Option<String>,
+}
+
+/// A child object of a mapped kind: written with its parent, keyed by a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildPlan {
+    /// Target table or object.
+    pub table: String,
+    /// The key template as written (`"{source_id}"`, `"{source_id}-SP-{item}"`).
+    pub key: String,
+    /// The child's field referring to the parent record.
+    pub parent_field: String,
+    /// Mapped fields.
+    pub fields: Vec<String>,
+    /// Field values that mark the child disconnected when its parent is swept.
+    pub disconnect: Vec<(String, serde_json::Value)>,
+}
+
+impl ChildPlan {
+    /// The child's key for a parent's source id, when the template depends on nothing
+    /// else (a one-per-parent child such as a practitioner's HealthcareProvider).
+    pub fn key_for(&self, source_id: &str) -> Option<String> {
+        let rest = self.key.replace("{source_id}", "");
+        (!rest.contains('{')).then(|| self.key.replace("{source_id}", source_id))
+    }
 }
 
 /// Whether a record is new to the target or an update (known from the store's hashes).
@@ -112,6 +142,23 @@ pub trait Target: Send + Sync {
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<u64, TargetError>;
+    /// Called once when the run has its final summary (the Salesforce target writes
+    /// IntegrationJobRun and runs post-job actions); returns what it did, for the
+    /// summary. Failures here are reported, never change the run's outcome.
+    async fn end_run(
+        &self,
+        run: &RunRef,
+        summary: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, TargetError> {
+        let _ = (run, summary);
+        Ok(None)
+    }
+
+    /// Why the target is waiting instead of writing (a spent API budget), if it is.
+    fn parked(&self) -> Option<String> {
+        None
+    }
+
     /// Disconnects swept records of one scope with one conditional, atomic update:
     /// only rows still connected in that scope and not changed since the run started
     /// (a manual change made meanwhile wins). Returns the ids it did disconnect, so

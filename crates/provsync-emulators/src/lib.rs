@@ -3,3 +3,4 @@
 pub mod generator;
 pub mod gmc;
 pub mod onekey;
+pub mod salesforce;

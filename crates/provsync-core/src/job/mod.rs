@@ -57,6 +57,9 @@ pub enum Stage {
     Extract,
     /// Loading staged relations after every entity page is loaded.
     Relations,
+    /// Waiting for the target to take writes again (a spent daily API budget); the
+    /// job resumes its stage by itself.
+    Parked,
     /// Reconciling, sweeping, summarising.
     Finish,
     /// Nothing left to do.
@@ -70,6 +73,7 @@ impl Stage {
             Stage::Pending => "pending",
             Stage::Extract => "extract",
             Stage::Relations => "relations",
+            Stage::Parked => "parked",
             Stage::Finish => "finish",
             Stage::Done => "done",
         }
@@ -81,6 +85,7 @@ impl Stage {
             Stage::Pending,
             Stage::Extract,
             Stage::Relations,
+            Stage::Parked,
             Stage::Finish,
             Stage::Done,
         ]

@@ -30,11 +30,46 @@ pub(crate) enum Step {
     Key(String),
 }
 
+/// What paths are compiled against: the record of a kind and, inside a child
+/// mapping with `for_each`, the list element being mapped (addressed as `item`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PathCtx {
+    /// Entity kind of the record.
+    pub(crate) kind: EntityKind,
+    /// Shape of the `for_each` element, if any.
+    pub(crate) item: Option<&'static Shape>,
+}
+
+impl From<EntityKind> for PathCtx {
+    fn from(kind: EntityKind) -> Self {
+        PathCtx { kind, item: None }
+    }
+}
+
+/// Where a value is read from while mapping: the record and the current `for_each`
+/// element (`Null` outside a `for_each`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Input<'a> {
+    pub(crate) record: &'a Record,
+    pub(crate) item: Node<'a>,
+}
+
+impl<'a> From<&'a Record> for Input<'a> {
+    fn from(record: &'a Record) -> Self {
+        Input {
+            record,
+            item: Node::Null,
+        }
+    }
+}
+
 /// A path compiled against one entity kind.
 #[derive(Debug, Clone)]
 pub(crate) struct Path {
     /// The path as written, for messages.
     pub(crate) text: String,
+    /// Starts at the `for_each` element (`item...`) instead of the record.
+    from_item: bool,
     steps: Vec<Step>,
     /// Shape of the value the path leads to.
     pub(crate) shape: &'static Shape,
@@ -102,12 +137,21 @@ fn lex(text: &str) -> Result<Vec<Segment<'_>>, String> {
 
 impl Path {
     /// Parses `text` and checks every segment against the shape of `kind`.
-    pub(crate) fn compile(text: &str, kind: EntityKind) -> Result<Path, String> {
-        let mut shape = schema::root(kind);
+    pub(crate) fn compile(text: &str, ctx: impl Into<PathCtx>) -> Result<Path, String> {
+        let ctx = ctx.into();
+        let mut shape = schema::root(ctx.kind);
         let mut steps = Vec::new();
         // What the path addresses so far, for messages.
         let mut at = String::new();
-        for seg in lex(text)? {
+        let mut segments = lex(text)?.into_iter().peekable();
+        let mut from_item = false;
+        if let (Some(Segment::Name("item")), Some(item)) = (segments.peek(), ctx.item) {
+            segments.next();
+            shape = item;
+            from_item = true;
+            at.push_str("item");
+        }
+        for seg in segments {
             match seg {
                 Segment::Name(name) => {
                     match shape {
@@ -175,14 +219,20 @@ impl Path {
         }
         Ok(Path {
             text: text.to_string(),
+            from_item,
             steps,
             shape,
         })
     }
 
-    /// The value at this path in `record` (`Null` when absent).
-    pub(crate) fn eval<'a>(&self, record: &'a Record) -> Node<'a> {
-        let mut node = Node::Record(record);
+    /// The value at this path in `input` (`Null` when absent).
+    pub(crate) fn eval<'a>(&self, input: impl Into<Input<'a>>) -> Node<'a> {
+        let input = input.into();
+        let mut node = if self.from_item {
+            input.item
+        } else {
+            Node::Record(input.record)
+        };
         for step in &self.steps {
             node = match step {
                 Step::Get(f) => (f.get)(node),
@@ -272,7 +322,8 @@ fn value_text(v: &Value) -> Option<String> {
 
 impl FieldExpr {
     /// The field's value for `record`; `Err` is the reason the record is rejected.
-    pub(crate) fn eval(&self, record: &Record) -> Result<Value, String> {
+    pub(crate) fn eval<'a>(&self, record: impl Into<Input<'a>>) -> Result<Value, String> {
+        let record = record.into();
         let value = match &self.source {
             Source::Constant(v) => v.clone(),
             Source::Concat { parts, separator } => {
@@ -371,6 +422,78 @@ impl FieldExpr {
                 .ok_or_else(|| format!("cannot format {:?} as a date", node.to_json()));
         }
         Ok(node.to_json())
+    }
+}
+
+/// A text template with `{path}` placeholders (the external id of a child record:
+/// `"{source_id}-SP-{item}"`).
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    /// The template as written.
+    pub(crate) text: String,
+    parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug, Clone)]
+enum TemplatePart {
+    Literal(String),
+    Path(Path),
+}
+
+impl Template {
+    /// Compiles `text`; every placeholder must be a path to a single value.
+    pub(crate) fn compile(text: &str, ctx: PathCtx) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(TemplatePart::Literal(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed '{{' in template {text:?}"))?;
+            let path = Path::compile(&after[..close], ctx)?;
+            if !matches!(path.shape, Shape::Scalar(_)) {
+                return Err(format!(
+                    "template placeholder {{{}}} must be a single value",
+                    path.text
+                ));
+            }
+            parts.push(TemplatePart::Path(path));
+            rest = &after[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("unmatched '}}' in template {text:?}"));
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Literal(rest.to_string()));
+        }
+        if !parts.iter().any(|p| matches!(p, TemplatePart::Path(_))) {
+            return Err(format!(
+                "template {text:?} has no {{path}}: every record would get the same key"
+            ));
+        }
+        Ok(Template {
+            text: text.to_string(),
+            parts,
+        })
+    }
+
+    /// The rendered text; `Err` names the placeholder that is empty.
+    pub(crate) fn render<'a>(&self, input: impl Into<Input<'a>>) -> Result<String, String> {
+        let input = input.into();
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                TemplatePart::Literal(l) => out.push_str(l),
+                TemplatePart::Path(path) => match path.eval(input).text() {
+                    Some(t) if !t.is_empty() => out.push_str(&t),
+                    _ => return Err(format!("key part {{{}}} is empty", path.text)),
+                },
+            }
+        }
+        Ok(out)
     }
 }
 

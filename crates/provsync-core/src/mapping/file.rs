@@ -14,7 +14,9 @@ use serde_json::Value;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::expr::{format_node, FieldExpr, OnMissing, Path, Source, Translation};
+use super::expr::{
+    format_node, FieldExpr, OnMissing, Path, PathCtx, Source, Template, Translation,
+};
 use super::schema::{Node, Scalar};
 use crate::model::EntityKind;
 
@@ -47,6 +49,24 @@ pub(crate) struct EntityMapping {
     pub(crate) kind: EntityKind,
     pub(crate) table: String,
     pub(crate) fields: Vec<FieldExpr>,
+    pub(crate) children: Vec<ChildMapping>,
+    pub(crate) disconnect: Vec<(String, Value)>,
+    /// The target key template, when not the source id.
+    pub(crate) key: Option<Template>,
+}
+
+/// A child object written with each record of a kind (`[[entities.K.children]]`).
+#[derive(Debug)]
+pub(crate) struct ChildMapping {
+    pub(crate) table: String,
+    pub(crate) key: Template,
+    pub(crate) parent_field: String,
+    /// One child per element of this list (addressed as `item` in paths).
+    pub(crate) for_each: Option<Path>,
+    /// The child exists only when this value is present (not null, empty or false).
+    pub(crate) when: Option<Path>,
+    pub(crate) fields: Vec<FieldExpr>,
+    pub(crate) disconnect: Vec<(String, Value)>,
 }
 
 /// A parsed and validated mapping file.
@@ -93,6 +113,16 @@ fn scalar_json(v: &DeValue<'_>) -> Option<Value> {
         _ => None,
     }
 }
+
+const CHILD_KEYS: &[&str] = &[
+    "object",
+    "key",
+    "parent_field",
+    "for_each",
+    "when",
+    "fields",
+    "disconnect",
+];
 
 const FIELD_KEYS: &str = "from, concat, separator, constant, translate, on_missing, default, join, date_format, required";
 
@@ -256,22 +286,41 @@ impl Loader<'_> {
         let t = self.table(v, path)?;
         let mut table = None;
         let mut fields_v = None;
+        let mut children = Vec::new();
+        let mut disconnect = Vec::new();
+        let mut key = None;
         for (k, v) in entries(t) {
             match k.get_ref().as_ref() {
-                "table" => {
-                    let field = join_path(path, "table");
-                    let name = self.string(v, &field, "table")?;
-                    if name.trim().is_empty() {
-                        return Err(self.err(v.span(), &field, "table name is empty"));
-                    }
-                    table = Some(name.to_string());
+                "table" => table = Some(self.name(v, &join_path(path, "table"), "table")?),
+                "key" => {
+                    let field = join_path(path, "key");
+                    let text = self.string(v, &field, "key")?;
+                    key = Some(
+                        Template::compile(text, kind.into())
+                            .map_err(|m| self.err(v.span(), &field, m))?,
+                    );
                 }
                 "fields" => fields_v = Some(v),
+                "disconnect" => disconnect = self.disconnect(v, &join_path(path, "disconnect"))?,
+                "children" => {
+                    let cpath = join_path(path, "children");
+                    let DeValue::Array(items) = v.get_ref() else {
+                        return Err(self.err(
+                            v.span(),
+                            &cpath,
+                            "children must be an array of tables ([[...children]])",
+                        ));
+                    };
+                    for (i, item) in items.iter().enumerate() {
+                        let ipath = format!("{cpath}[{i}]");
+                        children.push(self.child(kind, &ipath, item, translations)?);
+                    }
+                }
                 other => {
                     return Err(self.err(
                         k.span(),
                         &join_path(path, other),
-                        "unknown key (expected table, fields)",
+                        "unknown key (expected table, key, fields, children, disconnect)",
                     ))
                 }
             }
@@ -283,37 +332,175 @@ impl Loader<'_> {
                 "missing: which table or object this kind goes to",
             )
         })?;
-        let mut fields = Vec::new();
-        let mut seen = HashSet::new();
-        if let Some(fv) = fields_v {
-            let fpath = join_path(path, "fields");
-            for (k, v) in entries(self.table(fv, &fpath)?) {
-                let name = k.get_ref().to_string();
-                let field = join_path(&fpath, &name);
-                if name.trim().is_empty() {
-                    return Err(self.err(k.span(), &field, "target field name is empty"));
-                }
-                // SQL and Salesforce field names are case-insensitive: NPI and npi collide.
-                if !seen.insert(name.to_lowercase()) {
-                    return Err(self.err(
-                        k.span(),
-                        &field,
-                        "duplicate target field (names are compared without case)",
-                    ));
-                }
-                fields.push(self.field(kind, name, &field, v, translations)?);
-            }
-        }
+        let fields = match fields_v {
+            Some(fv) => self.fields(kind.into(), &join_path(path, "fields"), fv, translations)?,
+            None => Vec::new(),
+        };
         Ok(EntityMapping {
             kind,
             table,
             fields,
+            children,
+            disconnect,
+            key,
+        })
+    }
+
+    /// A non-empty table or field name.
+    fn name(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        field: &str,
+        what: &str,
+    ) -> Result<String, MappingError> {
+        let name = self.string(v, field, what)?;
+        if name.trim().is_empty() {
+            return Err(self.err(v.span(), field, format!("{what} name is empty")));
+        }
+        Ok(name.to_string())
+    }
+
+    /// `disconnect = { Field = value, ... }`: what a swept record is set to.
+    fn disconnect(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        field: &str,
+    ) -> Result<Vec<(String, Value)>, MappingError> {
+        let mut out = Vec::new();
+        for (k, v) in entries(self.table(v, field)?) {
+            let value = scalar_json(v.get_ref()).ok_or_else(|| {
+                self.err(
+                    v.span(),
+                    field,
+                    "disconnect values must be strings, numbers or booleans",
+                )
+            })?;
+            out.push((k.get_ref().to_string(), value));
+        }
+        if out.is_empty() {
+            return Err(self.err(v.span(), field, "disconnect sets no field"));
+        }
+        Ok(out)
+    }
+
+    /// The `fields` table of an entity or child, in file order.
+    fn fields(
+        &self,
+        ctx: PathCtx,
+        fpath: &str,
+        fv: &Spanned<DeValue<'_>>,
+        translations: &HashMap<String, Arc<Translation>>,
+    ) -> Result<Vec<FieldExpr>, MappingError> {
+        let mut fields = Vec::new();
+        let mut seen = HashSet::new();
+        for (k, v) in entries(self.table(fv, fpath)?) {
+            let name = k.get_ref().to_string();
+            let field = join_path(fpath, &name);
+            if name.trim().is_empty() {
+                return Err(self.err(k.span(), &field, "target field name is empty"));
+            }
+            // SQL and Salesforce field names are case-insensitive: NPI and npi collide.
+            if !seen.insert(name.to_lowercase()) {
+                return Err(self.err(
+                    k.span(),
+                    &field,
+                    "duplicate target field (names are compared without case)",
+                ));
+            }
+            fields.push(self.field(ctx, name, &field, v, translations)?);
+        }
+        Ok(fields)
+    }
+
+    /// One `[[entities.K.children]]` table.
+    fn child(
+        &self,
+        kind: EntityKind,
+        path: &str,
+        v: &Spanned<DeValue<'_>>,
+        translations: &HashMap<String, Arc<Translation>>,
+    ) -> Result<ChildMapping, MappingError> {
+        let t = self.table(v, path)?;
+        let get = |key: &str| entries(t).into_iter().find(|(k, _)| k.get_ref() == key);
+        for (k, _) in entries(t) {
+            if !CHILD_KEYS.contains(&k.get_ref().as_ref()) {
+                return Err(self.err(
+                    k.span(),
+                    &join_path(path, k.get_ref()),
+                    format!("unknown key (expected one of: {})", CHILD_KEYS.join(", ")),
+                ));
+            }
+        }
+        let required = |key: &str, what: &str| {
+            get(key).ok_or_else(|| {
+                self.err(v.span(), &join_path(path, key), format!("missing: {what}"))
+            })
+        };
+        let (_, ov) = required("object", "which table or object the child goes to")?;
+        let table = self.name(ov, &join_path(path, "object"), "object")?;
+        let (_, pv) = required(
+            "parent_field",
+            "the child's field that refers to its parent",
+        )?;
+        let parent_field = self.name(pv, &join_path(path, "parent_field"), "parent_field")?;
+        let mut ctx = PathCtx::from(kind);
+        let for_each = match get("for_each") {
+            Some((_, fv)) => {
+                let field = join_path(path, "for_each");
+                let p = self.path(ctx, fv, &field, "for_each")?;
+                let super::schema::Shape::List(elem) = p.shape else {
+                    return Err(self.err(
+                        fv.span(),
+                        &field,
+                        format!("for_each needs a list; {} is not one", p.text),
+                    ));
+                };
+                ctx.item = Some(elem);
+                Some(p)
+            }
+            None => None,
+        };
+        let key =
+            match get("key") {
+                Some((_, kv)) => {
+                    let field = join_path(path, "key");
+                    let text = self.string(kv, &field, "key")?;
+                    Template::compile(text, ctx).map_err(|m| self.err(kv.span(), &field, m))?
+                }
+                None if for_each.is_some() => return Err(self.err(
+                    v.span(),
+                    &join_path(path, "key"),
+                    "missing: a child made per for_each element needs a key template using {item}",
+                )),
+                None => Template::compile("{source_id}", ctx)
+                    .map_err(|m| self.err(v.span(), path, m))?,
+            };
+        let when = match get("when") {
+            Some((_, wv)) => Some(self.path(ctx, wv, &join_path(path, "when"), "when")?),
+            None => None,
+        };
+        let fields = match get("fields") {
+            Some((_, fv)) => self.fields(ctx, &join_path(path, "fields"), fv, translations)?,
+            None => Vec::new(),
+        };
+        let disconnect = match get("disconnect") {
+            Some((_, dv)) => self.disconnect(dv, &join_path(path, "disconnect"))?,
+            None => Vec::new(),
+        };
+        Ok(ChildMapping {
+            table,
+            key,
+            parent_field,
+            for_each,
+            when,
+            fields,
+            disconnect,
         })
     }
 
     fn path(
         &self,
-        kind: EntityKind,
+        kind: PathCtx,
         v: &Spanned<DeValue<'_>>,
         field: &str,
         what: &str,
@@ -324,7 +511,7 @@ impl Loader<'_> {
 
     fn field(
         &self,
-        kind: EntityKind,
+        kind: PathCtx,
         name: String,
         field: &str,
         v: &Spanned<DeValue<'_>>,

@@ -23,6 +23,26 @@
 //! status = { from = "status", required = true }
 //! ```
 //!
+//! A record can also become several target records (a Salesforce practitioner is an
+//! Account plus a HealthcareProvider, specialties, identifiers): child objects, each
+//! keyed by a template and pointing back at its parent, written with the record:
+//!
+//! ```toml
+//! [entities.individual]
+//! table = "Account"
+//! disconnect = { Active__c = false }   # what a swept record is set to (optional)
+//! # key = "{from.id}"                  # the target key when not the source id
+//! [[entities.individual.children]]
+//! object = "HealthcareProviderSpecialty"
+//! parent_field = "PractitionerId"      # the child's reference to the parent record
+//! for_each = "specialties"             # optional: one child per element, read as `item`
+//! key = "{source_id}-SP-{item}"        # the child's external id (default "{source_id}")
+//! when = "item"                        # optional: no child when this is null/empty/false
+//! disconnect = { IsActive = false }    # optional
+//! [entities.individual.children.fields]
+//! Name = "item"
+//! ```
+//!
 //! Paths address the `serde_json` form of the record: dotted keys (`address.city`),
 //! indexes (`address.lines[0]`), selectors (`identifiers[system=NPI].value`), map keys
 //! (`labels.en`). Per field, exactly one source (`from`, `concat`, `constant`), then:
@@ -41,18 +61,22 @@
 //! not exist on the kind, missing translation tables, invalid date formats, fields with
 //! no or two sources, modifiers that do not apply, empty or duplicate names.
 
+#[cfg(test)]
+mod children_tests;
 mod expr;
 mod file;
 mod schema;
 #[cfg(test)]
 mod tests;
 
-use crate::mapped::MappedRecord;
+use crate::mapped::{MappedChild, MappedRecord};
 use crate::model::{EntityKind, Record};
-use crate::target::TablePlan;
+use crate::target::{ChildPlan, TablePlan};
 
-use file::EntityMapping;
+use expr::Input;
 pub use file::MappingError;
+use file::{ChildMapping, EntityMapping};
+use schema::Node;
 
 /// The mapping for the SQL target's schema, shipped as `mappings/sql-provider.toml`.
 pub const SQL_PROVIDER: &str = include_str!("../../../../mappings/sql-provider.toml");
@@ -126,6 +150,17 @@ impl Mapping {
             .map(|(role, r)| (role.to_string(), r))
             .collect();
         let meta = record.meta();
+        let key = match &entity.key {
+            Some(t) => Some(t.render(record).map_err(|reason| MapError {
+                field: "key".into(),
+                reason,
+            })?),
+            None => None,
+        };
+        let mut children = Vec::new();
+        for (i, c) in entity.children.iter().enumerate() {
+            map_child(c, i, record, &mut children)?;
+        }
         Ok(MappedRecord::new(
             kind,
             meta.source_id.clone(),
@@ -133,7 +168,9 @@ impl Mapping {
             entity.table.clone(),
             fields,
             links,
-        ))
+        )
+        .with_key(key)
+        .with_children(children))
     }
 
     /// Whether the mapping handles this kind.
@@ -150,7 +187,69 @@ impl Mapping {
                 kind: e.kind,
                 table: e.table.clone(),
                 fields: e.fields.iter().map(|f| f.name.clone()).collect(),
+                children: e
+                    .children
+                    .iter()
+                    .map(|c| ChildPlan {
+                        table: c.table.clone(),
+                        key: c.key.text.clone(),
+                        parent_field: c.parent_field.clone(),
+                        fields: c.fields.iter().map(|f| f.name.clone()).collect(),
+                        disconnect: c.disconnect.clone(),
+                    })
+                    .collect(),
+                disconnect: e.disconnect.clone(),
+                key: e.key.as_ref().map(|k| k.text.clone()),
             })
             .collect()
     }
+}
+
+/// Whether a `when` value says the child exists.
+fn present(node: Node<'_>) -> bool {
+    match node {
+        Node::Null | Node::Bool(false) => false,
+        Node::Str(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+/// Maps the children one child mapping makes of `record` (none, one, or one per
+/// `for_each` element), appending them to `out`.
+fn map_child(
+    c: &ChildMapping,
+    index: usize,
+    record: &Record,
+    out: &mut Vec<MappedChild>,
+) -> Result<(), MapError> {
+    let items: Vec<Node<'_>> = match &c.for_each {
+        // Empty elements make no child, as `join` skips them.
+        Some(p) => p.eval(record).elements().filter(|n| present(*n)).collect(),
+        None => vec![Node::Null],
+    };
+    let err = |field: String, reason: String| MapError {
+        field: format!("children[{index}] ({}) {field}", c.table),
+        reason,
+    };
+    for item in items {
+        let input = Input { record, item };
+        if let Some(w) = &c.when {
+            if !present(w.eval(input)) {
+                continue;
+            }
+        }
+        let key = c.key.render(input).map_err(|r| err("key".into(), r))?;
+        let mut fields = Vec::with_capacity(c.fields.len());
+        for f in &c.fields {
+            let value = f.eval(input).map_err(|r| err(f.name.clone(), r))?;
+            fields.push((f.name.clone(), value));
+        }
+        out.push(MappedChild {
+            table: c.table.clone(),
+            key,
+            parent_field: c.parent_field.clone(),
+            fields,
+        });
+    }
+    Ok(())
 }

@@ -255,6 +255,8 @@ pub enum Stage {
     Pending,
     Extract,
     Relations,
+    /// Waiting for the target's API budget to reset; resumes by itself (see `note`).
+    Parked,
     Finish,
     Done,
 }
@@ -350,6 +352,9 @@ pub struct JobStatus {
     pub target: String,
     pub requested_by: String,
     pub failure: Option<String>,
+    /// Why a running job is waiting (e.g. parked on a spent Salesforce API budget),
+    /// when the process answering runs it.
+    pub note: Option<String>,
     pub abort_requested: bool,
     pub counts: StatusCounts,
     /// Each scope of a finished full run (each GMC designated body): its outcome

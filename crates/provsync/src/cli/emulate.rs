@@ -1,4 +1,4 @@
-//! `provsync emulate onekey|gmc`. `onekey` serves a generated world over the OneKey-style contract
+//! `provsync emulate onekey|gmc|salesforce`. `onekey` serves a generated world over the OneKey-style contract
 //! (`docs/onekey-contract.md`) until Ctrl-C.
 
 use std::net::SocketAddr;
@@ -20,6 +20,9 @@ pub enum EmulateCommand {
     Onekey(OneKeyArgs),
     /// GMC GetDoctorsForDB (SOAP 1.1/1.2) from a generated register.
     Gmc(super::emulate_gmc::GmcArgs),
+    /// A Salesforce org: OAuth, REST, collections, composite graph, Bulk 2.0, query,
+    /// Metadata value sets, with limits, faults and durable state.
+    Salesforce(super::emulate_salesforce::SalesforceArgs),
 }
 
 /// Arguments of `emulate`.
@@ -168,6 +171,7 @@ pub async fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
     let a = match a.system {
         EmulateCommand::Onekey(a) => a,
         EmulateCommand::Gmc(g) => return super::emulate_gmc::emulate(g).await,
+        EmulateCommand::Salesforce(s) => return super::emulate_salesforce::emulate(s).await,
     };
     let running = start_onekey(&a).await?;
     // One line on stdout (scripts and tests read the address from it); the rest on

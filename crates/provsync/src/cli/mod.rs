@@ -4,9 +4,11 @@
 mod bench;
 mod bench_gmc;
 mod bench_onekey;
+mod bench_salesforce;
 mod demo;
 mod emulate;
 mod emulate_gmc;
+mod emulate_salesforce;
 mod generate;
 mod progress;
 mod relay;
@@ -71,6 +73,8 @@ pub enum Command {
     BenchOnekey(bench_onekey::BenchOneKeyArgs),
     /// Time the nightly GMC sync end to end: emulator process -> PostgreSQL doctors store.
     BenchGmc(bench_gmc::BenchGmcArgs),
+    /// Measure a OneKey -> Salesforce sync against the emulated org (latency, call cap).
+    BenchSalesforce(bench_salesforce::BenchSalesforceArgs),
     /// Serve the HTTP API and run submitted jobs in the background.
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
             Command::Bench(a) => bench::bench(a).await,
             Command::BenchOnekey(a) => bench_onekey::bench_onekey(a).await,
             Command::BenchGmc(a) => bench_gmc::bench_gmc(a).await,
+            Command::BenchSalesforce(a) => bench_salesforce::bench_salesforce(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
             Command::Worker(a) => worker::worker(a).await,

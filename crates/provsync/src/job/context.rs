@@ -55,7 +55,12 @@ impl JobContext {
             source = Arc::new(CodesOnly::new(source));
         }
         let target = crate::target::open(&job.spec.target).await?;
-        target.prepare(&mapping.plan()).await?;
+        let mut plan = mapping.plan();
+        if job.spec.kind == JobKind::CodesSync {
+            // A codes sync writes only code lists: the target checks only those.
+            plan.retain(|p| p.kind == provsync_core::model::EntityKind::Code);
+        }
+        target.prepare(&plan).await?;
         Ok(Self {
             engine: engine.clone(),
             id: job.id.clone(),

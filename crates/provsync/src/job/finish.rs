@@ -53,6 +53,12 @@ pub struct RunSummary {
     pub finished_at: String,
     /// From start to finish.
     pub duration_ms: i64,
+    /// The scope asked for (countries, designated bodies...).
+    pub scope: Vec<String>,
+    /// What the target did at job end (Salesforce: IntegrationJobRun, post-job
+    /// actions, value sets, API calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_report: Option<serde_json::Value>,
 }
 
 /// Finishes a job whose connectors are open.
@@ -100,7 +106,7 @@ async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
             Err(e) => return Err(e),
         },
     };
-    conclude(engine, id, counts, sweep).await
+    conclude(engine, id, counts, sweep, Some(ctx)).await
 }
 
 /// Finishes a job that failed before its connectors could be opened.
@@ -114,6 +120,7 @@ pub async fn run_without_context(engine: &Engine, id: &JobId) -> Result<(), Engi
         id,
         counts,
         SweepReport::skipped("the job failed before extraction", &job.spec, &pages),
+        None,
     )
     .await
 }
@@ -164,6 +171,7 @@ async fn conclude(
     id: &JobId,
     mut per_kind: KindCounts,
     sweep: SweepReport,
+    ctx: Option<&JobContext>,
 ) -> Result<(), EngineError> {
     for (kind, n) in &sweep.disconnected {
         per_kind.kind_mut(*kind).disconnected += n;
@@ -234,8 +242,21 @@ async fn conclude(
             .started_at
             .map(|s| (now - s).num_milliseconds())
             .unwrap_or(0),
+        scope: job.spec.scope.iter().map(|s| s.to_string()).collect(),
+        target_report: None,
     };
-    let value = serde_json::to_value(&summary).expect("summary serializes");
+    let mut value = serde_json::to_value(&summary).expect("summary serializes");
+    if let Some(ctx) = ctx {
+        // The target's end-of-run work (IntegrationJobRun, post-job actions) sees the
+        // final summary; its failures are reported in the summary, not fatal.
+        let report = match ctx.target.end_run(&ctx.run, &value).await {
+            Ok(r) => r,
+            Err(e) => Some(serde_json::json!({ "error": e.to_string() })),
+        };
+        if let (Some(r), Some(o)) = (report, value.as_object_mut()) {
+            o.insert("target_report".into(), r);
+        }
+    }
     engine.store.set_summary(id, &value).await?;
     engine.apply(id, JobEvent::Finished { with_errors }).await?;
     engine.store.set_stage(id, Stage::Done).await?;

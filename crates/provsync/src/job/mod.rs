@@ -73,6 +73,8 @@ pub struct Engine {
     /// The stage queue of the distributed runtime; `None` runs the stages in
     /// this process over bounded channels.
     pub queue: Option<Arc<dyn crate::queue::Queue>>,
+    /// Why running jobs wait (parked on a target's budget), by job.
+    pub notes: Arc<std::sync::Mutex<std::collections::HashMap<JobId, String>>>,
 }
 
 /// The lease name of a job.
@@ -90,7 +92,62 @@ impl Engine {
             lease: Duration::from_secs(10),
             progress: Arc::new(Progress::default()),
             queue: None,
+            notes: Arc::default(),
         }
+    }
+
+    /// Why a job this process runs is waiting, if it is.
+    pub fn note(&self, id: &JobId) -> Option<String> {
+        self.notes.lock().expect("notes lock").get(id).cloned()
+    }
+
+    /// Watches the target while the job runs: a parked target (spent API budget)
+    /// shows as stage `parked` with the reason as the job's note, and the stage comes
+    /// back when the target resumes.
+    fn watch_parking(&self, ctx: Arc<JobContext>) -> CancellationToken {
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut before: Option<Stage> = None;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let parked = ctx.target.parked();
+                match (&parked, before) {
+                    (Some(reason), None) => {
+                        let Ok(job) = engine.store.job(&ctx.id).await else {
+                            continue;
+                        };
+                        tracing::warn!(job = %ctx.id, %reason, "job parked");
+                        engine
+                            .notes
+                            .lock()
+                            .expect("notes lock")
+                            .insert(ctx.id.clone(), reason.clone());
+                        if engine.store.set_stage(&ctx.id, Stage::Parked).await.is_ok() {
+                            before = Some(job.stage);
+                        }
+                    }
+                    (None, Some(stage)) => {
+                        tracing::info!(job = %ctx.id, "job resumed");
+                        engine.notes.lock().expect("notes lock").remove(&ctx.id);
+                        if engine.store.set_stage(&ctx.id, stage).await.is_ok() {
+                            before = None;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            engine.notes.lock().expect("notes lock").remove(&ctx.id);
+            if let Some(stage) = before {
+                let _ = engine.store.set_stage(&ctx.id, stage).await;
+            }
+        });
+        token
     }
 
     /// The same engine, with its stages on `queue` (the distributed runtime).
@@ -183,15 +240,24 @@ impl Engine {
                 return finish::run_without_context(self, &id).await;
             }
         };
-        if matches!(job.stage, Stage::Pending | Stage::Extract) {
-            self.store.set_stage(&id, Stage::Extract).await?;
-            extract::run(&ctx).await?;
+        let watch = self.watch_parking(ctx.clone());
+        let result = self.stages(&job, &ctx).await;
+        watch.cancel();
+        result
+    }
+
+    async fn stages(&self, job: &JobRecord, ctx: &Arc<JobContext>) -> Result<(), EngineError> {
+        let id = &job.id;
+        // A job resumed while parked goes back to loading pages.
+        if matches!(job.stage, Stage::Pending | Stage::Extract | Stage::Parked) {
+            self.store.set_stage(id, Stage::Extract).await?;
+            extract::run(ctx).await?;
         }
-        abort::enter_aborting_if_requested(self, &id).await?;
+        abort::enter_aborting_if_requested(self, id).await?;
         if job.stage != Stage::Finish {
-            self.store.set_stage(&id, Stage::Relations).await?;
-            relations::run(&ctx).await?;
+            self.store.set_stage(id, Stage::Relations).await?;
+            relations::run(ctx).await?;
         }
-        finish::run(&ctx).await
+        finish::run(ctx).await
     }
 }

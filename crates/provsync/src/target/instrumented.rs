@@ -89,4 +89,19 @@ impl Target for Instrumented {
         self.record("disconnect", t, &r);
         r
     }
+
+    async fn end_run(
+        &self,
+        run: &RunRef,
+        summary: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, TargetError> {
+        let t = Instant::now();
+        let r = self.inner.end_run(run, summary).await;
+        self.record("end_run", t, &r);
+        r
+    }
+
+    fn parked(&self) -> Option<String> {
+        self.inner.parked()
+    }
 }

@@ -2,6 +2,7 @@
 //! typed config; `open` picks one by the job's `target.type`.
 
 pub mod instrumented;
+pub mod salesforce;
 pub mod sql;
 
 use std::sync::Arc;
@@ -66,13 +67,28 @@ pub fn target_name(spec: &ConnectorSpec) -> Result<String, TargetError> {
             Ok(c.name
                 .unwrap_or_else(|| format!("{}#{}", redact_url(&c.url), c.schema)))
         }
+        "salesforce" => {
+            let c: salesforce::SalesforceConfig = settings(spec)?;
+            Ok(c.name.unwrap_or_else(|| {
+                let who = match &c.auth {
+                    salesforce::config::AuthConfig::ClientCredentials { client_id, .. } => {
+                        client_id
+                    }
+                    salesforce::config::AuthConfig::Jwt { username, .. } => username,
+                };
+                format!(
+                    "salesforce:{}#{who}",
+                    c.instance_url.as_deref().unwrap_or(&c.login_url)
+                )
+            }))
+        }
         other => Err(unknown(other)),
     }
 }
 
 fn unknown(kind: &str) -> TargetError {
     TargetError::Config(format!(
-        "target.type {kind:?} is not one of: sqlite, postgres"
+        "target.type {kind:?} is not one of: sqlite, postgres, salesforce"
     ))
 }
 
@@ -95,6 +111,10 @@ async fn open_raw(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> 
             Ok(Arc::new(
                 PostgresTarget::connect(&c.url, &c.schema, c.pool_size).await?,
             ))
+        }
+        "salesforce" => {
+            let c: salesforce::SalesforceConfig = settings(spec)?;
+            Ok(Arc::new(salesforce::SalesforceTarget::open(c)?))
         }
         other => Err(unknown(other)),
     }

@@ -14,4 +14,6 @@ mod onekey;
 mod postgres_sync;
 mod reference_sources;
 mod resume;
+mod salesforce;
+mod salesforce_emulator;
 mod sqlite_sync;

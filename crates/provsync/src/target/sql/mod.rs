@@ -77,6 +77,28 @@ pub fn layouts(
 ) -> Result<HashMap<EntityKind, TableLayout>, TargetError> {
     let mut out = HashMap::new();
     for p in plan {
+        // One row per record: a child object has no table of its own here, and
+        // silently dropping it would lose data the mapping asked for.
+        if let Some(c) = p.children.first() {
+            return Err(TargetError::Config(format!(
+                "mapping gives {} records child objects ({} ...): SQL targets store one \
+                 row per record; map the child's values as columns of {:?} instead",
+                p.kind, c.table, p.table
+            )));
+        }
+        if let Some(k) = &p.key {
+            return Err(TargetError::Config(format!(
+                "mapping keys {} records by {k:?}: SQL targets key rows by source id",
+                p.kind
+            )));
+        }
+        if !p.disconnect.is_empty() {
+            return Err(TargetError::Config(format!(
+                "mapping sets disconnect fields for {}: SQL targets record disconnection \
+                 in their own bookkeeping columns",
+                p.kind
+            )));
+        }
         if !is_identifier(&p.table) {
             return Err(TargetError::Config(format!(
                 "table name {:?} (for {}) is not a plain SQL identifier",
@@ -325,6 +347,9 @@ mod tests {
             kind: EntityKind::Individual,
             table: "individuals".into(),
             fields: vec!["first_name".into(), "shoe_size".into()],
+            children: vec![],
+            disconnect: vec![],
+            key: None,
         }];
         let cols = HashMap::from([(
             "individuals".to_string(),
@@ -340,8 +365,32 @@ mod tests {
             kind: EntityKind::Individual,
             table: "individuals".into(),
             fields: vec!["content_hash".into()],
+            children: vec![],
+            disconnect: vec![],
+            key: None,
         }];
         let cols = HashMap::from([("individuals".to_string(), vec!["content_hash".to_string()])]);
         assert!(layouts(&plan, &cols).is_err());
+    }
+
+    #[test]
+    fn child_objects_are_refused_clearly() {
+        let plan = vec![TablePlan {
+            kind: EntityKind::Individual,
+            table: "individuals".into(),
+            fields: vec!["first_name".into()],
+            children: vec![provsync_core::target::ChildPlan {
+                table: "HealthcareProvider".into(),
+                key: "{source_id}".into(),
+                parent_field: "AccountId".into(),
+                fields: vec![],
+                disconnect: vec![],
+            }],
+            disconnect: vec![],
+            key: None,
+        }];
+        let cols = HashMap::from([("individuals".to_string(), vec!["first_name".to_string()])]);
+        let err = layouts(&plan, &cols).unwrap_err().to_string();
+        assert!(err.contains("child objects (HealthcareProvider"), "{err}");
     }
 }

@@ -1,0 +1,149 @@
+//! Salesforce's error shapes: the REST `[{"message","errorCode","fields"}]` array, the
+//! per-record `{"statusCode","message","fields"}` of collections, and the record-level
+//! error every write path shares.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+/// One record's failure (a validation error, a lock, a missing parent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// Salesforce status code, e.g. `REQUIRED_FIELD_MISSING`.
+    pub code: String,
+    /// Human message as Salesforce words it.
+    pub message: String,
+    /// Fields concerned.
+    pub fields: Vec<String>,
+    /// The error makes the whole request malformed (an unknown field: Salesforce fails
+    /// the JSON deserialization of the request, not one record).
+    pub request_level: bool,
+}
+
+impl RecordError {
+    /// A record error with no fields.
+    pub fn new(code: &str, message: impl Into<String>) -> RecordError {
+        RecordError {
+            code: code.to_owned(),
+            message: message.into(),
+            fields: Vec::new(),
+            request_level: false,
+        }
+    }
+
+    /// Adds the field names concerned.
+    pub fn on(mut self, fields: &[&str]) -> RecordError {
+        self.fields = fields.iter().map(|f| (*f).to_owned()).collect();
+        self
+    }
+
+    /// Marks the error as failing the whole request.
+    pub fn whole_request(mut self) -> RecordError {
+        self.request_level = true;
+        self
+    }
+
+    /// The REST shape (`errorCode`).
+    pub fn rest_json(&self) -> Value {
+        json!({"message": self.message, "errorCode": self.code, "fields": self.fields})
+    }
+
+    /// The collections shape (`statusCode`).
+    pub fn collection_json(&self) -> Value {
+        json!({"statusCode": self.code, "message": self.message, "fields": self.fields})
+    }
+
+    /// The HTTP status Salesforce answers this error with on a single-record call.
+    pub fn http_status(&self) -> StatusCode {
+        match self.code.as_str() {
+            "NOT_FOUND" => StatusCode::NOT_FOUND,
+            "REQUEST_LIMIT_EXCEEDED" => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// A whole-request error: HTTP status plus the REST error array.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `errorCode`.
+    pub code: String,
+    /// `message`.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with status, code and message.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// 400 with the given code.
+    pub fn bad(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 `NOT_FOUND` as Salesforce words it for an unknown resource.
+    pub fn not_found() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        )
+    }
+
+    /// 400 `JSON_PARSER_ERROR` for a body that is not the JSON expected.
+    pub fn json(why: impl std::fmt::Display) -> ApiError {
+        ApiError::bad("JSON_PARSER_ERROR", format!("{why}"))
+    }
+
+    /// 400 `INVALID_TYPE` for an object the org does not have.
+    pub fn invalid_type(object: &str) -> ApiError {
+        ApiError::bad(
+            "INVALID_TYPE",
+            format!(
+                "sObject type '{object}' is not supported. If you are attempting to use a custom \
+                 object, be sure to append the '__c' after the entity name. Please reference \
+                 your WSDL or the describe call for the appropriate names."
+            ),
+        )
+    }
+
+    /// The REST body: a one-element error array.
+    pub fn body(&self) -> Value {
+        json!([{"message": self.message, "errorCode": self.code}])
+    }
+}
+
+impl From<RecordError> for ApiError {
+    fn from(e: RecordError) -> ApiError {
+        ApiError::new(e.http_status(), &e.code, e.message)
+    }
+}
+
+/// `INVALID_FIELD` for a field the object does not have, in describe's words.
+pub fn no_such_column(field: &str, object: &str) -> RecordError {
+    RecordError::new(
+        "INVALID_FIELD",
+        format!("No such column '{field}' on sobject of type {object}"),
+    )
+    .whole_request()
+}
+
+/// `UNABLE_TO_LOCK_ROW` on a parent another transaction holds.
+pub fn unable_to_lock(parent_id: &str) -> RecordError {
+    RecordError::new(
+        "UNABLE_TO_LOCK_ROW",
+        format!("unable to obtain exclusive access to this record or 1 records: {parent_id}"),
+    )
+}
+
+/// `PROCESSING_HALTED` for a casualty of a sibling's failure in an atomic unit.
+pub fn processing_halted(message: &str) -> Value {
+    json!([{"errorCode": "PROCESSING_HALTED", "message": message}])
+}

@@ -1,0 +1,489 @@
+//! The org's object schema, read from a describe-style JSON file (`sobjects[]` with
+//! `fields[]` as `GET /sobjects/{o}/describe` lists them), and the describe answer.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The schema the emulator starts with (docs/salesforce-model.md).
+pub const DEFAULT_SCHEMA: &str = include_str!("default-schema.json");
+
+/// Why a schema file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Not the JSON expected.
+    #[error("schema is not a describe-style document: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Inconsistent content.
+    #[error("schema: {0}")]
+    Invalid(String),
+}
+
+/// A field's data type (the describe `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// Record id.
+    Id,
+    /// Text up to `length`.
+    String,
+    /// Long text up to `length`.
+    Textarea,
+    /// E-mail address.
+    Email,
+    /// Phone number.
+    Phone,
+    /// URL.
+    Url,
+    /// Picklist (restricted or not).
+    Picklist,
+    /// true/false.
+    Boolean,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// ISO 8601 timestamp.
+    Datetime,
+    /// Floating-point number.
+    Double,
+    /// Integer.
+    Int,
+    /// Lookup to another object's Id.
+    Reference,
+}
+
+impl FieldType {
+    /// The describe name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Id => "id",
+            FieldType::String => "string",
+            FieldType::Textarea => "textarea",
+            FieldType::Email => "email",
+            FieldType::Phone => "phone",
+            FieldType::Url => "url",
+            FieldType::Picklist => "picklist",
+            FieldType::Boolean => "boolean",
+            FieldType::Date => "date",
+            FieldType::Datetime => "datetime",
+            FieldType::Double => "double",
+            FieldType::Int => "int",
+            FieldType::Reference => "reference",
+        }
+    }
+
+    /// Whether values are text with a maximum length.
+    pub fn is_text(self) -> bool {
+        matches!(
+            self,
+            FieldType::String
+                | FieldType::Textarea
+                | FieldType::Email
+                | FieldType::Phone
+                | FieldType::Url
+                | FieldType::Picklist
+        )
+    }
+}
+
+/// One picklist value listed inline in the schema.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InlineValue {
+    /// API value.
+    pub value: String,
+    /// Label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Active.
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Field {
+    /// API name.
+    pub name: String,
+    /// Label (defaults to the name).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Data type.
+    #[serde(rename = "type")]
+    pub kind: FieldType,
+    /// Maximum length of text values (0: the type's default).
+    #[serde(default)]
+    pub length: usize,
+    /// External id (upsert key).
+    #[serde(default)]
+    pub external_id: bool,
+    /// Unique index.
+    #[serde(default)]
+    pub unique: bool,
+    /// Usable as an upsert or relationship key.
+    #[serde(default)]
+    pub id_lookup: bool,
+    /// May be null.
+    #[serde(default = "yes")]
+    pub nillable: bool,
+    /// Writable on create.
+    #[serde(default = "yes")]
+    pub createable: bool,
+    /// Writable on update.
+    #[serde(default = "yes")]
+    pub updateable: bool,
+    /// Given a value by the org when left out at create.
+    #[serde(default)]
+    pub defaulted_on_create: bool,
+    /// Value given at create when left out.
+    #[serde(default)]
+    pub default_value: Option<Value>,
+    /// Custom field (`__c`).
+    #[serde(default)]
+    pub custom: bool,
+    /// Objects a reference points to.
+    #[serde(default)]
+    pub reference_to: Vec<String>,
+    /// Relationship name of a reference (`Account` for `AccountId`).
+    #[serde(default)]
+    pub relationship_name: Option<String>,
+    /// Only the active values are accepted.
+    #[serde(default)]
+    pub restricted_picklist: bool,
+    /// Values listed in the schema itself.
+    #[serde(default)]
+    pub picklist_values: Vec<InlineValue>,
+    /// The value set feeding this picklist (emulator extension of describe).
+    #[serde(default)]
+    pub value_set_name: Option<String>,
+    /// `GlobalValueSet` or `StandardValueSet`.
+    #[serde(default)]
+    pub value_set_type: Option<String>,
+}
+
+impl Field {
+    fn system(name: &str, kind: FieldType) -> Field {
+        Field {
+            name: name.to_owned(),
+            label: None,
+            kind,
+            length: if kind == FieldType::Id { 18 } else { 0 },
+            external_id: false,
+            unique: false,
+            id_lookup: kind == FieldType::Id,
+            nillable: kind != FieldType::Id,
+            createable: false,
+            updateable: false,
+            defaulted_on_create: true,
+            default_value: None,
+            custom: false,
+            reference_to: Vec::new(),
+            relationship_name: None,
+            restricted_picklist: false,
+            picklist_values: Vec::new(),
+            value_set_name: None,
+            value_set_type: None,
+        }
+    }
+
+    /// Maximum length of a text value.
+    pub fn max_length(&self) -> usize {
+        match (self.length, self.kind) {
+            (0, FieldType::Textarea) => 32_768,
+            (0, _) => 255,
+            (n, _) => n,
+        }
+    }
+
+    /// Label, or the name when the schema gives none.
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Salesforce's notion of a required field: not nillable, createable, no default.
+    pub fn required(&self) -> bool {
+        !self.nillable
+            && self.createable
+            && !self.defaulted_on_create
+            && self.default_value.is_none()
+            && self.kind != FieldType::Boolean
+    }
+
+    /// Usable as an upsert key or in a parent reference by external id.
+    pub fn is_key(&self) -> bool {
+        self.external_id || (self.id_lookup && self.kind != FieldType::Id)
+    }
+}
+
+/// One object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SObject {
+    /// API name.
+    pub name: String,
+    /// Label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The three-character prefix of its record ids.
+    pub key_prefix: String,
+    /// The first API version serving it (e.g. 65.0 for ProviderAffiliation).
+    #[serde(default)]
+    pub min_api_version: Option<f64>,
+    /// Fields, in describe order.
+    pub fields: Vec<Field>,
+    #[serde(skip)]
+    by_lower: HashMap<String, usize>,
+    #[serde(skip)]
+    by_relationship: HashMap<String, usize>,
+}
+
+impl SObject {
+    /// The field of that name, case-insensitively as Salesforce matches names.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.by_lower
+            .get(&name.to_ascii_lowercase())
+            .map(|&i| &self.fields[i])
+    }
+
+    /// The reference field whose relationship name this is.
+    pub fn relationship(&self, name: &str) -> Option<&Field> {
+        self.by_relationship
+            .get(&name.to_ascii_lowercase())
+            .map(|&i| &self.fields[i])
+    }
+
+    /// Fields usable as upsert keys.
+    pub fn key_fields(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter().filter(|f| f.is_key())
+    }
+
+    /// Served at this API version.
+    pub fn available_at(&self, version: f64) -> bool {
+        self.min_api_version.is_none_or(|min| version >= min)
+    }
+}
+
+#[derive(Deserialize)]
+struct Document {
+    sobjects: Vec<SObject>,
+}
+
+/// Every object of the org.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    objects: Vec<SObject>,
+    by_lower: HashMap<String, usize>,
+    by_prefix: HashMap<String, usize>,
+}
+
+impl Schema {
+    /// Reads a describe-style document, adding the system fields every object has.
+    pub fn parse(text: &str) -> Result<Schema, SchemaError> {
+        let doc: Document = serde_json::from_str(text)?;
+        let mut schema = Schema {
+            objects: Vec::new(),
+            by_lower: HashMap::new(),
+            by_prefix: HashMap::new(),
+        };
+        for mut o in doc.sobjects {
+            if o.key_prefix.len() != 3 || !o.key_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(SchemaError::Invalid(format!(
+                    "{}: keyPrefix must be 3 letters or digits",
+                    o.name
+                )));
+            }
+            for (name, kind) in [
+                ("Id", FieldType::Id),
+                ("CreatedDate", FieldType::Datetime),
+                ("LastModifiedDate", FieldType::Datetime),
+                ("SystemModstamp", FieldType::Datetime),
+            ] {
+                if !o.fields.iter().any(|f| f.name.eq_ignore_ascii_case(name)) {
+                    let at = if name == "Id" { 0 } else { o.fields.len() };
+                    o.fields.insert(at, Field::system(name, kind));
+                }
+            }
+            for (i, f) in o.fields.iter().enumerate() {
+                if o.by_lower.insert(f.name.to_ascii_lowercase(), i).is_some() {
+                    return Err(SchemaError::Invalid(format!(
+                        "{}.{} is listed twice",
+                        o.name, f.name
+                    )));
+                }
+                if f.kind == FieldType::Reference {
+                    let Some(rel) = &f.relationship_name else {
+                        return Err(SchemaError::Invalid(format!(
+                            "{}.{} is a reference without relationshipName",
+                            o.name, f.name
+                        )));
+                    };
+                    o.by_relationship.insert(rel.to_ascii_lowercase(), i);
+                }
+            }
+            let i = schema.objects.len();
+            if schema.by_prefix.insert(o.key_prefix.clone(), i).is_some() {
+                return Err(SchemaError::Invalid(format!(
+                    "key prefix {} is used twice",
+                    o.key_prefix
+                )));
+            }
+            schema.by_lower.insert(o.name.to_ascii_lowercase(), i);
+            schema.objects.push(o);
+        }
+        for o in &schema.objects {
+            for f in &o.fields {
+                for to in &f.reference_to {
+                    if schema.object(to).is_none() {
+                        return Err(SchemaError::Invalid(format!(
+                            "{}.{} refers to {to}, which the schema lacks",
+                            o.name, f.name
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(schema)
+    }
+
+    /// The default provider-model schema.
+    pub fn default_org() -> Schema {
+        Schema::parse(DEFAULT_SCHEMA).expect("the built-in schema is valid")
+    }
+
+    /// The object of that name (case-insensitive).
+    pub fn object(&self, name: &str) -> Option<&SObject> {
+        self.by_lower
+            .get(&name.to_ascii_lowercase())
+            .map(|&i| &self.objects[i])
+    }
+
+    /// The object whose ids carry this prefix.
+    pub fn object_of_id(&self, id: &str) -> Option<&SObject> {
+        self.by_prefix.get(id.get(..3)?).map(|&i| &self.objects[i])
+    }
+
+    /// All objects.
+    pub fn objects(&self) -> &[SObject] {
+        &self.objects
+    }
+}
+
+/// A picklist value as describe lists it.
+#[derive(Debug, Clone)]
+pub struct DescribedValue {
+    /// API value.
+    pub value: String,
+    /// Label.
+    pub label: String,
+    /// Default.
+    pub default: bool,
+}
+
+/// The `describe` answer of one object; `values` gives the active values of a
+/// value-set-bound picklist.
+pub fn describe(
+    o: &SObject,
+    version: &str,
+    values: impl Fn(&Field) -> Vec<DescribedValue>,
+) -> Value {
+    let fields: Vec<Value> = o
+        .fields
+        .iter()
+        .map(|f| {
+            let picklist: Vec<Value> = if f.kind == FieldType::Picklist {
+                values(f)
+                    .into_iter()
+                    .map(|v| {
+                        json!({"active": true, "defaultValue": v.default, "label": v.label,
+                               "validFor": null, "value": v.value})
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            json!({
+                "name": f.name,
+                "label": f.label(),
+                "type": f.kind.name(),
+                "length": if f.kind.is_text() || f.kind == FieldType::Id { f.max_length() } else { 0 },
+                "externalId": f.external_id,
+                "unique": f.unique,
+                "idLookup": f.id_lookup,
+                "nillable": f.nillable,
+                "createable": f.createable,
+                "updateable": f.updateable,
+                "defaultedOnCreate": f.defaulted_on_create || f.default_value.is_some(),
+                "defaultValue": f.default_value,
+                "custom": f.custom,
+                "referenceTo": f.reference_to,
+                "relationshipName": f.relationship_name,
+                "restrictedPicklist": f.restricted_picklist,
+                "picklistValues": picklist,
+                "calculated": false,
+                "filterable": true,
+                "sortable": true,
+            })
+        })
+        .collect();
+    json!({
+        "name": o.name,
+        "label": o.label.as_deref().unwrap_or(&o.name),
+        "keyPrefix": o.key_prefix,
+        "custom": o.name.ends_with("__c"),
+        "createable": true,
+        "updateable": true,
+        "deletable": true,
+        "queryable": true,
+        "fields": fields,
+        "urls": {
+            "sobject": format!("/services/data/{version}/sobjects/{}", o.name),
+            "describe": format!("/services/data/{version}/sobjects/{}/describe", o.name),
+            "rowTemplate": format!("/services/data/{version}/sobjects/{}/{{ID}}", o.name),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schema_has_the_provider_model_with_external_ids() {
+        let s = Schema::default_org();
+        for name in [
+            "Account",
+            "HealthcareProvider",
+            "HealthcarePractitionerFacility",
+            "ProviderAffiliation",
+            "CareSpecialty",
+            "HealthcareProviderSpecialty",
+            "ContactPointAddress",
+            "HealthcareProviderNpi",
+            "Identifier",
+            "IntegrationJobRun",
+        ] {
+            let o = s.object(name).unwrap_or_else(|| panic!("{name} missing"));
+            let key = o.field("onekey_id__c").expect("external id");
+            assert!(key.external_id && key.unique, "{name}");
+            assert!(o.field("Id").is_some() && o.field("LastModifiedDate").is_some());
+        }
+        assert_eq!(s.object("account").unwrap().key_prefix, "001");
+        assert!(s.object_of_id("001000000000001AAA").is_some());
+        let hcp = s.object("HealthcareProvider").unwrap();
+        assert_eq!(hcp.relationship("account").unwrap().name, "AccountId");
+        assert!(hcp.field("Name").unwrap().required());
+        assert!(!hcp.field("IsActive").unwrap().required());
+    }
+
+    #[test]
+    fn a_reference_to_a_missing_object_is_refused() {
+        let doc = r#"{"sobjects":[{"name":"A","keyPrefix":"a01","fields":[
+            {"name":"BId","type":"reference","referenceTo":["B"],"relationshipName":"B"}]}]}"#;
+        let err = Schema::parse(doc).unwrap_err().to_string();
+        assert!(err.contains("refers to B"), "{err}");
+    }
+}

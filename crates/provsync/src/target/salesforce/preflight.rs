@@ -1,0 +1,228 @@
+//! Preflight (before any write): every mapped object and field exists and can be
+//! written, the external id field is an external id, references name real
+//! relationships, and restricted picklists have values to take.
+
+use std::collections::BTreeMap;
+
+use provsync_core::target::TablePlan;
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::client::{Body, Client};
+use super::SfError;
+
+/// The parts of a describe this check reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Describe {
+    /// Object name.
+    pub name: String,
+    /// Fields.
+    pub fields: Vec<FieldDescribe>,
+}
+
+/// One field of a describe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldDescribe {
+    /// API name.
+    pub name: String,
+    /// Type (`string`, `reference`, `picklist`...).
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Marked External ID.
+    #[serde(default)]
+    pub external_id: bool,
+    /// Restricted picklist.
+    #[serde(default)]
+    pub restricted_picklist: bool,
+    /// Picklist values.
+    #[serde(default)]
+    pub picklist_values: Vec<PicklistValue>,
+    /// Relationship name of a reference (`Account` for `AccountId`).
+    #[serde(default)]
+    pub relationship_name: Option<String>,
+    /// Objects a reference points to.
+    #[serde(default)]
+    pub reference_to: Vec<String>,
+    /// Can be set on create.
+    #[serde(default = "yes")]
+    pub createable: bool,
+    /// Can be set on update.
+    #[serde(default = "yes")]
+    pub updateable: bool,
+}
+
+/// One picklist value.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PicklistValue {
+    /// API value.
+    pub value: String,
+    /// Active.
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Describes every object the plan writes and returns what is wrong, all of it.
+pub async fn check(client: &Client, plan: &[TablePlan]) -> Result<Vec<String>, SfError> {
+    let mut objects: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
+    for p in plan {
+        if p.kind == provsync_core::model::EntityKind::Code {
+            continue; // codes go to value sets through the Metadata API
+        }
+        let mut fields = p.fields.clone();
+        fields.extend(p.disconnect.iter().map(|(f, _)| f.clone()));
+        objects
+            .entry(p.table.clone())
+            .or_default()
+            .push((format!("{} mapping", p.kind), fields));
+        for c in &p.children {
+            let mut fields = c.fields.clone();
+            fields.push(c.parent_field.clone());
+            fields.extend(c.disconnect.iter().map(|(f, _)| f.clone()));
+            objects
+                .entry(c.table.clone())
+                .or_default()
+                .push((format!("{} child", p.kind), fields));
+        }
+    }
+    let mut problems = Vec::new();
+    // Describes are independent: ask for all at once (the gate caps concurrency).
+    let described = futures::future::join_all(objects.keys().map(|o| describe(client, o))).await;
+    for ((object, uses), d) in objects.iter().zip(described) {
+        let Some(d) = d? else {
+            problems.push(format!("object {object} does not exist in the org (or is not visible to the integration user)"));
+            continue;
+        };
+        problems.extend(check_object(&d, &client.config().external_id_field, uses));
+    }
+    Ok(problems)
+}
+
+/// `GET /sobjects/{object}/describe`; `None` when the object is unknown.
+pub async fn describe(client: &Client, object: &str) -> Result<Option<Describe>, SfError> {
+    let path = format!("{}/sobjects/{object}/describe", client.data_path());
+    let resp = client.call(Method::GET, &path, &Body::None).await?;
+    if resp.status.as_u16() == 404 {
+        return Ok(None);
+    }
+    if !resp.status.is_success() {
+        let (code, message) = resp.error().unwrap_or_default();
+        return Err(SfError::Api {
+            status: resp.status.as_u16(),
+            code,
+            message,
+        });
+    }
+    resp.json().map(Some)
+}
+
+/// The problems of one object's fields, as the mapping uses them.
+pub fn check_object(d: &Describe, ext: &str, uses: &[(String, Vec<String>)]) -> Vec<String> {
+    let o = &d.name;
+    let find = |n: &str| d.fields.iter().find(|f| f.name.eq_ignore_ascii_case(n));
+    let mut problems = Vec::new();
+    match find(ext) {
+        None => problems.push(format!(
+            "{o}.{ext} does not exist: every synced object needs the external id field"
+        )),
+        Some(f) if !f.external_id => problems.push(format!(
+            "{o}.{ext} is not marked External ID: upserts by it are refused"
+        )),
+        Some(_) => {}
+    }
+    for (by, fields) in uses {
+        for name in fields {
+            if let Some((rel, _)) = name.split_once('.') {
+                let known = d.fields.iter().any(|f| {
+                    f.relationship_name
+                        .as_deref()
+                        .is_some_and(|r| r.eq_ignore_ascii_case(rel))
+                });
+                if !known {
+                    problems.push(format!("{o}.{name} ({by}): {o} has no relationship {rel}"));
+                }
+                continue;
+            }
+            let Some(f) = find(name) else {
+                problems.push(format!("{o}.{name} ({by}) does not exist"));
+                continue;
+            };
+            if !f.createable && !f.updateable {
+                problems.push(format!("{o}.{name} ({by}) is read only"));
+            }
+            if f.restricted_picklist && !f.picklist_values.iter().any(|v| v.active) {
+                problems.push(format!(
+                    "{o}.{name} ({by}) is a restricted picklist with no active values: run the codes sync first"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// The relationship name of a reference field (`AccountId` -> `Account`).
+pub fn relationship_of(d: &Describe, field: &str) -> Option<String> {
+    d.fields
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(field))
+        .and_then(|f| f.relationship_name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn account() -> Describe {
+        serde_json::from_value(json!({"name": "Account", "fields": [
+            {"name": "Id", "type": "id", "createable": false, "updateable": false},
+            {"name": "OneKey_Id__c", "type": "string", "externalId": true},
+            {"name": "LastName", "type": "string"},
+            {"name": "IsPersonAccount", "type": "boolean", "createable": false, "updateable": false},
+            {"name": "ParentId", "type": "reference", "relationshipName": "Parent", "referenceTo": ["Account"]},
+            {"name": "Specialty__pc", "type": "picklist", "restrictedPicklist": true, "picklistValues": []}
+        ]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn lists_every_problem_of_an_object() {
+        let uses = vec![(
+            "individual mapping".to_string(),
+            vec![
+                "LastName".to_string(),
+                "ShoeSize__c".to_string(),
+                "IsPersonAccount".to_string(),
+                "Parent.OneKey_Id__c".to_string(),
+                "Owner.OneKey_Id__c".to_string(),
+                "Specialty__pc".to_string(),
+            ],
+        )];
+        let p = check_object(&account(), "OneKey_Id__c", &uses);
+        assert_eq!(p.len(), 4, "{p:#?}");
+        assert!(p[0].contains("ShoeSize__c (individual mapping) does not exist"));
+        assert!(p[1].contains("IsPersonAccount (individual mapping) is read only"));
+        assert!(p[2].contains("has no relationship Owner"));
+        assert!(p[3].contains("restricted picklist with no active values"));
+        let p = check_object(&account(), "Other_Id__c", &[]);
+        assert!(p[0].contains("Account.Other_Id__c does not exist"));
+    }
+
+    #[test]
+    fn a_plain_field_as_external_id_is_refused() {
+        let p = check_object(&account(), "LastName", &[]);
+        assert_eq!(
+            p,
+            ["Account.LastName is not marked External ID: upserts by it are refused"]
+        );
+        assert_eq!(
+            relationship_of(&account(), "parentid").as_deref(),
+            Some("Parent")
+        );
+    }
+}

@@ -1,0 +1,467 @@
+//! The Salesforce target end to end: the real `provsync emulate onekey` serves a
+//! generated world, the real `provsync emulate salesforce` plays the org, and the
+//! real `provsync run` syncs codes into picklists and providers into the org. Every
+//! test ends by asking the emulator for limit violations: there must be none.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// A running emulator process; killed when dropped.
+struct Emulator {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    url: String,
+}
+
+impl Emulator {
+    fn start(system: &str, args: &[String], announce: &str) -> Emulator {
+        let mut child = Command::new(bin())
+            .args(["emulate", system, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn provsync emulate {system}: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .split_once(announce)
+            .map(|(_, u)| u.trim().to_string())
+            .unwrap_or_else(|| panic!("{system} emulator did not announce its address: {line:?}"));
+        Emulator {
+            child,
+            _stdout: stdout,
+            url,
+        }
+    }
+
+    /// A OneKey-style MDM over `individuals` at `night`.
+    fn onekey(individuals: u32, night: u32, countries: &str) -> Emulator {
+        let args = [
+            "--individuals",
+            &individuals.to_string(),
+            "--seed",
+            "7",
+            "--night",
+            &night.to_string(),
+            "--countries",
+            countries,
+        ]
+        .map(String::from);
+        Emulator::start("onekey", &args, "listening on ")
+    }
+
+    /// The org, with extra flags (faults, limits).
+    fn salesforce(flags: &[&str]) -> Emulator {
+        let args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        Emulator::start("salesforce", &args, "listening on ")
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", &format!("{}{path}", self.url)])
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    fn post(&self, path: &str) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-X",
+                "POST",
+                &format!("{}{path}", self.url),
+            ])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "POST {path} failed");
+    }
+
+    fn stats(&self) -> Value {
+        self.get("/_emulator/stats")
+    }
+
+    /// Asserts the org saw no request over a documented limit.
+    fn assert_no_violations(&self) {
+        let stats = self.stats();
+        let v = &stats["limit_violations"];
+        let n = v
+            .as_array()
+            .map(Vec::len)
+            .or_else(|| v.as_u64().map(|n| n as usize))
+            .unwrap_or_else(|| panic!("no limit_violations in stats: {stats}"));
+        assert_eq!(n, 0, "limit violations: {v}");
+    }
+
+    /// Records written to `object` (from the stats).
+    fn written(&self, object: &str) -> u64 {
+        self.stats()["records_written"][object]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mapping(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../mappings")
+        .join(name)
+}
+
+/// A job file: `kind`, the OneKey source, the Salesforce target, extra target lines.
+fn job(
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    scope: &str,
+    (mdm, org): (&Emulator, &Emulator),
+    mapping_file: &Path,
+    target_extra: &str,
+) -> PathBuf {
+    let text = format!(
+        "kind = \"{kind}\"\nmode = \"full\"\nscope = [{scope}]\nmapping = \"{}\"\n\
+         [source]\ntype = \"onekey\"\nurl = \"{}\"\nclient_id = \"provsync\"\nclient_secret_env = \"ONEKEY_CLIENT_SECRET\"\n\
+         [target]\ntype = \"salesforce\"\nlogin_url = \"{}\"\nbackoff_ms = 20\npark_poll_secs = 1\n\
+         auth = {{ flow = \"client_credentials\", client_id = \"provsync\", client_secret_env = \"SF_CLIENT_SECRET\" }}\n{target_extra}\n\
+         [options]\npage_size = 100\nmax_disconnect_share = 0.5\n",
+        mapping_file.display(),
+        mdm.url,
+        org.url
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_sf(dir: &Path, job: &Path) -> Run {
+    let o = Command::new(bin())
+        .arg("run")
+        .arg(job)
+        .args(["--state", &state_url(dir), "--json", "-q"])
+        .env("NO_COLOR", "1")
+        .env("ONEKEY_CLIENT_SECRET", "provsync-secret")
+        .env("SF_CLIENT_SECRET", "provsync-secret")
+        .env_remove("PROVSYNC_STATE")
+        .output()
+        .expect("spawn provsync run");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        summary: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Codes sync then provider sync of one night; returns the provider run.
+fn sync_night(dir: &Path, mdm: &Emulator, org: &Emulator, night: u32, extra: &str) -> Run {
+    let lsc = mapping("salesforce-lsc.toml");
+    let codes = job(
+        dir,
+        &format!("codes{night}"),
+        "codes-sync",
+        "\"US\"",
+        (mdm, org),
+        &lsc,
+        extra,
+    );
+    let c = run_sf(dir, &codes);
+    assert_eq!(c.state(), "completed", "codes sync: {c}");
+    let providers = job(
+        dir,
+        &format!("providers{night}"),
+        "provider-sync",
+        "\"US\"",
+        (mdm, org),
+        &lsc,
+        extra,
+    );
+    run_sf(dir, &providers)
+}
+
+#[test]
+fn salesforce_full_sync_then_night_two_with_changes_additions_and_disconnections() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&[]);
+    let mdm = Emulator::onekey(300, 1, "US");
+    // Seed step 2.5: the HCP address batch is started through Apex REST at job end.
+    let post_job = "[[target.post_job]]\nname = \"hcp-address-batch\"\n\
+                    path = \"/services/apexrest/provsync/hcpAddressBatch\"\n\
+                    body = { jobId = \"{job_id}\", state = \"{state}\" }";
+    let r = sync_night(dir.path(), &mdm, &org, 1, post_job);
+    assert_eq!(r.state(), "completed", "{r}");
+    r.assert_reconciled();
+    assert_eq!(r.count("failed"), 0, "{r}");
+    let apex = org.get("/_emulator/apex-calls");
+    let last = apex
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["body"]["jobId"], r.summary["job_id"], "{apex}");
+    assert_eq!(last["body"]["state"], "completed", "{apex}");
+    assert!(
+        last["path"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("provsync/hcpAddressBatch"),
+        "{apex}"
+    );
+    let individuals = r.kind_count("individual", "created");
+    assert!(individuals >= 300, "{r}");
+    assert_eq!(org.written("HealthcareProvider"), individuals);
+    assert!(org.written("HealthcareProviderSpecialty") >= individuals);
+    assert!(org.written("ProviderAffiliation") > 0);
+    assert!(org.written("ContactPointAddress") > 0);
+    assert_eq!(
+        r.summary["target_report"]["integration_job_run"]["written"], true,
+        "{r}"
+    );
+    org.assert_no_violations();
+    drop(mdm);
+
+    let mdm = Emulator::onekey(300, 2, "US");
+    let r2 = sync_night(dir.path(), &mdm, &org, 2, "");
+    assert_eq!(r2.state(), "completed", "{r2}");
+    r2.assert_reconciled();
+    assert!(r2.count("updated") > 0, "night 2 changes nothing: {r2}");
+    assert!(r2.count("created") > 0, "night 2 adds nothing: {r2}");
+    assert!(r2.count("unchanged") > 0, "{r2}");
+    let disconnected: u64 = r2.summary["per_kind"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|k| k["disconnected"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(disconnected > 0, "night 2 disconnects nothing: {r2}");
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_lock_and_503_storm_completes_with_counts_that_reconcile() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&["--lock-errors", "0.1", "--fail-503", "0.1", "--seed", "3"]);
+    let mdm = Emulator::onekey(200, 1, "US");
+    let r = sync_night(dir.path(), &mdm, &org, 1, "max_attempts = 12");
+    assert_eq!(r.state(), "completed", "{r}");
+    r.assert_reconciled();
+    assert_eq!(r.count("failed"), 0, "{r}");
+    assert_eq!(
+        org.written("HealthcareProvider"),
+        r.kind_count("individual", "created")
+    );
+    // The storm really blew: both faults were injected and retried through.
+    let faults = &org.stats()["faults"];
+    assert!(faults["lock_errors"].as_u64().unwrap_or(0) > 0, "{faults}");
+    assert!(faults["fail_503"].as_u64().unwrap_or(0) > 0, "{faults}");
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_token_expiry_mid_run_logs_in_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&["--latency-ms", "40"]);
+    let mdm = Emulator::onekey(200, 1, "US");
+    // Every session the org issued is expired again and again while the runs go.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let expirer = {
+        let done = done.clone();
+        let url = org.url.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                let _ = Command::new("curl")
+                    .args([
+                        "-sS",
+                        "-X",
+                        "POST",
+                        &format!("{url}/_emulator/expire-tokens"),
+                    ])
+                    .output();
+                n += 1;
+            }
+            n
+        })
+    };
+    let r = sync_night(dir.path(), &mdm, &org, 1, "");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let expiries = expirer.join().unwrap();
+    assert_eq!(r.state(), "completed", "{r}");
+    assert_eq!(r.count("failed"), 0, "{r}");
+    r.assert_reconciled();
+    let issued = org.stats()["tokens_issued"].as_u64().unwrap_or(0);
+    assert!(
+        expiries > 2 && issued > 2,
+        "tokens issued: {issued} over {expiries} expiries"
+    );
+    org.post("/_emulator/expire-tokens");
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_spent_budget_parks_the_job_until_it_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    // Enough for the codes sync and part of the load; the window resets in 8 s.
+    let org = Emulator::salesforce(&["--api-budget", "15", "--budget-window-secs", "8"]);
+    let mdm = Emulator::onekey(300, 1, "US");
+    let started = std::time::Instant::now();
+    let r = sync_night(dir.path(), &mdm, &org, 1, "budget_reserve = 3");
+    assert_eq!(r.state(), "completed", "{r}");
+    assert_eq!(r.count("failed"), 0, "{r}");
+    r.assert_reconciled();
+    assert!(
+        started.elapsed().as_secs() >= 8,
+        "the run never waited for the budget"
+    );
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_preflight_failure_fails_the_job_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&[]);
+    let mdm = Emulator::onekey(50, 1, "US");
+    let text = std::fs::read_to_string(mapping("salesforce-lsc.toml"))
+        .unwrap()
+        .replace(
+            "PersonEmail = \"email\"",
+            "PersonEmail = \"email\"\nShoe_Size__c = \"gender\"",
+        )
+        .replace(
+            "object = \"HealthcareProviderNpi\"",
+            "object = \"HealthcareProviderNpiX\"",
+        );
+    let bad = dir.path().join("bad-mapping.toml");
+    std::fs::write(&bad, text).unwrap();
+    let j = job(
+        dir.path(),
+        "bad",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &bad,
+        "",
+    );
+    let r = run_sf(dir.path(), &j);
+    assert_eq!(r.state(), "failed", "{r}");
+    let failure = r.summary["failure"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(failure.contains("preflight"), "{failure}");
+    assert!(failure.contains("Account.Shoe_Size__c"), "{failure}");
+    assert!(
+        failure.contains("HealthcareProviderNpiX does not exist"),
+        "{failure}"
+    );
+    // Restricted picklists with no values yet (no codes sync ran): named too.
+    assert!(failure.contains("Specialty__pc"), "{failure}");
+    assert_eq!(org.written("Account"), 0);
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_codes_sync_over_the_value_set_cap_reports_what_is_left_out_and_reruns_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&[]);
+    // Two countries' specialties (about 870 each) share one global value set.
+    let mdm = Emulator::onekey(20, 1, "US,ES");
+    let lsc = mapping("salesforce-lsc.toml");
+    let j = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\", \"ES\"",
+        (&mdm, &org),
+        &lsc,
+        "",
+    );
+    // Left-out values are failed records: let them not fail the run ([options] is last).
+    let mut text = std::fs::read_to_string(&j).unwrap();
+    text.push_str("max_failed_records = \"50%\"\n");
+    std::fs::write(&j, text).unwrap();
+    let r = run_sf(dir.path(), &j);
+    assert_eq!(r.state(), "completed_with_errors", "{r}");
+    let sets = &r.summary["target_report"]["value_sets"];
+    let sp = &sets["OneKey_Specialty"];
+    let added = sp["added"].as_u64().unwrap();
+    let left_out = sp["not_fitted"].as_array().unwrap().len() as u64;
+    assert_eq!(added, 1_000, "{sets}");
+    assert!(left_out > 0, "{sets}");
+    assert_eq!(r.count("failed"), left_out, "{r}");
+    assert!(r.summary["first_errors"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("OneKey_Specialty is full"));
+    assert_eq!(sets["OneKey_Role"]["added"].as_u64(), Some(12), "{sets}");
+
+    let again = run_sf(dir.path(), &j);
+    assert_eq!(again.count("created"), 0, "{again}");
+    assert_eq!(again.count("updated"), 0, "{again}");
+    let sets = &again.summary["target_report"]["value_sets"];
+    assert_eq!(
+        sets["OneKey_Specialty"]["added"].as_u64(),
+        Some(0),
+        "{sets}"
+    );
+    assert_eq!(
+        again.summary["target_report"]["value_sets_note"].as_str(),
+        Some("no change: every value set already had these values"),
+        "{again}"
+    );
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_health_cloud_mapping_loads_practitioner_facilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&[]);
+    let mdm = Emulator::onekey(120, 1, "US");
+    let hc = mapping("salesforce-health-cloud.toml");
+    let codes = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &hc,
+        "",
+    );
+    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
+    let j = job(
+        dir.path(),
+        "hc",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &hc,
+        "",
+    );
+    let r = run_sf(dir.path(), &j);
+    assert_eq!(r.state(), "completed", "{r}");
+    assert_eq!(r.count("failed"), 0, "{r}");
+    r.assert_reconciled();
+    let links = r.kind_count("activity", "relations_loaded");
+    assert!(links > 0, "{r}");
+    assert_eq!(org.written("HealthcarePractitionerFacility"), links);
+    assert_eq!(org.written("ProviderAffiliation"), 0);
+    org.assert_no_violations();
+}
