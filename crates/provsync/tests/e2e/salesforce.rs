@@ -465,3 +465,81 @@ fn salesforce_health_cloud_mapping_loads_practitioner_facilities() {
     assert_eq!(org.written("ProviderAffiliation"), 0);
     org.assert_no_violations();
 }
+
+/// The job file of `job` with its client-credentials auth swapped for the JWT
+/// bearer flow signed by the test key, as `username`.
+fn jwt_job(plain: &Path, username: &str) -> PathBuf {
+    let key =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/salesforce/jwt-test-key.pem");
+    let text = std::fs::read_to_string(plain).unwrap();
+    let old = "auth = { flow = \"client_credentials\", client_id = \"provsync\", client_secret_env = \"SF_CLIENT_SECRET\" }";
+    assert!(text.contains(old), "job file layout changed: {text}");
+    let new = format!(
+        "auth = {{ flow = \"jwt\", client_id = \"provsync\", username = \"{username}\", \
+         audience = \"https://login.salesforce.com\", private_key_file = \"{}\" }}",
+        key.display()
+    );
+    let path = plain.with_extension("jwt.toml");
+    std::fs::write(&path, text.replace(old, &new)).unwrap();
+    path
+}
+
+#[test]
+fn salesforce_jwt_bearer_flow_syncs_and_a_refused_assertion_fails_the_job_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/salesforce/jwt-test-cert.pem");
+    // Tokens live 1 s: the run has to sign fresh assertions as it goes.
+    let org = Emulator::salesforce(&[
+        "--jwt-cert",
+        cert.to_str().unwrap(),
+        "--token-ttl-secs",
+        "1",
+    ]);
+    let mdm = Emulator::onekey(80, 1, "US");
+    let lsc = mapping("salesforce-lsc.toml");
+    let codes = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "",
+    );
+    let codes = jwt_job(&codes, "integration@provsync.example");
+    let c = run_sf(dir.path(), &codes);
+    assert_eq!(c.state(), "completed", "{c}");
+    let providers = job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "",
+    );
+    let good = jwt_job(&providers, "integration@provsync.example");
+    let r = run_sf(dir.path(), &good);
+    assert_eq!(r.state(), "completed", "{r}");
+    assert_eq!(r.count("failed"), 0, "{r}");
+    r.assert_reconciled();
+    assert_eq!(
+        org.written("HealthcareProvider"),
+        r.kind_count("individual", "created")
+    );
+    org.assert_no_violations();
+
+    // An assertion for a user the org does not know is refused at login: the job
+    // fails before loading and says why.
+    let bad = jwt_job(&providers, "somebody-else@provsync.example");
+    let state = tempfile::tempdir().unwrap();
+    let r = run_sf(state.path(), &bad);
+    assert_eq!(r.state(), "failed", "{r}");
+    let text = format!("{} {}", r.summary, r.stderr);
+    assert!(
+        text.contains("invalid_grant"),
+        "the refusal is not named: {r}"
+    );
+    org.assert_no_violations();
+}
