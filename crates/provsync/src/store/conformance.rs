@@ -603,17 +603,23 @@ pub async fn leases_take_renew_refuse_expire(s: &dyn StateStore) {
 
 /// An active job whose lease lapsed is orphaned until a worker takes its lease.
 pub async fn orphaned_jobs_after_lease_expiry(s: &dyn StateStore) {
+    // The lease must outlive the setup below even on a loaded 2-core machine (50 ms
+    // did not, 1 run in 4), yet lapse soon enough to keep the test short.
+    const SHORT: i64 = 1_000;
     let id = new_job(s, "t").await;
-    assert_eq!(s.dispatch(&id, "w1", 50).await.unwrap(), Dispatch::Started);
+    assert_eq!(
+        s.dispatch(&id, "w1", SHORT).await.unwrap(),
+        Dispatch::Started
+    );
     let queued = new_job(s, "t").await;
     assert_eq!(
-        s.dispatch(&queued, "w1", 50).await.unwrap(),
+        s.dispatch(&queued, "w1", SHORT).await.unwrap(),
         Dispatch::Queued
     );
     let healthy = running_job(s, "u").await;
     assert!(s.orphaned_jobs().await.unwrap().is_empty());
 
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(SHORT as u64 + 300)).await;
     assert_eq!(s.orphaned_jobs().await.unwrap(), vec![id.clone()]);
     // Another worker resumes it by taking over the lapsed lease.
     assert!(s
