@@ -258,8 +258,10 @@ async fn conclude(
         }
     }
     engine.store.set_summary(id, &value).await?;
-    engine.apply(id, JobEvent::Finished { with_errors }).await?;
+    // Stage first: whoever sees the terminal state must also see stage `done`
+    // (a poller saw `completed` with stage `finish` in between).
     engine.store.set_stage(id, Stage::Done).await?;
+    engine.apply(id, JobEvent::Finished { with_errors }).await?;
     engine.store.end_run(id).await?;
     tracing::info!(job = %id, state = %final_state, "job finished");
     if let Some(next) = engine.start_next(&job.target).await? {
