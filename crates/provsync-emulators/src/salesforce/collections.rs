@@ -135,18 +135,49 @@ pub fn upsert(x: &mut Exec<'_>, object: &str, field: &str, version: f64, body: &
         }
         results.push(outcome);
     }
+    answer(x, mark, req.all_or_none, Answer::Upsert, results)
+}
+
+/// Which result shape a collections call answers with.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    /// UpsertResult: carries `created`.
+    Upsert,
+    /// SaveResult (create, update): no `created`.
+    Save,
+}
+
+/// The per-record answers of a collections call, in request order; with
+/// all-or-none, one failure rolls every record back.
+fn answer(
+    x: &mut Exec<'_>,
+    mark: usize,
+    all_or_none: bool,
+    shape: Answer,
+    results: Vec<Result<(String, bool), RecordError>>,
+) -> Reply {
     let failed = results.iter().any(Result::is_err);
-    if req.all_or_none && failed {
+    if all_or_none && failed {
         x.org.rollback_to(x.tx, mark);
     }
     let out: Vec<Value> = results
         .into_iter()
-        .map(|r| match r {
-            Ok(_) if req.all_or_none && failed => {
-                json!({"id": null, "success": false, "errors": [rolled_back()], "created": false})
+        .map(|r| {
+            let (mut v, created) = match r {
+                Ok(_) if all_or_none && failed => (
+                    json!({"id": null, "success": false, "errors": [rolled_back()]}),
+                    false,
+                ),
+                Ok((id, created)) => (json!({"id": id, "success": true, "errors": []}), created),
+                Err(e) => (
+                    json!({"id": null, "success": false, "errors": [e.collection_json()]}),
+                    false,
+                ),
+            };
+            if shape == Answer::Upsert {
+                v["created"] = json!(created);
             }
-            Ok((id, created)) => json!({"id": id, "success": true, "errors": [], "created": created}),
-            Err(e) => json!({"id": null, "success": false, "errors": [e.collection_json()], "created": false}),
+            v
         })
         .collect();
     Reply::ok(Value::Array(out))
@@ -236,19 +267,9 @@ pub fn save(x: &mut Exec<'_>, version: f64, body: &[u8], update: bool) -> Reply 
         }
         results.push(outcome);
     }
-    let failed = results.iter().any(Result::is_err);
-    if req.all_or_none && failed {
-        x.org.rollback_to(x.tx, mark);
-    }
-    let out: Vec<Value> = results
+    let results = results
         .into_iter()
-        .map(|r| match r {
-            Ok(_) if req.all_or_none && failed => {
-                json!({"id": null, "success": false, "errors": [rolled_back()]})
-            }
-            Ok(id) => json!({"id": id, "success": true, "errors": []}),
-            Err(e) => json!({"id": null, "success": false, "errors": [e.collection_json()]}),
-        })
+        .map(|r| r.map(|id| (id, false)))
         .collect();
-    Reply::ok(Value::Array(out))
+    answer(x, mark, req.all_or_none, Answer::Save, results)
 }
