@@ -154,6 +154,12 @@ pub trait Target: Send + Sync {
         Ok(None)
     }
 
+    /// Called once when the run's abort is requested: stops the target-side work the
+    /// run has in flight (Salesforce: its Bulk API jobs, seed step 5) and starts no
+    /// more of it. Returns what it stopped, for the log. Writes already answered stay.
+    async fn abort(&self, _run: &RunRef) -> Result<Vec<String>, TargetError> {
+        Ok(Vec::new())
+    }
     /// Why the target is waiting instead of writing (a spent API budget), if it is.
     fn parked(&self) -> Option<String> {
         None

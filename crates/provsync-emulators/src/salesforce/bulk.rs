@@ -626,6 +626,10 @@ async fn process(emu: &Arc<Emu>, id: &str) {
     };
     let mut aborted_at = None;
     for (chunk_no, chunk) in rows.chunks(CHUNK).enumerate() {
+        let pace = emu.faults().bulk_chunk_ms;
+        if pace > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(pace)).await;
+        }
         if !process_chunk(emu, id, &job, o, key.as_deref(), &counts, chunk, &mut out) {
             aborted_at = Some(chunk_no * CHUNK);
             break;

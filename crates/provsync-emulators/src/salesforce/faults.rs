@@ -18,6 +18,11 @@ pub struct Faults {
     /// Share (0..=1) of record writes with a parent refused with `UNABLE_TO_LOCK_ROW`.
     #[serde(default)]
     pub lock_errors: f64,
+    /// Milliseconds each 200-row chunk of a Bulk API 2.0 job takes to process (real
+    /// jobs take seconds to minutes: long enough for a client to see `InProgress`
+    /// and abort).
+    #[serde(default)]
+    pub bulk_chunk_ms: u64,
 }
 
 /// A change posted to `/_emulator/faults`: any of the fault flags, plus the token
@@ -31,6 +36,8 @@ pub struct FaultsPatch {
     pub fail_503: Option<f64>,
     /// New lock error share.
     pub lock_errors: Option<f64>,
+    /// New Bulk processing time per chunk.
+    pub bulk_chunk_ms: Option<u64>,
     /// New token lifetime (for tokens issued from now on).
     pub token_ttl_secs: Option<u64>,
     /// New API budget (calls per window).
@@ -70,6 +77,9 @@ impl Faults {
         }
         if let Some(v) = p.lock_errors {
             next.lock_errors = v;
+        }
+        if let Some(v) = p.bulk_chunk_ms {
+            next.bulk_chunk_ms = v;
         }
         next.validate()?;
         *self = next;

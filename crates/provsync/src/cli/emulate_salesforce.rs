@@ -64,6 +64,9 @@ pub struct SalesforceArgs {
     /// Share (0..1) of record writes with a parent refused with UNABLE_TO_LOCK_ROW.
     #[arg(long, default_value_t = 0.0)]
     pub lock_errors: f64,
+    /// Milliseconds each 200-row chunk of a Bulk API 2.0 job takes to process.
+    #[arg(long, default_value_t = 0)]
+    pub bulk_chunk_ms: u64,
     /// Seed of the fault rolls.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -95,6 +98,7 @@ impl SalesforceArgs {
             latency_ms: self.latency_ms,
             fail_503: self.fail_503,
             lock_errors: self.lock_errors,
+            bulk_chunk_ms: self.bulk_chunk_ms,
         };
         faults.validate()?;
         Ok(SalesforceConfig {

@@ -253,6 +253,10 @@ impl StageWorker {
         }
         let ctx = Arc::new(JobContext::open(&self.engine, &record).await?);
         let mut map = self.contexts.lock().await;
+        if let Some(c) = map.get(job) {
+            return Ok(Some(c.clone())); // opened meanwhile by another delivery
+        }
+        super::abort::watch(&self.engine, ctx.clone());
         // Forget contexts of ended jobs (their connectors hold pools).
         if map.len() > 16 {
             let mut ended = Vec::new();
@@ -265,7 +269,8 @@ impl StageWorker {
                 map.remove(&id);
             }
         }
-        Ok(Some(map.entry(job.clone()).or_insert(ctx).clone()))
+        map.insert(job.clone(), ctx.clone());
+        Ok(Some(ctx))
     }
 
     async fn transform(&self, d: &Delivery) -> Result<(), EngineError> {

@@ -241,6 +241,7 @@ impl Engine {
             }
         };
         let watch = self.watch_parking(ctx.clone());
+        abort::watch(self, ctx.clone());
         let result = self.stages(&job, &ctx).await;
         watch.cancel();
         result

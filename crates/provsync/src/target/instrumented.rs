@@ -101,6 +101,13 @@ impl Target for Instrumented {
         r
     }
 
+    async fn abort(&self, run: &RunRef) -> Result<Vec<String>, TargetError> {
+        let t = Instant::now();
+        let r = self.inner.abort(run).await;
+        self.record("abort", t, &r);
+        r
+    }
+
     fn parked(&self) -> Option<String> {
         self.inner.parked()
     }

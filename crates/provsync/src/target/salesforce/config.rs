@@ -40,6 +40,15 @@ pub struct SalesforceConfig {
     /// Longest the job stays parked before it fails (hours).
     #[serde(default = "default_park_max_hours")]
     pub park_max_hours: u64,
+    /// A write of at least this many records (children counted) goes through Bulk
+    /// API 2.0 ingest jobs instead of graphs and collections; 0 never uses Bulk.
+    /// Bulk spends a handful of calls per job whatever its size, but answers in
+    /// seconds, not milliseconds: it pays on large pages.
+    #[serde(default = "default_bulk_threshold")]
+    pub bulk_threshold: usize,
+    /// First wait (ms) between Bulk job status checks; grows by half up to 10 s.
+    #[serde(default = "default_bulk_poll_ms")]
+    pub bulk_poll_ms: u64,
     /// Write an IntegrationJobRun record at job end.
     #[serde(default = "default_true")]
     pub integration_job_run: bool,
@@ -117,6 +126,12 @@ fn default_backoff_ms() -> u64 {
 fn default_reserve() -> u64 {
     50
 }
+fn default_bulk_threshold() -> usize {
+    5_000
+}
+fn default_bulk_poll_ms() -> u64 {
+    500
+}
 fn default_park_poll() -> u64 {
     60
 }
@@ -146,6 +161,9 @@ impl SalesforceConfig {
         }
         if !(1..=25).contains(&self.max_concurrency) {
             return Err("max_concurrency must be 1..=25 (Salesforce's concurrent call cap)".into());
+        }
+        if self.bulk_poll_ms == 0 {
+            return Err("bulk_poll_ms must be at least 1".into());
         }
         if self.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());

@@ -3,9 +3,11 @@
 //! per request), flat records and links as sObject Collections, grouped by parent.
 //! Every request is planned within the documented limits (`plan`), sent with the
 //! retry, re-auth and budget policy of `client`, after a `preflight` of the mapping
-//! against the org's describe.
+//! against the org's describe. Writes of `bulk_threshold` records or more go as
+//! Bulk API 2.0 jobs (`bulk`), which an abort of the run aborts.
 
 pub mod auth;
+pub mod bulk;
 pub mod client;
 pub mod codes;
 pub mod collections;
@@ -90,6 +92,8 @@ pub struct SalesforceTarget {
     codes_lock: tokio::sync::Mutex<()>,
     /// What the codes sync did per value set, for the run summary.
     code_reports: Mutex<BTreeMap<String, codes::SetReport>>,
+    /// Bulk jobs in flight per run (aborted with the run).
+    bulk_jobs: bulk::InFlight,
 }
 
 /// One request of a round, with the parent records it references.
@@ -105,6 +109,10 @@ enum RequestKind {
     Graph(Vec<usize>),
     /// A collection of these records (one object).
     Collection(Vec<usize>),
+    /// Bulk jobs for these records (one object, no children).
+    Bulk(Vec<usize>),
+    /// Bulk jobs for these records and then their children.
+    BulkTree(Vec<usize>),
 }
 
 /// The parents a flat record references (`Relationship.Field` values).
@@ -131,6 +139,7 @@ impl SalesforceTarget {
             locks: locks::ParentLocks::default(),
             codes_lock: tokio::sync::Mutex::new(()),
             code_reports: Mutex::new(BTreeMap::new()),
+            bulk_jobs: bulk::InFlight::default(),
         })
     }
 
@@ -141,14 +150,18 @@ impl SalesforceTarget {
 
     /// Writes records (graphs for those with children, collections for the rest),
     /// retrying the records Salesforce asks to retry; one outcome per record.
-    async fn write(&self, records: &[&MappedRecord]) -> Result<Vec<Outcome>, TargetError> {
+    async fn write(
+        &self,
+        run: &str,
+        records: &[&MappedRecord],
+    ) -> Result<Vec<Outcome>, TargetError> {
         let cfg = self.client.config();
         let mut done: Vec<Option<GraphResult>> = vec![None; records.len()];
         let mut pending: Vec<usize> = (0..records.len()).collect();
         let mut attempt = 0;
         while !pending.is_empty() {
             attempt += 1;
-            let results = self.round(records, &pending).await?;
+            let results = self.round(run, records, &pending).await?;
             let mut retry = Vec::new();
             for (i, r) in results {
                 match r {
@@ -191,10 +204,11 @@ impl SalesforceTarget {
     /// Plans and sends one round of requests concurrently (under the gate).
     async fn round(
         &self,
+        run: &str,
         records: &[&MappedRecord],
         pending: &[usize],
     ) -> Result<Vec<(usize, GraphResult)>, TargetError> {
-        let (requests, misfits) = self.plan_round(records, pending);
+        let (requests, misfits) = self.plan_round(run, records, pending);
         let mut out = Vec::with_capacity(pending.len());
         out.extend(misfits);
         let send = |kind: RequestKind| async move {
@@ -215,6 +229,25 @@ impl SalesforceTarget {
                         })
                         .collect();
                     let r = collections::upsert(&self.client, &flat).await;
+                    (ids, r)
+                }
+                RequestKind::Bulk(ids) => {
+                    let flat: Vec<FlatRecord<'_>> = ids
+                        .iter()
+                        .map(|&i| FlatRecord {
+                            table: &records[i].table,
+                            key: records[i].target_key(),
+                            fields: &records[i].fields,
+                            origin: records[i],
+                            root: true,
+                        })
+                        .collect();
+                    let r = bulk::upsert(&self.client, &self.bulk_jobs, run, &flat).await;
+                    (ids, r)
+                }
+                RequestKind::BulkTree(ids) => {
+                    let r =
+                        bulk::upsert_tree(&self.client, &self.bulk_jobs, run, records, &ids).await;
                     (ids, r)
                 }
             }
@@ -282,6 +315,7 @@ impl SalesforceTarget {
     /// Records that fit no request come back failed.
     fn plan_round(
         &self,
+        run: &str,
         records: &[&MappedRecord],
         pending: &[usize],
     ) -> (Vec<Request>, Vec<(usize, GraphResult)>) {
@@ -289,6 +323,33 @@ impl SalesforceTarget {
             .iter()
             .partition(|&&i| !records[i].children.is_empty());
         let mut requests = Vec::new();
+        let threshold = self.client.config().bulk_threshold;
+        let size: usize = pending.iter().map(|&i| 1 + records[i].children.len()).sum();
+        // Large writes go as Bulk jobs (a few calls whatever the size); their parents
+        // are not locked: Bulk answers a lock conflict per row, and those rows are
+        // retried. An aborted run starts no new Bulk job.
+        if threshold > 0 && size >= threshold && !self.bulk_jobs.is_aborted(run) {
+            if !with_children.is_empty() {
+                requests.push(Request {
+                    kind: RequestKind::BulkTree(with_children),
+                    parents: Default::default(),
+                });
+            }
+            let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+            for i in flat {
+                by_table
+                    .entry(records[i].table.as_str())
+                    .or_default()
+                    .push(i);
+            }
+            for ids in by_table.into_values() {
+                requests.push(Request {
+                    kind: RequestKind::Bulk(ids),
+                    parents: Default::default(),
+                });
+            }
+            return (requests, Vec::new());
+        }
         let units: Vec<_> = with_children
             .iter()
             .map(|&i| graph::unit(records[i]))
@@ -357,7 +418,12 @@ impl SalesforceTarget {
 
     /// Sets the disconnect fields of swept records (and of their one-per-parent
     /// children) by upsert on the external id; counts the records changed.
-    async fn sweep(&self, kind: EntityKind, ids: &[SourceId]) -> Result<u64, TargetError> {
+    async fn sweep(
+        &self,
+        run: &str,
+        kind: EntityKind,
+        ids: &[SourceId],
+    ) -> Result<u64, TargetError> {
         let Some(p) = self.plan_of(kind) else {
             return Err(TargetError::Config(format!(
                 "no mapping prepared for {kind} records: nothing to disconnect with"
@@ -396,7 +462,7 @@ impl SalesforceTarget {
             }
         }
         let refs: Vec<&MappedRecord> = mapped.iter().collect();
-        let outcomes = self.write(&refs).await?;
+        let outcomes = self.write(run, &refs).await?;
         for ((r, root), o) in mapped.iter().zip(&roots).zip(outcomes) {
             let key = r.source_id.as_str();
             match o {
@@ -554,30 +620,41 @@ impl Target for SalesforceTarget {
         Ok(())
     }
 
-    async fn upsert(&self, _run: &RunRef, writes: &[Write]) -> Result<Vec<Outcome>, TargetError> {
+    async fn upsert(&self, run: &RunRef, writes: &[Write]) -> Result<Vec<Outcome>, TargetError> {
         let records: Vec<&MappedRecord> = writes.iter().map(|w| &w.record).collect();
         if records.iter().all(|r| r.kind == EntityKind::Code) && !records.is_empty() {
             return self.sync_codes(&records).await;
         }
-        self.write(&records).await
+        self.write(&run.job_id, &records).await
     }
 
     async fn upsert_links(
         &self,
-        _run: &RunRef,
+        run: &RunRef,
         writes: &[Write],
     ) -> Result<Vec<Outcome>, TargetError> {
         let records: Vec<&MappedRecord> = writes.iter().map(|w| &w.record).collect();
-        self.write(&records).await
+        self.write(&run.job_id, &records).await
     }
 
     async fn disconnect(
         &self,
-        _run: &RunRef,
+        run: &RunRef,
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<u64, TargetError> {
-        self.sweep(kind, ids).await
+        self.sweep(&run.job_id, kind, ids).await
+    }
+
+    async fn abort(&self, run: &RunRef) -> Result<Vec<String>, TargetError> {
+        let aborted = bulk::abort_run(&self.client, &self.bulk_jobs, &run.job_id).await;
+        if !aborted.is_empty() {
+            tracing::info!(job = %run.job_id, bulk_jobs = ?aborted, "Salesforce Bulk jobs aborted with the run");
+        }
+        Ok(aborted
+            .into_iter()
+            .map(|id| format!("Salesforce Bulk job {id}"))
+            .collect())
     }
 
     async fn end_run(

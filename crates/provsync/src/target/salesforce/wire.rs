@@ -103,6 +103,56 @@ fn field_value(v: &Value) -> Value {
     }
 }
 
+/// A field value as a Bulk API CSV cell: an empty cell leaves the field as it is,
+/// so a cleared value (null, or an empty text, which JSON writes clear too) is
+/// `#N/A`; lists become multi-select values.
+pub fn csv_cell(v: &Value) -> String {
+    match field_value(v) {
+        Value::Null => "#N/A".into(),
+        Value::String(s) if s.is_empty() => "#N/A".into(),
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// A reference cell (`Account.OneKey_Id__c`): empty when there is no parent, as a
+/// reference by external id cannot be cleared.
+pub fn csv_reference(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A Bulk API `sf__Error` cell, `CODE:message:fields --`, as a record error (the
+/// message may hold colons: the code ends at the first, the fields start after the
+/// last).
+pub fn bulk_error(cell: &str) -> RecordError {
+    let text = cell.trim().trim_end_matches("--").trim_end();
+    let Some((code, rest)) = text.split_once(':') else {
+        return RecordError {
+            code: text.to_string(),
+            message: String::new(),
+            fields: Vec::new(),
+        };
+    };
+    let (message, fields) = match rest.rsplit_once(':') {
+        Some((m, f)) if !f.contains(' ') || f.is_empty() => (m, f),
+        _ => (rest, ""),
+    };
+    RecordError {
+        code: code.to_string(),
+        message: message.to_string(),
+        fields: fields
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
 /// Percent-encodes an external id for a URL path segment.
 pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -156,6 +206,37 @@ mod tests {
             Value::Object(b),
             json!({"Name": "Ada", "Account": {"OneKey_Id__c": "WUS1"}, "Tags__c": "a;b", "Phone": null})
         );
+    }
+
+    #[test]
+    fn csv_cells_clear_with_na_and_references_stay_empty() {
+        assert_eq!(csv_cell(&json!("Ada")), "Ada");
+        assert_eq!(csv_cell(&Value::Null), "#N/A");
+        assert_eq!(csv_cell(&json!("")), "#N/A");
+        assert_eq!(csv_cell(&json!(true)), "true");
+        assert_eq!(csv_cell(&json!(["a", "b"])), "a;b");
+        assert_eq!(csv_reference(&Value::Null), "");
+        assert_eq!(csv_reference(&json!("W1")), "W1");
+    }
+
+    #[test]
+    fn bulk_error_cells_split_into_code_message_and_fields() {
+        let e = bulk_error(
+            "REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:LastName --",
+        );
+        assert_eq!(e.code, "REQUIRED_FIELD_MISSING");
+        assert_eq!(e.message, "Required fields are missing: [LastName]");
+        assert_eq!(e.fields, vec!["LastName"]);
+        let e = bulk_error(
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST:bad value: X:Specialty__pc,Role__c --",
+        );
+        assert_eq!(e.fields, vec!["Specialty__pc", "Role__c"]);
+        assert_eq!(e.message, "bad value: X");
+        let e =
+            bulk_error("UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record: --");
+        assert_eq!(e.code, "UNABLE_TO_LOCK_ROW");
+        assert!(e.fields.is_empty());
+        assert_eq!(bulk_error("UNKNOWN_EXCEPTION").code, "UNKNOWN_EXCEPTION");
     }
 
     #[test]
