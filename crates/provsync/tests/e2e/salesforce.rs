@@ -104,6 +104,55 @@ impl Emulator {
         assert_eq!(n, 0, "limit violations: {v}");
     }
 
+    /// The org's Bulk API 2.0 ingest jobs, as the REST API lists them.
+    fn bulk_jobs(&self) -> Vec<Value> {
+        self.api_get("/services/data/v65.0/jobs/ingest")["records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records of `object` in the org (a SOQL `COUNT()`).
+    fn count(&self, object: &str) -> u64 {
+        let q = format!("/services/data/v65.0/query?q=SELECT+COUNT()+FROM+{object}");
+        self.api_get(&q)["totalSize"].as_u64().expect("totalSize")
+    }
+
+    /// A REST API GET with a fresh client-credentials token.
+    fn api_get(&self, path: &str) -> Value {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-d",
+                "grant_type=client_credentials&client_id=provsync&client_secret=provsync-secret",
+                &format!("{}/services/oauth2/token", self.url),
+            ])
+            .output()
+            .expect("curl");
+        let token: Value = serde_json::from_slice(&out.stdout).expect("token answer");
+        let token = token["access_token"].as_str().expect("access_token");
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                &format!("{}{path}", self.url),
+            ])
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Calls of one kind the org answered (from the stats).
+    fn calls(&self, kind: &str) -> u64 {
+        self.stats()["calls_by_kind"][kind].as_u64().unwrap_or(0)
+    }
+
     /// Records written to `object` (from the stats).
     fn written(&self, object: &str) -> u64 {
         self.stats()["records_written"][object]
@@ -150,17 +199,21 @@ fn job(
     path
 }
 
-fn run_sf(dir: &Path, job: &Path) -> Run {
-    let o = Command::new(bin())
-        .arg("run")
+/// `provsync run` of a job file with the emulators' secrets in its environment.
+fn sf_command(dir: &Path, job: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("run")
         .arg(job)
         .args(["--state", &state_url(dir), "--json", "-q"])
         .env("NO_COLOR", "1")
         .env("ONEKEY_CLIENT_SECRET", "provsync-secret")
         .env("SF_CLIENT_SECRET", "provsync-secret")
-        .env_remove("PROVSYNC_STATE")
-        .output()
-        .expect("spawn provsync run");
+        .env_remove("PROVSYNC_STATE");
+    c
+}
+
+fn run_sf(dir: &Path, job: &Path) -> Run {
+    let o = sf_command(dir, job).output().expect("spawn provsync run");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     Run {
         code: o.status.code().unwrap_or(-1),
@@ -541,5 +594,213 @@ fn salesforce_jwt_bearer_flow_syncs_and_a_refused_assertion_fails_the_job_naming
         text.contains("invalid_grant"),
         "the refusal is not named: {r}"
     );
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_bulk_api_loads_large_writes_and_reports_the_rows_salesforce_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Lock errors hit Bulk rows too: they come back in failedResults and are retried.
+    let org = Emulator::salesforce(&["--lock-errors", "0.05", "--seed", "5"]);
+    // Two countries' specialties do not fit the 1,000-value set: individuals whose
+    // specialty was left out are refused by the restricted picklist, row by row.
+    let mdm = Emulator::onekey(150, 1, "US,ES");
+    let lsc = mapping("salesforce-lsc.toml");
+    let scope = "\"US\", \"ES\"";
+    let bulk = "bulk_threshold = 150\nbulk_poll_ms = 50\nmax_attempts = 12";
+    let lenient = |j: PathBuf| {
+        let mut text = std::fs::read_to_string(&j).unwrap();
+        text.push_str("max_failed_records = \"90%\"\n");
+        std::fs::write(&j, text).unwrap();
+        j
+    };
+    let codes = lenient(job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        scope,
+        (&mdm, &org),
+        &lsc,
+        bulk,
+    ));
+    let c = run_sf(dir.path(), &codes);
+    assert_eq!(c.state(), "completed_with_errors", "{c}");
+    let providers = lenient(job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        scope,
+        (&mdm, &org),
+        &lsc,
+        bulk,
+    ));
+    let r = run_sf(dir.path(), &providers);
+    assert_eq!(r.state(), "completed_with_errors", "{r}");
+    r.assert_reconciled();
+
+    // The entity pages went as Bulk jobs.
+    assert!(org.calls("bulk_create") > 0, "{}", org.stats());
+    assert!(
+        org.calls("bulk_results") >= 2 * org.calls("bulk_create"),
+        "{}",
+        org.stats()
+    );
+    let jobs = org.bulk_jobs();
+    // Most rows went through Bulk; graphs and collections only carry the records a
+    // lock error sent back (retried in a round too small for Bulk) and the links.
+    let in_bulk: u64 = jobs
+        .iter()
+        .filter_map(|j| j["numberRecordsProcessed"].as_u64())
+        .sum();
+    let written: u64 = org.stats()["records_written"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(
+        in_bulk * 2 > written,
+        "{in_bulk} of {written} rows in Bulk jobs"
+    );
+    assert!(
+        jobs.iter().all(|j| j["state"] == "JobComplete"),
+        "every Bulk job ran to its end: {jobs:?}"
+    );
+    for object in [
+        "Account",
+        "HealthcareProvider",
+        "HealthcareProviderSpecialty",
+        "HealthcareProviderNpi",
+    ] {
+        assert!(
+            jobs.iter()
+                .any(|j| j["object"] == object && j["operation"] == "upsert"),
+            "no Bulk upsert of {object}: {jobs:?}"
+        );
+    }
+    assert!(org.stats()["faults"]["lock_errors"].as_u64().unwrap_or(0) > 0);
+
+    // Refused rows are failed records naming the value and the picklist; written
+    // records have their children (sent only for written parents).
+    let refused = r.kind_count("individual", "failed");
+    assert!(refused > 0, "{r}");
+    let reasons: Vec<&str> = r.summary["first_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|m| m.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
+                && m.contains("is not in the restricted picklist Account.Specialty__pc")),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.iter().any(|m| m.contains("UNABLE_TO_LOCK_ROW")),
+        "{reasons:?}"
+    );
+    let individuals = r.kind_count("individual", "created");
+    assert!(individuals > 0, "{r}");
+    // Children go only with a written parent (a lock error re-sends a record and its
+    // children, so writes are counted more than once: count the org's records).
+    assert_eq!(org.count("HealthcareProvider"), individuals, "{r}");
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_abort_aborts_the_runs_bulk_jobs_in_the_org() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bulk jobs take 1.5 s per 200 rows, as real ones take seconds.
+    let org = Emulator::salesforce(&["--bulk-chunk-ms", "1500"]);
+    let mdm = Emulator::onekey(400, 1, "US");
+    let lsc = mapping("salesforce-lsc.toml");
+    let bulk = "bulk_threshold = 150\nbulk_poll_ms = 50";
+    let codes = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "",
+    );
+    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
+    let providers = job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        bulk,
+    );
+    let stdout = dir.path().join("run.stdout");
+    let stderr = dir.path().join("run.stderr");
+    let child = sf_command(dir.path(), &providers)
+        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+        .spawn()
+        .expect("spawn provsync run");
+    let mut bg = Background {
+        child,
+        stdout,
+        stderr,
+    };
+    let id = bg.job_id();
+    // Wait for a Bulk job the org is working on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !org
+        .bulk_jobs()
+        .iter()
+        .any(|j| j["state"] == "InProgress" || j["state"] == "UploadComplete")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Bulk job in progress: {:?}",
+            org.bulk_jobs()
+        );
+        assert!(
+            bg.child.try_wait().unwrap().is_none(),
+            "the run ended before its Bulk jobs were seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let abort = Command::new(bin())
+        .args(["abort", &id, "--state", &state_url(dir.path())])
+        .output()
+        .unwrap();
+    assert!(
+        abort.status.success(),
+        "{}",
+        String::from_utf8_lossy(&abort.stderr)
+    );
+    let r = bg.wait();
+    r.expect_code(3);
+    assert_eq!(r.state(), "aborted", "{r}");
+    r.assert_reconciled();
+
+    // The job's Bulk jobs in flight were aborted in the org, and none is left open.
+    let jobs = org.bulk_jobs();
+    assert!(jobs.iter().any(|j| j["state"] == "Aborted"), "{jobs:?}");
+    assert!(
+        !jobs.iter().any(|j| matches!(
+            j["state"].as_str(),
+            Some("Open" | "UploadComplete" | "InProgress")
+        )),
+        "{jobs:?}"
+    );
+    assert!(
+        r.stderr.contains("Bulk jobs aborted with the run")
+            || r.summary["first_errors"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("aborted with the run"))),
+        "{r}"
+    );
+    assert_eq!(r.count("disconnected"), 0, "{r}");
     org.assert_no_violations();
 }
