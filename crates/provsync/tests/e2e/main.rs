@@ -4,6 +4,7 @@
 //! One test binary (one link step); each module is one area of behaviour.
 
 mod common;
+mod emulators;
 
 mod abort;
 mod bad_input;

@@ -3,170 +3,13 @@
 //! real `provsync run` syncs codes into picklists and providers into the org. Every
 //! test ends by asking the emulator for limit violations: there must be none.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use crate::common::*;
-
-/// A running emulator process; killed when dropped.
-struct Emulator {
-    child: Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    url: String,
-}
-
-impl Emulator {
-    fn start(system: &str, args: &[String], announce: &str) -> Emulator {
-        let mut child = Command::new(bin())
-            .args(["emulate", system, "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn provsync emulate {system}: {e}"));
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .split_once(announce)
-            .map(|(_, u)| u.trim().to_string())
-            .unwrap_or_else(|| panic!("{system} emulator did not announce its address: {line:?}"));
-        Emulator {
-            child,
-            _stdout: stdout,
-            url,
-        }
-    }
-
-    /// A OneKey-style MDM over `individuals` at `night`.
-    fn onekey(individuals: u32, night: u32, countries: &str) -> Emulator {
-        let args = [
-            "--individuals",
-            &individuals.to_string(),
-            "--seed",
-            "7",
-            "--night",
-            &night.to_string(),
-            "--countries",
-            countries,
-        ]
-        .map(String::from);
-        Emulator::start("onekey", &args, "listening on ")
-    }
-
-    /// The org, with extra flags (faults, limits).
-    fn salesforce(flags: &[&str]) -> Emulator {
-        let args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
-        Emulator::start("salesforce", &args, "listening on ")
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "30", &format!("{}{path}", self.url)])
-            .output()
-            .expect("curl");
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-    }
-
-    fn post(&self, path: &str) {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "10",
-                "-X",
-                "POST",
-                &format!("{}{path}", self.url),
-            ])
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "POST {path} failed");
-    }
-
-    fn stats(&self) -> Value {
-        self.get("/_emulator/stats")
-    }
-
-    /// Asserts the org saw no request over a documented limit.
-    fn assert_no_violations(&self) {
-        let stats = self.stats();
-        let v = &stats["limit_violations"];
-        let n = v
-            .as_array()
-            .map(Vec::len)
-            .or_else(|| v.as_u64().map(|n| n as usize))
-            .unwrap_or_else(|| panic!("no limit_violations in stats: {stats}"));
-        assert_eq!(n, 0, "limit violations: {v}");
-    }
-
-    /// The org's Bulk API 2.0 ingest jobs, as the REST API lists them.
-    fn bulk_jobs(&self) -> Vec<Value> {
-        self.api_get("/services/data/v65.0/jobs/ingest")["records"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Records of `object` in the org (a SOQL `COUNT()`).
-    fn count(&self, object: &str) -> u64 {
-        let q = format!("/services/data/v65.0/query?q=SELECT+COUNT()+FROM+{object}");
-        self.api_get(&q)["totalSize"].as_u64().expect("totalSize")
-    }
-
-    /// A REST API GET with a fresh client-credentials token.
-    fn api_get(&self, path: &str) -> Value {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "10",
-                "-d",
-                "grant_type=client_credentials&client_id=provsync&client_secret=provsync-secret",
-                &format!("{}/services/oauth2/token", self.url),
-            ])
-            .output()
-            .expect("curl");
-        let token: Value = serde_json::from_slice(&out.stdout).expect("token answer");
-        let token = token["access_token"].as_str().expect("access_token");
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "10",
-                "-H",
-                &format!("Authorization: Bearer {token}"),
-                &format!("{}{path}", self.url),
-            ])
-            .output()
-            .expect("curl");
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-    }
-
-    /// Calls of one kind the org answered (from the stats).
-    fn calls(&self, kind: &str) -> u64 {
-        self.stats()["calls_by_kind"][kind].as_u64().unwrap_or(0)
-    }
-
-    /// Records written to `object` (from the stats).
-    fn written(&self, object: &str) -> u64 {
-        self.stats()["records_written"][object]
-            .as_u64()
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::emulators::Emulator;
 
 fn mapping(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -802,5 +645,145 @@ fn salesforce_abort_aborts_the_runs_bulk_jobs_in_the_org() {
         "{r}"
     );
     assert_eq!(r.count("disconnected"), 0, "{r}");
+    org.assert_no_violations();
+}
+
+/// Whether RabbitMQ answers; a failure with `CI=true` when it does not.
+fn broker_up() -> bool {
+    match std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5672".parse().unwrap(),
+        std::time::Duration::from_secs(3),
+    ) {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("RabbitMQ on 127.0.0.1:5672 is required in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: RabbitMQ on 127.0.0.1:5672 unreachable: {e}");
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_workers_started() {
+    if !broker_up() {
+        return;
+    }
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&["--bulk-chunk-ms", "1500"]);
+    let mdm = Emulator::onekey(400, 1, "US");
+    let lsc = mapping("salesforce-lsc.toml");
+    let codes = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "",
+    );
+    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
+    let providers = job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "bulk_threshold = 150\nbulk_poll_ms = 50",
+    );
+    let prefix = format!("provsync-sfabort-{}", std::process::id());
+    let queue = format!("amqp://guest:guest@127.0.0.1:5672/%2f?prefix={prefix}");
+    let secrets = [
+        ("ONEKEY_CLIENT_SECRET", "provsync-secret"),
+        ("SF_CLIENT_SECRET", "provsync-secret"),
+    ];
+    // One worker process does the loading; the driver extracts and waits.
+    let mut worker = Command::new(bin())
+        .args(["worker", "--state", &pg.url, "--queue", &queue])
+        .envs(secrets)
+        .env("PROVSYNC_LOG", "provsync=info")
+        .env_remove("PROVSYNC_STATE")
+        .env_remove("PROVSYNC_QUEUE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("worker.log")).unwrap(),
+        ))
+        .spawn()
+        .expect("spawn provsync worker");
+    let stdout = dir.path().join("driver.stdout");
+    let stderr = dir.path().join("driver.stderr");
+    let child = Command::new(bin())
+        .arg("run")
+        .arg(&providers)
+        .args(["--state", &pg.url, "--queue", &queue, "--json", "-q"])
+        .envs(secrets)
+        .env_remove("PROVSYNC_STATE")
+        .env_remove("PROVSYNC_QUEUE")
+        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+        .spawn()
+        .expect("spawn provsync run");
+    let mut bg = Background {
+        child,
+        stdout,
+        stderr,
+    };
+    let id = bg.job_id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !org
+        .bulk_jobs()
+        .iter()
+        .any(|j| j["state"] == "InProgress" || j["state"] == "UploadComplete")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Bulk job in progress: {:?}\n{}",
+            org.bulk_jobs(),
+            std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default()
+        );
+        assert!(
+            bg.child.try_wait().unwrap().is_none(),
+            "the run ended first"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let abort = Command::new(bin())
+        .args(["abort", &id, "--state", &pg.url])
+        .env_remove("PROVSYNC_STATE")
+        .output()
+        .unwrap();
+    assert!(
+        abort.status.success(),
+        "{}",
+        String::from_utf8_lossy(&abort.stderr)
+    );
+    let r = bg.wait();
+    let worker_log = std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default();
+    let _ = worker.kill();
+    let _ = worker.wait();
+    for q in ["transform", "load", "dead"] {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_queue", &format!("{prefix}.{q}")])
+            .output();
+    }
+    r.expect_code(3);
+    assert_eq!(r.state(), "aborted", "{r}");
+    let jobs = org.bulk_jobs();
+    assert!(
+        jobs.iter().any(|j| j["state"] == "Aborted"),
+        "{jobs:?}\n{worker_log}"
+    );
+    assert!(
+        !jobs.iter().any(|j| matches!(
+            j["state"].as_str(),
+            Some("Open" | "UploadComplete" | "InProgress")
+        )),
+        "{jobs:?}"
+    );
     org.assert_no_violations();
 }
