@@ -13,23 +13,6 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// Whether RabbitMQ answers; a failure with `CI=true` when it does not.
-fn broker_up() -> bool {
-    match std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().unwrap(),
-        Duration::from_secs(3),
-    ) {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("RabbitMQ on 127.0.0.1:5672 is required in CI: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: RabbitMQ on 127.0.0.1:5672 unreachable: {e}");
-            false
-        }
-    }
-}
-
 /// A small deterministic generator for the chaos schedule (xorshift64*).
 struct Rng(u64);
 

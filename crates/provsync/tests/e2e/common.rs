@@ -1113,3 +1113,20 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+/// Whether RabbitMQ answers; a failure with `CI=true` when it does not.
+pub fn broker_up() -> bool {
+    match std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5672".parse().unwrap(),
+        Duration::from_secs(3),
+    ) {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("RabbitMQ on 127.0.0.1:5672 is required in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: RabbitMQ on 127.0.0.1:5672 unreachable: {e}");
+            false
+        }
+    }
+}

@@ -43,20 +43,23 @@ fn job(
 }
 
 /// `provsync run` of a job file with the emulators' secrets in its environment.
-fn sf_command(dir: &Path, job: &Path) -> Command {
+fn sf_command(job: &Path, state: &str) -> Command {
     let mut c = Command::new(bin());
     c.arg("run")
         .arg(job)
-        .args(["--state", &state_url(dir), "--json", "-q"])
+        .args(["--state", state, "--json", "-q"])
         .env("NO_COLOR", "1")
         .env("ONEKEY_CLIENT_SECRET", "provsync-secret")
         .env("SF_CLIENT_SECRET", "provsync-secret")
-        .env_remove("PROVSYNC_STATE");
+        .env_remove("PROVSYNC_STATE")
+        .env_remove("PROVSYNC_QUEUE");
     c
 }
 
 fn run_sf(dir: &Path, job: &Path) -> Run {
-    let o = sf_command(dir, job).output().expect("spawn provsync run");
+    let o = sf_command(job, &state_url(dir))
+        .output()
+        .expect("spawn provsync run");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     Run {
         code: o.status.code().unwrap_or(-1),
@@ -552,26 +555,17 @@ fn salesforce_bulk_api_loads_large_writes_and_reports_the_rows_salesforce_refuse
     org.assert_no_violations();
 }
 
-#[test]
-fn salesforce_abort_aborts_the_runs_bulk_jobs_in_the_org() {
-    let dir = tempfile::tempdir().unwrap();
-    // Bulk jobs take 1.5 s per 200 rows, as real ones take seconds.
+/// An org whose Bulk jobs take 1.5 s per 200 rows (real ones take seconds), an MDM,
+/// the codes synced, and a provider sync job file that loads through Bulk.
+fn slow_bulk_world(dir: &Path) -> (Emulator, Emulator, PathBuf) {
     let org = Emulator::salesforce(&["--bulk-chunk-ms", "1500"]);
     let mdm = Emulator::onekey(400, 1, "US");
     let lsc = mapping("salesforce-lsc.toml");
+    let codes = job(dir, "codes", "codes-sync", "\"US\"", (&mdm, &org), &lsc, "");
+    assert_eq!(run_sf(dir, &codes).state(), "completed");
     let bulk = "bulk_threshold = 150\nbulk_poll_ms = 50";
-    let codes = job(
-        dir.path(),
-        "codes",
-        "codes-sync",
-        "\"US\"",
-        (&mdm, &org),
-        &lsc,
-        "",
-    );
-    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
     let providers = job(
-        dir.path(),
+        dir,
         "providers",
         "provider-sync",
         "\"US\"",
@@ -579,151 +573,15 @@ fn salesforce_abort_aborts_the_runs_bulk_jobs_in_the_org() {
         &lsc,
         bulk,
     );
-    let stdout = dir.path().join("run.stdout");
-    let stderr = dir.path().join("run.stderr");
-    let child = sf_command(dir.path(), &providers)
-        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-        .spawn()
-        .expect("spawn provsync run");
-    let mut bg = Background {
-        child,
-        stdout,
-        stderr,
-    };
-    let id = bg.job_id();
-    // Wait for a Bulk job the org is working on.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !org
-        .bulk_jobs()
-        .iter()
-        .any(|j| j["state"] == "InProgress" || j["state"] == "UploadComplete")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no Bulk job in progress: {:?}",
-            org.bulk_jobs()
-        );
-        assert!(
-            bg.child.try_wait().unwrap().is_none(),
-            "the run ended before its Bulk jobs were seen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let abort = Command::new(bin())
-        .args(["abort", &id, "--state", &state_url(dir.path())])
-        .output()
-        .unwrap();
-    assert!(
-        abort.status.success(),
-        "{}",
-        String::from_utf8_lossy(&abort.stderr)
-    );
-    let r = bg.wait();
-    r.expect_code(3);
-    assert_eq!(r.state(), "aborted", "{r}");
-    r.assert_reconciled();
-
-    // The job's Bulk jobs in flight were aborted in the org, and none is left open.
-    let jobs = org.bulk_jobs();
-    assert!(jobs.iter().any(|j| j["state"] == "Aborted"), "{jobs:?}");
-    assert!(
-        !jobs.iter().any(|j| matches!(
-            j["state"].as_str(),
-            Some("Open" | "UploadComplete" | "InProgress")
-        )),
-        "{jobs:?}"
-    );
-    assert!(
-        r.stderr.contains("Bulk jobs aborted with the run")
-            || r.summary["first_errors"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|e| e["reason"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("aborted with the run"))),
-        "{r}"
-    );
-    assert_eq!(r.count("disconnected"), 0, "{r}");
-    org.assert_no_violations();
+    (org, mdm, providers)
 }
 
-/// Whether RabbitMQ answers; a failure with `CI=true` when it does not.
-fn broker_up() -> bool {
-    match std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().unwrap(),
-        std::time::Duration::from_secs(3),
-    ) {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("RabbitMQ on 127.0.0.1:5672 is required in CI: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: RabbitMQ on 127.0.0.1:5672 unreachable: {e}");
-            false
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_workers_started() {
-    if !broker_up() {
-        return;
-    }
-    let Some(pg) = PgDatabase::create().await else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let org = Emulator::salesforce(&["--bulk-chunk-ms", "1500"]);
-    let mdm = Emulator::onekey(400, 1, "US");
-    let lsc = mapping("salesforce-lsc.toml");
-    let codes = job(
-        dir.path(),
-        "codes",
-        "codes-sync",
-        "\"US\"",
-        (&mdm, &org),
-        &lsc,
-        "",
-    );
-    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
-    let providers = job(
-        dir.path(),
-        "providers",
-        "provider-sync",
-        "\"US\"",
-        (&mdm, &org),
-        &lsc,
-        "bulk_threshold = 150\nbulk_poll_ms = 50",
-    );
-    let prefix = format!("provsync-sfabort-{}", std::process::id());
-    let queue = format!("amqp://guest:guest@127.0.0.1:5672/%2f?prefix={prefix}");
-    let secrets = [
-        ("ONEKEY_CLIENT_SECRET", "provsync-secret"),
-        ("SF_CLIENT_SECRET", "provsync-secret"),
-    ];
-    // One worker process does the loading; the driver extracts and waits.
-    let mut worker = Command::new(bin())
-        .args(["worker", "--state", &pg.url, "--queue", &queue])
-        .envs(secrets)
-        .env("PROVSYNC_LOG", "provsync=info")
-        .env_remove("PROVSYNC_STATE")
-        .env_remove("PROVSYNC_QUEUE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.path().join("worker.log")).unwrap(),
-        ))
-        .spawn()
-        .expect("spawn provsync worker");
-    let stdout = dir.path().join("driver.stdout");
-    let stderr = dir.path().join("driver.stderr");
-    let child = Command::new(bin())
-        .arg("run")
-        .arg(&providers)
-        .args(["--state", &pg.url, "--queue", &queue, "--json", "-q"])
-        .envs(secrets)
-        .env_remove("PROVSYNC_STATE")
-        .env_remove("PROVSYNC_QUEUE")
+/// Starts `run` in the background, aborts its job once the org works on one of its
+/// Bulk jobs, and waits for the run to end.
+fn abort_while_bulk_runs(org: &Emulator, dir: &Path, mut run: Command, state: &str) -> Run {
+    let stdout = dir.join("run.stdout");
+    let stderr = dir.join("run.stderr");
+    let child = run
         .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
         .spawn()
@@ -742,18 +600,17 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
     {
         assert!(
             std::time::Instant::now() < deadline,
-            "no Bulk job in progress: {:?}\n{}",
-            org.bulk_jobs(),
-            std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default()
+            "no Bulk job in progress: {:?}",
+            org.bulk_jobs()
         );
         assert!(
             bg.child.try_wait().unwrap().is_none(),
-            "the run ended first"
+            "the run ended before its Bulk jobs were seen"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let abort = Command::new(bin())
-        .args(["abort", &id, "--state", &pg.url])
+        .args(["abort", &id, "--state", state])
         .env_remove("PROVSYNC_STATE")
         .output()
         .unwrap();
@@ -763,20 +620,17 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
         String::from_utf8_lossy(&abort.stderr)
     );
     let r = bg.wait();
-    let worker_log = std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default();
-    let _ = worker.kill();
-    let _ = worker.wait();
-    for q in ["transform", "load", "dead"] {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_queue", &format!("{prefix}.{q}")])
-            .output();
-    }
     r.expect_code(3);
     assert_eq!(r.state(), "aborted", "{r}");
+    r
+}
+
+/// Some Bulk job was aborted in the org, and none is left open or running.
+fn assert_bulk_jobs_aborted(org: &Emulator, context: &str) {
     let jobs = org.bulk_jobs();
     assert!(
         jobs.iter().any(|j| j["state"] == "Aborted"),
-        "{jobs:?}\n{worker_log}"
+        "{jobs:?}\n{context}"
     );
     assert!(
         !jobs.iter().any(|j| matches!(
@@ -786,4 +640,67 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
         "{jobs:?}"
     );
     org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_abort_aborts_the_runs_bulk_jobs_in_the_org() {
+    let dir = tempfile::tempdir().unwrap();
+    let (org, _mdm, providers) = slow_bulk_world(dir.path());
+    let state = state_url(dir.path());
+    let r = abort_while_bulk_runs(&org, dir.path(), sf_command(&providers, &state), &state);
+    r.assert_reconciled();
+    assert_eq!(r.count("disconnected"), 0, "{r}");
+    // Rows the aborted jobs never processed are failed records naming their job.
+    assert!(
+        r.summary["first_errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("aborted with the run"))),
+        "{r}"
+    );
+    assert_bulk_jobs_aborted(&org, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_workers_started() {
+    if !broker_up() {
+        return;
+    }
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (org, _mdm, providers) = slow_bulk_world(dir.path());
+    let prefix = format!("provsync-sfabort-{}", std::process::id());
+    let queue = format!("amqp://guest:guest@127.0.0.1:5672/%2f?prefix={prefix}");
+    // One worker process does the loading; the driver extracts and waits.
+    let worker_log = dir.path().join("worker.log");
+    let mut worker = Command::new(bin())
+        .args(["worker", "--state", &pg.url, "--queue", &queue])
+        .env("ONEKEY_CLIENT_SECRET", "provsync-secret")
+        .env("SF_CLIENT_SECRET", "provsync-secret")
+        .env("PROVSYNC_LOG", "provsync=info")
+        .env_remove("PROVSYNC_STATE")
+        .env_remove("PROVSYNC_QUEUE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&worker_log).unwrap()))
+        .spawn()
+        .expect("spawn provsync worker");
+    let mut driver = sf_command(&providers, &pg.url);
+    driver.args(["--queue", &queue]);
+    let r = abort_while_bulk_runs(&org, dir.path(), driver, &pg.url);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    for q in ["transform", "load", "dead"] {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_queue", &format!("{prefix}.{q}")])
+            .output();
+    }
+    assert_eq!(r.count("disconnected"), 0, "{r}");
+    assert_bulk_jobs_aborted(
+        &org,
+        &std::fs::read_to_string(&worker_log).unwrap_or_default(),
+    );
 }

@@ -432,16 +432,7 @@ pub async fn upsert_tree(
     for slots in by_table.values() {
         let flat: Vec<FlatRecord<'_>> = slots
             .iter()
-            .map(|&s| {
-                let r = batch[ids[s]];
-                FlatRecord {
-                    table: &r.table,
-                    key: r.target_key(),
-                    fields: &r.fields,
-                    origin: r,
-                    root: true,
-                }
-            })
+            .map(|&s| FlatRecord::of(batch[ids[s]]))
             .collect();
         let results = upsert(client, jobs, run, &flat).await?;
         for (&s, r) in slots.iter().zip(results) {
@@ -543,16 +534,7 @@ mod tests {
                 ("Parent.OneKey_Id__c".into(), json!("W1")),
             ],
         );
-        let flat: Vec<FlatRecord<'_>> = [&a, &b]
-            .iter()
-            .map(|r| FlatRecord {
-                table: &r.table,
-                key: r.target_key(),
-                fields: &r.fields,
-                origin: r,
-                root: true,
-            })
-            .collect();
+        let flat = [FlatRecord::of(&a), FlatRecord::of(&b)];
         let parts = csv_parts("OneKey_Id__c", &flat, MAX_UPLOAD_BYTES);
         assert_eq!(parts.len(), 1);
         assert_eq!(

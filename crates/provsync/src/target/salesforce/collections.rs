@@ -24,6 +24,19 @@ pub struct FlatRecord<'a> {
     pub root: bool,
 }
 
+impl<'a> FlatRecord<'a> {
+    /// A mapped record itself (not one of its children).
+    pub fn of(r: &'a MappedRecord) -> FlatRecord<'a> {
+        FlatRecord {
+            table: &r.table,
+            key: r.target_key(),
+            fields: &r.fields,
+            origin: r,
+            root: true,
+        }
+    }
+}
+
 /// Upserts records of one object (at most 200) and returns a result per record.
 pub async fn upsert(
     client: &Client,

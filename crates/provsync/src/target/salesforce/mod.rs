@@ -218,30 +218,14 @@ impl SalesforceTarget {
                     (ids, r)
                 }
                 RequestKind::Collection(ids) => {
-                    let flat: Vec<FlatRecord<'_>> = ids
-                        .iter()
-                        .map(|&i| FlatRecord {
-                            table: &records[i].table,
-                            key: records[i].target_key(),
-                            fields: &records[i].fields,
-                            origin: records[i],
-                            root: true,
-                        })
-                        .collect();
+                    let flat: Vec<FlatRecord<'_>> =
+                        ids.iter().map(|&i| FlatRecord::of(records[i])).collect();
                     let r = collections::upsert(&self.client, &flat).await;
                     (ids, r)
                 }
                 RequestKind::Bulk(ids) => {
-                    let flat: Vec<FlatRecord<'_>> = ids
-                        .iter()
-                        .map(|&i| FlatRecord {
-                            table: &records[i].table,
-                            key: records[i].target_key(),
-                            fields: &records[i].fields,
-                            origin: records[i],
-                            root: true,
-                        })
-                        .collect();
+                    let flat: Vec<FlatRecord<'_>> =
+                        ids.iter().map(|&i| FlatRecord::of(records[i])).collect();
                     let r = bulk::upsert(&self.client, &self.bulk_jobs, run, &flat).await;
                     (ids, r)
                 }
