@@ -704,3 +704,82 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
         &std::fs::read_to_string(&worker_log).unwrap_or_default(),
     );
 }
+
+#[test]
+fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waiting_for_the_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    // The budget window is an hour: only the abort can end this run soon.
+    let org = Emulator::salesforce(&["--api-budget", "15", "--budget-window-secs", "3600"]);
+    let mdm = Emulator::onekey(300, 1, "US");
+    let lsc = mapping("salesforce-lsc.toml");
+    let providers = job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "budget_reserve = 3",
+    );
+    let state = state_url(dir.path());
+    // The org's picklists take their values from a codes sync first.
+    let codes = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "budget_reserve = 3",
+    );
+    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
+    let stdout = dir.path().join("run.stdout");
+    let stderr = dir.path().join("run.stderr");
+    let child = sf_command(&providers, &state)
+        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+        .spawn()
+        .expect("spawn provsync run");
+    let mut bg = Background {
+        child,
+        stdout,
+        stderr,
+    };
+    let id = bg.job_id();
+    bg.wait_for_status(&id, &state, "the job parks", |s| s["stage"] == "parked");
+    let aborted_at = std::time::Instant::now();
+    let abort = Command::new(bin())
+        .args(["abort", &id, "--state", &state])
+        .env_remove("PROVSYNC_STATE")
+        .output()
+        .unwrap();
+    assert!(
+        abort.status.success(),
+        "{}",
+        String::from_utf8_lossy(&abort.stderr)
+    );
+    // Without the abort reaching the parked writes the run would wait an hour.
+    while bg.child.try_wait().unwrap().is_none() {
+        if aborted_at.elapsed().as_secs() > 60 {
+            let _ = bg.child.kill();
+            panic!("the aborted run still waits for the budget after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let r = bg.wait();
+    r.expect_code(3);
+    assert_eq!(r.state(), "aborted", "{r}");
+    r.assert_reconciled();
+    // The parked writes are failed records saying why, not lost ones.
+    assert!(r.count("failed") > 0, "{r}");
+    assert!(
+        r.summary["first_errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("aborted while parked on the spent daily API budget"))),
+        "{r}"
+    );
+    org.assert_no_violations();
+}

@@ -90,7 +90,7 @@ impl InFlight {
 pub async fn abort_run(client: &Client, jobs: &InFlight, run: &str) -> Vec<String> {
     let mut aborted = Vec::new();
     for id in jobs.abort(run) {
-        match set_state(client, &id, "Aborted").await {
+        match abort_job(client, &id).await {
             Ok(()) => aborted.push(id),
             Err(e) => tracing::warn!(bulk_job = %id, error = %e, "Bulk job not aborted"),
         }
@@ -231,7 +231,7 @@ async fn one_job(
     let id = info.id;
     if !jobs.add(run, &id) {
         // The run was aborted while the job was being made: it takes no data.
-        let _ = set_state(client, &id, "Aborted").await;
+        let _ = abort_job(client, &id).await;
         return Ok(not_sent(
             records,
             &format!("Bulk job {id} aborted with the run"),
@@ -251,7 +251,7 @@ async fn one_job(
     jobs.remove(run, &id);
     if result.is_err() {
         // A job left open would hold its data forever; an ended one is unaffected.
-        let _ = set_state(client, &id, "Aborted").await;
+        let _ = abort_job(client, &id).await;
     }
     result
 }
@@ -274,6 +274,19 @@ fn ok(resp: super::client::Response) -> Result<super::client::Response, SfError>
         code,
         message,
     })
+}
+
+/// Aborts a job, spending the budget's reserve if need be.
+async fn abort_job(client: &Client, id: &str) -> Result<(), SfError> {
+    let path = format!("{}/jobs/ingest/{id}", client.data_path());
+    let resp = client
+        .call_urgent(
+            Method::PATCH,
+            &path,
+            &Body::Json(json!({ "state": "Aborted" })),
+        )
+        .await?;
+    ok(resp).map(|_| ())
 }
 
 async fn set_state(client: &Client, id: &str, state: &str) -> Result<(), SfError> {

@@ -89,6 +89,8 @@ pub struct Client {
     park_lock: tokio::sync::Mutex<()>,
     /// Times the job resumed from parking (a waiter that sees it change goes on).
     resumed: AtomicU64,
+    /// Raised when the run is aborted: nothing waits for the budget any more.
+    cancelled: tokio_util::sync::CancellationToken,
 }
 
 impl Client {
@@ -112,6 +114,7 @@ impl Client {
             parked: Mutex::new(None),
             park_lock: tokio::sync::Mutex::new(()),
             resumed: AtomicU64::new(0),
+            cancelled: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -123,6 +126,12 @@ impl Client {
     /// `/services/data/vNN.0`.
     pub fn data_path(&self) -> String {
         format!("/services/data/v{}", self.cfg.api_version)
+    }
+
+    /// The run was aborted: requests parked on the spent budget (and any that would
+    /// park from now on) give up with [`SfError::Cancelled`] instead of waiting hours.
+    pub fn cancel(&self) {
+        self.cancelled.cancel();
     }
 
     /// Why the job is parked now, if it is.
@@ -181,6 +190,27 @@ impl Client {
     /// logs in again once; a spent daily budget parks until it resets. Every other
     /// answer (2xx, data errors) is returned to the caller.
     pub async fn call(&self, method: Method, path: &str, body: &Body) -> Result<Response, SfError> {
+        self.call_with(method, path, body, false).await
+    }
+
+    /// A call that may spend the budget's reserve (aborting a Bulk job must not wait
+    /// for the budget to come back); otherwise as [`Client::call`].
+    pub async fn call_urgent(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Body,
+    ) -> Result<Response, SfError> {
+        self.call_with(method, path, body, true).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Body,
+        urgent: bool,
+    ) -> Result<Response, SfError> {
         let mut attempt: u32 = 0;
         let mut reauthed = false;
         let mut parked_since: Option<Instant> = None;
@@ -189,7 +219,11 @@ impl Client {
             let sent = {
                 let _permit = self.gate.enter().await;
                 // `pace` counts this request in flight when it lets it go.
-                self.pace(&mut parked_since).await?;
+                if urgent {
+                    self.in_flight.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    self.pace(&mut parked_since).await?;
+                }
                 let r = self.send(&session, method.clone(), path, body).await;
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 r
@@ -316,7 +350,18 @@ impl Client {
     /// the reserve), and returns when more than the reserve remains.
     async fn park(&self, since: Instant, why: &str) -> Result<(), SfError> {
         let generation = self.resumed.load(Ordering::SeqCst);
-        let _one_checker = self.park_lock.lock().await;
+        let aborted = || {
+            SfError::Cancelled(format!(
+                "not written: the run was aborted while parked on the spent daily API budget ({why})"
+            ))
+        };
+        let _one_checker = tokio::select! {
+            g = self.park_lock.lock() => g,
+            _ = self.cancelled.cancelled() => return Err(aborted()),
+        };
+        if self.cancelled.is_cancelled() {
+            return Err(aborted());
+        }
         // Another request saw the budget come back while this one waited.
         if self.resumed.load(Ordering::SeqCst) != generation {
             return Ok(());
@@ -337,7 +382,13 @@ impl Client {
         let base = Duration::from_secs(self.cfg.park_poll_secs.max(1));
         let mut wait = base;
         loop {
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.cancelled.cancelled() => {
+                    self.parked.lock().expect("parked lock").take();
+                    return Err(aborted());
+                }
+            }
             wait = (wait * 2).min(base * 32);
             if since.elapsed() > max {
                 return Err(SfError::Unavailable(format!(

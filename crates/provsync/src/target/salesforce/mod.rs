@@ -50,6 +50,10 @@ pub enum SfError {
     /// Transient failures that outlived the retries.
     #[error("{0}")]
     Unavailable(String),
+    /// The run was aborted while the request waited for the budget (its records
+    /// fail with this reason; the run goes on winding down).
+    #[error("{0}")]
+    Cancelled(String),
     /// An answer the connector cannot read.
     #[error("unexpected answer: {0}")]
     Protocol(String),
@@ -70,7 +74,9 @@ impl From<SfError> for TargetError {
         match e {
             SfError::Config(m) => TargetError::Config(m),
             SfError::Refused(m) => TargetError::Refused(m),
-            SfError::Transient(m) | SfError::Unavailable(m) => TargetError::Unavailable(m),
+            SfError::Transient(m) | SfError::Unavailable(m) | SfError::Cancelled(m) => {
+                TargetError::Unavailable(m)
+            }
             e @ (SfError::Protocol(_) | SfError::Api { .. }) => {
                 TargetError::Unavailable(e.to_string())
             }
@@ -284,6 +290,15 @@ impl SalesforceTarget {
                         i,
                         GraphResult::Failed(format!(
                             "{} {}: request refused: HTTP {status} {code}: {message}",
+                            records[i].table, records[i].source_id
+                        )),
+                    )
+                })),
+                Err(SfError::Cancelled(why)) => out.extend(ids.into_iter().map(|i| {
+                    (
+                        i,
+                        GraphResult::Failed(format!(
+                            "{} {}: {why}",
                             records[i].table, records[i].source_id
                         )),
                     )
@@ -632,6 +647,8 @@ impl Target for SalesforceTarget {
 
     async fn abort(&self, run: &RunRef) -> Result<Vec<String>, TargetError> {
         let aborted = bulk::abort_run(&self.client, &self.bulk_jobs, &run.job_id).await;
+        // Then nothing waits for a spent budget: parked writes fail at once.
+        self.client.cancel();
         if !aborted.is_empty() {
             tracing::info!(job = %run.job_id, bulk_jobs = ?aborted, "Salesforce Bulk jobs aborted with the run");
         }
