@@ -704,3 +704,105 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
         &std::fs::read_to_string(&worker_log).unwrap_or_default(),
     );
 }
+
+/// `provsync serve` and its HTTP helpers, shared with the API tests (not copied).
+#[path = "../api/common.rs"]
+mod serve;
+
+/// Submits a job file (as `job` writes it) to the server; returns the job id.
+async fn submit_file(s: &serve::Server, file: &Path) -> String {
+    let body: Value = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let (status, v) = s.submit(&body).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{v}");
+    v["job_id"].as_str().unwrap().to_owned()
+}
+
+/// The reason a job is parked lives in the state store, not in the memory of the
+/// process running it: `GET /v1/jobs/{id}` and a separate `provsync status` process
+/// both name the spent budget while the job waits, and the note is gone once the
+/// budget resets and the job completes. (Before, `status` never saw it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_resumes() {
+    // A window that never resets by itself: the test resets the budget when it is done looking.
+    let org = Emulator::salesforce(&["--budget-window-secs", "86400"]);
+    let mdm = Emulator::onekey(300, 1, "US");
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    let s = serve::Server::start_with_env(
+        dir,
+        &state,
+        "",
+        &[
+            ("ONEKEY_CLIENT_SECRET", "provsync-secret"),
+            ("SF_CLIENT_SECRET", "provsync-secret"),
+        ],
+    );
+    let lsc = mapping("salesforce-lsc.toml");
+    let pair = (&mdm, &org);
+    let reserve = "budget_reserve = 3";
+    let codes = job(
+        s.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        pair,
+        &lsc,
+        reserve,
+    );
+    let codes = s.wait_terminal(&submit_file(&s, &codes).await).await;
+    assert_eq!(codes["state"], "completed", "{codes:#}");
+
+    // The provider sync needs 19 calls: 14 (3 kept in reserve) pay for its
+    // preflight's 7 describes and a few pages, then it parks.
+    let control = |path: &str, body: Value| {
+        s.http
+            .post(format!("{}/_emulator/{path}", org.url))
+            .json(&body)
+            .send()
+    };
+    control("faults", serde_json::json!({"api_budget": 14}))
+        .await
+        .unwrap();
+    org.post("/_emulator/reset-budget");
+    let providers = job(
+        s.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        pair,
+        &lsc,
+        reserve,
+    );
+    let id = submit_file(&s, &providers).await;
+    let parked = s
+        .wait_for(
+            &id,
+            "stage parked",
+            std::time::Duration::from_secs(120),
+            |v| v["stage"] == "parked" || v["timings"]["finished_at"].is_string(),
+        )
+        .await;
+    assert_eq!(
+        parked["stage"], "parked",
+        "the run never parked: {parked:#}"
+    );
+    let note = parked["note"].as_str().unwrap_or_default().to_owned();
+    assert!(note.contains("API budget spent"), "{parked:#}");
+
+    // Another process, reading the same store.
+    let cli = status(&id, &state);
+    assert_eq!(cli["stage"], "parked", "{cli:#}");
+    assert_eq!(cli["note"].as_str(), Some(note.as_str()), "{cli:#}");
+
+    // The budget comes back (and is large enough for the rest): the job resumes.
+    control("faults", serde_json::json!({"api_budget": 100_000}))
+        .await
+        .unwrap();
+    org.post("/_emulator/reset-budget");
+    let done = s.wait_terminal(&id).await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(done["note"], Value::Null, "{done:#}");
+    assert_ne!(done["stage"], "parked", "{done:#}");
+    assert_eq!(status(&id, &state)["note"], Value::Null);
+    org.assert_no_violations();
+}
