@@ -233,10 +233,45 @@ fn salesforce_spent_budget_parks_the_job_until_it_resets() {
     org.assert_no_violations();
 }
 
+/// The emulator's default org with some properties of one field changed, as a
+/// `--schema` file in `dir`.
+fn org_schema(dir: &Path, object: &str, field: &str, change: Value) -> PathBuf {
+    let mut schema: Value =
+        serde_json::from_str(provsync_emulators::salesforce::schema::DEFAULT_SCHEMA).unwrap();
+    let fields = schema["sobjects"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|o| o["name"] == object)
+        .unwrap_or_else(|| panic!("no {object} in the default org"))["fields"]
+        .as_array_mut()
+        .unwrap();
+    let f = fields
+        .iter_mut()
+        .find(|f| f["name"] == field)
+        .unwrap_or_else(|| panic!("no {object}.{field} in the default org"));
+    for (k, v) in change.as_object().unwrap() {
+        f[k] = v.clone();
+    }
+    let path = dir.join(format!("org-{object}-{field}.json"));
+    std::fs::write(&path, schema.to_string()).unwrap();
+    path
+}
+
 #[test]
 fn salesforce_preflight_failure_fails_the_job_before_loading() {
     let dir = tempfile::tempdir().unwrap();
-    let org = Emulator::salesforce(&[]);
+    // Account.Type restricted, without the workplace mapping's default "Other".
+    let schema = org_schema(
+        dir.path(),
+        "Account",
+        "Type",
+        serde_json::json!({"restrictedPicklist": true, "picklistValues": [
+            {"value": "Hospital"}, {"value": "Clinic"}, {"value": "Pharmacy"},
+            {"value": "Practice"}
+        ]}),
+    );
+    let org = Emulator::salesforce(&["--schema", schema.to_str().unwrap()]);
     let mdm = Emulator::onekey(50, 1, "US");
     let text = std::fs::read_to_string(mapping("salesforce-lsc.toml"))
         .unwrap()
@@ -273,6 +308,15 @@ fn salesforce_preflight_failure_fails_the_job_before_loading() {
     );
     // Restricted picklists with no values yet (no codes sync ran): named too.
     assert!(failure.contains("Specialty__pc"), "{failure}");
+    // A value the mapping itself writes that the restricted picklist lacks: named
+    // with where the mapping says it.
+    assert!(
+        failure.contains(
+            "Account.Type (workplace mapping): value \"Other\" from the mapping's default \
+             is not in the restricted picklist"
+        ),
+        "{failure}"
+    );
     assert_eq!(org.written("Account"), 0);
     org.assert_no_violations();
 }
