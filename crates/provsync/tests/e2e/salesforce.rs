@@ -749,6 +749,59 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
     );
 }
 
+/// "A provider sync whose records carry codes unknown to a restricted picklist
+/// reports them clearly": the picklist has active values (so preflight passes), the
+/// records' specialties are not among them, and each refused record's error names
+/// the object, the field, the value, that the picklist is restricted, and the codes
+/// sync as the way out.
+#[test]
+fn salesforce_records_with_codes_unknown_to_a_restricted_picklist_name_them_in_the_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = org_schema(
+        dir.path(),
+        "Account",
+        "Specialty__pc",
+        serde_json::json!({"valueSetName": null, "valueSetType": null,
+            "picklistValues": [{"value": "NOT.A.SPECIALTY"}]}),
+    );
+    let org = Emulator::salesforce(&["--schema", schema.to_str().unwrap()]);
+    let mdm = Emulator::onekey(30, 1, "US");
+    // Nearly every record fails, so the failure threshold also fails the run: what
+    // matters here is what the error ledger says of each refused record.
+    let r = sync_night(dir.path(), &mdm, &org, 1, "");
+    assert!(r.kind_count("individual", "failed") > 0, "{r}");
+    let st = status(&r.job_id(), &state_url(dir.path()));
+    let reasons: Vec<&str> = st["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .filter(|r| r.contains("Specialty__pc"))
+        .collect();
+    let reason = reasons
+        .first()
+        .unwrap_or_else(|| panic!("no picklist error: {st:#}"));
+    assert!(
+        reason.starts_with("Account ")
+            && reason.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        "{reason}"
+    );
+    let value = reason
+        .split("value \"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_else(|| panic!("the value is not named: {reason}"));
+    assert!(!value.is_empty() && value != "NOT.A.SPECIALTY", "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "value \"{value}\" is not in the restricted picklist Account.Specialty__pc: \
+             run the codes sync or fix the codes mapping"
+        )),
+        "{reason}"
+    );
+    org.assert_no_violations();
+}
+
 /// `provsync serve` and its HTTP helpers, shared with the API tests (not copied).
 #[path = "../api/common.rs"]
 mod serve;
