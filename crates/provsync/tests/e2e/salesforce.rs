@@ -815,9 +815,10 @@ async fn submit_file(s: &serve::Server, file: &Path) -> String {
 }
 
 /// The reason a job is parked lives in the state store, not in the memory of the
-/// process running it: `GET /v1/jobs/{id}` and a separate `provsync status` process
-/// both name the spent budget while the job waits, and the note is gone once the
-/// budget resets and the job completes. (Before, `status` never saw it.)
+/// process running it: `GET /v1/jobs/{id}`, a separate `provsync status` process and
+/// a second `serve` all name the spent budget while the job waits, and the note is
+/// gone once the budget resets and the job completes. (Before, only the server
+/// running the job knew it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_resumes() {
     // A window that never resets by itself: the test resets the budget when it is done looking.
@@ -886,10 +887,14 @@ async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_
     let note = parked["note"].as_str().unwrap_or_default().to_owned();
     assert!(note.contains("API budget spent"), "{parked:#}");
 
-    // Another process, reading the same store.
+    // Other processes, reading the same store: the CLI and a second server.
     let cli = status(&id, &state);
     assert_eq!(cli["stage"], "parked", "{cli:#}");
     assert_eq!(cli["note"].as_str(), Some(note.as_str()), "{cli:#}");
+    let other = serve::Server::start_with_state(&state);
+    let (_, seen) = other.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(seen["note"].as_str(), Some(note.as_str()), "{seen:#}");
+    drop(other);
 
     // The budget comes back (and is large enough for the rest): the job resumes.
     control("faults", serde_json::json!({"api_budget": 100_000}))
