@@ -42,6 +42,9 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// The run summary written by the finish stage.
     pub summary: Option<serde_json::Value>,
+    /// Why the running job waits (parked on a target's spent API budget), kept in
+    /// the store so every process sharing it can say so; `None` once it moves on.
+    pub note: Option<String>,
 }
 
 /// One persisted state change.
@@ -394,6 +397,8 @@ pub trait StateStore: Send + Sync {
     async fn record_failure(&self, id: &JobId, reason: &str) -> Result<(), StoreError>;
     /// Sets the pipeline stage.
     async fn set_stage(&self, id: &JobId, stage: Stage) -> Result<(), StoreError>;
+    /// Sets (or with `None` clears) why the job waits; a terminal transition clears it.
+    async fn set_note(&self, id: &JobId, note: Option<&str>) -> Result<(), StoreError>;
     /// Writes the run summary.
     async fn set_summary(&self, id: &JobId, summary: &serde_json::Value) -> Result<(), StoreError>;
     /// Reads a job.

@@ -30,6 +30,8 @@ pub struct TablePlan {
     pub disconnect: Vec<(String, serde_json::Value)>,
     /// The key template when records are not keyed by their source id.
     pub key: Option<String>,
+    /// Values the mapping itself writes to fields (not read from records).
+    pub known_values: Vec<KnownValue>,
 }
 
 /// A child object of a mapped kind: written with its parent, keyed by a template.
@@ -45,6 +47,21 @@ pub struct ChildPlan {
     pub fields: Vec<String>,
     /// Field values that mark the child disconnected when its parent is swept.
     pub disconnect: Vec<(String, serde_json::Value)>,
+    /// Values the mapping itself writes to the child's fields.
+    pub known_values: Vec<KnownValue>,
+}
+
+/// A value a mapped field can take that is known before any record is read: a
+/// constant, a default, or a translation table's value (a target checks them, e.g.
+/// against restricted picklists, before loading).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownValue {
+    /// Target field.
+    pub field: String,
+    /// The value as text, as the target compares it.
+    pub value: String,
+    /// Where the mapping says it: `constant`, `default` or `translations.<table>`.
+    pub origin: String,
 }
 
 impl ChildPlan {

@@ -283,3 +283,52 @@ fn shipped_salesforce_mappings_load_and_map_every_kind() {
         }
     }
 }
+
+#[test]
+fn plan_lists_the_values_the_mapping_itself_writes() {
+    let text = include_str!("../../../../mappings/salesforce-lsc.toml");
+    let plan = Mapping::from_toml(text, "salesforce-lsc.toml")
+        .unwrap()
+        .plan();
+    let values = |known: &[crate::target::KnownValue], field: &str| -> Vec<(String, String)> {
+        known
+            .iter()
+            .filter(|k| k.field == field)
+            .map(|k| (k.value.clone(), k.origin.clone()))
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(v, o)| (v.to_string(), o.to_string()))
+            .collect()
+    };
+    let workplace = plan
+        .iter()
+        .find(|p| p.kind == EntityKind::Workplace)
+        .unwrap();
+    assert_eq!(
+        values(&workplace.known_values, "Type"),
+        pairs(&[
+            ("Clinic", "translations.account_type"),
+            ("Hospital", "translations.account_type"),
+            ("Pharmacy", "translations.account_type"),
+            ("Practice", "translations.account_type"),
+            ("Other", "default"),
+        ])
+    );
+    // Values read from records are not known before loading.
+    assert_eq!(values(&workplace.known_values, "Name"), []);
+    let individual = plan
+        .iter()
+        .find(|p| p.kind == EntityKind::Individual)
+        .unwrap();
+    assert_eq!(values(&individual.known_values, "Specialty__pc"), []);
+    assert_eq!(
+        values(&individual.children[0].known_values, "ProviderType"),
+        pairs(&[("Practitioner", "constant")])
+    );
+    assert_eq!(
+        values(&individual.children[1].known_values, "IsActive"),
+        pairs(&[("true", "constant")])
+    );
+}

@@ -396,6 +396,37 @@ impl FieldExpr {
         Ok(value)
     }
 
+    /// The values this field can take that the mapping lists (value text, origin):
+    /// its constant, its default, and its translation's values. A translation that
+    /// keeps unknown codes (`on_missing = "keep"`) can also write values read from
+    /// records; those are not known before loading.
+    pub(crate) fn known_values(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        match &self.source {
+            // Written as is: `eval` translates only values read from records.
+            Source::Constant(v) => out.extend(value_text(v).map(|t| (t, "constant".into()))),
+            Source::Path(_) => {
+                if let Some(t) = &self.translate {
+                    let origin = format!("translations.{}", t.name);
+                    let mut values: Vec<String> =
+                        t.entries.values().filter_map(value_text).collect();
+                    // Table order is a hash order: sort, so reports are stable.
+                    values.sort();
+                    values.dedup();
+                    out.extend(values.into_iter().map(|v| (v, origin.clone())));
+                }
+            }
+            Source::Concat { .. } => {}
+        }
+        out.extend(
+            self.default
+                .as_ref()
+                .and_then(value_text)
+                .map(|t| (t, "default".into())),
+        );
+        out
+    }
+
     /// Translates or formats one value (a scalar or one element of a list).
     fn element(&self, node: Node<'_>) -> Result<Value, String> {
         if matches!(node, Node::Null) {

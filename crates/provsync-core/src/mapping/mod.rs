@@ -71,7 +71,7 @@ mod tests;
 
 use crate::mapped::{MappedChild, MappedRecord};
 use crate::model::{EntityKind, Record};
-use crate::target::{ChildPlan, TablePlan};
+use crate::target::{ChildPlan, KnownValue, TablePlan};
 
 use expr::Input;
 pub use file::MappingError;
@@ -196,13 +196,31 @@ impl Mapping {
                         parent_field: c.parent_field.clone(),
                         fields: c.fields.iter().map(|f| f.name.clone()).collect(),
                         disconnect: c.disconnect.clone(),
+                        known_values: known_values(&c.fields),
                     })
                     .collect(),
                 disconnect: e.disconnect.clone(),
                 key: e.key.as_ref().map(|k| k.text.clone()),
+                known_values: known_values(&e.fields),
             })
             .collect()
     }
+}
+
+/// Every value the fields can take that the mapping itself lists, field by field.
+fn known_values(fields: &[expr::FieldExpr]) -> Vec<KnownValue> {
+    fields
+        .iter()
+        .flat_map(|f| {
+            f.known_values()
+                .into_iter()
+                .map(|(value, origin)| KnownValue {
+                    field: f.name.clone(),
+                    value,
+                    origin,
+                })
+        })
+        .collect()
 }
 
 /// Whether a `when` value says the child exists.

@@ -258,7 +258,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
         "target": job.target,
         "requested_by": job.requested_by,
         "failure": job.failure,
-        "note": st.engine.note(id),
+        "note": job.note,
         "abort_requested": job.abort_requested,
         "counts": {"total": counts.total(), "per_kind": counts},
         "scopes": scopes_of(&job),

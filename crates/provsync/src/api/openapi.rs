@@ -353,7 +353,7 @@ pub struct JobStatus {
     pub requested_by: String,
     pub failure: Option<String>,
     /// Why a running job is waiting (e.g. parked on a spent Salesforce API budget),
-    /// when the process answering runs it.
+    /// whichever process runs it; `null` once it resumes or ends.
     pub note: Option<String>,
     pub abort_requested: bool,
     pub counts: StatusCounts,

@@ -57,6 +57,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "stage": job.stage,
             "target": job.target,
             "failure": job.failure,
+            "note": job.note,
             "abort_requested": job.abort_requested,
             "created_at": job.created_at,
             "started_at": job.started_at,
@@ -76,6 +77,9 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("target   {}", job.target);
         if let Some(f) = &job.failure {
             println!("failure  {f}");
+        }
+        if let Some(n) = &job.note {
+            println!("note     {n}");
         }
         let c = counts.total();
         println!(

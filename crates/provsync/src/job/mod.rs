@@ -73,13 +73,22 @@ pub struct Engine {
     /// The stage queue of the distributed runtime; `None` runs the stages in
     /// this process over bounded channels.
     pub queue: Option<Arc<dyn crate::queue::Queue>>,
-    /// Why running jobs wait (parked on a target's budget), by job.
-    pub notes: Arc<std::sync::Mutex<std::collections::HashMap<JobId, String>>>,
 }
 
 /// The lease name of a job.
 pub fn lease_name(id: &JobId) -> String {
     format!("job:{id}")
+}
+
+/// Puts a parked job back in the stage it was parked in, and drops the note that
+/// said why it waited (the stage first: whoever sees the note gone sees it moving).
+/// A job that moved on meanwhile (finish writes `done` before the watcher's next
+/// tick sees the target resumed) keeps its stage.
+async fn unpark(store: &dyn StateStore, id: &JobId, stage: Stage) -> Result<(), StoreError> {
+    if store.job(id).await?.stage == Stage::Parked {
+        store.set_stage(id, stage).await?;
+    }
+    store.set_note(id, None).await
 }
 
 impl Engine {
@@ -92,22 +101,17 @@ impl Engine {
             lease: Duration::from_secs(10),
             progress: Arc::new(Progress::default()),
             queue: None,
-            notes: Arc::default(),
         }
-    }
-
-    /// Why a job this process runs is waiting, if it is.
-    pub fn note(&self, id: &JobId) -> Option<String> {
-        self.notes.lock().expect("notes lock").get(id).cloned()
     }
 
     /// Watches the target while the job runs: a parked target (spent API budget)
     /// shows as stage `parked` with the reason as the job's note, and the stage comes
-    /// back when the target resumes.
+    /// back when the target resumes. Both live in the store, so every process sharing
+    /// it (another `serve`, `provsync status`) sees why the job waits.
     fn watch_parking(&self, ctx: Arc<JobContext>) -> CancellationToken {
         let token = CancellationToken::new();
         let stop = token.clone();
-        let engine = self.clone();
+        let store = self.store.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             let mut before: Option<Stage> = None;
@@ -116,35 +120,30 @@ impl Engine {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let parked = ctx.target.parked();
-                match (&parked, before) {
+                match (ctx.target.parked(), before) {
                     (Some(reason), None) => {
-                        let Ok(job) = engine.store.job(&ctx.id).await else {
+                        let Ok(job) = store.job(&ctx.id).await else {
                             continue;
                         };
                         tracing::warn!(job = %ctx.id, %reason, "job parked");
-                        engine
-                            .notes
-                            .lock()
-                            .expect("notes lock")
-                            .insert(ctx.id.clone(), reason.clone());
-                        if engine.store.set_stage(&ctx.id, Stage::Parked).await.is_ok() {
+                        // The note first: whoever sees stage `parked` also sees why.
+                        if store.set_note(&ctx.id, Some(&reason)).await.is_ok()
+                            && store.set_stage(&ctx.id, Stage::Parked).await.is_ok()
+                        {
                             before = Some(job.stage);
                         }
                     }
                     (None, Some(stage)) => {
                         tracing::info!(job = %ctx.id, "job resumed");
-                        engine.notes.lock().expect("notes lock").remove(&ctx.id);
-                        if engine.store.set_stage(&ctx.id, stage).await.is_ok() {
+                        if unpark(&*store, &ctx.id, stage).await.is_ok() {
                             before = None;
                         }
                     }
                     _ => {}
                 }
             }
-            engine.notes.lock().expect("notes lock").remove(&ctx.id);
             if let Some(stage) = before {
-                let _ = engine.store.set_stage(&ctx.id, stage).await;
+                let _ = unpark(&*store, &ctx.id, stage).await;
             }
         });
         token
@@ -252,6 +251,10 @@ impl Engine {
         // A job resumed while parked goes back to loading pages.
         if matches!(job.stage, Stage::Pending | Stage::Extract | Stage::Parked) {
             self.store.set_stage(id, Stage::Extract).await?;
+            if job.stage == Stage::Parked {
+                // The process that parked it died: its note no longer says why it waits.
+                self.store.set_note(id, None).await?;
+            }
             extract::run(ctx).await?;
         }
         abort::enter_aborting_if_requested(self, id).await?;

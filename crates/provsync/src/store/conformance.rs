@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             illegal_transition_is_refused,
             conditional_transition_conflicts,
             terminal_sets_finished_and_releases_lease,
+            a_parked_jobs_note_is_kept_until_it_resumes_or_ends,
             abort_flag,
             leases_take_renew_refuse_expire,
             orphaned_jobs_after_lease_expiry,
@@ -295,6 +296,7 @@ pub async fn create_and_get_round_trip(s: &dyn StateStore) {
     assert_eq!(created.started_at, None);
     assert_eq!(created.finished_at, None);
     assert_eq!(created.summary, None);
+    assert_eq!(created.note, None);
     assert_eq!(s.job(&id).await.unwrap(), created);
     // Creation is not a transition: the history starts with the first state change.
     assert!(s.transitions(&id).await.unwrap().is_empty());
@@ -557,6 +559,40 @@ pub async fn terminal_sets_finished_and_releases_lease(s: &dyn StateStore) {
         .await
         .unwrap();
     assert!(s.job(&q).await.unwrap().finished_at.is_some());
+}
+
+/// A parked job's note is read back by anyone sharing the store, cleared by the
+/// caller when the job resumes, and cleared by a terminal transition in any case
+/// (the process that parked the job may have died without clearing it).
+pub async fn a_parked_jobs_note_is_kept_until_it_resumes_or_ends(s: &dyn StateStore) {
+    let id = running_job(s, "t").await;
+    let reason = "Salesforce API budget spent (100 of 100 requests); waiting for it to reset";
+    s.set_note(&id, Some(reason)).await.unwrap();
+    s.set_stage(&id, Stage::Parked).await.unwrap();
+    let job = s.job(&id).await.unwrap();
+    assert_eq!(
+        (job.stage, job.note.as_deref()),
+        (Stage::Parked, Some(reason))
+    );
+    let listed = s.list_jobs(&JobFilter::default()).await.unwrap();
+    assert_eq!(
+        listed[0].note.as_deref(),
+        Some(reason),
+        "listing shows it too"
+    );
+
+    s.set_stage(&id, Stage::Extract).await.unwrap();
+    s.set_note(&id, None).await.unwrap();
+    assert_eq!(s.job(&id).await.unwrap().note, None, "cleared on resume");
+
+    s.set_note(&id, Some(reason)).await.unwrap();
+    complete(s, &id).await;
+    assert_eq!(s.job(&id).await.unwrap().note, None, "cleared when it ends");
+
+    assert!(matches!(
+        s.set_note(&JobId::new(), Some(reason)).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// The abort flag is a flag: raising it does not move the job.

@@ -55,6 +55,10 @@ macro_rules! forward_state_store {
                 jobs::set_stage(&self.pool, id, stage).await
             }
 
+            async fn set_note(&self, id: &JobId, note: Option<&str>) -> Result<(), StoreError> {
+                jobs::set_note(&self.pool, id, note).await
+            }
+
             async fn set_summary(
                 &self,
                 id: &JobId,

@@ -499,7 +499,7 @@ mod tests {
             .fetch_one(again.pool())
             .await
             .unwrap();
-        assert_eq!(applied, 3, "each migration once");
+        assert_eq!(applied, 4, "each migration once");
         again.pool().close().await;
         b.pool().close().await;
         target.pool().close().await;

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "page snapshot",
         include_str!("../../migrations/postgres/0003_page_snapshot.sql"),
     ),
+    (
+        4,
+        "job note",
+        include_str!("../../migrations/postgres/0004_job_note.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement: well under SQLite's 32766 bound variables (and

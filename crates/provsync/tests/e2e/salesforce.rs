@@ -233,10 +233,45 @@ fn salesforce_spent_budget_parks_the_job_until_it_resets() {
     org.assert_no_violations();
 }
 
+/// The emulator's default org with some properties of one field changed, as a
+/// `--schema` file in `dir`.
+fn org_schema(dir: &Path, object: &str, field: &str, change: Value) -> PathBuf {
+    let mut schema: Value =
+        serde_json::from_str(provsync_emulators::salesforce::schema::DEFAULT_SCHEMA).unwrap();
+    let fields = schema["sobjects"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|o| o["name"] == object)
+        .unwrap_or_else(|| panic!("no {object} in the default org"))["fields"]
+        .as_array_mut()
+        .unwrap();
+    let f = fields
+        .iter_mut()
+        .find(|f| f["name"] == field)
+        .unwrap_or_else(|| panic!("no {object}.{field} in the default org"));
+    for (k, v) in change.as_object().unwrap() {
+        f[k] = v.clone();
+    }
+    let path = dir.join(format!("org-{object}-{field}.json"));
+    std::fs::write(&path, schema.to_string()).unwrap();
+    path
+}
+
 #[test]
 fn salesforce_preflight_failure_fails_the_job_before_loading() {
     let dir = tempfile::tempdir().unwrap();
-    let org = Emulator::salesforce(&[]);
+    // Account.Type restricted, without the workplace mapping's default "Other".
+    let schema = org_schema(
+        dir.path(),
+        "Account",
+        "Type",
+        serde_json::json!({"restrictedPicklist": true, "picklistValues": [
+            {"value": "Hospital"}, {"value": "Clinic"}, {"value": "Pharmacy"},
+            {"value": "Practice"}
+        ]}),
+    );
+    let org = Emulator::salesforce(&["--schema", schema.to_str().unwrap()]);
     let mdm = Emulator::onekey(50, 1, "US");
     let text = std::fs::read_to_string(mapping("salesforce-lsc.toml"))
         .unwrap()
@@ -273,6 +308,15 @@ fn salesforce_preflight_failure_fails_the_job_before_loading() {
     );
     // Restricted picklists with no values yet (no codes sync ran): named too.
     assert!(failure.contains("Specialty__pc"), "{failure}");
+    // A value the mapping itself writes that the restricted picklist lacks: named
+    // with where the mapping says it.
+    assert!(
+        failure.contains(
+            "Account.Type (workplace mapping): value \"Other\" from the mapping's default \
+             is not in the restricted picklist"
+        ),
+        "{failure}"
+    );
     assert_eq!(org.written("Account"), 0);
     org.assert_no_violations();
 }
@@ -781,5 +825,165 @@ fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waitin
                 .contains("aborted while parked on the spent daily API budget"))),
         "{r}"
     );
+    org.assert_no_violations();
+}
+
+/// "A provider sync whose records carry codes unknown to a restricted picklist
+/// reports them clearly": the picklist has active values (so preflight passes), the
+/// records' specialties are not among them, and each refused record's error names
+/// the object, the field, the value, that the picklist is restricted, and the codes
+/// sync as the way out.
+#[test]
+fn salesforce_records_with_codes_unknown_to_a_restricted_picklist_name_them_in_the_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = org_schema(
+        dir.path(),
+        "Account",
+        "Specialty__pc",
+        serde_json::json!({"valueSetName": null, "valueSetType": null,
+            "picklistValues": [{"value": "NOT.A.SPECIALTY"}]}),
+    );
+    let org = Emulator::salesforce(&["--schema", schema.to_str().unwrap()]);
+    let mdm = Emulator::onekey(30, 1, "US");
+    // Nearly every record fails, so the failure threshold also fails the run: what
+    // matters here is what the error ledger says of each refused record.
+    let r = sync_night(dir.path(), &mdm, &org, 1, "");
+    assert!(r.kind_count("individual", "failed") > 0, "{r}");
+    let st = status(&r.job_id(), &state_url(dir.path()));
+    let reasons: Vec<&str> = st["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .filter(|r| r.contains("Specialty__pc"))
+        .collect();
+    let reason = reasons
+        .first()
+        .unwrap_or_else(|| panic!("no picklist error: {st:#}"));
+    assert!(
+        reason.starts_with("Account ")
+            && reason.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        "{reason}"
+    );
+    let value = reason
+        .split("value \"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_else(|| panic!("the value is not named: {reason}"));
+    assert!(!value.is_empty() && value != "NOT.A.SPECIALTY", "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "value \"{value}\" is not in the restricted picklist Account.Specialty__pc: \
+             run the codes sync or fix the codes mapping"
+        )),
+        "{reason}"
+    );
+    org.assert_no_violations();
+}
+
+/// `provsync serve` and its HTTP helpers, shared with the API tests (not copied).
+#[path = "../api/common.rs"]
+mod serve;
+
+/// Submits a job file (as `job` writes it) to the server; returns the job id.
+async fn submit_file(s: &serve::Server, file: &Path) -> String {
+    let body: Value = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let (status, v) = s.submit(&body).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{v}");
+    v["job_id"].as_str().unwrap().to_owned()
+}
+
+/// The reason a job is parked lives in the state store, not in the memory of the
+/// process running it: `GET /v1/jobs/{id}`, a separate `provsync status` process and
+/// a second `serve` all name the spent budget while the job waits, and the note is
+/// gone once the budget resets and the job completes. (Before, only the server
+/// running the job knew it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_resumes() {
+    // A window that never resets by itself: the test resets the budget when it is done looking.
+    let org = Emulator::salesforce(&["--budget-window-secs", "86400"]);
+    let mdm = Emulator::onekey(300, 1, "US");
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    let s = serve::Server::start_with_env(
+        dir,
+        &state,
+        "",
+        &[
+            ("ONEKEY_CLIENT_SECRET", "provsync-secret"),
+            ("SF_CLIENT_SECRET", "provsync-secret"),
+        ],
+    );
+    let lsc = mapping("salesforce-lsc.toml");
+    let pair = (&mdm, &org);
+    let reserve = "budget_reserve = 3";
+    let codes = job(
+        s.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        pair,
+        &lsc,
+        reserve,
+    );
+    let codes = s.wait_terminal(&submit_file(&s, &codes).await).await;
+    assert_eq!(codes["state"], "completed", "{codes:#}");
+
+    // The provider sync needs 19 calls: 14 (3 kept in reserve) pay for its
+    // preflight's 7 describes and a few pages, then it parks.
+    let control = |path: &str, body: Value| {
+        s.http
+            .post(format!("{}/_emulator/{path}", org.url))
+            .json(&body)
+            .send()
+    };
+    control("faults", serde_json::json!({"api_budget": 14}))
+        .await
+        .unwrap();
+    org.post("/_emulator/reset-budget");
+    let providers = job(
+        s.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        pair,
+        &lsc,
+        reserve,
+    );
+    let id = submit_file(&s, &providers).await;
+    let parked = s
+        .wait_for(
+            &id,
+            "stage parked",
+            std::time::Duration::from_secs(120),
+            |v| v["stage"] == "parked" || v["timings"]["finished_at"].is_string(),
+        )
+        .await;
+    assert_eq!(
+        parked["stage"], "parked",
+        "the run never parked: {parked:#}"
+    );
+    let note = parked["note"].as_str().unwrap_or_default().to_owned();
+    assert!(note.contains("API budget spent"), "{parked:#}");
+
+    // Other processes, reading the same store: the CLI and a second server.
+    let cli = status(&id, &state);
+    assert_eq!(cli["stage"], "parked", "{cli:#}");
+    assert_eq!(cli["note"].as_str(), Some(note.as_str()), "{cli:#}");
+    let other = serve::Server::start_with_state(&state);
+    let (_, seen) = other.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(seen["note"].as_str(), Some(note.as_str()), "{seen:#}");
+    drop(other);
+
+    // The budget comes back (and is large enough for the rest): the job resumes.
+    control("faults", serde_json::json!({"api_budget": 100_000}))
+        .await
+        .unwrap();
+    org.post("/_emulator/reset-budget");
+    let done = s.wait_terminal(&id).await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(done["note"], Value::Null, "{done:#}");
+    assert_ne!(done["stage"], "parked", "{done:#}");
+    assert_eq!(status(&id, &state)["note"], Value::Null);
     org.assert_no_violations();
 }

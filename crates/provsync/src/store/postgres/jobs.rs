@@ -12,7 +12,7 @@ use super::{begin, col, db, json, ms_to_dt, now_ms, to_json};
 const ACTIVE: &str = "('running', 'finishing', 'aborting')";
 
 const JOB_COLUMNS: &str = "id, target, spec, requested_by, state, stage, failure, \
-     abort_requested, created_at, started_at, finished_at, summary";
+     abort_requested, created_at, started_at, finished_at, summary, note";
 
 fn parse_state(s: &str) -> Result<JobState, StoreError> {
     JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job state {s:?}")))
@@ -43,6 +43,7 @@ fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
             .as_deref()
             .map(|s| json(s, "job summary"))
             .transpose()?,
+        note: col(row, "note")?,
     })
 }
 
@@ -329,6 +330,13 @@ pub(super) async fn transition(
     append_transition(&mut tx, id, from, to, now, reason).await?;
     if to.is_terminal() {
         super::automation::queue_callback(&mut tx, id, "finished", now).await?;
+        // A finished job waits for nothing: a note left by a process that died while
+        // the job was parked must not outlive it.
+        sqlx::query("UPDATE jobs SET note = NULL WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("clear job note"))?;
         // A finished job holds nothing: its lease would only make it look alive.
         sqlx::query("DELETE FROM leases WHERE name = $1")
             .bind(format!("job:{id}"))
@@ -374,6 +382,18 @@ pub(super) async fn set_stage(pool: &PgPool, id: &JobId, stage: Stage) -> Result
         .bind(now_ms())
         .bind(id.as_str());
     update_job(pool, id, q, "set stage").await
+}
+
+pub(super) async fn set_note(
+    pool: &PgPool,
+    id: &JobId,
+    note: Option<&str>,
+) -> Result<(), StoreError> {
+    let q = sqlx::query("UPDATE jobs SET note = $1, updated_at = $2 WHERE id = $3")
+        .bind(note)
+        .bind(now_ms())
+        .bind(id.as_str());
+    update_job(pool, id, q, "set note").await
 }
 
 pub(super) async fn set_summary(

@@ -1,12 +1,14 @@
 //! Preflight (before any write): every mapped object and field exists and can be
 //! written, the external id field is an external id, references name real
-//! relationships, and restricted picklists have values to take.
+//! relationships, and restricted picklists have values to take, among them every
+//! value the mapping itself writes (constants, defaults, translations, disconnect).
 
 use std::collections::BTreeMap;
 
-use provsync_core::target::TablePlan;
+use provsync_core::target::{KnownValue, TablePlan};
 use reqwest::Method;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::client::{Body, Client};
 use super::SfError;
@@ -66,27 +68,76 @@ fn yes() -> bool {
     true
 }
 
+/// How one mapping entry uses an object: the fields it writes, and the values it
+/// writes to them that are known before loading.
+#[derive(Debug, Clone, Default)]
+pub struct Use {
+    /// Who uses it, for messages (`workplace mapping`, `individual child`).
+    pub by: String,
+    /// Fields written (and the disconnect fields).
+    pub fields: Vec<String>,
+    /// Constants, defaults, translation values and disconnect values, per field.
+    pub values: Vec<KnownValue>,
+}
+
+impl Use {
+    fn new(
+        by: String,
+        fields: &[String],
+        values: &[KnownValue],
+        disconnect: &[(String, Value)],
+    ) -> Use {
+        let mut u = Use {
+            by,
+            fields: fields.to_vec(),
+            values: values.to_vec(),
+        };
+        for (field, v) in disconnect {
+            // Usually also mapped (`Active__c`): one field, checked once.
+            if !u.fields.contains(field) {
+                u.fields.push(field.clone());
+            }
+            u.values.extend(text_of(v).map(|value| KnownValue {
+                field: field.clone(),
+                value,
+                origin: "disconnect".into(),
+            }));
+        }
+        u
+    }
+}
+
+/// A JSON scalar as the text a picklist compares (strings bare).
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
 /// Describes every object the plan writes and returns what is wrong, all of it.
 pub async fn check(client: &Client, plan: &[TablePlan]) -> Result<Vec<String>, SfError> {
-    let mut objects: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
+    let mut objects: BTreeMap<String, Vec<Use>> = BTreeMap::new();
     for p in plan {
         if p.kind == provsync_core::model::EntityKind::Code {
             continue; // codes go to value sets through the Metadata API
         }
-        let mut fields = p.fields.clone();
-        fields.extend(p.disconnect.iter().map(|(f, _)| f.clone()));
-        objects
-            .entry(p.table.clone())
-            .or_default()
-            .push((format!("{} mapping", p.kind), fields));
+        objects.entry(p.table.clone()).or_default().push(Use::new(
+            format!("{} mapping", p.kind),
+            &p.fields,
+            &p.known_values,
+            &p.disconnect,
+        ));
         for c in &p.children {
-            let mut fields = c.fields.clone();
-            fields.push(c.parent_field.clone());
-            fields.extend(c.disconnect.iter().map(|(f, _)| f.clone()));
-            objects
-                .entry(c.table.clone())
-                .or_default()
-                .push((format!("{} child", p.kind), fields));
+            let mut u = Use::new(
+                format!("{} child", p.kind),
+                &c.fields,
+                &c.known_values,
+                &c.disconnect,
+            );
+            u.fields.push(c.parent_field.clone());
+            objects.entry(c.table.clone()).or_default().push(u);
         }
     }
     let mut problems = Vec::new();
@@ -121,7 +172,7 @@ pub async fn describe(client: &Client, object: &str) -> Result<Option<Describe>,
 }
 
 /// The problems of one object's fields, as the mapping uses them.
-pub fn check_object(d: &Describe, ext: &str, uses: &[(String, Vec<String>)]) -> Vec<String> {
+pub fn check_object(d: &Describe, ext: &str, uses: &[Use]) -> Vec<String> {
     let o = &d.name;
     let find = |n: &str| d.fields.iter().find(|f| f.name.eq_ignore_ascii_case(n));
     let mut problems = Vec::new();
@@ -134,7 +185,7 @@ pub fn check_object(d: &Describe, ext: &str, uses: &[(String, Vec<String>)]) -> 
         )),
         Some(_) => {}
     }
-    for (by, fields) in uses {
+    for Use { by, fields, values } in uses {
         for name in fields {
             if let Some((rel, _)) = name.split_once('.') {
                 let known = d.fields.iter().any(|f| {
@@ -154,14 +205,46 @@ pub fn check_object(d: &Describe, ext: &str, uses: &[(String, Vec<String>)]) -> 
             if !f.createable && !f.updateable {
                 problems.push(format!("{o}.{name} ({by}) is read only"));
             }
-            if f.restricted_picklist && !f.picklist_values.iter().any(|v| v.active) {
-                problems.push(format!(
-                    "{o}.{name} ({by}) is a restricted picklist with no active values: run the codes sync first"
-                ));
+            if f.restricted_picklist {
+                let mine = values.iter().filter(|v| v.field.eq_ignore_ascii_case(name));
+                problems.extend(restricted_problems(o, f, by, mine));
             }
         }
     }
     problems
+}
+
+/// What a restricted picklist cannot take: anything at all (no active values), or
+/// each value the mapping itself writes that is not one of its active values.
+fn restricted_problems<'a>(
+    o: &str,
+    f: &FieldDescribe,
+    by: &str,
+    values: impl Iterator<Item = &'a KnownValue>,
+) -> Vec<String> {
+    let name = &f.name;
+    if !f.picklist_values.iter().any(|v| v.active) {
+        return vec![format!(
+            "{o}.{name} ({by}) is a restricted picklist with no active values: run the codes sync first"
+        )];
+    }
+    let mut out = Vec::new();
+    for v in values {
+        // Exact comparison: the org refuses a value that differs only in case.
+        let listed = f.picklist_values.iter().find(|p| p.value == v.value);
+        let state = match listed {
+            Some(p) if p.active => continue,
+            Some(_) => "is inactive in",
+            None => "is not in",
+        };
+        out.push(format!(
+            "{o}.{name} ({by}): value {:?} from the mapping's {} {state} the restricted picklist: \
+             the org would refuse every record carrying it; add or activate the value, or change \
+             the mapping",
+            v.value, v.origin
+        ));
+    }
+    out
 }
 
 /// The relationship name of a reference field (`AccountId` -> `Account`).
@@ -185,16 +268,20 @@ mod tests {
             {"name": "LastName", "type": "string"},
             {"name": "IsPersonAccount", "type": "boolean", "createable": false, "updateable": false},
             {"name": "ParentId", "type": "reference", "relationshipName": "Parent", "referenceTo": ["Account"]},
-            {"name": "Specialty__pc", "type": "picklist", "restrictedPicklist": true, "picklistValues": []}
+            {"name": "Specialty__pc", "type": "picklist", "restrictedPicklist": true, "picklistValues": []},
+            {"name": "Type", "type": "picklist", "restrictedPicklist": true, "picklistValues": [
+                {"value": "Hospital"}, {"value": "Clinic"}, {"value": "Other", "active": false}
+            ]},
+            {"name": "Status__c", "type": "picklist", "restrictedPicklist": false, "picklistValues": []}
         ]}))
         .unwrap()
     }
 
     #[test]
     fn lists_every_problem_of_an_object() {
-        let uses = vec![(
-            "individual mapping".to_string(),
-            vec![
+        let uses = vec![Use {
+            by: "individual mapping".to_string(),
+            fields: vec![
                 "LastName".to_string(),
                 "ShoeSize__c".to_string(),
                 "IsPersonAccount".to_string(),
@@ -202,7 +289,8 @@ mod tests {
                 "Owner.OneKey_Id__c".to_string(),
                 "Specialty__pc".to_string(),
             ],
-        )];
+            values: vec![],
+        }];
         let p = check_object(&account(), "OneKey_Id__c", &uses);
         assert_eq!(p.len(), 4, "{p:#?}");
         assert!(p[0].contains("ShoeSize__c (individual mapping) does not exist"));
@@ -223,6 +311,69 @@ mod tests {
         assert_eq!(
             relationship_of(&account(), "parentid").as_deref(),
             Some("Parent")
+        );
+    }
+
+    fn known(field: &str, value: &str, origin: &str) -> KnownValue {
+        KnownValue {
+            field: field.into(),
+            value: value.into(),
+            origin: origin.into(),
+        }
+    }
+
+    #[test]
+    fn each_mapped_value_a_restricted_picklist_lacks_is_named_with_its_origin() {
+        let plan = TablePlan {
+            kind: provsync_core::model::EntityKind::Workplace,
+            table: "Account".into(),
+            fields: vec!["Type".into(), "Status__c".into()],
+            children: vec![],
+            disconnect: vec![("Type".into(), json!("Closed"))],
+            key: None,
+            known_values: vec![
+                known("Type", "Hospital", "translations.account_type"),
+                known("Type", "Pharmacy", "translations.account_type"),
+                known("Type", "clinic", "constant"),
+                known("Type", "Other", "default"),
+                // Not restricted: takes anything.
+                known("Status__c", "Whatever", "constant"),
+            ],
+        };
+        let uses = [Use::new(
+            "workplace mapping".into(),
+            &plan.fields,
+            &plan.known_values,
+            &plan.disconnect,
+        )];
+        let p = check_object(&account(), "OneKey_Id__c", &uses);
+        let tail = "the org would refuse every record carrying it; add or activate the value, \
+                    or change the mapping";
+        assert_eq!(
+            p,
+            [
+                format!("Account.Type (workplace mapping): value \"Pharmacy\" from the mapping's translations.account_type is not in the restricted picklist: {tail}"),
+                format!("Account.Type (workplace mapping): value \"clinic\" from the mapping's constant is not in the restricted picklist: {tail}"),
+                format!("Account.Type (workplace mapping): value \"Other\" from the mapping's default is inactive in the restricted picklist: {tail}"),
+                format!("Account.Type (workplace mapping): value \"Closed\" from the mapping's disconnect is not in the restricted picklist: {tail}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restricted_picklist_with_no_values_is_reported_once_not_per_value() {
+        let uses = [Use {
+            by: "individual mapping".into(),
+            fields: vec!["Specialty__pc".into()],
+            values: vec![
+                known("Specialty__pc", "A", "constant"),
+                known("Specialty__pc", "B", "default"),
+            ],
+        }];
+        let p = check_object(&account(), "OneKey_Id__c", &uses);
+        assert_eq!(
+            p,
+            ["Account.Specialty__pc (individual mapping) is a restricted picklist with no active values: run the codes sync first"]
         );
     }
 }

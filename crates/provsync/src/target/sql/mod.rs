@@ -350,6 +350,7 @@ mod tests {
             children: vec![],
             disconnect: vec![],
             key: None,
+            known_values: vec![],
         }];
         let cols = HashMap::from([(
             "individuals".to_string(),
@@ -368,6 +369,7 @@ mod tests {
             children: vec![],
             disconnect: vec![],
             key: None,
+            known_values: vec![],
         }];
         let cols = HashMap::from([("individuals".to_string(), vec!["content_hash".to_string()])]);
         assert!(layouts(&plan, &cols).is_err());
@@ -385,9 +387,11 @@ mod tests {
                 parent_field: "AccountId".into(),
                 fields: vec![],
                 disconnect: vec![],
+                known_values: vec![],
             }],
             disconnect: vec![],
             key: None,
+            known_values: vec![],
         }];
         let cols = HashMap::from([("individuals".to_string(), vec!["first_name".to_string()])]);
         let err = layouts(&plan, &cols).unwrap_err().to_string();
