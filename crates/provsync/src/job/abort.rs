@@ -48,38 +48,3 @@ pub async fn enter_aborting_if_requested(engine: &Engine, id: &JobId) -> Result<
     }
     Ok(true)
 }
-
-/// How often a process running a job's stages looks at its abort flag.
-const ABORT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Watches the job's abort flag in this process until the job ends: when the abort
-/// is requested, the target stops what the run has in flight on its side (the
-/// Salesforce Bulk jobs, seed step 5), once. Every process holding the job's
-/// connectors runs one (the driver and each distributed worker), since each
-/// started its own target-side work.
-pub fn watch(engine: &Engine, ctx: std::sync::Arc<super::JobContext>) {
-    let store = engine.store.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(ABORT_POLL).await;
-            let Ok(job) = store.job(&ctx.id).await else {
-                continue; // a store hiccup: look again
-            };
-            if job.state.is_terminal() {
-                return;
-            }
-            if job.abort_requested || job.state == JobState::Aborting {
-                match ctx.target.abort(&ctx.run).await {
-                    Ok(stopped) if !stopped.is_empty() => {
-                        tracing::info!(job = %ctx.id, stopped = ?stopped, "abort: target-side work stopped");
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(job = %ctx.id, error = %e, "abort: the target could not stop its work");
-                    }
-                }
-                return;
-            }
-        }
-    });
-}

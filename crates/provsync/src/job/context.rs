@@ -38,6 +38,8 @@ pub struct JobContext {
     pub stop: CancellationToken,
     /// When this process took the job.
     pub started: Instant,
+    /// Stops this process's watcher of the job (parking, abort) when dropped.
+    _watch: tokio_util::sync::DropGuard,
 }
 
 impl JobContext {
@@ -55,6 +57,21 @@ impl JobContext {
             source = Arc::new(CodesOnly::new(source));
         }
         let target = crate::target::open(&job.spec.target).await?;
+        let run = RunRef {
+            job_id: job.id.to_string(),
+            started_at_ms: Some(
+                job.started_at
+                    .unwrap_or_else(chrono::Utc::now)
+                    .timestamp_millis(),
+            ),
+        };
+        // Watching starts before the preflight: it may already park on the budget.
+        let watch = super::watch::spawn(
+            engine.store.clone(),
+            job.id.clone(),
+            target.clone(),
+            run.clone(),
+        );
         let mut plan = mapping.plan();
         if job.spec.kind == JobKind::CodesSync {
             // A codes sync writes only code lists: the target checks only those.
@@ -69,16 +86,10 @@ impl JobContext {
             source,
             target,
             mapping,
-            run: RunRef {
-                job_id: job.id.to_string(),
-                started_at_ms: Some(
-                    job.started_at
-                        .unwrap_or_else(chrono::Utc::now)
-                        .timestamp_millis(),
-                ),
-            },
+            run,
             stop: CancellationToken::new(),
             started: Instant::now(),
+            _watch: watch,
         })
     }
 

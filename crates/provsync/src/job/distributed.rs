@@ -256,7 +256,6 @@ impl StageWorker {
         if let Some(c) = map.get(job) {
             return Ok(Some(c.clone())); // opened meanwhile by another delivery
         }
-        super::abort::watch(&self.engine, ctx.clone());
         // Forget contexts of ended jobs (their connectors hold pools).
         if map.len() > 16 {
             let mut ended = Vec::new();

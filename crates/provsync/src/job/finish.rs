@@ -119,7 +119,15 @@ pub async fn run_without_context(engine: &Engine, id: &JobId) -> Result<(), Engi
         engine,
         id,
         counts,
-        SweepReport::skipped("the job failed before extraction", &job.spec, &pages),
+        SweepReport::skipped(
+            if job.state == JobState::Aborting {
+                "the job was aborted before extraction"
+            } else {
+                "the job failed before extraction"
+            },
+            &job.spec,
+            &pages,
+        ),
         None,
     )
     .await

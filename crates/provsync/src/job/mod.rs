@@ -15,6 +15,7 @@ pub mod progress;
 pub mod reconcile;
 pub mod relations;
 pub mod transform;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,17 +81,6 @@ pub fn lease_name(id: &JobId) -> String {
     format!("job:{id}")
 }
 
-/// Puts a parked job back in the stage it was parked in, and drops the note that
-/// said why it waited (the stage first: whoever sees the note gone sees it moving).
-/// A job that moved on meanwhile (finish writes `done` before the watcher's next
-/// tick sees the target resumed) keeps its stage.
-async fn unpark(store: &dyn StateStore, id: &JobId, stage: Stage) -> Result<(), StoreError> {
-    if store.job(id).await?.stage == Stage::Parked {
-        store.set_stage(id, stage).await?;
-    }
-    store.set_note(id, None).await
-}
-
 impl Engine {
     /// An engine over `store` with a fresh owner name for this process.
     pub fn new(store: Arc<dyn StateStore>) -> Self {
@@ -102,51 +92,6 @@ impl Engine {
             progress: Arc::new(Progress::default()),
             queue: None,
         }
-    }
-
-    /// Watches the target while the job runs: a parked target (spent API budget)
-    /// shows as stage `parked` with the reason as the job's note, and the stage comes
-    /// back when the target resumes. Both live in the store, so every process sharing
-    /// it (another `serve`, `provsync status`) sees why the job waits.
-    fn watch_parking(&self, ctx: Arc<JobContext>) -> CancellationToken {
-        let token = CancellationToken::new();
-        let stop = token.clone();
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            let mut before: Option<Stage> = None;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                match (ctx.target.parked(), before) {
-                    (Some(reason), None) => {
-                        let Ok(job) = store.job(&ctx.id).await else {
-                            continue;
-                        };
-                        tracing::warn!(job = %ctx.id, %reason, "job parked");
-                        // The note first: whoever sees stage `parked` also sees why.
-                        if store.set_note(&ctx.id, Some(&reason)).await.is_ok()
-                            && store.set_stage(&ctx.id, Stage::Parked).await.is_ok()
-                        {
-                            before = Some(job.stage);
-                        }
-                    }
-                    (None, Some(stage)) => {
-                        tracing::info!(job = %ctx.id, "job resumed");
-                        if unpark(&*store, &ctx.id, stage).await.is_ok() {
-                            before = None;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(stage) = before {
-                let _ = unpark(&*store, &ctx.id, stage).await;
-            }
-        });
-        token
     }
 
     /// The same engine, with its stages on `queue` (the distributed runtime).
@@ -234,16 +179,18 @@ impl Engine {
             Ok(ctx) => Arc::new(ctx),
             Err(e) => {
                 // Nothing was fetched: record why, and end through the finish stage.
-                tracing::error!(job = %id, error = %e, "job could not start");
-                self.apply(&id, JobEvent::Fail(e.to_string())).await?;
+                // Aborted while opening (a preflight parked on the budget gives up
+                // when aborted): the job ends `aborted`, not `failed`.
+                if abort::enter_aborting_if_requested(self, &id).await? {
+                    tracing::info!(job = %id, reason = %e, "job aborted before it started loading");
+                } else {
+                    tracing::error!(job = %id, error = %e, "job could not start");
+                    self.apply(&id, JobEvent::Fail(e.to_string())).await?;
+                }
                 return finish::run_without_context(self, &id).await;
             }
         };
-        let watch = self.watch_parking(ctx.clone());
-        abort::watch(self, ctx.clone());
-        let result = self.stages(&job, &ctx).await;
-        watch.cancel();
-        result
+        self.stages(&job, &ctx).await
     }
 
     async fn stages(&self, job: &JobRecord, ctx: &Arc<JobContext>) -> Result<(), EngineError> {

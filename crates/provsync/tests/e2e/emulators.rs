@@ -88,6 +88,29 @@ impl Emulator {
         assert!(out.status.success(), "POST {path} failed");
     }
 
+    /// POSTs a JSON body to a control endpoint (`/_emulator/faults`...).
+    pub fn control(&self, path: &str, body: &Value) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--max-time",
+                "10",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body.to_string(),
+                &format!("{}{path}", self.url),
+            ])
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "POST {path} {body} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn stats(&self) -> Value {
         self.get("/_emulator/stats")
     }

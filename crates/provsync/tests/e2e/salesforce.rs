@@ -749,24 +749,15 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
     );
 }
 
-#[test]
-fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waiting_for_the_reset() {
+/// A provider sync that parks once the org's budget (`budget` calls after the codes
+/// sync, 3 kept in reserve, an hour before it resets) is spent, aborted while
+/// parked; the run must end within a minute.
+fn abort_a_parked_run(budget: u64) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    // The budget window is an hour: only the abort can end this run soon.
-    let org = Emulator::salesforce(&["--api-budget", "15", "--budget-window-secs", "3600"]);
+    let org = Emulator::salesforce(&["--budget-window-secs", "3600"]);
     let mdm = Emulator::onekey(300, 1, "US");
     let lsc = mapping("salesforce-lsc.toml");
-    let providers = job(
-        dir.path(),
-        "providers",
-        "provider-sync",
-        "\"US\"",
-        (&mdm, &org),
-        &lsc,
-        "budget_reserve = 3",
-    );
-    let state = state_url(dir.path());
-    // The org's picklists take their values from a codes sync first.
+    let reserve = "budget_reserve = 3";
     let codes = job(
         dir.path(),
         "codes",
@@ -774,9 +765,24 @@ fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waitin
         "\"US\"",
         (&mdm, &org),
         &lsc,
-        "budget_reserve = 3",
+        reserve,
     );
     assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
+    org.control(
+        "/_emulator/faults",
+        &serde_json::json!({ "api_budget": budget }),
+    );
+    org.post("/_emulator/reset-budget");
+    let providers = job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        reserve,
+    );
+    let state = state_url(dir.path());
     let stdout = dir.path().join("run.stdout");
     let stderr = dir.path().join("run.stderr");
     let child = sf_command(&providers, &state)
@@ -814,6 +820,15 @@ fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waitin
     r.expect_code(3);
     assert_eq!(r.state(), "aborted", "{r}");
     r.assert_reconciled();
+    assert_eq!(r.count("disconnected"), 0, "{r}");
+    org.assert_no_violations();
+    r
+}
+
+#[test]
+fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waiting_for_the_reset() {
+    // 14 calls pay for the login, the preflight's describes and a few pages.
+    let r = abort_a_parked_run(14);
     // The parked writes are failed records saying why, not lost ones.
     assert!(r.count("failed") > 0, "{r}");
     assert!(
@@ -825,7 +840,19 @@ fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waitin
                 .contains("aborted while parked on the spent daily API budget"))),
         "{r}"
     );
-    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_abort_of_a_job_parked_in_its_preflight_ends_it_aborted_not_failed() {
+    // 5 calls: the login and one describe, then the preflight parks.
+    let r = abort_a_parked_run(5);
+    assert_eq!(r.count("extracted"), 0, "{r}");
+    assert!(r.summary["failure"].is_null(), "{r}");
+    assert_eq!(
+        r.summary["sweep"]["skipped"].as_str(),
+        Some("the job was aborted before extraction"),
+        "{r}"
+    );
 }
 
 /// "A provider sync whose records carry codes unknown to a restricted picklist

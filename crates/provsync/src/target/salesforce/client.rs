@@ -319,8 +319,18 @@ impl Client {
     async fn pace(&self, parked_since: &mut Option<Instant>) -> Result<(), SfError> {
         loop {
             let Some(u) = self.budget.last() else {
-                self.in_flight.fetch_add(1, Ordering::SeqCst);
-                return Ok(());
+                // Usage unknown until the first answer's `Sforce-Limit-Info`: one
+                // request at a time till then, so a first burst (the preflight's
+                // describes) cannot overrun a budget that is nearly spent.
+                if self
+                    .in_flight
+                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
             };
             // Check and count in one step: concurrent requests cannot all pass on
             // the same last free call.
