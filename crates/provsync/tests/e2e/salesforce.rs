@@ -717,36 +717,139 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
     };
     let dir = tempfile::tempdir().unwrap();
     let (org, _mdm, providers) = slow_bulk_world(dir.path());
-    let prefix = format!("provsync-sfabort-{}", std::process::id());
-    let queue = format!("amqp://guest:guest@127.0.0.1:5672/%2f?prefix={prefix}");
     // One worker process does the loading; the driver extracts and waits.
-    let worker_log = dir.path().join("worker.log");
-    let mut worker = Command::new(bin())
-        .args(["worker", "--state", &pg.url, "--queue", &queue])
-        .env("ONEKEY_CLIENT_SECRET", "provsync-secret")
-        .env("SF_CLIENT_SECRET", "provsync-secret")
-        .env("PROVSYNC_LOG", "provsync=info")
-        .env_remove("PROVSYNC_STATE")
-        .env_remove("PROVSYNC_QUEUE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&worker_log).unwrap()))
-        .spawn()
-        .expect("spawn provsync worker");
+    let worker = Worker::start(dir.path(), &pg.url, "sfabort");
     let mut driver = sf_command(&providers, &pg.url);
-    driver.args(["--queue", &queue]);
+    driver.args(["--queue", &worker.queue]);
     let r = abort_while_bulk_runs(&org, dir.path(), driver, &pg.url);
-    let _ = worker.kill();
-    let _ = worker.wait();
-    for q in ["transform", "load", "dead"] {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_queue", &format!("{prefix}.{q}")])
-            .output();
-    }
+    let log = worker.stop();
     assert_eq!(r.count("disconnected"), 0, "{r}");
-    assert_bulk_jobs_aborted(
-        &org,
-        &std::fs::read_to_string(&worker_log).unwrap_or_default(),
+    assert_bulk_jobs_aborted(&org, &log);
+}
+
+/// A `provsync worker` process on its own queue prefix, with the emulators' secrets.
+struct Worker {
+    child: std::process::Child,
+    prefix: String,
+    /// The queue URL drivers of this worker's jobs use.
+    queue: String,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(dir: &Path, state: &str, name: &str) -> Worker {
+        let prefix = format!("provsync-{name}-{}", std::process::id());
+        let queue = format!("amqp://guest:guest@127.0.0.1:5672/%2f?prefix={prefix}");
+        let log = dir.join(format!("{name}-worker.log"));
+        let child = Command::new(bin())
+            .args(["worker", "--state", state, "--queue", &queue])
+            .env("ONEKEY_CLIENT_SECRET", "provsync-secret")
+            .env("SF_CLIENT_SECRET", "provsync-secret")
+            .env("PROVSYNC_LOG", "provsync=info")
+            .env_remove("PROVSYNC_STATE")
+            .env_remove("PROVSYNC_QUEUE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("spawn provsync worker");
+        Worker {
+            child,
+            prefix,
+            queue,
+            log,
+        }
+    }
+
+    /// Kills the worker, deletes its queues, and returns its log.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for q in ["transform", "load", "dead"] {
+            let _ = Command::new("rabbitmqctl")
+                .args(["delete_queue", &format!("{}.{q}", self.prefix)])
+                .output();
+        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_a_worker_parked_on_the_budget_shows_the_job_parked_with_its_note() {
+    if !broker_up() {
+        return;
+    }
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&["--budget-window-secs", "3600"]);
+    let mdm = Emulator::onekey(300, 1, "US");
+    let lsc = mapping("salesforce-lsc.toml");
+    let reserve = "budget_reserve = 3";
+    let codes = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        reserve,
     );
+    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
+    // 14 calls: the driver's login and preflight take 8, so the worker, which opens
+    // the job's connectors for itself, parks in its own preflight or first pages.
+    org.control(
+        "/_emulator/faults",
+        &serde_json::json!({ "api_budget": 14 }),
+    );
+    org.post("/_emulator/reset-budget");
+    let providers = job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        reserve,
+    );
+    let worker = Worker::start(dir.path(), &pg.url, "sfpark");
+    let stdout = dir.path().join("run.stdout");
+    let stderr = dir.path().join("run.stderr");
+    let child = sf_command(&providers, &pg.url)
+        .args(["--queue", &worker.queue])
+        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+        .spawn()
+        .expect("spawn provsync run");
+    let mut bg = Background {
+        child,
+        stdout,
+        stderr,
+    };
+    let id = bg.job_id();
+    let st = bg.wait_for_status(&id, &pg.url, "the job shows parked", |s| {
+        s["stage"] == "parked"
+    });
+    assert!(
+        st["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("API budget spent"),
+        "{st}"
+    );
+    org.control(
+        "/_emulator/faults",
+        &serde_json::json!({ "api_budget": 100_000 }),
+    );
+    org.post("/_emulator/reset-budget");
+    let r = bg.wait();
+    let log = worker.stop();
+    assert_eq!(r.state(), "completed", "{r}\n{log}");
+    r.assert_reconciled();
+    assert!(log.contains("job parked"), "the worker did not park: {log}");
+    let st = status(&id, &pg.url);
+    assert!(st["note"].is_null(), "{st}");
+    org.assert_no_violations();
 }
 
 /// A provider sync that parks once the org's budget (`budget` calls after the codes
