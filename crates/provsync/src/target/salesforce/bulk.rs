@@ -227,7 +227,7 @@ async fn one_job(
             })),
         )
         .await?;
-    let info: JobInfo = ok(created)?.json()?;
+    let info: JobInfo = created.ok()?.json()?;
     let id = info.id;
     if !jobs.add(run, &id) {
         // The run was aborted while the job was being made: it takes no data.
@@ -241,7 +241,7 @@ async fn one_job(
         let uploaded = client
             .call(Method::PUT, &format!("{base}/{id}/batches"), &Body::Csv(csv))
             .await?;
-        ok(uploaded)?;
+        uploaded.ok()?;
         set_state(client, &id, "UploadComplete").await?;
         let end = wait(client, &id).await?;
         tracing::debug!(bulk_job = %id, object, state = %end.state, records = records.len(), "Bulk job ended");
@@ -264,37 +264,21 @@ fn not_sent(records: &[FlatRecord<'_>], why: &str) -> Vec<GraphResult> {
         .collect()
 }
 
-fn ok(resp: super::client::Response) -> Result<super::client::Response, SfError> {
-    if resp.status.is_success() {
-        return Ok(resp);
-    }
-    let (code, message) = resp.error().unwrap_or_default();
-    Err(SfError::Api {
-        status: resp.status.as_u16(),
-        code,
-        message,
-    })
-}
-
 /// Aborts a job, spending the budget's reserve if need be.
 async fn abort_job(client: &Client, id: &str) -> Result<(), SfError> {
-    let path = format!("{}/jobs/ingest/{id}", client.data_path());
-    let resp = client
-        .call_urgent(
-            Method::PATCH,
-            &path,
-            &Body::Json(json!({ "state": "Aborted" })),
-        )
-        .await?;
-    ok(resp).map(|_| ())
+    set_state(client, id, "Aborted").await
 }
 
+/// Moves a job to `state`; aborting never waits for a spent budget.
 async fn set_state(client: &Client, id: &str, state: &str) -> Result<(), SfError> {
     let path = format!("{}/jobs/ingest/{id}", client.data_path());
-    let resp = client
-        .call(Method::PATCH, &path, &Body::Json(json!({ "state": state })))
-        .await?;
-    ok(resp).map(|_| ())
+    let body = Body::Json(json!({ "state": state }));
+    let resp = if state == "Aborted" {
+        client.call_urgent(Method::PATCH, &path, &body).await?
+    } else {
+        client.call(Method::PATCH, &path, &body).await?
+    };
+    resp.ok().map(|_| ())
 }
 
 /// Polls the job until it is `JobComplete`, `Failed` or `Aborted`.
@@ -303,7 +287,11 @@ async fn wait(client: &Client, id: &str) -> Result<JobInfo, SfError> {
     let mut pause = Duration::from_millis(client.config().bulk_poll_ms);
     loop {
         tokio::time::sleep(pause).await;
-        let info: JobInfo = ok(client.call(Method::GET, &path, &Body::None).await?)?.json()?;
+        let info: JobInfo = client
+            .call(Method::GET, &path, &Body::None)
+            .await?
+            .ok()?
+            .json()?;
         if matches!(info.state.as_str(), "JobComplete" | "Failed" | "Aborted") {
             return Ok(info);
         }
@@ -326,9 +314,10 @@ async fn collect(
     let mut out: Vec<Option<GraphResult>> = vec![None; records.len()];
     let path = format!("{}/jobs/ingest/{id}", client.data_path());
     for which in ["successfulResults", "failedResults"] {
-        let resp = ok(client
+        let resp = client
             .call(Method::GET, &format!("{path}/{which}/"), &Body::None)
-            .await?)?;
+            .await?
+            .ok()?;
         for (key, first, second) in result_rows(&resp.body, ext)? {
             let Some(i) = by_key.get_mut(key.as_str()).and_then(VecDeque::pop_front) else {
                 continue;
@@ -498,20 +487,24 @@ pub async fn upsert_tree(
     });
     for (list, results) in futures::future::join_all(sends).await {
         for ((slot, _), r) in list.iter().zip(results?) {
-            out[*slot] = match (
-                std::mem::replace(&mut out[*slot], GraphResult::Retry(String::new())),
-                r,
-            ) {
-                (GraphResult::Failed(a), GraphResult::Failed(b)) => {
-                    GraphResult::Failed(format!("{a}; {b}"))
-                }
-                (f @ GraphResult::Failed(_), _) | (_, f @ GraphResult::Failed(_)) => f,
-                (GraphResult::Retry(w), _) | (_, GraphResult::Retry(w)) => GraphResult::Retry(w),
-                (written, GraphResult::Written(_)) => written,
-            };
+            let record = std::mem::replace(&mut out[*slot], GraphResult::Retry(String::new()));
+            out[*slot] = with_child(record, r);
         }
     }
     Ok(out)
+}
+
+/// A record's result once one of its children answered: a failure wins (both
+/// reasons kept), then a retry; a written child leaves the record as it was.
+fn with_child(record: GraphResult, child: GraphResult) -> GraphResult {
+    match (record, child) {
+        (GraphResult::Failed(a), GraphResult::Failed(b)) => {
+            GraphResult::Failed(format!("{a}; {b}"))
+        }
+        (f @ GraphResult::Failed(_), _) | (_, f @ GraphResult::Failed(_)) => f,
+        (GraphResult::Retry(w), _) | (_, GraphResult::Retry(w)) => GraphResult::Retry(w),
+        (record, GraphResult::Written(_)) => record,
+    }
 }
 
 #[cfg(test)]

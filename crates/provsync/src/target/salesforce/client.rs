@@ -49,6 +49,20 @@ impl Response {
         })
     }
 
+    /// The answer if it is a success, else the request-level error it carries
+    /// (status, Salesforce's `errorCode` and message).
+    pub fn ok(self) -> Result<Response, SfError> {
+        if self.status.is_success() {
+            return Ok(self);
+        }
+        let (code, message) = self.error().unwrap_or_default();
+        Err(SfError::Api {
+            status: self.status.as_u16(),
+            code,
+            message,
+        })
+    }
+
     /// Salesforce's first `errorCode` and message of an error body, if any.
     pub fn error(&self) -> Option<(String, String)> {
         let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;

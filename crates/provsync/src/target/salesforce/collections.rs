@@ -69,15 +69,7 @@ pub async fn upsert(
             &Body::Json(json!({"allOrNone": false, "records": body})),
         )
         .await?;
-    if !resp.status.is_success() {
-        let (code, message) = resp.error().unwrap_or_default();
-        return Err(SfError::Api {
-            status: resp.status.as_u16(),
-            code,
-            message,
-        });
-    }
-    let results: Vec<SaveResult> = resp.json()?;
+    let results: Vec<SaveResult> = resp.ok()?.json()?;
     if results.len() != records.len() {
         return Err(SfError::Protocol(format!(
             "{} results for {} records",

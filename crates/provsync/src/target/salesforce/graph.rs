@@ -104,15 +104,7 @@ pub async fn send(
             &Body::Json(json!({ "graphs": graphs })),
         )
         .await?;
-    if !resp.status.is_success() {
-        let (code, msg) = resp.error().unwrap_or_default();
-        return Err(SfError::Api {
-            status: resp.status.as_u16(),
-            code,
-            message: msg,
-        });
-    }
-    let answer: GraphResponse = resp.json()?;
+    let answer: GraphResponse = resp.ok()?.json()?;
     let mut by_id: std::collections::HashMap<String, GraphAnswer> = answer
         .graphs
         .into_iter()

@@ -35,15 +35,9 @@ pub async fn write_job_run(client: &Client, summary: &Value) -> Result<Option<St
         super::wire::encode_segment(job_id)
     );
     let resp = client.call(Method::PATCH, &path, &Body::Json(body)).await?;
-    if !resp.status.is_success() {
-        let (code, message) = resp.error().unwrap_or_default();
-        return Err(SfError::Api {
-            status: resp.status.as_u16(),
-            code,
-            message,
-        });
-    }
-    Ok(resp.json::<Value>()?["id"].as_str().map(str::to_string))
+    Ok(resp.ok()?.json::<Value>()?["id"]
+        .as_str()
+        .map(str::to_string))
 }
 
 /// Whether an action runs for a run ending in `state`.
@@ -84,15 +78,7 @@ pub async fn run_action(
         None => Body::None,
     };
     let resp = client.call(method, &action.path, &body).await?;
-    if !resp.status.is_success() {
-        let (code, message) = resp.error().unwrap_or_default();
-        return Err(SfError::Api {
-            status: resp.status.as_u16(),
-            code,
-            message,
-        });
-    }
-    Ok(resp.status.as_u16())
+    Ok(resp.ok()?.status.as_u16())
 }
 
 #[cfg(test)]

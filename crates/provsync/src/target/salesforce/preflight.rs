@@ -160,15 +160,7 @@ pub async fn describe(client: &Client, object: &str) -> Result<Option<Describe>,
     if resp.status.as_u16() == 404 {
         return Ok(None);
     }
-    if !resp.status.is_success() {
-        let (code, message) = resp.error().unwrap_or_default();
-        return Err(SfError::Api {
-            status: resp.status.as_u16(),
-            code,
-            message,
-        });
-    }
-    resp.json().map(Some)
+    resp.ok()?.json().map(Some)
 }
 
 /// The problems of one object's fields, as the mapping uses them.
