@@ -19,15 +19,7 @@ async fn abort_mid_run_ends_aborted_with_loaded_relations_processed_and_nothing_
     bg.wait_for_status(&id, &state, "some pages are loaded", |s| {
         s["counts"]["created"].as_u64().unwrap_or(0) > 0
     });
-    let abort = std::process::Command::new(bin())
-        .args(["abort", &id, "--state", &state])
-        .output()
-        .unwrap();
-    assert!(
-        abort.status.success(),
-        "provsync abort failed: {}",
-        String::from_utf8_lossy(&abort.stderr)
-    );
+    abort_job(&id, &state);
     let run = bg.wait();
     run.expect_code(3);
     assert_eq!(run.state(), "aborted", "{run}");

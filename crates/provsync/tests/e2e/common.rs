@@ -456,9 +456,29 @@ pub struct Background {
 }
 
 pub fn spawn(job: &Path, state: &str, dir: &Path, name: &str) -> Background {
+    spawn_command(run_command(job, state), dir, name)
+}
+
+/// `provsync abort` of a job; it must succeed.
+pub fn abort_job(id: &str, state: &str) {
+    let out = Command::new(bin())
+        .args(["abort", id, "--state", state])
+        .env_remove("PROVSYNC_STATE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "provsync abort failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts a command in the background, its output in `dir` as `name.stdout|stderr`.
+pub fn spawn_command(mut command: Command, dir: &Path, name: &str) -> Background {
     let stdout = dir.join(format!("{name}.stdout"));
     let stderr = dir.join(format!("{name}.stderr"));
-    let child = run_command(job, state)
+    let child = command
         .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
         .spawn()

@@ -38,15 +38,7 @@ async fn jobs_for_a_busy_target_wait_in_fifo_order_and_a_waiting_one_can_be_canc
     assert_eq!(status(&id_c, &state)["state"], "queued");
 
     // Cancel C while it waits: it ends at once, B is unaffected.
-    let abort = std::process::Command::new(bin())
-        .args(["abort", &id_c, "--state", &state])
-        .output()
-        .unwrap();
-    assert!(
-        abort.status.success(),
-        "{}",
-        String::from_utf8_lossy(&abort.stdout)
-    );
+    abort_job(&id_c, &state);
     let run_c = c.wait();
     run_c.expect_code(3);
     assert_eq!(status(&id_c, &state)["state"], "aborted");

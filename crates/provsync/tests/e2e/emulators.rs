@@ -111,6 +111,15 @@ impl Emulator {
         );
     }
 
+    /// Sets the org's API budget and starts a fresh window.
+    pub fn set_budget(&self, calls: u64) {
+        self.control(
+            "/_emulator/faults",
+            &serde_json::json!({ "api_budget": calls }),
+        );
+        self.post("/_emulator/reset-budget");
+    }
+
     pub fn stats(&self) -> Value {
         self.get("/_emulator/stats")
     }

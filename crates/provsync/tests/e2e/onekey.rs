@@ -650,11 +650,7 @@ async fn onekey_abort_mid_run_deletes_the_mdm_session() {
     bg.wait_for_status(&id, &state, "some packets are loaded", |s| {
         s["counts"]["created"].as_u64().unwrap_or(0) >= 300
     });
-    let o = Command::new(bin())
-        .args(["abort", &id, "--state", &state])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    abort_job(&id, &state);
     let r = bg.wait();
     r.expect_code(3);
     let log = emu.requests();

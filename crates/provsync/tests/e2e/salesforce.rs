@@ -599,42 +599,68 @@ fn salesforce_bulk_api_loads_large_writes_and_reports_the_rows_salesforce_refuse
     org.assert_no_violations();
 }
 
-/// An org whose Bulk jobs take 1.5 s per 200 rows (real ones take seconds), an MDM,
-/// the codes synced, and a provider sync job file that loads through Bulk.
-fn slow_bulk_world(dir: &Path) -> (Emulator, Emulator, PathBuf) {
-    let org = Emulator::salesforce(&["--bulk-chunk-ms", "1500"]);
-    let mdm = Emulator::onekey(400, 1, "US");
+/// An org started with `org_flags`, an MDM of `individuals`, the codes synced
+/// (with `codes_extra` target lines), and the provider sync job file (with
+/// `providers_extra`).
+fn codes_synced_world(
+    dir: &Path,
+    org_flags: &[&str],
+    individuals: u32,
+    codes_extra: &str,
+    providers_extra: &str,
+) -> (Emulator, Emulator, PathBuf) {
+    let org = Emulator::salesforce(org_flags);
+    let mdm = Emulator::onekey(individuals, 1, "US");
     let lsc = mapping("salesforce-lsc.toml");
-    let codes = job(dir, "codes", "codes-sync", "\"US\"", (&mdm, &org), &lsc, "");
+    let pair = (&mdm, &org);
+    let codes = job(
+        dir,
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        pair,
+        &lsc,
+        codes_extra,
+    );
     assert_eq!(run_sf(dir, &codes).state(), "completed");
-    let bulk = "bulk_threshold = 150\nbulk_poll_ms = 50";
     let providers = job(
         dir,
         "providers",
         "provider-sync",
         "\"US\"",
-        (&mdm, &org),
+        pair,
         &lsc,
-        bulk,
+        providers_extra,
     );
     (org, mdm, providers)
 }
 
+/// An hour-long budget window, cut to `budget` calls after the codes sync (3 kept
+/// in reserve).
+fn budget_world(dir: &Path, budget: u64) -> (Emulator, Emulator, PathBuf) {
+    let reserve = "budget_reserve = 3";
+    let world = codes_synced_world(
+        dir,
+        &["--budget-window-secs", "3600"],
+        300,
+        reserve,
+        reserve,
+    );
+    world.0.set_budget(budget);
+    world
+}
+
+/// Bulk jobs that take 1.5 s per 200 rows (real ones take seconds), and a provider
+/// sync that loads through Bulk.
+fn slow_bulk_world(dir: &Path) -> (Emulator, Emulator, PathBuf) {
+    let bulk = "bulk_threshold = 150\nbulk_poll_ms = 50";
+    codes_synced_world(dir, &["--bulk-chunk-ms", "1500"], 400, "", bulk)
+}
+
 /// Starts `run` in the background, aborts its job once the org works on one of its
 /// Bulk jobs, and waits for the run to end.
-fn abort_while_bulk_runs(org: &Emulator, dir: &Path, mut run: Command, state: &str) -> Run {
-    let stdout = dir.join("run.stdout");
-    let stderr = dir.join("run.stderr");
-    let child = run
-        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-        .spawn()
-        .expect("spawn provsync run");
-    let mut bg = Background {
-        child,
-        stdout,
-        stderr,
-    };
+fn abort_while_bulk_runs(org: &Emulator, dir: &Path, run: Command, state: &str) -> Run {
+    let mut bg = spawn_command(run, dir, "run");
     let id = bg.job_id();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     while !org
@@ -653,16 +679,7 @@ fn abort_while_bulk_runs(org: &Emulator, dir: &Path, mut run: Command, state: &s
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let abort = Command::new(bin())
-        .args(["abort", &id, "--state", state])
-        .env_remove("PROVSYNC_STATE")
-        .output()
-        .unwrap();
-    assert!(
-        abort.status.success(),
-        "{}",
-        String::from_utf8_lossy(&abort.stderr)
-    );
+    abort_job(&id, state);
     let r = bg.wait();
     r.expect_code(3);
     assert_eq!(r.state(), "aborted", "{r}");
@@ -782,50 +799,13 @@ async fn salesforce_a_worker_parked_on_the_budget_shows_the_job_parked_with_its_
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let org = Emulator::salesforce(&["--budget-window-secs", "3600"]);
-    let mdm = Emulator::onekey(300, 1, "US");
-    let lsc = mapping("salesforce-lsc.toml");
-    let reserve = "budget_reserve = 3";
-    let codes = job(
-        dir.path(),
-        "codes",
-        "codes-sync",
-        "\"US\"",
-        (&mdm, &org),
-        &lsc,
-        reserve,
-    );
-    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
     // 14 calls: the driver's login and preflight take 8, so the worker, which opens
     // the job's connectors for itself, parks in its own preflight or first pages.
-    org.control(
-        "/_emulator/faults",
-        &serde_json::json!({ "api_budget": 14 }),
-    );
-    org.post("/_emulator/reset-budget");
-    let providers = job(
-        dir.path(),
-        "providers",
-        "provider-sync",
-        "\"US\"",
-        (&mdm, &org),
-        &lsc,
-        reserve,
-    );
+    let (org, _mdm, providers) = budget_world(dir.path(), 14);
     let worker = Worker::start(dir.path(), &pg.url, "sfpark");
-    let stdout = dir.path().join("run.stdout");
-    let stderr = dir.path().join("run.stderr");
-    let child = sf_command(&providers, &pg.url)
-        .args(["--queue", &worker.queue])
-        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-        .spawn()
-        .expect("spawn provsync run");
-    let mut bg = Background {
-        child,
-        stdout,
-        stderr,
-    };
+    let mut driver = sf_command(&providers, &pg.url);
+    driver.args(["--queue", &worker.queue]);
+    let mut bg = spawn_command(driver, dir.path(), "run");
     let id = bg.job_id();
     let st = bg.wait_for_status(&id, &pg.url, "the job shows parked", |s| {
         s["stage"] == "parked"
@@ -837,11 +817,7 @@ async fn salesforce_a_worker_parked_on_the_budget_shows_the_job_parked_with_its_
             .contains("API budget spent"),
         "{st}"
     );
-    org.control(
-        "/_emulator/faults",
-        &serde_json::json!({ "api_budget": 100_000 }),
-    );
-    org.post("/_emulator/reset-budget");
+    org.set_budget(100_000);
     let r = bg.wait();
     let log = worker.stop();
     assert_eq!(r.state(), "completed", "{r}\n{log}");
@@ -857,60 +833,13 @@ async fn salesforce_a_worker_parked_on_the_budget_shows_the_job_parked_with_its_
 /// parked; the run must end within a minute.
 fn abort_a_parked_run(budget: u64) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let org = Emulator::salesforce(&["--budget-window-secs", "3600"]);
-    let mdm = Emulator::onekey(300, 1, "US");
-    let lsc = mapping("salesforce-lsc.toml");
-    let reserve = "budget_reserve = 3";
-    let codes = job(
-        dir.path(),
-        "codes",
-        "codes-sync",
-        "\"US\"",
-        (&mdm, &org),
-        &lsc,
-        reserve,
-    );
-    assert_eq!(run_sf(dir.path(), &codes).state(), "completed");
-    org.control(
-        "/_emulator/faults",
-        &serde_json::json!({ "api_budget": budget }),
-    );
-    org.post("/_emulator/reset-budget");
-    let providers = job(
-        dir.path(),
-        "providers",
-        "provider-sync",
-        "\"US\"",
-        (&mdm, &org),
-        &lsc,
-        reserve,
-    );
+    let (org, _mdm, providers) = budget_world(dir.path(), budget);
     let state = state_url(dir.path());
-    let stdout = dir.path().join("run.stdout");
-    let stderr = dir.path().join("run.stderr");
-    let child = sf_command(&providers, &state)
-        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-        .spawn()
-        .expect("spawn provsync run");
-    let mut bg = Background {
-        child,
-        stdout,
-        stderr,
-    };
+    let mut bg = spawn_command(sf_command(&providers, &state), dir.path(), "run");
     let id = bg.job_id();
     bg.wait_for_status(&id, &state, "the job parks", |s| s["stage"] == "parked");
     let aborted_at = std::time::Instant::now();
-    let abort = Command::new(bin())
-        .args(["abort", &id, "--state", &state])
-        .env_remove("PROVSYNC_STATE")
-        .output()
-        .unwrap();
-    assert!(
-        abort.status.success(),
-        "{}",
-        String::from_utf8_lossy(&abort.stderr)
-    );
+    abort_job(&id, &state);
     // Without the abort reaching the parked writes the run would wait an hour.
     while bg.child.try_wait().unwrap().is_none() {
         if aborted_at.elapsed().as_secs() > 60 {
@@ -1061,16 +990,7 @@ async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_
 
     // The provider sync needs 19 calls: 14 (3 kept in reserve) pay for its
     // preflight's 7 describes and a few pages, then it parks.
-    let control = |path: &str, body: Value| {
-        s.http
-            .post(format!("{}/_emulator/{path}", org.url))
-            .json(&body)
-            .send()
-    };
-    control("faults", serde_json::json!({"api_budget": 14}))
-        .await
-        .unwrap();
-    org.post("/_emulator/reset-budget");
+    org.set_budget(14);
     let providers = job(
         s.path(),
         "providers",
@@ -1106,10 +1026,7 @@ async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_
     drop(other);
 
     // The budget comes back (and is large enough for the rest): the job resumes.
-    control("faults", serde_json::json!({"api_budget": 100_000}))
-        .await
-        .unwrap();
-    org.post("/_emulator/reset-budget");
+    org.set_budget(100_000);
     let done = s.wait_terminal(&id).await;
     assert_eq!(done["state"], "completed", "{done:#}");
     assert_eq!(done["note"], Value::Null, "{done:#}");
