@@ -41,21 +41,10 @@ pub fn upsert(x: &mut Exec<'_>, object: &str, field: &str, version: f64, body: &
         )
         .into();
     };
-    let req: Request = match serde_json::from_slice(body) {
+    let req = match request(x, body) {
         Ok(r) => r,
-        Err(e) => return ApiError::json(e).into(),
+        Err(reply) => return reply,
     };
-    x.records = req.records.len() as u64;
-    if req.records.len() > MAX_RECORDS {
-        return violation(
-            x.emu,
-            "collections_records",
-            ApiError::bad(
-                "EXCEEDED_ID_LIMIT",
-                "record limit reached. cannot submit more than 200 records into this call",
-            ),
-        );
-    }
     for r in &req.records {
         let kind = r
             .get("attributes")
@@ -189,25 +178,31 @@ fn rolled_back() -> Value {
            "fields": []})
 }
 
-/// Handles sObject Collections create (`POST /composite/sobjects`) and update by id
-/// (`PATCH /composite/sobjects`): at most 200 records, each naming its type, one
-/// SaveResult per record, all-or-none rollback.
-pub fn save(x: &mut Exec<'_>, version: f64, body: &[u8], update: bool) -> Reply {
-    let req: Request = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => return ApiError::json(e).into(),
-    };
+/// The request body, counted for the stats, within the 200-record limit.
+fn request(x: &mut Exec<'_>, body: &[u8]) -> Result<Request, Reply> {
+    let req: Request = serde_json::from_slice(body).map_err(|e| Reply::from(ApiError::json(e)))?;
     x.records = req.records.len() as u64;
     if req.records.len() > MAX_RECORDS {
-        return violation(
+        return Err(violation(
             x.emu,
             "collections_records",
             ApiError::bad(
                 "EXCEEDED_ID_LIMIT",
                 "record limit reached. cannot submit more than 200 records into this call",
             ),
-        );
+        ));
     }
+    Ok(req)
+}
+
+/// Handles sObject Collections create (`POST /composite/sobjects`) and update by id
+/// (`PATCH /composite/sobjects`): at most 200 records, each naming its type, one
+/// SaveResult per record, all-or-none rollback.
+pub fn save(x: &mut Exec<'_>, version: f64, body: &[u8], update: bool) -> Reply {
+    let req = match request(x, body) {
+        Ok(r) => r,
+        Err(reply) => return reply,
+    };
     let mut objects = Vec::with_capacity(req.records.len());
     for r in &req.records {
         let kind = r

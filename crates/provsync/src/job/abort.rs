@@ -1,6 +1,8 @@
 //! Abort (seed steps 5.x): the flag stops extraction; in-flight pages finish; the
 //! relations of loaded data are processed; the job ends `aborted`. A queued job is
-//! simply cancelled.
+//! simply cancelled. Every process holding the job's connectors hears of the abort
+//! through its [`super::watch`]er, which has the target stop its own work in flight
+//! (Salesforce Bulk jobs, writes parked on a spent budget).
 
 use provsync_core::job::{JobEvent, JobId, JobState};
 

@@ -199,16 +199,22 @@ fn fault(leaves: &[(Vec<String>, String)]) -> Option<String> {
     ))
 }
 
-/// Parses a `readMetadata` answer; `None` when the set does not exist.
-pub fn parse_read(xml: &[u8], kind: SetKind) -> Result<Option<ValueSet>, SfError> {
+/// The leaves of an answer that is not a SOAP fault (a fault is the error).
+fn answer_leaves(xml: &[u8]) -> Result<Vec<(Vec<String>, String)>, SfError> {
     let leaves = leaves(xml)?;
-    if let Some(f) = fault(&leaves) {
-        return Err(SfError::Api {
+    match fault(&leaves) {
+        Some(f) => Err(SfError::Api {
             status: 500,
             code: "SOAP_FAULT".into(),
             message: f,
-        });
+        }),
+        None => Ok(leaves),
     }
+}
+
+/// Parses a `readMetadata` answer; `None` when the set does not exist.
+pub fn parse_read(xml: &[u8], kind: SetKind) -> Result<Option<ValueSet>, SfError> {
+    let leaves = answer_leaves(xml)?;
     let el = kind.value_element();
     let mut set = ValueSet {
         kind,
@@ -256,14 +262,7 @@ pub fn parse_read(xml: &[u8], kind: SetKind) -> Result<Option<ValueSet>, SfError
 
 /// Parses an `upsertMetadata` answer: Ok, or the errors Salesforce gave.
 pub fn parse_upsert(xml: &[u8]) -> Result<(), SfError> {
-    let leaves = leaves(xml)?;
-    if let Some(f) = fault(&leaves) {
-        return Err(SfError::Api {
-            status: 500,
-            code: "SOAP_FAULT".into(),
-            message: f,
-        });
-    }
+    let leaves = answer_leaves(xml)?;
     let success = leaves
         .iter()
         .find(|(p, _)| p.ends_with(&["result".to_string(), "success".to_string()]))
