@@ -245,7 +245,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::reference::{npi_is_valid, shared_data_dir};
+    use crate::reference::{data_dir, decompressed, npi_is_valid};
 
     const CMS: &str = "provider_num,npi,name,address,city,state,zip,fips_county,lat,lon,phone,provider_type_code,category,emergency,upin,pin,region_code,bed_count,clia_lab_number
 \"112011\",\"1588664007\",\"SELECT SPECIALTY HOSPITAL - SAVANNAH, INC\",\"5353 REYNOLDS STREET 4 SOUTH\",\"SAVANNAH\",GA,\"314056015\",\"051\",32.05,-81.09,\"9128197986\",\"00-09\",\"01-02\",false,,,\"04\",40,
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn real_facility_files_read_without_errors_and_npis_are_valid() {
-        let dir = shared_data_dir().join("us-facilities");
+        let dir = data_dir().join("us-facilities");
         let expected = [
             ("hospitals", 10_678, FacilityLayout::Cms),
             ("ihs_centers", 438, FacilityLayout::Legacy),
@@ -369,10 +369,11 @@ mod tests {
         ];
         let mut cms_total = 0;
         for (stem, count, layout) in expected {
-            let path = dir.join(format!("{stem}.csv"));
+            let path = dir.join(format!("{stem}.csv.gz"));
             let file =
                 std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let mut reader = read_facilities(std::io::BufReader::new(file), stem, "US");
+            let input = std::io::BufReader::new(decompressed(&path, file));
+            let mut reader = read_facilities(input, stem, "US");
             assert_eq!(reader.layout(), Ok(layout), "{stem}");
             let mut seen = 0;
             let mut by_id: HashMap<String, u32> = HashMap::new();

@@ -9,6 +9,7 @@ pub mod facilities;
 pub mod nucc;
 
 use std::io::Read;
+use std::path::Path;
 
 /// A row of a reference file that could not be read: its line number and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +27,40 @@ impl RowError {
             line,
             reason: reason.into(),
         }
+    }
+}
+
+/// Whether a file is a CSV reference file, plain or gzip-compressed (`.csv`, `.csv.gz`).
+pub fn is_csv_file(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
+    name.is_some_and(|n| n.ends_with(".csv") || n.ends_with(".csv.gz"))
+}
+
+/// A CSV file's name without `.csv` or `.csv.gz`, upper-cased: the id prefix of the
+/// rows of a facility file (`va_facilities.csv.gz` gives `VA_FACILITIES`).
+pub fn csv_stem(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lower = name.to_lowercase();
+    let cut = [".csv.gz", ".csv", ".gz"]
+        .iter()
+        .find(|ext| lower.ends_with(*ext))
+        .map_or(name.len(), |ext| name.len() - ext.len());
+    name[..cut].to_uppercase()
+}
+
+/// `input` as read from a file named `path`: decompressed when the name ends in `.gz`,
+/// so users' compressed exports read like plain ones.
+pub fn decompressed<'a>(path: &Path, input: impl Read + 'a) -> Box<dyn Read + 'a> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    {
+        Box::new(flate2::read::MultiGzDecoder::new(input))
+    } else {
+        Box::new(input)
     }
 }
 
@@ -208,10 +243,10 @@ pub(crate) fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-/// Path of the shared real data folder, for tests in this crate.
+/// The repository's shipped reference data folder, for tests in this crate.
 #[cfg(test)]
-pub(crate) fn shared_data_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))
+pub(crate) fn data_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data"))
 }
 
 #[cfg(test)]
@@ -229,6 +264,37 @@ mod tests {
         assert!(!npi_is_valid("158866400"));
         assert!(!npi_is_valid("15886640x7"));
         assert_eq!(npi_check_digit("12345678"), None);
+    }
+
+    #[test]
+    fn csv_files_plain_or_gzip_are_recognised_and_named_without_extensions() {
+        assert!(is_csv_file(Path::new("a/hospitals.csv")));
+        assert!(is_csv_file(Path::new("a/HOSPITALS.CSV.GZ")));
+        assert!(!is_csv_file(Path::new("a/PROVENANCE.json")));
+        assert!(!is_csv_file(Path::new("a/notes.gz")));
+        assert_eq!(
+            csv_stem(Path::new("x/va_facilities.csv.gz")),
+            "VA_FACILITIES"
+        );
+        assert_eq!(csv_stem(Path::new("x/va_facilities.csv")), "VA_FACILITIES");
+    }
+
+    #[test]
+    fn gzip_input_reads_as_its_plain_content() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"code,label\n1,x\n").unwrap();
+        let bytes = gz.finish().unwrap();
+        let mut out = String::new();
+        decompressed(Path::new("f.csv.gz"), bytes.as_slice())
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "code,label\n1,x\n");
+        let mut plain = String::new();
+        decompressed(Path::new("f.csv"), &b"a"[..])
+            .read_to_string(&mut plain)
+            .unwrap();
+        assert_eq!(plain, "a");
     }
 
     #[test]

@@ -154,7 +154,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::reference::shared_data_dir;
+    use crate::reference::{data_dir, decompressed};
 
     const SAMPLE: &str = "Code,Grouping,Classification,Specialization,Definition,Notes,Display Name,Section
 207RC0000X,Allopathic & Osteopathic Physicians,Internal Medicine,Cardiovascular Disease,\"A definition, with a comma.\",[7/1/2003: new],Cardiovascular Disease Physician,Individual
@@ -198,8 +198,9 @@ mod tests {
 
     #[test]
     fn real_taxonomy_has_874_codes() {
-        let path = shared_data_dir().join("nucc/nucc_taxonomy_231.csv");
+        let path = data_dir().join("nucc/nucc_taxonomy_231.csv.gz");
         let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file = decompressed(&path, file);
         let mut codes = HashSet::new();
         let mut individual = 0;
         for entry in read_nucc_entries(std::io::BufReader::new(file), "US") {

@@ -1,6 +1,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use provsync_core::model::{Record, SourceId};
@@ -8,15 +8,19 @@ use provsync_core::reference::npi_is_valid;
 
 use super::*;
 
-/// The real reference data, loaded once for all tests of this process.
+/// The real reference data shipped in the binary, loaded once for all tests.
 fn reference() -> Arc<ReferenceData> {
-    static DATA: OnceLock<Arc<ReferenceData>> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-        let data = ReferenceData::load(&dir).unwrap_or_else(|e| panic!("{e}"));
-        Arc::new(data)
-    })
-    .clone()
+    ReferenceData::embedded()
+}
+
+#[test]
+fn the_repositorys_data_folder_loads_like_the_embedded_data() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data"));
+    let loaded = ReferenceData::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let embedded = reference();
+    assert_eq!(loaded.facilities, embedded.facilities);
+    assert_eq!(loaded.specialties, embedded.specialties);
+    assert_eq!(loaded.skipped_rows, embedded.skipped_rows);
 }
 
 fn world(seed: u64, n: u64) -> World {
@@ -168,7 +172,7 @@ fn same_seed_same_output_other_seed_other_output() {
 #[test]
 fn output_is_pinned_for_a_fixed_seed() {
     // Guards the "stable forever" promise: if this fails, every world generated from a
-    // seed has changed (the shared reference files are pinned by PROVENANCE.json).
+    // seed has changed (the shipped reference files are pinned by data/us-facilities/PROVENANCE.json).
     let w = world(1, 100);
     let i = w.individual(0, 1).unwrap();
     assert_eq!(i.meta.source_id.as_str(), "WUSM0000000000");

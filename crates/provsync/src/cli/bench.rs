@@ -56,7 +56,7 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Folder of the reference data.
+    /// Folder of your own reference data; by default the data built into provsync.
     #[arg(long, env = "PROVSYNC_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }

@@ -100,7 +100,7 @@ pub struct OneKeyArgs {
     /// Seed of the fault decisions.
     #[arg(long, default_value_t = 0x5eed)]
     pub fault_seed: u64,
-    /// Folder of the reference data.
+    /// Folder of your own reference data; by default the data built into provsync.
     #[arg(long, env = "PROVSYNC_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }

@@ -25,47 +25,23 @@ pub struct GenerateArgs {
     /// Output file (stdout when absent).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// Folder of the reference data (US facilities, NUCC taxonomy).
+    /// Folder of your own reference data (`us-facilities/*.csv[.gz]`,
+    /// `nucc/*.csv[.gz]`); by default the data built into provsync.
     #[arg(long, env = "PROVSYNC_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
-/// Finds the reference data folder: the flag or env, else `shared/data` next to the
-/// working directory or to the source tree.
-pub fn data_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.to_owned());
-    }
-    let candidates = [
-        PathBuf::from("../shared/data"),
-        PathBuf::from("shared/data"),
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.join("nucc").is_dir())
-        .cloned()
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "reference data not found (looked for nucc/ in {}); pass --data-dir or set PROVSYNC_DATA_DIR",
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-}
-
-/// Loads the reference data and builds the world.
+/// Loads the reference data (a folder of the user's, else the data built into
+/// provsync) and builds the world.
 pub fn world(seed: u64, individuals: u64, data: Option<&Path>) -> anyhow::Result<World> {
-    let dir = data_dir(data)?;
-    let reference = ReferenceData::load(&dir)
-        .with_context(|| format!("loading reference data from {}", dir.display()))?;
-    Ok(World::new(
-        WorldSpec::us(seed, individuals),
-        Arc::new(reference),
-    )?)
+    let reference = match data {
+        Some(dir) => Arc::new(
+            ReferenceData::load(dir)
+                .with_context(|| format!("loading reference data from {}", dir.display()))?,
+        ),
+        None => ReferenceData::embedded(),
+    };
+    Ok(World::new(WorldSpec::us(seed, individuals), reference)?)
 }
 
 /// Writes night `night` of `world` as NDJSON; returns the record count.

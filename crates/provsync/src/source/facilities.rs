@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use provsync_core::model::{EntityKind, Record};
 use provsync_core::reference::facilities::read_facilities;
+use provsync_core::reference::{csv_stem, decompressed, is_csv_file};
 use provsync_core::source::{BadRecord, Cursor, OpenRequest, Page, Source, SourceError};
 use serde::Deserialize;
 
@@ -46,22 +47,16 @@ impl FacilitiesSource {
         let mut files: Vec<PathBuf> = std::fs::read_dir(p)
             .map_err(|e| SourceError::Config(format!("source.path {}: {e}", p.display())))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| f.extension().is_some_and(|x| x == "csv"))
+            .filter(|f| is_csv_file(f))
             .collect();
         files.sort();
         if files.is_empty() {
             return Err(SourceError::Config(format!(
-                "source.path {} holds no .csv file",
+                "source.path {} holds no .csv or .csv.gz file",
                 p.display()
             )));
         }
         Ok(files)
-    }
-
-    fn prefix(file: &Path) -> String {
-        file.file_stem()
-            .map(|s| s.to_string_lossy().to_uppercase())
-            .unwrap_or_default()
     }
 
     /// Reads file `index` as one page; ids already given by earlier files or rows
@@ -132,8 +127,8 @@ impl FacilitiesSource {
             SourceError::Unavailable(format!("cannot open {}: {e}", file.display()))
         })?;
         Ok(read_facilities(
-            std::io::BufReader::new(f),
-            &Self::prefix(file),
+            std::io::BufReader::new(decompressed(file, f)),
+            &csv_stem(file),
             &self.config.scope,
         ))
     }

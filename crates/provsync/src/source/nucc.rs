@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use provsync_core::model::{EntityKind, Record};
+use provsync_core::reference::decompressed;
 use provsync_core::reference::nucc::read_nucc;
 use provsync_core::source::{BadRecord, Cursor, OpenRequest, Page, Source, SourceError};
 use serde::Deserialize;
@@ -61,7 +62,10 @@ impl Source for NuccSource {
             next: None,
             snapshot: None,
         };
-        for item in read_nucc(std::io::BufReader::new(f), &self.config.scope) {
+        for item in read_nucc(
+            std::io::BufReader::new(decompressed(path, f)),
+            &self.config.scope,
+        ) {
             match item {
                 Ok(code) => page.records.push(Record::Code(code)),
                 Err(e) => page.bad.push(BadRecord {

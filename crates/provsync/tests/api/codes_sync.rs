@@ -9,7 +9,7 @@ use crate::common::*;
 fn nucc() -> String {
     concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/nucc/nucc_taxonomy_231.csv"
+        "/../../data/nucc/nucc_taxonomy_231.csv.gz"
     )
     .to_string()
 }

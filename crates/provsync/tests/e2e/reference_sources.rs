@@ -1,4 +1,4 @@
-//! The reference-data sources over the real files in `shared/data`: US facilities
+//! The reference-data sources over the real files shipped in `data/` (gzip): US facilities
 //! (both CSV layouts) as workplaces, the NUCC taxonomy as a code list.
 
 use std::collections::BTreeSet;
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data"))
 }
 
 fn job(dir: &Path, name: &str, source: &str, db: &Path) -> PathBuf {
@@ -87,7 +87,7 @@ async fn nucc_taxonomy_loads_as_a_code_list_without_touching_other_kinds() {
 
     let source = format!(
         "[source]\ntype = \"nucc\"\npath = \"{}\"",
-        data_dir().join("nucc/nucc_taxonomy_231.csv").display()
+        data_dir().join("nucc/nucc_taxonomy_231.csv.gz").display()
     );
     let job = job(dir.path(), "nucc", &source, &db);
     let r = run(&job, &state);
@@ -109,4 +109,46 @@ async fn nucc_taxonomy_loads_as_a_code_list_without_touching_other_kinds() {
     assert_eq!(label[0][0].as_deref(), Some("Internal Medicine Physician"));
     assert_eq!(db_conn.connected_ids("workplace").await.len(), 50);
     db_conn.close().await;
+}
+
+#[test]
+fn shipped_reference_data_matches_its_provenance() {
+    use sha2::Digest;
+    use std::io::Read;
+    let dir = data_dir().join("us-facilities");
+    let text = std::fs::read_to_string(dir.join("PROVENANCE.json")).unwrap();
+    let provenance: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let files = provenance["files"].as_array().unwrap();
+    let mut checked = 0;
+    for f in files {
+        let name = f["path"].as_str().unwrap().rsplit('/').next().unwrap();
+        let path = dir.join(format!("{name}.gz"));
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut content = Vec::new();
+        provsync_core::reference::decompressed(&path, file)
+            .read_to_end(&mut content)
+            .unwrap();
+        // The manifest hashes content with LF line endings.
+        let mut lf = Vec::with_capacity(content.len());
+        for (i, b) in content.iter().enumerate() {
+            if !(*b == b'\r' && content.get(i + 1) == Some(&b'\n')) {
+                lf.push(*b);
+            }
+        }
+        let hash = format!("{:x}", sha2::Sha256::digest(&lf));
+        assert_eq!(hash, f["sha256"].as_str().unwrap(), "{name}");
+        checked += 1;
+    }
+    let shipped = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".csv.gz")
+        })
+        .count();
+    assert_eq!(checked, shipped, "every shipped file is in the manifest");
+    assert_eq!(checked, 8);
 }
