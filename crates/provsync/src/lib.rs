@@ -10,6 +10,7 @@ pub mod job;
 pub mod metrics;
 pub mod queue;
 pub mod schedule;
+pub mod secret;
 pub mod source;
 pub mod store;
 pub mod target;

@@ -1,34 +1,13 @@
 //! Settings of the `onekey` source, and the secret type that keeps credentials out
 //! of logs and `Debug` output.
 
-use std::fmt;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use provsync_core::source::SourceError;
 use serde::Deserialize;
 
-/// A credential: deserializes from a string, never prints it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret from its value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Settings of the `onekey` source (`[source]` of a job file).
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +15,7 @@ impl fmt::Debug for Secret {
 pub struct OneKeySettings {
     /// Base URL of the MDM, e.g. `http://127.0.0.1:8091`.
     pub url: String,
-    /// OAuth2 client id (with `client_secret` or `client_secret_env`).
+    /// OAuth2 client id (with `client_secret_env`, `client_secret_file` or `client_secret`).
     #[serde(default)]
     pub client_id: Option<String>,
     /// OAuth2 client secret; prefer `client_secret_env`.
@@ -45,12 +24,18 @@ pub struct OneKeySettings {
     /// Environment variable holding the client secret.
     #[serde(default)]
     pub client_secret_env: Option<String>,
+    /// File holding the client secret (relative to the job file's folder).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
     /// API key sent as `X-API-Key` instead of OAuth2; prefer `api_key_env`.
     #[serde(default)]
     pub api_key: Option<Secret>,
     /// Environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// File holding the API key.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
     /// Delta mode: the last night already loaded.
     #[serde(default)]
     pub since_night: Option<u32>,
@@ -101,37 +86,23 @@ pub enum Credentials {
     ApiKey(Secret),
 }
 
-fn from_env(var: &str, field: &str) -> Result<Secret, SourceError> {
-    std::env::var(var).map(Secret).map_err(|_| {
-        SourceError::Config(format!(
-            "source.{field}: environment variable {var} is not set"
-        ))
-    })
-}
-
 impl OneKeySettings {
     /// The credentials the settings give; exactly one way must be configured.
     pub fn credentials(&self) -> Result<Credentials, SourceError> {
-        let secret = match (&self.client_secret, &self.client_secret_env) {
-            (Some(s), None) => Some(s.clone()),
-            (None, Some(var)) => Some(from_env(var, "client_secret_env")?),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(SourceError::Config(
-                    "source: give client_secret or client_secret_env, not both".into(),
-                ))
-            }
-        };
-        let key = match (&self.api_key, &self.api_key_env) {
-            (Some(s), None) => Some(s.clone()),
-            (None, Some(var)) => Some(from_env(var, "api_key_env")?),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(SourceError::Config(
-                    "source: give api_key or api_key_env, not both".into(),
-                ))
-            }
-        };
+        let secret = crate::secret::one_of(
+            "client_secret",
+            self.client_secret.as_ref(),
+            self.client_secret_env.as_deref(),
+            self.client_secret_file.as_deref(),
+        )
+        .map_err(|e| SourceError::Config(format!("source.{e}")))?;
+        let key = crate::secret::one_of(
+            "api_key",
+            self.api_key.as_ref(),
+            self.api_key_env.as_deref(),
+            self.api_key_file.as_deref(),
+        )
+        .map_err(|e| SourceError::Config(format!("source.{e}")))?;
         match (&self.client_id, secret, key) {
             (Some(id), Some(secret), None) => Ok(Credentials::OAuth {
                 client_id: id.clone(),
@@ -142,10 +113,11 @@ impl OneKeySettings {
                 "source.client_id is required with a client secret".into(),
             )),
             (Some(_), None, None) => Err(SourceError::Config(
-                "source.client_secret (or client_secret_env) is required with client_id".into(),
+                "source.client_secret_env (or client_secret_file) is required with client_id"
+                    .into(),
             )),
             (None, None, None) => Err(SourceError::Config(
-                "source: credentials missing: client_id + client_secret(_env), or api_key(_env)"
+                "source: credentials missing: client_id + client_secret_env|_file, or api_key_env|_file"
                     .into(),
             )),
             _ => Err(SourceError::Config(

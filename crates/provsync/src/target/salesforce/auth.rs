@@ -1,33 +1,13 @@
 //! OAuth 2.0 token requests: client credentials and JWT bearer (RS256).
 
-use std::fmt;
+use std::path::Path;
 
 use serde::Deserialize;
 
 use super::config::AuthConfig;
 use super::SfError;
 
-/// A value that never shows in logs or errors.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-
-    /// The secret, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// A session: the bearer token and the host API calls go to.
 #[derive(Debug, Clone)]
@@ -77,20 +57,25 @@ pub enum Credentials {
 impl Credentials {
     /// Reads the secret a config names (environment variable or file).
     pub fn resolve(auth: &AuthConfig, login_url: &str) -> Result<Credentials, SfError> {
-        let env = |name: &str| {
-            std::env::var(name).map_err(|_| {
-                SfError::Config(format!(
-                    "environment variable {name} is not set (auth secret)"
-                ))
-            })
+        let secret = |name: &str, env: Option<&String>, file: Option<&String>| {
+            crate::secret::one_of(name, None, env.map(|s| s.as_str()), file.map(Path::new))
+                .map_err(|e| SfError::Config(format!("target.auth.{e}")))?
+                .ok_or_else(|| {
+                    SfError::Config(format!("target.auth: give {name}_env or {name}_file"))
+                })
         };
         Ok(match auth {
             AuthConfig::ClientCredentials {
                 client_id,
                 client_secret_env,
+                client_secret_file,
             } => Credentials::ClientCredentials {
                 client_id: client_id.clone(),
-                secret: Secret::new(env(client_secret_env)?),
+                secret: secret(
+                    "client_secret",
+                    client_secret_env.as_ref(),
+                    client_secret_file.as_ref(),
+                )?,
             },
             AuthConfig::Jwt {
                 client_id,
@@ -99,15 +84,12 @@ impl Credentials {
                 private_key_file,
                 private_key_env,
             } => {
-                let pem = match (private_key_file, private_key_env) {
-                    (Some(f), _) => std::fs::read_to_string(f).map_err(|e| {
-                        SfError::Config(format!("cannot read private_key_file {f}: {e}"))
-                    })?,
-                    (None, Some(e)) => env(e)?,
-                    (None, None) => {
-                        return Err(SfError::Config("auth: no private key given".into()))
-                    }
-                };
+                let pem = secret(
+                    "private_key",
+                    private_key_env.as_ref(),
+                    private_key_file.as_ref(),
+                )?;
+                let pem = pem.expose();
                 // Refuse a bad key now rather than at the first token request.
                 jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
                     SfError::Config(format!("auth: the private key is not an RSA PEM key: {e}"))
@@ -234,18 +216,18 @@ mod tests {
     fn secrets_do_not_debug_print() {
         let c = Credentials::ClientCredentials {
             client_id: "provsync".into(),
-            secret: Secret::new("hunter2".into()),
+            secret: Secret::new("hunter2"),
         };
         let s = format!("{c:?}");
         assert!(!s.contains("hunter2"), "{s}");
-        assert!(s.contains("***"));
+        assert!(s.contains("<redacted>"));
     }
 
     #[test]
     fn client_credentials_form_has_the_grant() {
         let c = Credentials::ClientCredentials {
             client_id: "provsync".into(),
-            secret: Secret::new("s".into()),
+            secret: Secret::new("s"),
         };
         let f = c.form().unwrap();
         assert_eq!(f[0], ("grant_type", "client_credentials".to_string()));

@@ -634,7 +634,7 @@ mod server_tests {
         assert!(matches!(cfg.auth, AuthConfig::ClientCredentials { .. }));
         let creds = Credentials::ClientCredentials {
             client_id: "provsync".into(),
-            secret: Secret::new("s".into()),
+            secret: Secret::new("s"),
         };
         (script, Client::new(cfg, creds).unwrap())
     }

@@ -69,7 +69,11 @@ pub enum AuthConfig {
         /// Consumer key.
         client_id: String,
         /// Environment variable holding the consumer secret.
-        client_secret_env: String,
+        #[serde(default)]
+        client_secret_env: Option<String>,
+        /// File holding the consumer secret.
+        #[serde(default)]
+        client_secret_file: Option<String>,
     },
     /// JWT bearer (RS256 assertion signed with the connected app's key).
     Jwt {
