@@ -73,7 +73,7 @@ impl ChildPlan {
     }
 }
 
-/// Whether a record is new to the target or an update (known from the store's hashes).
+/// Whether a record is new to the target or an update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
@@ -92,6 +92,27 @@ pub struct Write {
     pub change: Change,
 }
 
+/// How a written record joins its scope, for the `connected` and `moved` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Joined {
+    /// It was connected in this scope already.
+    Stayed,
+    /// New to the target, or back after a sweep disconnected it.
+    Connected,
+    /// Connected in another scope before (a doctor changing designated body).
+    Moved,
+}
+
+/// What a target did with a written record, in the words of its own change log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Created (the target had no such record) or updated.
+    pub change: Change,
+    /// How the record joined its scope.
+    pub joined: Joined,
+}
+
 /// The target's answer for one record, in request order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -99,7 +120,14 @@ pub enum Outcome {
     Written {
         /// Target-side id (Salesforce record id...); `None` when the source id is the key.
         target_id: Option<String>,
+        /// What the target did, when it can tell (SQL targets read the row first);
+        /// `None`: the change the write asked for, judged from the state store.
+        #[serde(default)]
+        applied: Option<Applied>,
     },
+    /// The target already held this very content, connected: nothing was written
+    /// (a new state store meeting a synced target rewrites nothing).
+    Unchanged,
     /// Refused; the reason names the field or reference at fault.
     Failed {
         /// Why.

@@ -160,7 +160,8 @@ pub fn job_finished(state: JobState, duration: Option<Duration>, per_kind: &Kind
             ("load", "created", c.created),
             ("load", "updated", c.updated),
             ("load", "unchanged", c.unchanged),
-            ("load", "failed", c.failed),
+            // Failed links of the relations stage are counted there, not here.
+            ("load", "failed", c.failed - c.relations_failed),
             ("load", "staged", c.relations_staged),
             ("relations", "loaded", c.relations_loaded),
             ("relations", "failed", c.relations_failed),
@@ -173,7 +174,7 @@ pub fn job_finished(state: JobState, duration: Option<Duration>, per_kind: &Kind
     let t = per_kind.total();
     for (stage, n) in [
         ("transform", t.rejected),
-        ("load", t.failed),
+        ("load", t.failed - t.relations_failed),
         ("relations", t.relations_failed),
     ] {
         counter!("provsync_record_errors_total", "stage" => stage).increment(n);

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use provsync_core::job::{JobId, JobKind, JobSpec, JobState, KindCounts};
+use provsync_core::job::{JobId, JobKind, JobSpec, JobState};
 use provsync_core::store::{Dispatch, JobFilter, JobRecord};
 use serde_json::{json, Value};
 
@@ -231,13 +231,9 @@ pub fn scopes_of(job: &provsync_core::store::JobRecord) -> Value {
 pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
     let store = &st.engine.store;
     let job = store.job(id).await.map_err(ApiError::store)?;
-    let mut counts = store.counts(id).await.map_err(ApiError::store)?;
-    // The sweep's disconnections are recorded in the summary, not in page counts.
-    if let Some(per_kind) = job.summary.as_ref().and_then(|s| s.get("per_kind")) {
-        if let Ok(k) = serde_json::from_value::<KindCounts>(per_kind.clone()) {
-            counts = k;
-        }
-    }
+    let (headline, per_kind) = crate::job::counts::of_job(store.as_ref(), &job)
+        .await
+        .map_err(ApiError::store)?;
     let first = store
         .errors(id, 0, FIRST_ERRORS)
         .await
@@ -260,7 +256,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
         "failure": job.failure,
         "note": job.note,
         "abort_requested": job.abort_requested,
-        "counts": {"total": counts.total(), "per_kind": counts},
+        "counts": {"total": headline, "per_kind": per_kind},
         "scopes": scopes_of(&job),
         "errors": {"total": total, "first": first},
         "transitions": transitions,

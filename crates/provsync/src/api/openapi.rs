@@ -270,7 +270,10 @@ pub struct JobAccepted {
     pub state: JobState,
 }
 
-/// Outcome counts: every extracted record ends in exactly one bucket.
+/// Outcome counts as the target's own change log records them: every extracted
+/// record ends in exactly one of rejected, created, updated, unchanged, failed
+/// (links as entities; a link deferred to the relations stage is pending until it
+/// is booked there).
 #[derive(Serialize, ToSchema)]
 pub struct Counts {
     pub extracted: u64,
@@ -280,9 +283,12 @@ pub struct Counts {
     pub unchanged: u64,
     pub failed: u64,
     pub disconnected: u64,
-    pub relations_loaded: u64,
-    pub relations_failed: u64,
+    /// Links deferred to the relations stage (an end was not loaded yet).
     pub relations_staged: u64,
+    /// Deferred links the relations stage loaded (also in created/updated/unchanged).
+    pub relations_loaded: u64,
+    /// Deferred links the relations stage could not load (also in failed).
+    pub relations_failed: u64,
     /// Records written that were new or disconnected before (a subset, not a bucket).
     pub connected: u64,
     /// Records written whose scope changed, e.g. a doctor moving to another
@@ -290,9 +296,11 @@ pub struct Counts {
     pub moved: u64,
 }
 
-/// Counts over all kinds and per entity kind.
+/// The headline and the counts per entity kind.
 #[derive(Serialize, ToSchema)]
 pub struct StatusCounts {
+    /// The headline, in the source's terms: each source record once (GMC: doctors,
+    /// not their connections and designated bodies; other sources: every kind).
     pub total: Counts,
     /// Keyed by entity kind (`individual`, `workplace`, `activity`, `relation`, `code`).
     pub per_kind: BTreeMap<String, Counts>,

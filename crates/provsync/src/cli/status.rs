@@ -40,13 +40,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening state store {}", a.state))?;
     let id = JobId::from(a.job_id.as_str());
     let job = store.job(&id).await?;
-    let mut counts = store.counts(&id).await?;
-    // The sweep's disconnections are recorded in the summary, not in page counts.
-    if let Some(per_kind) = job.summary.as_ref().and_then(|s| s.get("per_kind")) {
-        if let Ok(k) = serde_json::from_value(per_kind.clone()) {
-            counts = k;
-        }
-    }
+    let (headline, per_kind) = crate::job::counts::of_job(store.as_ref(), &job).await?;
     let errors = store.errors(&id, 0, 10).await?;
     let error_count = store.error_count(&id).await?;
     let transitions = store.transitions(&id).await?;
@@ -62,8 +56,8 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
-            "counts": counts.total(),
-            "per_kind": counts,
+            "counts": headline,
+            "per_kind": per_kind,
             "scopes": crate::api::jobs::scopes_of(&job),
             "errors_total": error_count,
             "errors": errors,
@@ -81,12 +75,18 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(n) = &job.note {
             println!("note     {n}");
         }
-        let c = counts.total();
+        let c = headline;
         println!(
-            "counts   extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {} relations {}/{}",
-            c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed,
-            c.disconnected, c.relations_loaded, c.relations_failed
+            "counts   extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {}",
+            c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed, c.disconnected
         );
+        for (kind, c) in &per_kind.0 {
+            println!(
+                "  {:<10} extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {}",
+                kind.as_str(), c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed,
+                c.disconnected
+            );
+        }
         for t in transitions {
             println!("  {} {} -> {}", t.at.to_rfc3339(), t.from, t.to);
         }

@@ -4,6 +4,7 @@
 
 use chrono::Utc;
 use provsync_core::job::{Counts, JobEvent, JobId, JobMachine, JobState, KindCounts, Mode, Stage};
+use provsync_core::model::EntityKind;
 use provsync_core::store::{ErrorEntry, JobRecord, PageEntry};
 use serde::Serialize;
 
@@ -28,9 +29,12 @@ pub struct RunSummary {
     pub target: String,
     /// Who started it.
     pub requested_by: String,
-    /// Outcome counts over all kinds.
+    /// The headline: outcome counts in the source's terms, each source record once
+    /// (the kinds in `counted`; GMC: doctors, not their connections and bodies).
     pub counts: Counts,
-    /// Outcome counts per kind.
+    /// The kinds the headline counts.
+    pub counted: Vec<EntityKind>,
+    /// Outcome counts per kind (every kind, derived ones too).
     pub per_kind: KindCounts,
     /// Pages fetched.
     pub pages: u64,
@@ -184,6 +188,8 @@ async fn conclude(
     for (kind, n) in &sweep.disconnected {
         per_kind.kind_mut(*kind).disconnected += n;
     }
+    let job = engine.store.job(id).await?;
+    let headline = super::counts::headline(&per_kind, &job.spec.source.kind);
     let counts = per_kind.total();
     let reconciled = counts.reconcile();
     if let Err(e) = &reconciled {
@@ -235,7 +241,8 @@ async fn conclude(
         mode: job.spec.mode,
         target: job.target.clone(),
         requested_by: job.requested_by.clone(),
-        counts,
+        counts: headline.0,
+        counted: headline.1,
         per_kind,
         pages,
         sweep,

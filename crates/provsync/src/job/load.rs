@@ -10,7 +10,7 @@ use provsync_core::job::{Counts, KindCounts, Threshold};
 use provsync_core::mapped::MappedRecord;
 use provsync_core::model::{EntityKind, SourceId};
 use provsync_core::store::{ErrorEntry, HashUpdate, KnownRecord, PageCommit};
-use provsync_core::target::{Change, Outcome, Write};
+use provsync_core::target::{Applied, Change, Joined, Outcome, Write};
 use tokio::sync::{mpsc, Mutex};
 
 use super::extract::fail;
@@ -115,9 +115,6 @@ pub async fn load_page(
     }
     for (kind, records) in by_kind {
         let (writes, joined) = classify(ctx, kind, records, &mut commit).await?;
-        if kind.is_link() {
-            commit.counts.kind_mut(kind).relations_staged += writes.len() as u64;
-        }
         write_batches(ctx, page.page_no, kind, writes, &joined, &mut commit).await?;
     }
     let counts = commit.counts.clone();
@@ -130,26 +127,14 @@ pub async fn load_page(
     Ok(fresh.then_some(counts))
 }
 
-/// How a written record joins its scope: the `connected` and `moved` counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Joined {
-    /// It was connected in this scope already.
-    Stayed,
-    /// New to the target, or back after a sweep disconnected it.
-    Connected,
-    /// Connected in another scope before (a doctor changing designated body).
-    Moved,
-}
-
-impl Joined {
-    /// What writing `record` does to its membership, given what the store knows.
-    pub(super) fn of(known: Option<&KnownRecord>, record: &MappedRecord) -> Joined {
-        match known {
-            None => Joined::Connected,
-            Some(k) if !k.connected => Joined::Connected,
-            Some(k) if k.scope != record.scope => Joined::Moved,
-            Some(_) => Joined::Stayed,
-        }
+/// How writing `record` joins its scope, judged from what the state store knows
+/// (the target's own answer, when it gives one, wins).
+pub(super) fn judged_join(known: Option<&KnownRecord>, record: &MappedRecord) -> Joined {
+    match known {
+        None => Joined::Connected,
+        Some(k) if !k.connected => Joined::Connected,
+        Some(k) if k.scope != record.scope => Joined::Moved,
+        Some(_) => Joined::Stayed,
     }
 }
 
@@ -182,7 +167,7 @@ async fn classify(
             Some(_) => Change::Updated,
             None => Change::Created,
         };
-        joined.push(Joined::of(k, &record));
+        joined.push(judged_join(k, &record));
         writes.push(Write { record, change });
     }
     Ok((writes, joined))
@@ -237,9 +222,10 @@ pub(super) struct Ledger<'a> {
     pub staged: Option<&'a mut Vec<MappedRecord>>,
 }
 
-/// Books the target's per-record answers: hashes of written records (and how they
-/// joined their scope), staged links, failures; `page_of(i)` is the page of the
-/// batch's i-th record.
+/// Books the target's per-record answers in the target's own terms: created,
+/// updated or unchanged as it says (links as entities), how each record joined its
+/// scope, hashes of what it holds now, deferred links, failures; `page_of(i)` is the
+/// page of the batch's i-th record.
 pub(super) fn book_outcomes(
     kind: EntityKind,
     chunk: &[Write],
@@ -248,54 +234,91 @@ pub(super) fn book_outcomes(
     page_of: impl Fn(usize) -> u64,
     ledger: &mut Ledger<'_>,
 ) {
-    let stage = if ledger.staged.is_some() {
-        "load"
-    } else {
-        "relations"
-    };
+    let relations_stage = ledger.staged.is_none();
+    let stage = if relations_stage { "relations" } else { "load" };
     let counts = ledger.counts.kind_mut(kind);
     for (i, (w, outcome)) in chunk.iter().zip(outcomes).enumerate() {
-        let reason = match outcome {
-            Outcome::Written { target_id } => {
-                match (kind.is_link(), w.change) {
-                    (true, _) => counts.relations_loaded += 1,
-                    (false, Change::Created) => counts.created += 1,
-                    (false, Change::Updated) => counts.updated += 1,
+        let target_id = match outcome {
+            Outcome::Written { target_id, applied } => {
+                let judged = Applied {
+                    change: w.change,
+                    joined: joined.get(i).copied().unwrap_or(Joined::Stayed),
+                };
+                let applied = applied.unwrap_or(judged);
+                match applied.change {
+                    Change::Created => counts.created += 1,
+                    Change::Updated => counts.updated += 1,
                 }
-                match joined.get(i) {
-                    Some(Joined::Connected) => counts.connected += 1,
-                    Some(Joined::Moved) => counts.moved += 1,
-                    _ => {}
+                match applied.joined {
+                    Joined::Connected => counts.connected += 1,
+                    Joined::Moved => counts.moved += 1,
+                    Joined::Stayed => {}
                 }
-                ledger.written.push(HashUpdate {
-                    kind,
-                    source_id: w.record.source_id.clone(),
-                    scope: w.record.scope.clone(),
-                    hash: w.record.hash,
-                    target_id,
-                });
-                continue;
+                Some(target_id)
+            }
+            // The store learns the target's hash, so the next run skips it.
+            Outcome::Unchanged => {
+                counts.unchanged += 1;
+                Some(None)
             }
             Outcome::Unresolved { reason } => match ledger.staged.as_mut() {
                 Some(staged) => {
+                    counts.relations_staged += 1;
                     staged.push(w.record.clone());
                     continue;
                 }
-                None => reason,
+                None => {
+                    book_failure(counts, ledger.errors, w, page_of(i), stage, reason, true);
+                    continue;
+                }
             },
-            Outcome::Failed { reason } => reason,
+            Outcome::Failed { reason } => {
+                book_failure(
+                    counts,
+                    ledger.errors,
+                    w,
+                    page_of(i),
+                    stage,
+                    reason,
+                    relations_stage,
+                );
+                continue;
+            }
         };
-        if kind.is_link() {
-            counts.relations_failed += 1;
-        } else {
-            counts.failed += 1;
+        if let Some(target_id) = target_id {
+            if relations_stage {
+                counts.relations_loaded += 1;
+            }
+            ledger.written.push(HashUpdate {
+                kind,
+                source_id: w.record.source_id.clone(),
+                scope: w.record.scope.clone(),
+                hash: w.record.hash,
+                target_id,
+            });
         }
-        ledger.errors.push(ErrorEntry {
-            page_no: Some(page_of(i)),
-            stage: stage.into(),
-            kind: Some(kind),
-            source_id: Some(w.record.source_id.0.clone()),
-            reason,
-        });
     }
+}
+
+/// A record the target refused (or a link whose end is missing after the barrier).
+fn book_failure(
+    counts: &mut Counts,
+    errors: &mut Vec<ErrorEntry>,
+    w: &Write,
+    page_no: u64,
+    stage: &str,
+    reason: String,
+    deferred_link: bool,
+) {
+    counts.failed += 1;
+    if deferred_link {
+        counts.relations_failed += 1;
+    }
+    errors.push(ErrorEntry {
+        page_no: Some(page_no),
+        stage: stage.into(),
+        kind: Some(w.record.kind),
+        source_id: Some(w.record.source_id.0.clone()),
+        reason,
+    });
 }

@@ -6,6 +6,7 @@
 pub mod abort;
 pub mod codes_sync;
 pub mod context;
+pub mod counts;
 pub mod dispatch;
 pub mod distributed;
 pub mod extract;

@@ -11,7 +11,7 @@ use provsync_core::store::{LinkCommit, StagedLink};
 use provsync_core::target::{Change, Write};
 
 use super::extract::fail;
-use super::load::{book_outcomes, Joined, Ledger};
+use super::load::{book_outcomes, judged_join, Ledger};
 use super::{EngineError, JobContext, Progress};
 
 /// Staged links read per store round trip.
@@ -100,7 +100,7 @@ async fn load_chunk(
                 Change::Created
             };
             pages.push(page);
-            joined.push(Joined::of(k, &record));
+            joined.push(judged_join(k, &record));
             writes.push(Write { record, change });
         }
         for (i, (part, joined)) in writes.chunks(batch).zip(joined.chunks(batch)).enumerate() {

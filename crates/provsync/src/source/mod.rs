@@ -11,6 +11,7 @@ pub mod replay;
 use std::sync::Arc;
 
 use provsync_core::job::ConnectorSpec;
+use provsync_core::model::EntityKind;
 use provsync_core::source::{Source, SourceError};
 
 fn settings<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, SourceError> {
@@ -29,5 +30,16 @@ pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
         other => Err(SourceError::Config(format!(
             "source.type {other:?} is not one of: file, csv-facilities, nucc, onekey, gmc"
         ))),
+    }
+}
+
+/// Kinds a source type builds from another record rather than reads as records of
+/// their own (GMC: a doctor's connection and designated body come with the doctor).
+/// A run's headline counts the other kinds only, so each source record counts once;
+/// per-kind counts keep every kind.
+pub fn derived_kinds(source_type: &str) -> &'static [EntityKind] {
+    match source_type {
+        "gmc" => &gmc::DERIVED_KINDS,
+        _ => &[],
     }
 }

@@ -39,7 +39,7 @@ async fn abort_over_http_ends_a_running_job_aborted(state: &str) {
         took < Duration::from_secs(5),
         "aborted {took:?} after the request"
     );
-    // Relations of what was loaded were processed: every staged link was loaded
+    // Relations of what was loaded were processed: every deferred link was loaded
     // or failed, none left behind.
     let total = &job["counts"]["total"];
     assert_eq!(

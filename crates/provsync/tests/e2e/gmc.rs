@@ -1128,3 +1128,62 @@ async fn gmc_emulator_answers_soap_12_in_soap_12() {
     assert_eq!(body.matches("<GMCReferenceNumber>").count(), 5, "{body}");
     assert!(body.contains("<ReturnCode>0</ReturnCode>") && body.contains("c12"));
 }
+
+/// One truth for counts on a GMC night with joins, moves and leavers: the headline
+/// counts doctors once (not a doctor plus its connection), the per-kind counts equal
+/// the doctors store's change log, and `provsync status --json` shows the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_night_counts_each_doctor_once_and_agree_with_the_change_log_on_every_surface() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 3, 150).await;
+    let before = Emulator::start(3, 150, 0, &[]).membership();
+    let emu = Emulator::start(3, 150, 1, &[]);
+    let after = emu.membership();
+    let removed = before.keys().filter(|d| !after.contains_key(*d)).count() as u64;
+    let joined = after.keys().filter(|d| !before.contains_key(*d)).count() as u64;
+    let moved = before
+        .iter()
+        .filter(|(d, b)| after.get(*d).is_some_and(|nb| nb != *b))
+        .count() as u64;
+    assert!(
+        removed > 0 && joined > 0 && moved > 0,
+        "night 1 has every change"
+    );
+
+    let job = gmc_job(dir.path(), "night1", &emu, &pg, "s3cret-test");
+    let state = state_url(dir.path());
+    let run = run(&job, &state);
+    run.expect_code(0);
+    run.assert_reconciled();
+    // The headline, in doctors.
+    assert_eq!(
+        run.summary["counted"],
+        serde_json::json!(["individual"]),
+        "{run}"
+    );
+    assert_eq!(run.count("extracted"), after.len() as u64, "{run}");
+    assert_eq!(run.count("disconnected"), removed, "{run}");
+    assert_eq!(run.count("moved"), moved, "{run}");
+    assert_eq!(run.count("created"), joined, "{run}");
+    assert_eq!(run.count("connected"), joined, "{run}");
+
+    // Per kind, exactly what the doctors store logged.
+    let db = pool(&pg).await;
+    let id = run.job_id();
+    for kind in ["individual", "activity", "workplace"] {
+        for change in ["created", "updated", "moved", "disconnected"] {
+            assert_eq!(
+                run.kind_count(kind, change),
+                changes(&db, &id, kind, change).await.len() as u64,
+                "per_kind.{kind}.{change} vs the change log: {run}"
+            );
+        }
+    }
+    // The same numbers through `provsync status --json`.
+    let st = status(&id, &state);
+    assert_eq!(st["counts"], run.summary["counts"], "{st}");
+    assert_eq!(st["per_kind"], run.summary["per_kind"], "{st}");
+}

@@ -22,6 +22,15 @@ async fn night_two_applies_changes_additions_moves_and_disconnections_exactly_in
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_state_store_against_a_synced_postgres_target_rewrites_nothing() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    scenario_fresh_state_store_rewrites_nothing(dir.path(), &pg.target()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_the_same_snapshot_into_postgres_changes_and_logs_nothing() {
     let Some(pg) = PgDatabase::create().await else {
         return;

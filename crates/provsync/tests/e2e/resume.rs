@@ -61,7 +61,7 @@ async fn killed_run_resumes_and_ends_identical_to_an_uninterrupted_run() {
         );
     }
     c.eq(
-        "resumed run: relations_loaded + relations_failed == relations_staged",
+        "resumed run: every deferred link booked (loaded + failed == deferred)",
         resumed.count("relations_loaded") + resumed.count("relations_failed"),
         resumed.count("relations_staged"),
     );

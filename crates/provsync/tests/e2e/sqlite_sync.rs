@@ -17,6 +17,13 @@ async fn night_two_applies_changes_additions_moves_and_disconnections_exactly_in
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_state_store_against_a_synced_sqlite_target_rewrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    scenario_fresh_state_store_rewrites_nothing(dir.path(), &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_the_same_snapshot_into_sqlite_changes_and_logs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let target = Target::sqlite(dir.path(), "provider.db");

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use provsync_core::job::Mode;
-use provsync_core::model::Scope;
+use provsync_core::model::{EntityKind, Scope};
 use provsync_core::source::{Cursor, OpenRequest, Page, ScopeSnapshot, Source, SourceError};
 use tokio::task::JoinHandle;
 
@@ -95,6 +95,10 @@ fn body_page(body: &str, response: &response::Response, next: Option<Cursor>) ->
     page
 }
 
+/// A doctor's designated body and connection come with the doctor, so a night's
+/// headline counts doctors (see `source::derived_kinds`).
+pub const DERIVED_KINDS: [EntityKind; 2] = [EntityKind::Workplace, EntityKind::Activity];
+
 #[async_trait]
 impl Source for GmcSource {
     async fn open(&self, req: &OpenRequest) -> Result<Cursor, SourceError> {
@@ -117,6 +121,13 @@ impl Source for GmcSource {
             ahead: HashMap::new(),
         });
         Ok(Cursor("0".into()))
+    }
+
+    /// Designated bodies asked of the night's bodies.
+    fn position(&self, next: &Cursor) -> Option<(u64, u64)> {
+        let guard = self.session.lock().expect("session lock");
+        let bodies = guard.as_ref()?.bodies.len() as u64;
+        Some((next.0.parse::<u64>().ok()?.min(bodies), bodies))
     }
 
     async fn fetch(&self, cursor: &Cursor) -> Result<Page, SourceError> {

@@ -28,7 +28,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use provsync_core::mapped::MappedRecord;
 use provsync_core::model::{EntityKind, SourceId};
-use provsync_core::target::{Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write};
+use provsync_core::target::{
+    Applied, Change, Joined, Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write,
+};
 
 use client::Client;
 use collections::{FlatRecord, UNRESOLVED};
@@ -190,7 +192,10 @@ impl SalesforceTarget {
         Ok(done
             .into_iter()
             .map(|r| match r {
-                Some(GraphResult::Written(id)) => Outcome::Written { target_id: id },
+                Some(GraphResult::Written(id)) => Outcome::Written {
+                    target_id: id,
+                    applied: None,
+                },
                 Some(GraphResult::Failed(reason)) => match reason.strip_prefix(UNRESOLVED) {
                     Some(rest) => Outcome::Unresolved {
                         reason: rest.to_string(),
@@ -465,8 +470,8 @@ impl SalesforceTarget {
         for ((r, root), o) in mapped.iter().zip(&roots).zip(outcomes) {
             let key = r.source_id.as_str();
             match o {
-                Outcome::Written { .. } if *root => changed += 1,
-                Outcome::Written { .. } => {}
+                Outcome::Written { .. } | Outcome::Unchanged if *root => changed += 1,
+                Outcome::Written { .. } | Outcome::Unchanged => {}
                 Outcome::Failed { reason } | Outcome::Unresolved { reason } => {
                     tracing::warn!(%key, %reason, "Salesforce: disconnect not written");
                 }
@@ -489,7 +494,10 @@ impl SalesforceTarget {
             };
             let Some(set) = text("ValueSet").filter(|s| !s.is_empty()) else {
                 // The codes mapping names no value set for this list: not synced.
-                outcomes[i] = Some(Outcome::Written { target_id: None });
+                outcomes[i] = Some(Outcome::Written {
+                    target_id: None,
+                    applied: None,
+                });
                 continue;
             };
             let (kind, name) = match set.split_once(':') {
@@ -565,7 +573,23 @@ impl SalesforceTarget {
                     codes::Merged::NotFitted(why) => Outcome::Failed {
                         reason: format!("{why}: {} left out", inc.value),
                     },
-                    _ => Outcome::Written { target_id: None },
+                    // The org's value set already had it as it is.
+                    codes::Merged::Unchanged => Outcome::Unchanged,
+                    // Counted as the value set changed, not as the state store guessed.
+                    codes::Merged::Added => Outcome::Written {
+                        target_id: None,
+                        applied: Some(Applied {
+                            change: Change::Created,
+                            joined: Joined::Connected,
+                        }),
+                    },
+                    codes::Merged::Updated | codes::Merged::Deactivated => Outcome::Written {
+                        target_id: None,
+                        applied: Some(Applied {
+                            change: Change::Updated,
+                            joined: Joined::Stayed,
+                        }),
+                    },
                 });
             }
             tracing::info!(value_set = %name, added = report.added, updated = report.updated,

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use provsync_core::mapped::MappedRecord;
 use provsync_core::model::EntityKind;
-use provsync_core::target::{Outcome, TablePlan, TargetError, Write};
+use provsync_core::target::{Applied, Change, Joined, Outcome, TablePlan, TargetError, Write};
 
 /// Columns the target fills itself (never from a mapping).
 pub const BOOKKEEPING: [&str; 6] = [
@@ -204,8 +204,9 @@ where
     Ok(missing)
 }
 
-/// Writes the links whose ends the target has (through `write`); the others come
-/// back `Unresolved`, naming the missing end. Shared by the SQL targets.
+/// Writes the links whose ends the target has (through `write`, which answers per
+/// source id); the others come back `Unresolved`, naming the missing end. Shared by
+/// the SQL targets.
 pub async fn upsert_resolved<E, EF, W, WF>(
     writes: &[Write],
     existing: E,
@@ -215,12 +216,26 @@ where
     E: Fn(EntityKind, Vec<String>) -> EF,
     EF: std::future::Future<Output = Result<HashSet<String>, TargetError>>,
     W: FnOnce(Vec<Write>) -> WF,
-    WF: std::future::Future<Output = Result<(), TargetError>>,
+    WF: std::future::Future<Output = Result<HashMap<String, Outcome>, TargetError>>,
 {
     let missing = missing_ends(writes, existing).await?;
     let (ok, outcomes) = split_resolved(writes, &missing);
-    write(ok.into_iter().cloned().collect()).await?;
-    Ok(outcomes)
+    let written = write(ok.into_iter().cloned().collect()).await?;
+    Ok(writes
+        .iter()
+        .zip(outcomes)
+        .map(|(w, o)| o.unwrap_or_else(|| answer(&written, w)))
+        .collect())
+}
+
+/// The target's answer for one write of a batch it answered per source id.
+pub fn answer(written: &HashMap<String, Outcome>, w: &Write) -> Outcome {
+    written
+        .get(w.record.source_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| Outcome::Failed {
+            reason: format!("{} {}: not written", w.record.kind, w.record.source_id),
+        })
 }
 
 /// Table layouts per kind, set by `prepare`.
@@ -244,11 +259,12 @@ impl Layouts {
     }
 }
 
-/// Splits links into those whose ends exist and per-record outcomes (failures named).
+/// Splits links into those whose ends exist (their outcome `None`: the write
+/// answers) and the unresolved ones, each naming its missing end.
 pub fn split_resolved<'a>(
     writes: &'a [Write],
     missing: &HashSet<(EntityKind, String)>,
-) -> (Vec<&'a Write>, Vec<Outcome>) {
+) -> (Vec<&'a Write>, Vec<Option<Outcome>>) {
     let mut ok = Vec::with_capacity(writes.len());
     let mut outcomes = Vec::with_capacity(writes.len());
     for w in writes {
@@ -261,11 +277,11 @@ pub fn split_resolved<'a>(
             .collect();
         if unresolved.is_empty() {
             ok.push(w);
-            outcomes.push(Outcome::Written { target_id: None });
+            outcomes.push(None);
         } else {
-            outcomes.push(Outcome::Unresolved {
+            outcomes.push(Some(Outcome::Unresolved {
                 reason: unresolved.join("; "),
-            });
+            }));
         }
     }
     (ok, outcomes)
@@ -278,50 +294,147 @@ pub struct Previous {
     pub connected: bool,
     /// Value of the kind's `moved_column`.
     pub moved: Option<String>,
+    /// Scope it was connected in.
+    pub scope: String,
+    /// Content hash of what the row holds.
+    pub hash: String,
+    /// Run that created it.
+    pub created_run: String,
     /// Run that last wrote it.
     pub updated_run: String,
 }
 
-/// Change-log rows for a batch: created, updated, reconnected, moved. A record this
-/// run already wrote (a page replayed after a crash) logs nothing again.
-pub fn change_rows<'a>(
+impl Previous {
+    /// A row selected with [`previous_columns`]: its source id and what it held.
+    pub fn read<R>(row: &R) -> (String, Previous)
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        (
+            row.get(0),
+            Previous {
+                connected: row.get(1),
+                moved: row.get(2),
+                scope: row.get(3),
+                hash: row.get(4),
+                created_run: row.get(5),
+                updated_run: row.get(6),
+            },
+        )
+    }
+}
+
+/// The columns `Previous` is read from, in its field order (`moved` is the kind's
+/// `moved_column` or a null of the backend's spelling).
+pub fn previous_columns(kind: EntityKind, null: &str) -> String {
+    format!(
+        "source_id, connected, {}, scope, content_hash, created_run, updated_run",
+        moved_column(kind).unwrap_or(null)
+    )
+}
+
+/// What a batch does, judged against the rows it meets: the records to write, the
+/// change-log rows, and each record's answer in the change log's own terms.
+pub struct BatchPlan<'a> {
+    /// Records to write (a record whose content the row already holds, connected,
+    /// is not written).
+    pub write: Vec<&'a Write>,
+    /// Change-log rows: created, updated, reconnected, moved.
+    pub log: Vec<(&'a str, &'static str, Option<String>)>,
+    /// Each record's outcome by source id.
+    pub outcomes: HashMap<String, Outcome>,
+}
+
+/// Plans a batch of one kind. A record this run already wrote (a page replayed after
+/// a crash) is written again but logs nothing again, and answers as the first write
+/// did (created when this run created it).
+pub fn plan_batch<'a>(
     layout: &TableLayout,
     run: &str,
     ws: &[&'a Write],
     previous: &HashMap<String, Previous>,
-) -> Vec<(&'a str, &'static str, Option<String>)> {
-    let mut rows = Vec::with_capacity(ws.len());
+) -> BatchPlan<'a> {
+    let mut plan = BatchPlan {
+        write: Vec::with_capacity(ws.len()),
+        log: Vec::with_capacity(ws.len()),
+        outcomes: HashMap::with_capacity(ws.len()),
+    };
     for w in ws {
         let id = w.record.source_id.as_str();
+        let written = |change, joined| Outcome::Written {
+            target_id: None,
+            applied: Some(Applied { change, joined }),
+        };
         let Some(p) = previous.get(id) else {
-            rows.push((id, "created", None));
+            plan.write.push(w);
+            plan.log.push((id, "created", None));
+            plan.outcomes
+                .insert(id.to_owned(), written(Change::Created, Joined::Connected));
             continue;
         };
         if p.updated_run == run {
+            plan.write.push(w);
+            let outcome = if p.created_run == run {
+                written(Change::Created, Joined::Connected)
+            } else {
+                // How it joined is not known again: the state store's judgment stands.
+                Outcome::Written {
+                    target_id: None,
+                    applied: None,
+                }
+            };
+            plan.outcomes.insert(id.to_owned(), outcome);
             continue;
         }
-        rows.push((id, "updated", None));
-        if !p.connected {
-            rows.push((id, "reconnected", None));
+        if p.connected && p.hash == w.record.hash.to_string() {
+            plan.outcomes.insert(id.to_owned(), Outcome::Unchanged);
+            continue;
         }
-        if let Some(col) = moved_column(layout.kind) {
-            let new = layout
-                .structural
-                .iter()
-                .zip(structural_values(&w.record))
-                .find(|(c, _)| **c == col)
-                .and_then(|(_, v)| v);
-            if p.moved.is_some() && new != p.moved {
-                let detail = format!(
-                    "{col}: {} -> {}",
-                    p.moved.as_deref().unwrap_or(""),
-                    new.as_deref().unwrap_or("")
-                );
-                rows.push((id, "moved", Some(detail)));
+        plan.write.push(w);
+        plan.log.push((id, "updated", None));
+        let mut joined = Joined::Stayed;
+        if !p.connected {
+            plan.log.push((id, "reconnected", None));
+            joined = Joined::Connected;
+        }
+        if let Some(detail) = moved(layout, p, w) {
+            plan.log.push((id, "moved", Some(detail)));
+            if joined == Joined::Stayed {
+                joined = Joined::Moved;
             }
         }
+        plan.outcomes
+            .insert(id.to_owned(), written(Change::Updated, joined));
     }
-    rows
+    plan
+}
+
+/// How a written record moved, as the change log's detail: its kind's
+/// `moved_column` changed (an activity to another workplace), or else its scope (a
+/// doctor to another designated body); `None` when it stayed.
+fn moved(layout: &TableLayout, p: &Previous, w: &Write) -> Option<String> {
+    if let Some(col) = moved_column(layout.kind) {
+        let new = layout
+            .structural
+            .iter()
+            .zip(structural_values(&w.record))
+            .find(|(c, _)| **c == col)
+            .and_then(|(_, v)| v);
+        if p.moved.is_some() && new != p.moved {
+            return Some(format!(
+                "{col}: {} -> {}",
+                p.moved.as_deref().unwrap_or(""),
+                new.as_deref().unwrap_or("")
+            ));
+        }
+        return None;
+    }
+    let scope = w.record.scope.as_str();
+    (!p.scope.is_empty() && p.scope != scope).then(|| format!("scope: {} -> {scope}", p.scope))
 }
 
 /// (child, parent) workplace pairs of `parent` relations: the hierarchy column's values.

@@ -12,8 +12,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
 
 use super::{
-    change_rows, layouts, mapped_values, moved_column, now_ms, parent_links, structural_values,
-    upsert_resolved, value_text, Layouts, Previous, TableLayout,
+    answer, layouts, mapped_values, now_ms, parent_links, plan_batch, previous_columns,
+    structural_values, upsert_resolved, value_text, Layouts, Previous, TableLayout,
 };
 
 /// The PostgreSQL provider store.
@@ -96,25 +96,35 @@ impl PostgresTarget {
         }
     }
 
-    async fn write(&self, run: &RunRef, writes: &[Write]) -> Result<(), TargetError> {
+    /// Writes a batch in one transaction; each record's answer by source id.
+    async fn write(
+        &self,
+        run: &RunRef,
+        writes: &[Write],
+    ) -> Result<HashMap<String, Outcome>, TargetError> {
         let mut by_kind: HashMap<EntityKind, Vec<&Write>> = HashMap::new();
         for w in writes {
             by_kind.entry(w.record.kind).or_default().push(w);
         }
         let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
+        let mut outcomes = HashMap::with_capacity(writes.len());
         for (kind, mut ws) in by_kind {
             // One lock order for every writer: concurrent batches never deadlock.
             ws.sort_by(|a, b| a.record.source_id.cmp(&b.record.source_id));
             let layout = self.layout(kind)?;
             let previous = self.previous_state(&mut tx, &layout, &ws).await?;
-            self.upsert_rows(&mut tx, &layout, run, &ws).await?;
-            let log = change_rows(&layout, &run.job_id, &ws, &previous);
-            insert_change_log(&mut tx, run, kind, &log).await?;
-            if kind == EntityKind::Relation {
-                apply_parent_links(&mut tx, run, &ws).await?;
+            let plan = plan_batch(&layout, &run.job_id, &ws, &previous);
+            if !plan.write.is_empty() {
+                self.upsert_rows(&mut tx, &layout, run, &plan.write).await?;
             }
+            insert_change_log(&mut tx, run, kind, &plan.log).await?;
+            if kind == EntityKind::Relation {
+                apply_parent_links(&mut tx, run, &plan.write).await?;
+            }
+            outcomes.extend(plan.outcomes);
         }
-        tx.commit().await.map_err(|e| backend("commit", e))
+        tx.commit().await.map_err(|e| backend("commit", e))?;
+        Ok(outcomes)
     }
 
     /// The rows a batch is about to overwrite, as they are.
@@ -125,9 +135,9 @@ impl PostgresTarget {
         ws: &[&Write],
     ) -> Result<HashMap<String, Previous>, TargetError> {
         let ids: Vec<&str> = ws.iter().map(|w| w.record.source_id.as_str()).collect();
-        let moved = moved_column(layout.kind).unwrap_or("NULL::text");
         let sql = format!(
-            "SELECT source_id, connected, {moved}, updated_run FROM {} WHERE source_id = ANY($1)",
+            "SELECT {} FROM {} WHERE source_id = ANY($1)",
+            previous_columns(layout.kind, "NULL::text"),
             layout.table
         );
         let rows = sqlx::query(&sql)
@@ -135,19 +145,7 @@ impl PostgresTarget {
             .fetch_all(&mut **tx)
             .await
             .map_err(|e| backend("read previous", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<String, _>(0),
-                    Previous {
-                        connected: r.get(1),
-                        moved: r.get(2),
-                        updated_run: r.get(3),
-                    },
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(Previous::read).collect())
     }
 
     async fn upsert_rows(
@@ -374,8 +372,8 @@ impl Target for PostgresTarget {
     }
 
     async fn upsert(&self, run: &RunRef, writes: &[Write]) -> Result<Vec<Outcome>, TargetError> {
-        self.write(run, writes).await?;
-        Ok(vec![Outcome::Written { target_id: None }; writes.len()])
+        let written = self.write(run, writes).await?;
+        Ok(writes.iter().map(|w| answer(&written, w)).collect())
     }
 
     async fn upsert_links(

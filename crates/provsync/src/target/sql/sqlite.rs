@@ -11,8 +11,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    change_rows, layouts, mapped_values, moved_column, now_ms, parent_links, structural_values,
-    upsert_resolved, Layouts, Previous, TableLayout,
+    answer, layouts, mapped_values, now_ms, parent_links, plan_batch, previous_columns,
+    structural_values, upsert_resolved, Layouts, Previous, TableLayout,
 };
 
 /// Bound variables per statement. SQLite allows 32766, but a statement that large
@@ -68,25 +68,35 @@ impl SqliteTarget {
         self.layouts.get(kind)
     }
 
-    async fn write(&self, run: &RunRef, writes: &[Write]) -> Result<(), TargetError> {
+    /// Writes a batch in one transaction; each record's answer by source id.
+    async fn write(
+        &self,
+        run: &RunRef,
+        writes: &[Write],
+    ) -> Result<HashMap<String, Outcome>, TargetError> {
         let mut by_kind: HashMap<EntityKind, Vec<&Write>> = HashMap::new();
         for w in writes {
             by_kind.entry(w.record.kind).or_default().push(w);
         }
         let mut tx = self.pool.begin().await.map_err(|e| backend("begin", e))?;
+        let mut outcomes = HashMap::with_capacity(writes.len());
         for (kind, mut ws) in by_kind {
             // One lock order for every writer: concurrent batches never deadlock.
             ws.sort_by(|a, b| a.record.source_id.cmp(&b.record.source_id));
             let layout = self.layout(kind)?;
             let previous = previous_state(&mut tx, &layout, &ws).await?;
-            upsert_rows(&mut tx, &layout, run, &ws).await?;
-            let log = change_rows(&layout, &run.job_id, &ws, &previous);
-            insert_change_log(&mut tx, run, kind, &log).await?;
-            if kind == EntityKind::Relation {
-                apply_parent_links(&mut tx, run, &ws).await?;
+            let plan = plan_batch(&layout, &run.job_id, &ws, &previous);
+            if !plan.write.is_empty() {
+                upsert_rows(&mut tx, &layout, run, &plan.write).await?;
             }
+            insert_change_log(&mut tx, run, kind, &plan.log).await?;
+            if kind == EntityKind::Relation {
+                apply_parent_links(&mut tx, run, &plan.write).await?;
+            }
+            outcomes.extend(plan.outcomes);
         }
-        tx.commit().await.map_err(|e| backend("commit", e))
+        tx.commit().await.map_err(|e| backend("commit", e))?;
+        Ok(outcomes)
     }
 
     async fn existing(
@@ -136,10 +146,10 @@ async fn previous_state(
     ws: &[&Write],
 ) -> Result<HashMap<String, Previous>, TargetError> {
     let mut out = HashMap::new();
-    let moved = moved_column(layout.kind).unwrap_or("NULL");
+    let columns = previous_columns(layout.kind, "NULL");
     for chunk in ws.chunks(MAX_VARS) {
         let sql = format!(
-            "SELECT source_id, connected, {moved}, updated_run FROM {} WHERE source_id IN ({})",
+            "SELECT {columns} FROM {} WHERE source_id IN ({})",
             layout.table,
             placeholders(chunk.len())
         );
@@ -152,14 +162,8 @@ async fn previous_state(
             .await
             .map_err(|e| backend("read previous", e))?
         {
-            out.insert(
-                row.get::<String, _>(0),
-                Previous {
-                    connected: row.get(1),
-                    moved: row.get(2),
-                    updated_run: row.get(3),
-                },
-            );
+            let (id, previous) = Previous::read(&row);
+            out.insert(id, previous);
         }
     }
     Ok(out)
@@ -393,8 +397,8 @@ impl Target for SqliteTarget {
     }
 
     async fn upsert(&self, run: &RunRef, writes: &[Write]) -> Result<Vec<Outcome>, TargetError> {
-        self.write(run, writes).await?;
-        Ok(vec![Outcome::Written { target_id: None }; writes.len()])
+        let written = self.write(run, writes).await?;
+        Ok(writes.iter().map(|w| answer(&written, w)).collect())
     }
 
     async fn upsert_links(
