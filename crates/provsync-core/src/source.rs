@@ -121,4 +121,11 @@ pub trait Source: Send + Sync {
     async fn close(&self) -> Result<(), SourceError> {
         Ok(())
     }
+    /// How far the page at `next` is through the source, as (done, total) in the
+    /// source's own unit (bytes of a file, designated bodies of a GMC night), for a
+    /// progress display's share and ETA; `None` when the source cannot tell.
+    fn position(&self, next: &Cursor) -> Option<(u64, u64)> {
+        let _ = next;
+        None
+    }
 }

@@ -96,12 +96,13 @@ pub async fn run_spec(
             id
         }
     };
-    let bars = show_progress.then(|| progress::spawn(engine.progress.clone()));
+    let bars = show_progress
+        .then(|| progress::spawn(engine.progress.clone(), engine.store.clone(), id.clone()));
     let ctrl_c = abort_on_ctrl_c(engine.clone(), id.clone());
     let result = drive(engine, &id, &target).await;
     ctrl_c.abort();
     if let Some(b) = bars {
-        b.finish().await;
+        b.finish(result.as_ref().ok()).await;
     }
     result
 }
@@ -212,21 +213,58 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
     let c = &summary["counts"];
     let n = |k: &str| c[k].as_u64().unwrap_or(0);
     println!("job {} {}", job.id, job.state);
+    let counted: Vec<&str> = summary["counted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str())
+        .collect();
     println!(
-        "  extracted {}  rejected {}  created {}  updated {}  unchanged {}  failed {}",
+        "  extracted {}  rejected {}  created {}  updated {}  unchanged {}  failed {}  disconnected {}{}",
         n("extracted"),
         n("rejected"),
         n("created"),
         n("updated"),
         n("unchanged"),
-        n("failed")
+        n("failed"),
+        n("disconnected"),
+        if counted.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", counted.join(", "))
+        }
     );
-    println!(
-        "  relations loaded {}  relations failed {}  disconnected {}",
-        n("relations_loaded"),
-        n("relations_failed"),
-        n("disconnected")
+    for (kind, k) in summary["per_kind"].as_object().into_iter().flatten() {
+        let n = |f: &str| k[f].as_u64().unwrap_or(0);
+        println!(
+            "    {kind:<10} extracted {}  rejected {}  created {}  updated {}  unchanged {}  failed {}  disconnected {}",
+            n("extracted"),
+            n("rejected"),
+            n("created"),
+            n("updated"),
+            n("unchanged"),
+            n("failed"),
+            n("disconnected")
+        );
+    }
+    let links = |f: &str| -> u64 {
+        summary["per_kind"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(_, k)| k[f].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let (deferred, loaded, failed) = (
+        links("relations_staged"),
+        links("relations_loaded"),
+        links("relations_failed"),
     );
+    if deferred > 0 {
+        println!(
+            "  links deferred to the relations stage {deferred}: loaded {loaded}, failed {failed}"
+        );
+    }
     if let Some(ms) = summary["duration_ms"].as_i64() {
         let secs = ms as f64 / 1000.0;
         let rate = if secs > 0.0 {

@@ -180,6 +180,17 @@ async fn fetch_pages(
         Progress::time(&progress.extract_ns, started);
         Progress::add(&progress.pages, 1);
         Progress::add(&progress.extracted, records);
+        let position = match &page.next {
+            Some(next) => ctx.source.position(next),
+            None => ctx
+                .source
+                .position(&cursor)
+                .map(|(_, total)| (total, total)),
+        };
+        if let Some((done, total)) = position {
+            Progress::set(&progress.source_total, total);
+            Progress::set(&progress.source_done, done);
+        }
         let last = page.next.clone();
         if !sink.send(ctx, page_no, page).await? {
             // Transform stopped (it failed): its error is reported by `run`.

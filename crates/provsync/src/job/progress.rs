@@ -17,6 +17,10 @@ pub struct Progress {
     pub links: AtomicU64,
     /// Records disconnected by the sweep.
     pub disconnected: AtomicU64,
+    /// How far extraction is through the source, in the source's unit (0: unknown).
+    pub source_done: AtomicU64,
+    /// The source's size in that unit (0: unknown).
+    pub source_total: AtomicU64,
     /// Time spent fetching pages (ns).
     pub extract_ns: AtomicU64,
     /// Time spent mapping pages (ns).
@@ -44,6 +48,11 @@ impl Progress {
     /// Adds the time elapsed since `start` to a stage timer.
     pub fn time(counter: &AtomicU64, start: std::time::Instant) {
         counter.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, n: u64) {
+        gauge.store(n, Ordering::Relaxed);
     }
 
     /// Reads a counter.

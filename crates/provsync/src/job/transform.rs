@@ -85,8 +85,9 @@ pub fn transform_page(mapping: &Mapping, page_no: u64, page: Page) -> Transforme
         });
     }
     for bad in page.bad {
-        // A line whose kind cannot be read is counted with individuals (the bulk of
-        // any provider feed); its error entry says it was unreadable.
+        // A line whose kind cannot be read is counted with individuals (the counts
+        // need a kind: the bulk of any provider feed), but its error entry names no
+        // kind rather than a wrong one.
         let kind = bad.kind.unwrap_or(EntityKind::Individual);
         out.counts.kind_mut(kind).extracted += 1;
         reject(
@@ -95,6 +96,11 @@ pub fn transform_page(mapping: &Mapping, page_no: u64, page: Page) -> Transforme
             bad.source_id,
             format!("{}: {}", bad.position, bad.reason),
         );
+        if bad.kind.is_none() {
+            if let Some(e) = out.errors.last_mut() {
+                e.kind = None;
+            }
+        }
     }
     let mut seen = HashSet::with_capacity(page.records.len());
     for record in page.records {
@@ -186,6 +192,10 @@ mod tests {
         assert_eq!(out.records.len(), 3);
         let reasons: Vec<_> = out.errors.iter().map(|e| e.reason.as_str()).collect();
         assert!(reasons[0].starts_with("f.ndjson:9"));
+        assert_eq!(
+            out.errors[0].kind, None,
+            "an unreadable kind is not labelled"
+        );
         assert!(reasons[1].contains("duplicate"));
         assert_eq!(reasons[2], "last_name is empty");
         assert!(out.errors.iter().all(|e| e.page_no == Some(3)));

@@ -99,11 +99,75 @@ impl FileSource {
                     kind,
                     source_id,
                     position: format!("{}:{line_no}", self.path.display()),
-                    reason: format!("not a canonical record: {e}"),
+                    reason: format!("not a canonical record: {}", explain(line, e)),
                 });
             }
         }
     }
+}
+
+/// Why a line is not a canonical record, naming the field at fault and its value:
+/// `field `birth_date`: input is out of range (value "1990-13-45")`. The record enum
+/// is tagged by `kind`, which hides the path, so the line is read again as its
+/// kind's own type to find it.
+fn explain(line: &str, e: serde_json::Error) -> String {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(line) else {
+        return e.to_string();
+    };
+    let kinds = EntityKind::ALL.map(EntityKind::as_str).join(", ");
+    let kind = match fields.remove("kind") {
+        None => return format!("field `kind` is missing (one of {kinds})"),
+        Some(serde_json::Value::String(k)) => k,
+        Some(other) => return format!("field `kind`: {other} is not one of {kinds}"),
+    };
+    let Some(kind) = EntityKind::parse(&kind) else {
+        return format!("field `kind`: {kind:?} is not one of {kinds}");
+    };
+    let value = serde_json::Value::Object(fields);
+    let err = match kind {
+        EntityKind::Individual => path_error::<provsync_core::model::Individual>(&value),
+        EntityKind::Workplace => path_error::<provsync_core::model::Workplace>(&value),
+        EntityKind::Activity => path_error::<provsync_core::model::Activity>(&value),
+        EntityKind::Relation => path_error::<provsync_core::model::Relation>(&value),
+        EntityKind::Code => path_error::<provsync_core::model::Code>(&value),
+    };
+    match err {
+        Some((path, inner)) if path != "." => {
+            match pointer(&value, &path).filter(|v| !v.is_object() && !v.is_array()) {
+                Some(v) => format!("field `{path}`: {inner} (value {v})"),
+                None => format!("field `{path}`: {inner}"),
+            }
+        }
+        Some((_, inner)) => inner,
+        None => e.to_string(),
+    }
+}
+
+/// Where and why `value` does not deserialize as `T`, if it does not.
+fn path_error<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Option<(String, String)> {
+    serde_path_to_error::deserialize::<_, T>(value)
+        .err()
+        .map(|e| (e.path().to_string(), e.inner().to_string()))
+}
+
+/// The value at a serde path (`identifiers[0].value`) of a JSON object.
+fn pointer<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    let mut at = value;
+    for part in path.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            at = at.get(key)?;
+        }
+        if let Some(i) = index {
+            at = at.get(i)?;
+        }
+    }
+    Some(at)
 }
 
 /// The kind and `source_id` of a line that did not parse as a record, if it is JSON
@@ -138,6 +202,13 @@ impl Source for FileSource {
         self.page_size
             .store(req.page_size.max(1), Ordering::Relaxed);
         Ok(Cursor("0:1".into()))
+    }
+
+    /// Bytes read of the file's size.
+    fn position(&self, next: &Cursor) -> Option<(u64, u64)> {
+        let size = std::fs::metadata(&self.path).ok()?.len();
+        let (offset, _) = parse_cursor(next).ok()?;
+        Some((offset.min(size), size))
     }
 
     async fn fetch(&self, cursor: &Cursor) -> Result<Page, SourceError> {
@@ -212,6 +283,33 @@ mod tests {
             p.bad[0].reason
         );
         assert!(p.bad[1].position.ends_with(":3"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_value_is_named_by_its_field_and_an_unknown_kind_by_its_name() {
+        let date = r#"{"kind":"individual","source_id":"I3","scope":"US","first_name":"A","last_name":"B","birth_date":"1990-13-45"}"#;
+        let kind = r#"{"kind":"pharmacy","source_id":"P1","scope":"US"}"#;
+        let pages = pages_of(&format!("{date}\n{kind}\n"), 10).await;
+        let bad = &pages[0].bad;
+        assert_eq!(bad.len(), 2);
+        assert!(
+            bad[0].reason.contains("field `birth_date`")
+                && bad[0].reason.contains("(value \"1990-13-45\")"),
+            "{}",
+            bad[0].reason
+        );
+        assert_eq!(bad[0].kind, Some(EntityKind::Individual));
+        assert!(
+            bad[1]
+                .reason
+                .contains("field `kind`: \"pharmacy\" is not one of"),
+            "{}",
+            bad[1].reason
+        );
+        assert_eq!(
+            bad[1].kind, None,
+            "an unknown kind is not labelled as another"
+        );
     }
 
     proptest::proptest! {
