@@ -151,7 +151,9 @@ pub struct JobSpec {
     pub source: ConnectorSpec,
     /// Where it goes.
     pub target: ConnectorSpec,
-    /// Path of the mapping file; the target's default mapping when absent.
+    /// Path of the mapping file; when absent, the target's default built into provsync
+    /// (`mappings/sql-provider.toml` for SQL targets, `mappings/salesforce-lsc.toml`
+    /// for Salesforce).
     #[serde(default)]
     pub mapping: Option<String>,
     /// Tuning and safety options.

@@ -81,6 +81,10 @@ use schema::Node;
 /// The mapping for the SQL target's schema, shipped as `mappings/sql-provider.toml`.
 pub const SQL_PROVIDER: &str = include_str!("../../../../mappings/sql-provider.toml");
 
+/// The mapping for a Life Sciences Cloud org, shipped as `mappings/salesforce-lsc.toml`:
+/// the Salesforce target's default.
+pub const SALESFORCE_LSC: &str = include_str!("../../../../mappings/salesforce-lsc.toml");
+
 /// A record the mapping cannot map; the record is rejected, the run goes on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("field {field}: {reason}")]

@@ -73,6 +73,17 @@ pub struct SalesforceArgs {
 }
 
 impl SalesforceArgs {
+    /// The flags' defaults, as `provsync emulate salesforce` with no flag has them.
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: SalesforceArgs,
+        }
+        Wrapper::parse_from(["salesforce"]).args
+    }
+
     /// The emulator configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<SalesforceConfig> {
         let schema = match &self.schema {

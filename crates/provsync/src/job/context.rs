@@ -123,15 +123,23 @@ pub fn load_mapping(spec: &JobSpec) -> Result<Mapping, EngineError> {
                 .map_err(|e| EngineError::Mapping(format!("cannot read {path}: {e}")))?;
             Mapping::from_toml(&text, path).map_err(|e| EngineError::Mapping(e.to_string()))
         }
-        None => match spec.target.kind.as_str() {
-            "sqlite" | "postgres" => Mapping::from_toml(
-                provsync_core::mapping::SQL_PROVIDER,
-                "mappings/sql-provider.toml",
-            )
-            .map_err(|e| EngineError::Mapping(e.to_string())),
-            other => Err(EngineError::Mapping(format!(
-                "target.type {other:?} has no default mapping: set `mapping` in the job"
-            ))),
-        },
+        None => {
+            let (text, name) = match spec.target.kind.as_str() {
+                "sqlite" | "postgres" => (
+                    provsync_core::mapping::SQL_PROVIDER,
+                    "mappings/sql-provider.toml",
+                ),
+                "salesforce" => (
+                    provsync_core::mapping::SALESFORCE_LSC,
+                    "mappings/salesforce-lsc.toml",
+                ),
+                other => {
+                    return Err(EngineError::Mapping(format!(
+                        "target.type {other:?} has no default mapping: set `mapping` in the job"
+                    )))
+                }
+            };
+            Mapping::from_toml(text, name).map_err(|e| EngineError::Mapping(e.to_string()))
+        }
     }
 }

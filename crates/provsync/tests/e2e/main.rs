@@ -8,11 +8,13 @@ mod emulators;
 
 mod abort;
 mod bad_input;
+mod demo;
 mod dispatch;
 mod gmc;
 mod guards;
 mod onekey;
 mod postgres_sync;
+mod progress;
 mod reference_sources;
 mod resume;
 mod salesforce;
