@@ -12,6 +12,7 @@ mod dispatch;
 mod gmc;
 mod guards;
 mod onekey;
+mod paths;
 mod postgres_sync;
 mod reference_sources;
 mod resume;
