@@ -14,6 +14,7 @@ mod guards;
 mod onekey;
 mod paths;
 mod postgres_sync;
+mod recipes;
 mod reference_sources;
 mod resume;
 mod salesforce;
