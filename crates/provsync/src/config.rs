@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
-//! state = "sqlite://provsync-state.db"
+//! state = "sqlite:///var/lib/provsync/state.db"   # default: the per-user state store
 //!
 //! [[tokens]]
 //! name = "crm"
@@ -29,6 +29,10 @@
 //! value is read as a TOML value (number, boolean, array, inline table) when it is
 //! one, else as a string (`PROVSYNC_TOKENS='[{name="ops", sha256="...", role="admin"}]'`).
 //!
+//! Relative paths in the file (`job_file`, `secret_file`, a `sqlite:` state) start
+//! at the file's folder, and so do those inside its jobs (see [`crate::paths`]);
+//! a state URL from the environment or `--state` starts at the working directory.
+//!
 //! Tokens are stored as SHA-256 hashes only, and the callback key is best given as
 //! a file: neither is ever printed.
 
@@ -44,8 +48,6 @@ use crate::schedule::{self, AfterFailure, Schedule};
 
 /// Default listen address of `provsync serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Default state store of the service.
-pub const DEFAULT_STATE: &str = "sqlite://provsync-state.db";
 
 /// What a token may do. Ordered: `read < operate < admin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -101,9 +103,13 @@ pub struct ConfigFile {
     /// The change relay `serve` runs beside the API (none without the table).
     #[serde(default)]
     pub relay: Option<RelayEntry>,
-    /// Folder that relative `job_file` paths start from (the config file's).
+    /// Folder that relative paths start from (the config file's).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// `state` came from `PROVSYNC_STATE`, not the file (so it starts at the
+    /// working directory).
+    #[serde(skip)]
+    pub state_from_env: bool,
     /// `PROVSYNC_*` variables that name no configuration key (warned about).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -315,6 +321,9 @@ pub struct Config {
     pub relay: Option<crate::events::relay::RelayConfig>,
     /// `PROVSYNC_*` variables that name no configuration key.
     pub ignored_env: Vec<String>,
+    /// Where relative paths of jobs submitted over the API start: the config
+    /// file's folder, or the working directory when there is no file.
+    pub base_dir: PathBuf,
 }
 
 /// Overrides from the command line (highest precedence).
@@ -409,6 +418,7 @@ pub fn parse_with_env(
             }
         })?;
     file.ignored_env = ignored;
+    file.state_from_env = from_env.contains_key("state");
     Ok(file)
 }
 
@@ -450,7 +460,7 @@ pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
     let mut file = parse_with_env(&text, &path.display().to_string(), std::env::vars())?;
-    file.base_dir = path.parent().map(Path::to_path_buf);
+    file.base_dir = Some(crate::paths::folder_of(path));
     Ok(file)
 }
 
@@ -468,11 +478,14 @@ pub fn resolve(file: Option<ConfigFile>, flags: &Overrides) -> Result<Config, Co
         .clone()
         .or(file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    let state = flags
-        .state
-        .clone()
-        .or(file.state)
-        .unwrap_or_else(|| DEFAULT_STATE.to_owned());
+    let state = match (&flags.state, file.state, &file.base_dir) {
+        (Some(flag), _, _) => flag.clone(),
+        (None, Some(s), Some(base)) if !file.state_from_env => {
+            crate::paths::sqlite_url_relative_to(base, &s)
+        }
+        (None, Some(s), _) => s,
+        (None, None, _) => crate::paths::default_state_url(),
+    };
     let listen: SocketAddr = listen.parse().map_err(|_| {
         ConfigError(format!(
             "listen: expected an address like 127.0.0.1:8080, got {listen:?}"
@@ -494,6 +507,11 @@ pub fn resolve(file: Option<ConfigFile>, flags: &Overrides) -> Result<Config, Co
     let callbacks = callbacks(&file.callbacks, file.base_dir.as_deref())?;
     let schedules = schedules(&file.schedules, file.base_dir.as_deref())?;
     let relay = file.relay.as_ref().map(relay).transpose()?;
+    let base_dir = match file.base_dir {
+        Some(b) => b,
+        None => std::env::current_dir()
+            .map_err(|e| ConfigError(format!("cannot read the working directory: {e}")))?,
+    };
     Ok(Config {
         listen,
         state,
@@ -503,6 +521,7 @@ pub fn resolve(file: Option<ConfigFile>, flags: &Overrides) -> Result<Config, Co
         schedules,
         relay,
         ignored_env: file.ignored_env,
+        base_dir,
     })
 }
 
@@ -556,7 +575,7 @@ fn callbacks(c: &CallbacksEntry, base: Option<&Path>) -> Result<CallbackSettings
         }
         (Some(s), None) => Some(s.as_bytes().to_vec()),
         (None, Some(f)) => {
-            let path = relative_to(base, f);
+            let path = crate::paths::relative_to(base, f);
             let text = std::fs::read(&path).map_err(|e| {
                 ConfigError(format!(
                     "callbacks.secret_file: cannot read {}: {e}",
@@ -595,13 +614,6 @@ fn callbacks(c: &CallbacksEntry, base: Option<&Path>) -> Result<CallbackSettings
     })
 }
 
-fn relative_to(base: Option<&Path>, p: &Path) -> PathBuf {
-    match base {
-        Some(b) if p.is_relative() => b.join(p),
-        _ => p.to_path_buf(),
-    }
-}
-
 fn schedules(entries: &[ScheduleEntry], base: Option<&Path>) -> Result<Vec<Schedule>, ConfigError> {
     let mut by_name: BTreeMap<String, Schedule> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
@@ -637,9 +649,15 @@ fn schedules(entries: &[ScheduleEntry], base: Option<&Path>) -> Result<Vec<Sched
                     "schedules[{i}]: needs a job ([schedules.job] table) or a job_file"
                 )))
             }
-            (Some(spec), None) => spec.clone(),
+            (Some(spec), None) => {
+                let mut spec = spec.clone();
+                if let Some(base) = base {
+                    crate::paths::resolve_job_paths(&mut spec, base);
+                }
+                spec
+            }
             (None, Some(f)) => {
-                let path = relative_to(base, f);
+                let path = crate::paths::relative_to(base, f);
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     ConfigError(format!(
                         "{}: cannot read {}: {e}",
@@ -647,9 +665,11 @@ fn schedules(entries: &[ScheduleEntry], base: Option<&Path>) -> Result<Vec<Sched
                         path.display()
                     ))
                 })?;
-                toml::from_str(&text).map_err(|e| {
+                let mut spec: JobSpec = toml::from_str(&text).map_err(|e| {
                     ConfigError(format!("{}: {}: {e}", at("job_file"), path.display()))
-                })?
+                })?;
+                crate::paths::resolve_job_paths(&mut spec, &crate::paths::folder_of(&path));
+                spec
             }
         };
         let sched = schedule::Schedule::new(e, spec)
@@ -812,6 +832,27 @@ mod tests {
         );
         assert_eq!(s.spec.source.kind, "gmc");
         assert_eq!(c.relay.unwrap().exchange, "provsync.changes");
+        // The job file's own relative paths start at its folder.
+        let mapping = Path::new(s.spec.mapping.as_deref().unwrap());
+        assert!(mapping.is_absolute() && mapping.is_file(), "{mapping:?}");
+    }
+
+    #[test]
+    fn a_relative_sqlite_state_starts_at_the_config_folder_unless_it_came_from_the_environment() {
+        let base = Some(PathBuf::from("/etc/provsync"));
+        let f = ConfigFile {
+            base_dir: base.clone(),
+            ..parse("state = \"sqlite://s.db\"\n", "c.toml").unwrap()
+        };
+        let c = resolve(Some(f), &Overrides::default()).unwrap();
+        assert_eq!(c.state, "sqlite:///etc/provsync/s.db");
+        assert_eq!(c.base_dir, Path::new("/etc/provsync"));
+        let f = ConfigFile {
+            base_dir: base,
+            ..parse_with_env("", "c.toml", env(&[("PROVSYNC_STATE", "sqlite://s.db")])).unwrap()
+        };
+        let c = resolve(Some(f), &Overrides::default()).unwrap();
+        assert_eq!(c.state, "sqlite://s.db");
     }
 
     #[test]

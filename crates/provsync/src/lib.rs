@@ -8,6 +8,7 @@ pub mod config;
 pub mod events;
 pub mod job;
 pub mod metrics;
+pub mod paths;
 pub mod queue;
 pub mod schedule;
 pub mod secret;

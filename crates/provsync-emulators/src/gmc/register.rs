@@ -45,6 +45,9 @@ pub struct Doctor {
     pub sanction: String,
 }
 
+/// Designated body codes GMC's documentation gives as examples.
+pub const DOCUMENTED_BODIES: [&str; 3] = ["1-AIIDHJ", "1-AIIDMQ", "1-AIIDWA"];
+
 const GIVEN: &[&str] = &[
     "Amelia", "Oliver", "Isla", "George", "Ava", "Noah", "Mia", "Arthur", "Ivy", "Muhammad",
     "Freya", "Leo", "Priya", "Harry", "Sofia", "Oscar", "Aisha", "Jack", "Grace", "Rohan",
@@ -106,8 +109,14 @@ impl RegisterSpec {
         self.initial() + u64::from(self.night) * self.joiners_per_night()
     }
 
-    /// The code of body `index`: `1-` and six letters, like GMC's `1-AIIDHJ`.
+    /// The code of body `index`: the first bodies carry the codes GMC documents as
+    /// examples (so a job written from the documentation runs against the
+    /// emulator), the others `1-` and six letters counted from `1-AAAAAD` (the
+    /// documented codes come only after millions of bodies).
     pub fn body_code(&self, index: u32) -> String {
+        if let Some(code) = DOCUMENTED_BODIES.get(index as usize) {
+            return (*code).to_owned();
+        }
         let mut n = u64::from(index);
         let mut letters = [b'A'; 6];
         for l in letters.iter_mut().rev() {
@@ -219,8 +228,10 @@ mod tests {
         for b in 0..4 {
             assert_eq!(s.doctors_of(b).len(), 200);
         }
-        assert_eq!(s.body_code(0), "1-AAAAAA");
+        assert_eq!(s.body_code(0), "1-AIIDHJ");
+        assert_eq!(s.body_index("1-AIIDWA"), Some(2));
         assert_eq!(s.body_index("1-AAAAAD"), Some(3));
+        assert_eq!(s.body_index("1-AAAAAA"), None);
     }
 
     #[test]

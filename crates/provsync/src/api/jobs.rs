@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use provsync_core::job::{JobId, JobKind, JobSpec, JobState};
-use provsync_core::store::{Dispatch, JobFilter, JobRecord};
+use provsync_core::store::{Dispatch, JobFilter, JobRecord, StateStore, StoreError};
 use serde_json::{json, Value};
 
 use super::auth::Caller;
@@ -109,13 +109,16 @@ fn serde_error(path: &str, message: String) -> ApiError {
     )
 )]
 /// `POST /v1/jobs` (operate): validates and submits a job; 202 `{job_id, state}`.
+/// Relative paths in it start at the service config file's folder (the working
+/// directory of a service without one).
 pub async fn create(
     State(st): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     caller.require(Role::Operate)?;
-    let spec = parse_job_request(&read_body(body)?)?;
+    let mut spec = parse_job_request(&read_body(body)?)?;
+    crate::paths::resolve_job_paths(&mut spec, &st.base_dir);
     accepted(submit(&st, &caller, &spec).await?)
 }
 
@@ -200,6 +203,7 @@ pub async fn codes_sync(
     caller.require(Role::Operate)?;
     let body = read_body(body)?;
     let mut spec = parse_job_request(&body)?;
+    crate::paths::resolve_job_paths(&mut spec, &st.base_dir);
     // The kind as the caller wrote it (JobSpec defaults an absent one).
     let explicit = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -241,10 +245,6 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
     let total = store.error_count(id).await.map_err(ApiError::store)?;
     let transitions = store.transitions(id).await.map_err(ApiError::store)?;
     let callbacks = store.callbacks(id).await.map_err(ApiError::store)?;
-    let duration_ms = match (job.started_at, job.finished_at) {
-        (Some(s), Some(f)) => Some((f - s).num_milliseconds()),
-        _ => None,
-    };
     Ok(json!({
         "job_id": job.id,
         "state": job.state,
@@ -265,7 +265,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
-            "duration_ms": duration_ms,
+            "duration_ms": duration_ms(&job),
         },
     }))
 }
@@ -295,19 +295,29 @@ pub async fn get_job(
     Ok(json(StatusCode::OK, view))
 }
 
-fn list_item(job: &JobRecord) -> Value {
-    json!({
-        "job_id": job.id,
-        "state": job.state,
-        "stage": job.stage,
-        "kind": job.spec.kind,
-        "target": job.target,
-        "requested_by": job.requested_by,
-        "failure": job.failure,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-    })
+/// A page of jobs, newest first, as `GET /v1/jobs` and `provsync jobs --json`
+/// show it: `{jobs, limit, offset}`, each job with its timings and total counts.
+pub async fn list_view(store: &dyn StateStore, filter: &JobFilter) -> Result<Value, StoreError> {
+    let jobs = store.list_jobs(filter).await?;
+    let mut items = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let (counts, _) = crate::job::counts::of_job(store, job).await?;
+        items.push(json!({
+            "job_id": job.id,
+            "state": job.state,
+            "stage": job.stage,
+            "kind": job.spec.kind,
+            "target": job.target,
+            "requested_by": job.requested_by,
+            "failure": job.failure,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "duration_ms": duration_ms(job),
+            "counts": counts,
+        }));
+    }
+    Ok(json!({"jobs": items, "limit": filter.limit, "offset": filter.offset}))
 }
 
 /// Checks that only `allowed` parameters are present.
@@ -416,23 +426,17 @@ pub async fn list(
                 .with_timezone(&chrono::Utc),
         ),
     };
-    let jobs = st
-        .engine
-        .store
-        .list_jobs(&JobFilter {
-            state,
-            target,
-            since,
-            limit,
-            offset,
-        })
+    let filter = JobFilter {
+        state,
+        target,
+        since,
+        limit,
+        offset,
+    };
+    let view = list_view(st.engine.store.as_ref(), &filter)
         .await
         .map_err(ApiError::store)?;
-    let items: Vec<Value> = jobs.iter().map(list_item).collect();
-    Ok(json(
-        StatusCode::OK,
-        json!({"jobs": items, "limit": limit, "offset": offset}),
-    ))
+    Ok(json(StatusCode::OK, view))
 }
 
 #[utoipa::path(

@@ -44,6 +44,8 @@ pub struct AppState {
     pub scheduler: Scheduler,
     /// Callback settings (a job's `callback_url` is checked against them).
     pub callbacks: CallbackSettings,
+    /// Where a submitted job's relative paths start (the config file's folder).
+    pub base_dir: std::path::PathBuf,
 }
 
 /// What `serve` needs besides the engine and the listener.
@@ -55,6 +57,8 @@ pub struct ServeOptions {
     pub callbacks: CallbackSettings,
     /// Schedules, in dependency order.
     pub schedules: Vec<Schedule>,
+    /// Where a submitted job's relative paths start (the config file's folder).
+    pub base_dir: std::path::PathBuf,
 }
 
 /// The API's router.
@@ -189,6 +193,7 @@ pub async fn serve(
         runner: runner.clone(),
         scheduler,
         callbacks: opts.callbacks,
+        base_dir: opts.base_dir,
     });
     let app = router(state);
     let result = axum::serve(listener, app)

@@ -125,7 +125,10 @@ pub async fn openapi_json() -> Response {
 // ---- request mirror ----
 
 /// A job request: `provsync_core::job::JobSpec` plus the optional `callback_url`.
-/// Unknown fields are refused (`unknown_field`).
+/// Unknown fields are refused (`unknown_field`). Relative file paths in it
+/// (`mapping`, a source's `path` or `secret_file`, a `sqlite://` target) start at
+/// the folder of the service's configuration file (the service's working
+/// directory when it has none).
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
@@ -146,7 +149,8 @@ pub struct JobRequest {
     pub source: Connector,
     /// Where it goes.
     pub target: Connector,
-    /// Path of the mapping file; the target's default mapping when absent.
+    /// Path of the mapping file (relative: from the configuration file's folder);
+    /// the target's default mapping when absent.
     pub mapping: Option<String>,
     /// Tuning and safety options.
     #[serde(default)]
@@ -493,6 +497,10 @@ pub struct JobListItem {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// From start to end, once the job ended.
+    pub duration_ms: Option<i64>,
+    /// Totals over every kind (as `counts.total` of the job's status).
+    pub counts: Counts,
 }
 
 /// `GET /v1/jobs`: newest first.

@@ -14,7 +14,8 @@ pub struct GmcArgs {
     /// Address to listen on (port 0 picks a free one; the URL is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub listen: String,
-    /// Designated bodies in the register.
+    /// Designated bodies in the register (the first three are GMC's documented
+    /// example codes 1-AIIDHJ, 1-AIIDMQ, 1-AIIDWA; the URL and codes are printed).
     #[arg(long, default_value_t = 13)]
     pub bodies: u32,
     /// Doctors per body on night 0.

@@ -1,5 +1,5 @@
-//! The command line: `run`, `status`, `abort`, `generate`, `emulate`, `demo`, `bench`, `serve`,
-//! `config check`.
+//! The command line: `run`, `status`, `jobs`, `abort`, `generate`, `emulate`, `demo`, `bench`,
+//! `serve`, `config check`.
 
 mod bench;
 mod bench_gmc;
@@ -21,9 +21,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use provsync_core::job::JobState;
-
-/// Default state store of the embedded runtime.
-pub const DEFAULT_STATE: &str = "sqlite://provsync-state.db";
 
 /// provsync: provider master data sync.
 #[derive(Debug, Parser)]
@@ -59,6 +56,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Show a job's state, counts and errors.
     Status(status::StatusArgs),
+    /// List jobs, newest first, with the filters of `GET /v1/jobs`.
+    Jobs(status::JobsArgs),
     /// Abort a job (a queued one is cancelled at once).
     Abort(status::AbortArgs),
     /// Write a deterministic generated world (or a later night of it) as NDJSON.
@@ -125,6 +124,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(a) => run::run(a).await,
             Command::Status(a) => status::status(a).await,
+            Command::Jobs(a) => status::jobs(a).await,
             Command::Abort(a) => status::abort(a).await,
             Command::Generate(a) => generate::generate(a),
             Command::Emulate(a) => emulate::emulate(a).await,

@@ -10,16 +10,16 @@ use clap::Args;
 use provsync_core::job::{JobId, JobSpec, JobState};
 use provsync_core::store::{Dispatch, JobFilter, JobRecord};
 
-use super::{exit_code, progress, DEFAULT_STATE};
+use super::{exit_code, progress};
 use crate::job::Engine;
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Job file (TOML).
+    /// Job file (TOML); relative paths in it start at its folder.
     pub job: PathBuf,
     /// State store URL.
-    #[arg(long, env = "PROVSYNC_STATE", default_value = DEFAULT_STATE)]
+    #[arg(long, env = "PROVSYNC_STATE", default_value_t = crate::paths::default_state_url())]
     pub state: String,
     /// Print the run summary as JSON on stdout.
     #[arg(long)]
@@ -37,12 +37,14 @@ pub struct RunArgs {
     pub max_attempts: u32,
 }
 
-/// Reads and validates a job file; errors name the file and the field.
+/// Reads and validates a job file; errors name the file and the field. Its
+/// relative paths are made to start at its folder.
 pub fn read_job_file(path: &Path) -> anyhow::Result<JobSpec> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read job file {}", path.display()))?;
-    let spec: JobSpec =
+    let mut spec: JobSpec =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    crate::paths::resolve_job_paths(&mut spec, &crate::paths::folder_of(path));
     if let Err(errs) = spec.validate() {
         let list: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
         bail!("{}: invalid job:\n{}", path.display(), list.join("\n"));

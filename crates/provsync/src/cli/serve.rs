@@ -19,7 +19,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub listen: Option<String>,
     /// State store URL (overrides the config and `PROVSYNC_STATE`).
-    #[arg(long)]
+    #[arg(long, help = format!(
+        "State store URL (overrides the config and `PROVSYNC_STATE`) [default: {}]",
+        crate::paths::default_state_url()
+    ))]
     pub state: Option<String>,
     /// Stage queue URL (overrides the config and `PROVSYNC_QUEUE`): `amqp://...`
     /// puts the stages on RabbitMQ for `provsync worker` processes.
@@ -119,6 +122,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         tokens: cfg.tokens,
         callbacks: cfg.callbacks,
         schedules: cfg.schedules,
+        base_dir: cfg.base_dir,
     };
     crate::api::serve(listener, engine, opts, shutdown_signal())
         .await

@@ -1,12 +1,15 @@
-//! `provsync status` and `provsync abort`: read and flag jobs in the store.
+//! `provsync status`, `provsync jobs` and `provsync abort`: read and flag jobs in
+//! an existing store (none is created to answer "not found").
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use provsync_core::job::JobId;
+use provsync_core::job::{JobId, JobState};
+use provsync_core::store::{JobFilter, StateStore};
 
-use super::DEFAULT_STATE;
+use crate::api::jobs::{list_view, LIST_DEFAULT, LIST_MAX};
 use crate::job::abort::AbortOutcome;
 use crate::job::Engine;
 
@@ -16,7 +19,7 @@ pub struct StatusArgs {
     /// Job id.
     pub job_id: String,
     /// State store URL.
-    #[arg(long, env = "PROVSYNC_STATE", default_value = DEFAULT_STATE)]
+    #[arg(long, env = "PROVSYNC_STATE", default_value_t = crate::paths::default_state_url())]
     pub state: String,
     /// Print JSON.
     #[arg(long)]
@@ -29,15 +32,52 @@ pub struct AbortArgs {
     /// Job id.
     pub job_id: String,
     /// State store URL.
-    #[arg(long, env = "PROVSYNC_STATE", default_value = DEFAULT_STATE)]
+    #[arg(long, env = "PROVSYNC_STATE", default_value_t = crate::paths::default_state_url())]
     pub state: String,
+}
+
+/// Arguments of `jobs`: the filters and paging of `GET /v1/jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// State store URL.
+    #[arg(long, env = "PROVSYNC_STATE", default_value_t = crate::paths::default_state_url())]
+    pub state: String,
+    /// Only jobs in this state (accepted, queued, running, aborting, finishing,
+    /// completed, completed_with_errors, failed, aborted).
+    #[arg(long, value_parser = parse_state)]
+    pub state_filter: Option<JobState>,
+    /// Only jobs of this target (its dispatch name, as listed).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only jobs created at or after this RFC 3339 time (2025-01-31T00:00:00Z).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Jobs shown, newest first.
+    #[arg(long, default_value_t = LIST_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(LIST_MAX)))]
+    pub limit: u32,
+    /// Jobs skipped.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+    /// Print JSON (the body `GET /v1/jobs` answers).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_state(v: &str) -> Result<JobState, String> {
+    JobState::parse(v).ok_or_else(|| format!("unknown state {v:?}"))
+}
+
+/// Opens the store at `url` if it exists.
+async fn existing_store(url: &str) -> anyhow::Result<Arc<dyn StateStore>> {
+    crate::store::open_existing(url)
+        .await
+        .with_context(|| format!("opening state store {}", crate::config::redact_url(url)))
 }
 
 /// Prints a job's state, stage, counts and first errors.
 pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let store = crate::store::open(&a.state)
-        .await
-        .with_context(|| format!("opening state store {}", a.state))?;
+    let store = existing_store(&a.state).await?;
     let id = JobId::from(a.job_id.as_str());
     let job = store.job(&id).await?;
     let (headline, per_kind) = crate::job::counts::of_job(store.as_ref(), &job).await?;
@@ -108,9 +148,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// Requests an abort.
 pub async fn abort(a: AbortArgs) -> anyhow::Result<ExitCode> {
-    let store = crate::store::open(&a.state)
-        .await
-        .with_context(|| format!("opening state store {}", a.state))?;
+    let store = existing_store(&a.state).await?;
     let engine = Engine::new(store);
     let id = JobId::from(a.job_id.as_str());
     match engine.abort(&id).await? {
@@ -124,4 +162,146 @@ pub async fn abort(a: AbortArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lists jobs, newest first: a table, or with `--json` the API's page.
+pub async fn jobs(a: JobsArgs) -> anyhow::Result<ExitCode> {
+    let store = existing_store(&a.state).await?;
+    let filter = JobFilter {
+        state: a.state_filter,
+        target: a.target,
+        since: a.since.map(|t| t.with_timezone(&chrono::Utc)),
+        limit: a.limit,
+        offset: a.offset,
+    };
+    let page = list_view(store.as_ref(), &filter).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let jobs = page["jobs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if jobs.is_empty() {
+        println!("no jobs");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", jobs_table(jobs));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Headline counts of the table, in the summary's order.
+const TABLE_COUNTS: [&str; 6] = [
+    "extracted",
+    "created",
+    "updated",
+    "unchanged",
+    "failed",
+    "disconnected",
+];
+
+/// One row per job of a `list_view` page, columns aligned.
+fn jobs_table(jobs: &[serde_json::Value]) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let mut rows = vec![["ID", "KIND", "TARGET", "STATE", "STARTED", "DURATION"]
+        .iter()
+        .map(|h| (*h).to_owned())
+        .chain(TABLE_COUNTS.iter().map(|c| c.to_uppercase()))
+        .collect::<Vec<_>>()];
+    for j in jobs {
+        let started = j["started_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(
+                || "-".to_owned(),
+                |t| {
+                    t.with_timezone(&chrono::Utc)
+                        .format("%Y-%m-%d %H:%M:%SZ")
+                        .to_string()
+                },
+            );
+        let duration = j["duration_ms"]
+            .as_i64()
+            .map_or_else(|| "-".to_owned(), duration);
+        let mut row = vec![
+            text(&j["job_id"]),
+            text(&j["kind"]),
+            text(&j["target"]),
+            text(&j["state"]),
+            started,
+            duration,
+        ];
+        row.extend(
+            TABLE_COUNTS
+                .iter()
+                .map(|c| j["counts"][c].as_u64().unwrap_or(0).to_string()),
+        );
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, w))| {
+                // Numbers (the counts) align right.
+                if i >= 6 {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 07 min`.
+fn duration(ms: i64) -> String {
+    let s = ms / 1000;
+    match ms {
+        ..=999 => format!("{ms} ms"),
+        1_000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(12_345), "12.3 s");
+        assert_eq!(duration(245_000), "4 min 05 s");
+        assert_eq!(duration(7_620_000), "2 h 07 min");
+    }
+
+    #[test]
+    fn the_table_aligns_columns_and_right_aligns_counts() {
+        let jobs = [
+            serde_json::json!({"job_id": "a", "kind": "provider-sync", "target": "t",
+                "state": "completed", "started_at": "2025-01-31T02:00:00Z",
+                "duration_ms": 1500, "counts": {"extracted": 120, "created": 120}}),
+            serde_json::json!({"job_id": "bb", "kind": "codes-sync", "target": "t2",
+                "state": "running", "started_at": null, "duration_ms": null,
+                "counts": {"extracted": 5}}),
+        ];
+        let t = jobs_table(&jobs);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("ID  KIND"), "{t}");
+        assert!(lines[1].contains("2025-01-31 02:00:00Z  1.5 s"), "{t}");
+        assert!(lines[2].contains("running    -"), "{t}");
+        // Counts are right-aligned: every row ends in the same column.
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{t}");
+    }
 }

@@ -19,6 +19,20 @@ fn settings<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, S
         .map_err(|e| SourceError::Config(format!("source ({}): {e}", spec.kind)))
 }
 
+/// Settings of each source type that name files (dotted paths).
+fn file_settings(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "file" | "csv-facilities" | "nucc" => &["path"],
+        "gmc" => &["secret_file"],
+        _ => &[],
+    }
+}
+
+/// Makes the relative files a source's settings name start at `base`.
+pub fn resolve_paths(spec: &mut ConnectorSpec, base: &std::path::Path) {
+    crate::paths::rewrite_file_settings(&mut spec.settings, file_settings(&spec.kind), base);
+}
+
 /// Builds the source a job names.
 pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
     match spec.kind.as_str() {

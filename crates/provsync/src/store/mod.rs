@@ -323,6 +323,16 @@ use std::sync::Arc;
 
 pub use provsync_core::store::*;
 
+/// Opens the state store a URL names if it exists (for commands that look at
+/// jobs: `status`, `abort`, `jobs`): a missing SQLite file is an error naming it,
+/// and nothing is created.
+pub async fn open_existing(url: &str) -> Result<Arc<dyn StateStore>, StoreError> {
+    match url.split(':').next().unwrap_or_default() {
+        "sqlite" => Ok(Arc::new(sqlite::SqliteStore::open_existing(url).await?)),
+        _ => open(url).await,
+    }
+}
+
 /// Opens the state store a URL names, creating and migrating it as needed.
 pub async fn open(url: &str) -> Result<Arc<dyn StateStore>, StoreError> {
     // Only the scheme goes into errors: a PostgreSQL URL may carry a password.

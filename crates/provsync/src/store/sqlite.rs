@@ -120,12 +120,40 @@ impl SqliteStore {
         Ok(key)
     }
 
-    /// Opens (creating it if missing) and migrates the database at a `sqlite:` URL.
+    /// Opens (creating it, and its folder, if missing) and migrates the database
+    /// at a `sqlite:` URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, true).await
+    }
+
+    /// Opens and migrates the database at a `sqlite:` URL if it exists; a missing
+    /// file is an error naming it, and nothing is created.
+    pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, create: bool) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let mut opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Backend(format!("invalid SQLite URL: {e}")))?
-            .create_if_missing(true)
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid SQLite URL: {e}")))?;
+        if !memory {
+            let file = opts.get_filename();
+            if create {
+                // The default store lives in a per-user folder that may not exist yet.
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Backend(format!("cannot create folder {}: {e}", dir.display()))
+                    })?;
+                }
+            } else if !file.exists() {
+                return Err(StoreError::Backend(format!(
+                    "no SQLite database at {}: it does not exist (nothing was created)",
+                    file.display()
+                )));
+            }
+        }
+        let mut opts = opts
+            .create_if_missing(create)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .synchronous(SqliteSynchronous::Normal)

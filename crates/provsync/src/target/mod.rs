@@ -92,6 +92,22 @@ fn unknown(kind: &str) -> TargetError {
     ))
 }
 
+/// Makes the relative files a target's settings name start at `base`: a `sqlite`
+/// target's database and a Salesforce JWT key file.
+pub fn resolve_paths(spec: &mut ConnectorSpec, base: &std::path::Path) {
+    match spec.kind.as_str() {
+        "sqlite" => crate::paths::rewrite_settings(&mut spec.settings, &["url"], |url| {
+            crate::paths::sqlite_url_relative_to(base, url)
+        }),
+        "salesforce" => crate::paths::rewrite_file_settings(
+            &mut spec.settings,
+            &["auth.private_key_file"],
+            base,
+        ),
+        _ => {}
+    }
+}
+
 /// Opens the target a job names, its calls counted and timed.
 pub async fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> {
     Ok(instrumented::Instrumented::wrap(

@@ -74,6 +74,16 @@ async fn a_job_submitted_over_http_completes_and_is_reported(state: &str) {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["jobs"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["jobs"][0]["job_id"], id.as_str());
+    assert_eq!(&v["jobs"][0]["counts"], total, "{v}");
+    assert!(v["jobs"][0]["duration_ms"].is_i64(), "{v}");
+    // `provsync jobs --json` answers the same page.
+    let o = std::process::Command::new(bin())
+        .args(["jobs", "--json", "--state", &s.state_url()])
+        .args(["--state-filter", "completed", "--limit", "10"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&o.stdout).unwrap(), v);
     let target = v["jobs"][0]["target"].as_str().unwrap().to_owned();
     let (_, v) = s
         .get(&format!("/v1/jobs?target={}", urlencode(&target)))

@@ -224,8 +224,9 @@ async fn a_page_no_worker_can_process_is_dead_lettered_and_the_job_fails_saying_
     std::fs::create_dir_all(&driver_dir).unwrap();
     std::fs::create_dir_all(&worker_dir).unwrap();
     let world = generate(&driver_dir, 500, 3, 1);
-    // A mapping the driver can read (relative to its folder) and the worker cannot:
-    // every page fails in every worker attempt.
+    // A mapping the driver can read and the worker cannot: every page fails in
+    // every worker attempt. Relative paths start at the job file's folder, so the
+    // path goes through each process's own working directory instead.
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -235,7 +236,7 @@ async fn a_page_no_worker_can_process_is_dead_lettered_and_the_job_fails_saying_
     )
     .unwrap();
     let mut text = Job::full(&world, &pg.target()).toml();
-    text = format!("mapping = \"local-mapping.toml\"\n{text}");
+    text = format!("mapping = \"/proc/self/cwd/local-mapping.toml\"\n{text}");
     let job = driver_dir.join("job.toml");
     std::fs::write(&job, text).unwrap();
     let prefix = format!("provsync-poison-{}", std::process::id());

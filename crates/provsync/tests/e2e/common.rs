@@ -575,6 +575,78 @@ pub fn status(id: &str, state: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
 }
 
+/// A `provsync serve` process (its stderr echoed), killed on drop.
+pub struct Serve {
+    child: Child,
+    /// `http://host:port`.
+    pub base: String,
+}
+
+impl Serve {
+    /// Spawns `command` (a `serve` with `--listen 127.0.0.1:0`) and waits for its
+    /// `listening on` line.
+    pub fn start(mut command: Command) -> Serve {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn provsync serve");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                eprintln!("serve: {line}");
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("serve did not print `listening on`");
+        Serve { child, base }
+    }
+
+    /// A JSON answer of `curl ARGS... URL`, `path` after the base URL.
+    pub fn call(&self, token: &str, args: &[&str], path: &str) -> Value {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .args(args)
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Polls `GET /v1/jobs/{id}` until the job ended.
+    pub fn wait_terminal(&self, token: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let st = self.call(token, &[], &format!("/v1/jobs/{id}"));
+            if ["completed", "completed_with_errors", "failed", "aborted"]
+                .contains(&st["state"].as_str().unwrap_or_default())
+            {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not end: {st}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Target databases
 
