@@ -156,8 +156,9 @@ async fn sweep_blocker(
     if job.state == JobState::Aborting || job.abort_requested {
         return Ok(Some("aborted run: nothing is disconnected".into()));
     }
-    if let Some(f) = &job.failure {
-        return Ok(Some(format!("failed run: nothing is disconnected ({f})")));
+    if job.failure.is_some() {
+        // The failure itself is the summary's `failure`: said once.
+        return Ok(Some("failed run: nothing is disconnected".into()));
     }
     let complete = engine
         .store

@@ -95,9 +95,7 @@ impl Inner {
     }
 
     async fn connect(&self) -> Result<Connection, QueueError> {
-        Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(|e| QueueError::Broker(format!("connect: {}", redact(&e.to_string()))))
+        connect(&self.url).await.map_err(QueueError::Broker)
     }
 
     /// Declares the three queues (idempotent; the arguments must match earlier ones).
@@ -222,9 +220,25 @@ impl Inner {
     }
 }
 
-/// Passwords out of lapin's messages (they may echo the URL).
-fn redact(msg: &str) -> String {
-    crate::config::redact_url(msg)
+/// Connects to the broker an `amqp://` URL names. The error names the broker's
+/// host:port and the cause (`Connection refused`, a refused login), never the
+/// password.
+pub async fn connect(url: &str) -> Result<Connection, String> {
+    let (at, password) = match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(u) => (
+            format!("{}:{}", u.authority.host, u.authority.port),
+            Some(u.authority.userinfo.password).filter(|p| !p.is_empty()),
+        ),
+        Err(_) => (crate::config::redact_url(url), None),
+    };
+    Connection::connect(url, ConnectionProperties::default())
+        .await
+        .map_err(|e| {
+            // lapin's messages may echo the URL.
+            let cause = crate::config::redact_url(&crate::errors::chain(&e));
+            let cause = crate::errors::redact(cause, password.as_deref());
+            format!("cannot connect to RabbitMQ at {at}: {cause}")
+        })
 }
 
 impl RabbitQueue {

@@ -270,6 +270,8 @@ pub struct Job {
     pub mapping: Option<PathBuf>,
     /// `key = value` lines of `[options]`.
     pub options: Vec<String>,
+    /// A `[source]` section that replaces the NDJSON file's.
+    pub source_section: Option<String>,
 }
 
 impl Job {
@@ -280,7 +282,19 @@ impl Job {
             mode: "full",
             mapping: None,
             options: vec!["page_size = 500".into()],
+            source_section: None,
         }
+    }
+
+    /// A job reading the OneKey-style MDM at `url` (client `provsync`, its secret in
+    /// the variable `secret_env`; 2 attempts per call) instead of a file.
+    pub fn onekey(url: &str, secret_env: &str, target: &Target) -> Job {
+        let mut job = Job::full(Path::new(""), target);
+        job.source_section = Some(format!(
+            "[source]\ntype = \"onekey\"\nurl = \"{url}\"\nclient_id = \"provsync\"\n\
+             client_secret_env = \"{secret_env}\"\nmax_attempts = 2\nbackoff_ms = 20\n"
+        ));
+        job
     }
 
     pub fn option(mut self, line: &str) -> Job {
@@ -301,10 +315,15 @@ impl Job {
         if let Some(m) = &self.mapping {
             s += &format!("mapping = \"{}\"\n", m.display());
         }
-        s += &format!(
-            "[source]\ntype = \"file\"\npath = \"{}\"\n",
-            self.source.display()
-        );
+        match &self.source_section {
+            Some(section) => s += section,
+            None => {
+                s += &format!(
+                    "[source]\ntype = \"file\"\npath = \"{}\"\n",
+                    self.source.display()
+                )
+            }
+        }
         s += &self.target.toml();
         s += "[options]\n";
         for o in &self.options {

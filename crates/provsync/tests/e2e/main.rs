@@ -8,6 +8,7 @@ mod emulators;
 
 mod abort;
 mod bad_input;
+mod connection_errors;
 mod dispatch;
 mod gmc;
 mod guards;
