@@ -138,6 +138,22 @@ impl Inner {
         Ok(())
     }
 
+    /// The broker's counts of a queue (a passive declare: it changes nothing).
+    async fn look(&self, queue: StageQueue) -> Result<lapin::Queue, QueueError> {
+        let ch = self.publisher().await?;
+        // A failed passive declare closes the channel; `publisher` opens a new one.
+        ch.queue_declare(
+            self.name(queue).as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(broker("read the queue's counts"))
+    }
+
     async fn publisher(&self) -> Result<Channel, QueueError> {
         let mut slot = self.publisher.lock().await;
         if let Some((conn, ch)) = slot.as_ref() {
@@ -447,19 +463,11 @@ impl Queue for RabbitQueue {
     }
 
     async fn depth(&self, queue: StageQueue) -> Result<u64, QueueError> {
-        let ch = self.inner.publisher().await?;
-        let q = ch
-            .queue_declare(
-                self.inner.name(queue).as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(broker("read queue depth"))?;
-        Ok(u64::from(q.message_count()))
+        Ok(u64::from(self.inner.look(queue).await?.message_count()))
+    }
+
+    async fn consumers(&self, queue: StageQueue) -> Result<u32, QueueError> {
+        Ok(self.inner.look(queue).await?.consumer_count())
     }
 
     fn max_attempts(&self) -> u32 {

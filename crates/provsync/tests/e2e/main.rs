@@ -10,6 +10,7 @@ mod abort;
 mod bad_input;
 mod connection_errors;
 mod dispatch;
+mod distributed;
 mod gmc;
 mod guards;
 mod onekey;
