@@ -195,7 +195,7 @@ impl Deliverer {
             .send()
             .await
             // reqwest's error names the URL, which the job request holds anyway.
-            .map_err(|e| (format!("{e}"), true))?;
+            .map_err(|e| (crate::errors::http(&e), true))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

@@ -109,7 +109,8 @@ impl Default for OneKeyConfig {
     }
 }
 
-/// Why the emulator cannot start.
+/// Why the emulator cannot start. Each text holds its cause (and no `source()`),
+/// so a chain of errors shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     /// A setting is out of range; names it.
@@ -117,15 +118,21 @@ pub enum EmulatorError {
     Config(String),
     /// The world cannot be generated.
     #[error("world: {0}")]
-    World(#[from] crate::generator::WorldError),
+    World(crate::generator::WorldError),
     /// The request log cannot be opened.
-    #[error("request log {path}: {source}")]
+    #[error("request log {path}: {cause}")]
     Log {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+}
+
+impl From<crate::generator::WorldError> for EmulatorError {
+    fn from(e: crate::generator::WorldError) -> Self {
+        Self::World(e)
+    }
 }
 
 /// An active sync session.
@@ -198,9 +205,9 @@ impl OneKeyEmulator {
             ));
         }
         let journal =
-            Journal::new(config.request_log.as_deref()).map_err(|source| EmulatorError::Log {
+            Journal::new(config.request_log.as_deref()).map_err(|cause| EmulatorError::Log {
                 path: config.request_log.clone().unwrap_or_default(),
-                source,
+                cause,
             })?;
         Ok(Self {
             catalog: Catalog::new(world, &config.countries)?,

@@ -19,7 +19,7 @@ pub const AUDIENCES: [&str; 2] = [
 /// How far ahead an assertion's `exp` may be (Salesforce wants "a few minutes").
 const MAX_ASSERTION_LIFETIME_SECS: u64 = 300;
 
-/// Why the JWT key could not be read.
+/// Why the JWT key could not be read (each text holds its cause, shown once).
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// No PEM block found.
@@ -27,10 +27,16 @@ pub enum KeyError {
     NoPem,
     /// Base64 of the block is broken.
     #[error("PEM body is not base64: {0}")]
-    Base64(#[from] base64::DecodeError),
+    Base64(base64::DecodeError),
     /// The DER does not hold an RSA public key where expected.
     #[error("the {0} does not hold an RSA public key")]
     NotRsa(&'static str),
+}
+
+impl From<base64::DecodeError> for KeyError {
+    fn from(e: base64::DecodeError) -> Self {
+        Self::Base64(e)
+    }
 }
 
 /// The RSA key checking JWT assertions.

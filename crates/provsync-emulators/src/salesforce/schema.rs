@@ -9,15 +9,21 @@ use serde_json::{json, Value};
 /// The schema the emulator starts with (docs/salesforce-model.md).
 pub const DEFAULT_SCHEMA: &str = include_str!("default-schema.json");
 
-/// Why a schema file was refused.
+/// Why a schema file was refused (each text holds its cause, shown once).
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     /// Not the JSON expected.
     #[error("schema is not a describe-style document: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// Inconsistent content.
     #[error("schema: {0}")]
     Invalid(String),
+}
+
+impl From<serde_json::Error> for SchemaError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e)
+    }
 }
 
 /// A field's data type (the describe `type`).

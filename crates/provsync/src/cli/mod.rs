@@ -142,7 +142,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once (anyhow's `{:#}` repeats those printed by their parent).
+            eprintln!("error: {}", crate::errors::chain(e.as_ref()));
             ExitCode::from(1)
         }
     }

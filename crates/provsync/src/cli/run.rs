@@ -267,6 +267,14 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
             "  links deferred to the relations stage {deferred}: loaded {loaded}, failed {failed}"
         );
     }
+    let not_loaded = |k: &str| summary["not_loaded"][k].as_u64().unwrap_or(0);
+    if not_loaded("pages") > 0 {
+        println!(
+            "  not loaded {} records in {} pages (the run stopped before they were loaded)",
+            not_loaded("records"),
+            not_loaded("pages")
+        );
+    }
     if let Some(ms) = summary["duration_ms"].as_i64() {
         let secs = ms as f64 / 1000.0;
         let rate = if secs > 0.0 {

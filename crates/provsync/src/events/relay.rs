@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgPool, Row};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
 /// Settings of a relay (`Debug` hides the URLs' passwords).
@@ -54,15 +53,30 @@ pub enum RelayError {
     Config(String),
 }
 
-/// A failure of one round; the relay reconnects and tries again.
+/// A failure of one round; the relay reconnects and tries again. Each text holds
+/// its causes (and no `source()`), so they are shown once.
 #[derive(Debug, thiserror::Error)]
 enum RoundError {
+    #[error("{0}")]
+    Connect(String),
     #[error("broker: {0}")]
-    Broker(#[from] lapin::Error),
+    Broker(String),
     #[error("broker did not confirm message {0}")]
     Nacked(i64),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(String),
+}
+
+impl From<lapin::Error> for RoundError {
+    fn from(e: lapin::Error) -> Self {
+        Self::Broker(crate::errors::chain(&e))
+    }
+}
+
+impl From<sqlx::Error> for RoundError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(crate::errors::chain(&e))
+    }
 }
 
 /// Counts of a relay's life.
@@ -74,23 +88,22 @@ pub struct RelayStats {
     pub retries: u64,
 }
 
-async fn connect_db(cfg: &RelayConfig) -> Result<PgPool, sqlx::Error> {
-    let set_path = format!("SET search_path TO {}", cfg.schema);
-    PgPoolOptions::new()
-        .max_connections(2)
-        .after_connect(move |conn, _| {
-            let set_path = set_path.clone();
-            Box::pin(async move {
-                conn.execute(set_path.as_str()).await?;
-                Ok(())
-            })
-        })
-        .connect(&cfg.database_url)
+async fn connect_db(cfg: &RelayConfig) -> Result<PgPool, RoundError> {
+    let settings = crate::pg::PoolSettings {
+        application_name: "provsync-relay",
+        max_connections: 2,
+        search_path: Some(&cfg.schema),
+        ..crate::pg::PoolSettings::default()
+    };
+    crate::pg::connect(&cfg.database_url, &settings)
         .await
+        .map_err(|e| RoundError::Connect(e.to_string()))
 }
 
-async fn open_channel(cfg: &RelayConfig) -> Result<(Connection, Channel), lapin::Error> {
-    let conn = Connection::connect(&cfg.amqp_url, ConnectionProperties::default()).await?;
+async fn open_channel(cfg: &RelayConfig) -> Result<(Connection, Channel), RoundError> {
+    let conn = crate::queue::rabbitmq::connect(&cfg.amqp_url)
+        .await
+        .map_err(RoundError::Connect)?;
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())

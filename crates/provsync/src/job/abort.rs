@@ -46,7 +46,13 @@ pub async fn enter_aborting_if_requested(engine: &Engine, id: &JobId) -> Result<
     }
     let job = engine.store.job(id).await?;
     if job.state == JobState::Running {
-        engine.apply(id, JobEvent::Abort).await?;
+        match engine.apply(id, JobEvent::Abort).await {
+            Ok(_) => {}
+            // Another task of this process (the distributed driver's lookout) moved
+            // it first.
+            Err(_) if engine.store.job(id).await?.state == JobState::Aborting => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(true)
 }

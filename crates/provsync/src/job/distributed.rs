@@ -12,10 +12,19 @@
 //! before relations). A message that fails every allowed attempt is dead-lettered;
 //! whoever reads the dead-letter queue books its page as rejected with the reason
 //! and fails the job.
+//!
+//! Runs always stop. The driver's [`Lookout`] asks the broker how many consumers
+//! the stage queues have: with none, it says so (a warning, repeated, and the job's
+//! note). After an abort or a failure the driver waits for the pages handed to
+//! workers at most [`STOP_GRACE`], and not at all when no worker consumes; the
+//! pages left are reported as not loaded in the summary. A worker that lacks what
+//! a job needs (a secret's variable, the mapping file) fails the job at once and
+//! dead-letters its pages without retrying them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use provsync_core::job::{Counts, JobEvent, JobId, KindCounts, Threshold};
 use provsync_core::model::EntityKind;
@@ -23,16 +32,30 @@ use provsync_core::source::Page;
 use provsync_core::store::{ErrorEntry, PageCommit};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::transform::TransformedPage;
-use super::{extract, load, transform, Engine, EngineError, JobContext};
+use super::{abort, extract, load, transform, Engine, EngineError, JobContext};
 use crate::queue::{Delivery, Headers, Queue, StageQueue, JOB_HEADER, PAGE_HEADER, REASON_HEADER};
 
 /// Pages extracted but not yet loaded, at most, per job.
 pub const WINDOW: u64 = 8;
 /// How often the driver looks at the ledger while it waits.
 const POLL: Duration = Duration::from_millis(100);
+/// How often the driver's lookout counts consumers and reads the job's flags.
+const LOOK: Duration = Duration::from_secs(1);
+/// Looks in a row that must find no consumer before the driver says so (a worker
+/// resubscribing after a broker hiccup is not "no worker").
+const IDLE_LOOKS: u32 = 2;
+/// How often the "no worker" warning is repeated while it holds.
+const REMIND: Duration = Duration::from_secs(30);
+/// After an abort or a failure, how long the driver waits at most for the pages it
+/// handed to workers before it finishes the job without them (README documents
+/// the bound an abort takes).
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+/// The job's note while no worker consumes the stage queues.
+pub const NO_WORKER_NOTE: &str = "no worker consumes the stage queues: pages wait until a \
+    `provsync worker` runs with this run's --state and --queue";
 
 /// The body of a transform message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,19 +128,8 @@ async fn ledger_progress(ctx: &JobContext) -> Result<(u64, u64), EngineError> {
     }
 }
 
-/// Stops extraction when another process (a worker that met a poison message)
-/// failed the job.
-async fn stop_if_failed_elsewhere(ctx: &JobContext) -> Result<(), EngineError> {
-    if !ctx.stop.is_cancelled() && ctx.store().job(&ctx.id).await?.failure.is_some() {
-        tracing::warn!(job = %ctx.id, "the job failed in a worker: extraction stops");
-        ctx.stop.cancel();
-    }
-    Ok(())
-}
-
 /// Waits until fewer than [`WINDOW`] pages are in flight (or the job stops).
 pub async fn wait_for_window(ctx: &JobContext) -> Result<(), EngineError> {
-    stop_if_failed_elsewhere(ctx).await?;
     loop {
         let (recorded, loaded) = ledger_progress(ctx).await?;
         if recorded - loaded < WINDOW || ctx.stop.is_cancelled() {
@@ -128,13 +140,26 @@ pub async fn wait_for_window(ctx: &JobContext) -> Result<(), EngineError> {
     }
 }
 
-/// The barrier: waits until every recorded page is loaded (by any worker).
-pub async fn wait_until_loaded(ctx: &JobContext) -> Result<(), EngineError> {
+/// The barrier: waits until every recorded page is loaded (by any worker). Once
+/// the job stops (abort, failure), it waits for them at most [`STOP_GRACE`], and
+/// not at all while no worker consumes: the pages left show as not loaded.
+pub async fn wait_until_loaded(ctx: &JobContext, lookout: &Lookout) -> Result<(), EngineError> {
     let mut last = (u64::MAX, u64::MAX);
+    let mut stopped: Option<Instant> = None;
     loop {
         let (recorded, loaded) = ledger_progress(ctx).await?;
         if loaded >= recorded {
             return Ok(());
+        }
+        if ctx.stop.is_cancelled() {
+            let since = *stopped.get_or_insert_with(Instant::now);
+            let idle = lookout.idle();
+            if idle || since.elapsed() >= STOP_GRACE {
+                tracing::warn!(job = %ctx.id, not_loaded = recorded - loaded,
+                    "the job stops without waiting for its remaining pages ({})",
+                    if idle { "no worker consumes" } else { "grace period over" });
+                return Ok(());
+            }
         }
         if (recorded, loaded) != last {
             tracing::debug!(job = %ctx.id, recorded, loaded, "waiting for workers to load pages");
@@ -143,6 +168,109 @@ pub async fn wait_until_loaded(ctx: &JobContext) -> Result<(), EngineError> {
         check_count_threshold(ctx).await?;
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// What the driver's lookout saw: whether any worker consumes the stage queues.
+#[derive(Debug, Default)]
+pub struct Lookout {
+    idle: AtomicBool,
+}
+
+impl Lookout {
+    /// True while no worker consumes the transform or the load queue.
+    pub fn idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Starts looking, every [`LOOK`], until the guard is dropped: counts the stage
+    /// queues' consumers (saying so when there are none) and stops extraction when
+    /// the job is aborted or failed (by a worker) meanwhile.
+    pub fn spawn(ctx: Arc<JobContext>, queue: Arc<dyn Queue>) -> (Arc<Lookout>, DropGuard) {
+        let lookout = Arc::new(Lookout::default());
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let me = lookout.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LOOK);
+            let mut idle_looks = 0;
+            let mut said: Option<Instant> = None;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = stop_if_ended_elsewhere(&ctx).await {
+                    tracing::debug!(job = %ctx.id, error = %e, "cannot read the job");
+                }
+                idle_looks = match has_consumers(queue.as_ref()).await {
+                    Ok(false) => idle_looks + 1,
+                    Ok(true) => 0,
+                    Err(e) => {
+                        tracing::debug!(job = %ctx.id, error = %e, "cannot count consumers");
+                        continue;
+                    }
+                };
+                me.idle.store(idle_looks >= IDLE_LOOKS, Ordering::Relaxed);
+                match (me.idle(), said) {
+                    (true, None) => {
+                        tracing::warn!(job = %ctx.id, "{NO_WORKER_NOTE}");
+                        let _ = ctx.store().set_note(&ctx.id, Some(NO_WORKER_NOTE)).await;
+                        said = Some(Instant::now());
+                    }
+                    (true, Some(at)) if at.elapsed() >= REMIND => {
+                        tracing::warn!(job = %ctx.id, "{NO_WORKER_NOTE}");
+                        said = Some(Instant::now());
+                    }
+                    (false, Some(_)) => {
+                        tracing::info!(job = %ctx.id, "a worker consumes the stage queues");
+                        clear_note(&ctx).await;
+                        said = None;
+                    }
+                    _ => {}
+                }
+            }
+            if said.is_some() {
+                clear_note(&ctx).await;
+            }
+        });
+        (lookout, token.drop_guard())
+    }
+}
+
+/// Whether both stages that move pages (transform, load) have a consumer.
+async fn has_consumers(queue: &dyn Queue) -> Result<bool, crate::queue::QueueError> {
+    for q in [StageQueue::Transform, StageQueue::Load] {
+        if queue.consumers(q).await? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Clears the "no worker" note, unless another note (parking) replaced it.
+async fn clear_note(ctx: &JobContext) {
+    if let Ok(job) = ctx.store().job(&ctx.id).await {
+        if job.note.as_deref() == Some(NO_WORKER_NOTE) {
+            let _ = ctx.store().set_note(&ctx.id, None).await;
+        }
+    }
+}
+
+/// Stops extraction when the job was aborted (`provsync abort`, the API, Ctrl-C of
+/// the driving run) or failed in another process (a worker).
+async fn stop_if_ended_elsewhere(ctx: &JobContext) -> Result<(), EngineError> {
+    if ctx.stop.is_cancelled() {
+        return Ok(());
+    }
+    let job = ctx.store().job(&ctx.id).await?;
+    if job.failure.is_some() {
+        tracing::warn!(job = %ctx.id, "the job failed in a worker: extraction stops");
+        ctx.stop.cancel();
+    } else if abort::enter_aborting_if_requested(&ctx.engine, &ctx.id).await? {
+        tracing::info!(job = %ctx.id, "abort requested: extraction stops");
+        ctx.stop.cancel();
+    }
+    Ok(())
 }
 
 /// Fails the job once a count threshold is crossed (workers only commit pages;
@@ -174,6 +302,8 @@ pub struct StageWorker {
     engine: Engine,
     queue: Arc<dyn Queue>,
     contexts: Arc<Mutex<HashMap<JobId, Arc<JobContext>>>>,
+    /// Jobs this process cannot run, and why (it failed them).
+    unfit: Arc<Mutex<HashMap<JobId, String>>>,
 }
 
 impl StageWorker {
@@ -183,6 +313,7 @@ impl StageWorker {
             engine,
             queue,
             contexts: Arc::default(),
+            unfit: Arc::default(),
         }
     }
 
@@ -225,6 +356,11 @@ impl StageWorker {
         };
         let settled = match result {
             Ok(()) => d.ack().await,
+            // The job has failed already, saying why: retrying cannot help.
+            Err(e @ EngineError::Unfit(_)) => {
+                d.dead_letter(&format!("{} stage: {e}", stage.as_str()))
+                    .await
+            }
             Err(e) => {
                 let attempt = d.attempt;
                 tracing::warn!(stage = stage.as_str(), %job, ?page, attempt, error = %e,
@@ -242,16 +378,24 @@ impl StageWorker {
         }
     }
 
-    /// The job's context, opened once per worker.
+    /// The job's context, opened once per worker; `None` once the job has ended
+    /// (its summary is written: a page loaded now would not be in it).
     async fn context(&self, job: &JobId) -> Result<Option<Arc<JobContext>>, EngineError> {
-        if let Some(c) = self.contexts.lock().await.get(job) {
-            return Ok(Some(c.clone()));
+        if let Some(why) = self.unfit.lock().await.get(job) {
+            return Err(EngineError::Unfit(why.clone()));
         }
         let record = self.engine.store.job(job).await?;
         if record.state.is_terminal() {
             return Ok(None);
         }
-        let ctx = Arc::new(JobContext::open(&self.engine, &record).await?);
+        if let Some(c) = self.contexts.lock().await.get(job) {
+            return Ok(Some(c.clone()));
+        }
+        let ctx = match JobContext::open(&self.engine, &record).await {
+            Ok(ctx) => Arc::new(ctx),
+            Err(e) if e.is_setup() => return Err(self.refuse(job, &e).await),
+            Err(e) => return Err(e),
+        };
         let mut map = self.contexts.lock().await;
         if let Some(c) = map.get(job) {
             return Ok(Some(c.clone())); // opened meanwhile by another delivery
@@ -264,12 +408,30 @@ impl StageWorker {
                     ended.push(id.clone());
                 }
             }
+            let mut unfit = self.unfit.lock().await;
             for id in ended {
                 map.remove(&id);
+                unfit.remove(&id);
             }
         }
         map.insert(job.clone(), ctx.clone());
         Ok(Some(ctx))
+    }
+
+    /// Fails a job this process cannot run (once), naming what it lacks; its
+    /// pages are then dead-lettered at once instead of after every attempt.
+    async fn refuse(&self, job: &JobId, e: &EngineError) -> EngineError {
+        let why = format!("worker {} cannot run the job: {e}", self.engine.owner);
+        let mut unfit = self.unfit.lock().await;
+        if !unfit.contains_key(job) {
+            tracing::error!(%job, reason = %why, "this worker lacks what the job needs: the job fails");
+            unfit.insert(job.clone(), why.clone());
+            // The driver sees the failure at its next look and stops.
+            if let Err(e) = self.engine.apply(job, JobEvent::Fail(why.clone())).await {
+                tracing::warn!(%job, error = %e, "cannot mark the job failed");
+            }
+        }
+        EngineError::Unfit(why)
     }
 
     async fn transform(&self, d: &Delivery) -> Result<(), EngineError> {
@@ -320,6 +482,11 @@ impl StageWorker {
             tracing::error!(%job, page_no, %reason, "dead letter of an unknown job: dropped");
             return Ok(());
         };
+        if record.state.is_terminal() {
+            // Its summary counts the page as not loaded already.
+            tracing::warn!(%job, page_no, %reason, "dead letter of an ended job: dropped");
+            return Ok(());
+        }
         let pages = self.engine.store.pages(&job).await?;
         let Some(entry) = pages.iter().find(|p| p.page_no == page_no) else {
             tracing::error!(%job, page_no, %reason, "dead letter of a page not in the ledger: dropped");
@@ -351,7 +518,7 @@ impl StageWorker {
             .store
             .commit_page(&job, &record.target, page_no, &commit)
             .await?;
-        if fresh && !record.state.is_terminal() {
+        if fresh {
             tracing::error!(%job, page_no, %reason, "poison message: the job fails");
             self.engine.store.record_failure(&job, &why).await?;
             // The driver sees the failure at its next look and finishes the job.

@@ -49,11 +49,13 @@ async fn run_distributed(
     ctx: &Arc<JobContext>,
     queue: Arc<dyn crate::queue::Queue>,
 ) -> Result<(), EngineError> {
+    // Looks for workers, aborts and failures until the pages are loaded.
+    let (lookout, _looking) = distributed::Lookout::spawn(ctx.clone(), queue.clone());
     let extracted = extract_pages(ctx, Sink::Queue(queue)).await;
     if let Err(e) = extracted {
         fail(ctx, &e.to_string()).await?;
     }
-    distributed::wait_until_loaded(ctx).await
+    distributed::wait_until_loaded(ctx, &lookout).await
 }
 
 /// Where extracted pages go.

@@ -38,6 +38,10 @@ pub struct RunSummary {
     pub per_kind: KindCounts,
     /// Pages fetched.
     pub pages: u64,
+    /// Pages fetched but never loaded, and their records: the run stopped (an
+    /// abort, a failure) before a worker loaded them. Accounted, not lost; the
+    /// counts above leave them out.
+    pub not_loaded: NotLoaded,
     /// What the sweep did.
     pub sweep: SweepReport,
     /// Whether the counts reconcile (every extracted record in one bucket).
@@ -63,6 +67,28 @@ pub struct RunSummary {
     /// actions, value sets, API calls).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_report: Option<serde_json::Value>,
+}
+
+/// Pages the ledger holds but never loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NotLoaded {
+    /// Pages.
+    pub pages: u64,
+    /// Records they held.
+    pub records: u64,
+}
+
+impl NotLoaded {
+    /// The pages of a ledger not loaded.
+    pub fn of(pages: &[PageEntry]) -> Self {
+        pages
+            .iter()
+            .filter(|p| !p.loaded)
+            .fold(Self::default(), |n, p| Self {
+                pages: n.pages + 1,
+                records: n.records + p.records,
+            })
+    }
 }
 
 /// Finishes a job whose connectors are open.
@@ -160,8 +186,9 @@ async fn sweep_blocker(
     if job.state == JobState::Aborting || job.abort_requested {
         return Ok(Some("aborted run: nothing is disconnected".into()));
     }
-    if let Some(f) = &job.failure {
-        return Ok(Some(format!("failed run: nothing is disconnected ({f})")));
+    if job.failure.is_some() {
+        // The failure itself is the summary's `failure`: said once.
+        return Ok(Some("failed run: nothing is disconnected".into()));
     }
     let complete = engine
         .store
@@ -233,6 +260,7 @@ async fn conclude(
     let mut machine = JobMachine::restore(job.state, job.failure.clone());
     let final_state = machine.apply(JobEvent::Finished { with_errors })?;
     let pages = engine.store.page_progress(id).await?.0;
+    let not_loaded = NotLoaded::of(&engine.store.pages(id).await?);
     let now = Utc::now();
     let summary = RunSummary {
         job_id: id.to_string(),
@@ -245,6 +273,7 @@ async fn conclude(
         counted: headline.1,
         per_kind,
         pages,
+        not_loaded,
         sweep,
         reconciled: reconciled.is_ok(),
         failure: job.failure.clone(),

@@ -59,6 +59,26 @@ pub enum EngineError {
     /// A stage task panicked or was cancelled.
     #[error("stage task: {0}")]
     Task(String),
+    /// This process lacks what the job needs (a secret's variable, a mapping
+    /// file): the job has failed, saying so.
+    #[error("{0}")]
+    Unfit(String),
+}
+
+impl EngineError {
+    /// Whether the error lies in this process's setup or the job's settings (a
+    /// variable not set, a file missing, refused credentials): trying the same
+    /// work again cannot help.
+    pub fn is_setup(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Invalid(_)
+                | EngineError::Mapping(_)
+                | EngineError::Unfit(_)
+                | EngineError::Source(SourceError::Config(_) | SourceError::Refused(_))
+                | EngineError::Target(TargetError::Config(_) | TargetError::Refused(_))
+        )
+    }
 }
 
 /// Runs jobs against one state store, as one owner (process).

@@ -23,6 +23,7 @@ macro_rules! queue_conformance {
             prefetch_bounds_unsettled_deliveries,
             a_consumer_that_goes_away_unsettled_gives_its_messages_back,
             messages_wait_for_a_consumer_that_comes_later,
+            consumers_are_counted_while_they_consume,
         );
     };
     (@each $factory:expr; $($check:ident),* $(,)?) => {
@@ -233,4 +234,30 @@ pub async fn messages_wait_for_a_consumer_that_comes_later(q: Arc<dyn Queue>) {
     }
     pages.sort_unstable();
     assert_eq!(pages, [0, 1, 2]);
+}
+
+/// Waits (10 s at most) until the queue counts `n` consumers.
+async fn consumers_become(q: &dyn Queue, queue: StageQueue, n: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = q.consumers(queue).await.unwrap();
+        if now == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{now} consumers, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn consumers_are_counted_while_they_consume(q: Arc<dyn Queue>) {
+    assert_eq!(q.consumers(StageQueue::Transform).await.unwrap(), 0);
+    let rx = q.consume(StageQueue::Transform, 1).await.unwrap();
+    // RabbitMQ subscribes in the background.
+    consumers_become(q.as_ref(), StageQueue::Transform, 1).await;
+    assert_eq!(q.consumers(StageQueue::Load).await.unwrap(), 0);
+    drop(rx);
+    consumers_become(q.as_ref(), StageQueue::Transform, 0).await;
 }

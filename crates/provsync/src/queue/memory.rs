@@ -3,6 +3,7 @@
 //! queue), for the embedded runtime and for tests. Nothing survives the process.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,6 +22,23 @@ struct Message {
 struct Shared {
     queues: Mutex<HashMap<StageQueue, VecDeque<Message>>>,
     ready: HashMap<StageQueue, Notify>,
+    consumers: HashMap<StageQueue, AtomicU32>,
+}
+
+/// Counts one consumer of a queue while it lives.
+struct Consuming(Arc<Shared>, StageQueue);
+
+impl Consuming {
+    fn new(shared: Arc<Shared>, queue: StageQueue) -> Self {
+        shared.consumers[&queue].fetch_add(1, Ordering::Relaxed);
+        Self(shared, queue)
+    }
+}
+
+impl Drop for Consuming {
+    fn drop(&mut self) {
+        self.0.consumers[&self.1].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -57,10 +75,15 @@ impl MemoryQueue {
             .iter()
             .map(|q| (*q, Notify::new()))
             .collect();
+        let consumers = StageQueue::ALL
+            .iter()
+            .map(|q| (*q, AtomicU32::new(0)))
+            .collect();
         Self {
             shared: Arc::new(Shared {
                 queues: Mutex::default(),
                 ready,
+                consumers,
             }),
             max_attempts: max_attempts.max(1),
         }
@@ -149,7 +172,9 @@ impl Queue for MemoryQueue {
         let permits = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));
         let shared = self.shared.clone();
         let max_attempts = self.max_attempts;
+        let consuming = Consuming::new(shared.clone(), queue);
         tokio::spawn(async move {
+            let _consuming = consuming;
             loop {
                 // A receiver dropped with deliveries still buffered holds their
                 // permits: wait for one only while the receiver lives, so the
@@ -202,6 +227,10 @@ impl Queue for MemoryQueue {
             .unwrap_or_else(|e| e.into_inner())
             .get(&queue)
             .map_or(0, |q| q.len() as u64))
+    }
+
+    async fn consumers(&self, queue: StageQueue) -> Result<u32, QueueError> {
+        Ok(self.shared.consumers[&queue].load(Ordering::Relaxed))
     }
 
     fn max_attempts(&self) -> u32 {

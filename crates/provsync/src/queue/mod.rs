@@ -160,6 +160,9 @@ pub trait Queue: Send + Sync {
     ) -> Result<mpsc::Receiver<Delivery>, QueueError>;
     /// Messages waiting (not counting those delivered and unacknowledged).
     async fn depth(&self, queue: StageQueue) -> Result<u64, QueueError>;
+    /// Consumers subscribed to the queue, in every process (the driver of a
+    /// distributed run says so when no worker consumes).
+    async fn consumers(&self, queue: StageQueue) -> Result<u32, QueueError>;
     /// Deliveries allowed before a message is dead-lettered.
     fn max_attempts(&self) -> u32;
     /// Deletes this deployment's queues and what they hold (tests, teardown).

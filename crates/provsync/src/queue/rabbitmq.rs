@@ -95,9 +95,7 @@ impl Inner {
     }
 
     async fn connect(&self) -> Result<Connection, QueueError> {
-        Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(|e| QueueError::Broker(format!("connect: {}", redact(&e.to_string()))))
+        connect(&self.url).await.map_err(QueueError::Broker)
     }
 
     /// Declares the three queues (idempotent; the arguments must match earlier ones).
@@ -138,6 +136,22 @@ impl Inner {
             .map_err(broker("declare a stage queue"))?;
         }
         Ok(())
+    }
+
+    /// The broker's counts of a queue (a passive declare: it changes nothing).
+    async fn look(&self, queue: StageQueue) -> Result<lapin::Queue, QueueError> {
+        let ch = self.publisher().await?;
+        // A failed passive declare closes the channel; `publisher` opens a new one.
+        ch.queue_declare(
+            self.name(queue).as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(broker("read the queue's counts"))
     }
 
     async fn publisher(&self) -> Result<Channel, QueueError> {
@@ -222,9 +236,25 @@ impl Inner {
     }
 }
 
-/// Passwords out of lapin's messages (they may echo the URL).
-fn redact(msg: &str) -> String {
-    crate::config::redact_url(msg)
+/// Connects to the broker an `amqp://` URL names. The error names the broker's
+/// host:port and the cause (`Connection refused`, a refused login), never the
+/// password.
+pub async fn connect(url: &str) -> Result<Connection, String> {
+    let (at, password) = match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(u) => (
+            format!("{}:{}", u.authority.host, u.authority.port),
+            Some(u.authority.userinfo.password).filter(|p| !p.is_empty()),
+        ),
+        Err(_) => (crate::config::redact_url(url), None),
+    };
+    Connection::connect(url, ConnectionProperties::default())
+        .await
+        .map_err(|e| {
+            // lapin's messages may echo the URL.
+            let cause = crate::config::redact_url(&crate::errors::chain(&e));
+            let cause = crate::errors::redact(cause, password.as_deref());
+            format!("cannot connect to RabbitMQ at {at}: {cause}")
+        })
 }
 
 impl RabbitQueue {
@@ -433,19 +463,11 @@ impl Queue for RabbitQueue {
     }
 
     async fn depth(&self, queue: StageQueue) -> Result<u64, QueueError> {
-        let ch = self.inner.publisher().await?;
-        let q = ch
-            .queue_declare(
-                self.inner.name(queue).as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(broker("read queue depth"))?;
-        Ok(u64::from(q.message_count()))
+        Ok(u64::from(self.inner.look(queue).await?.message_count()))
+    }
+
+    async fn consumers(&self, queue: StageQueue) -> Result<u32, QueueError> {
+        Ok(self.inner.look(queue).await?.consumer_count())
     }
 
     fn max_attempts(&self) -> u32 {

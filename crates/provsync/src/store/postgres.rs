@@ -21,11 +21,10 @@ mod ledger;
 mod records;
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 
 use provsync_core::job::{JobId, JobSpec, JobState, KindCounts, Stage};
@@ -36,6 +35,8 @@ use provsync_core::store::{
     JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry, ScheduleFire,
     ScheduleRun, StagedLink, StateStore, StoreError, Transition,
 };
+
+use crate::errors::redact;
 
 /// The schema the store uses when the URL names none.
 pub const DEFAULT_SCHEMA: &str = "provsync_state";
@@ -48,8 +49,8 @@ const CHUNK: usize = 10_000;
 /// for a row lock, and several processes share the server's `max_connections`.
 const POOL_SIZE: u32 = 8;
 
-/// How long `open` waits for the server (a refused connection is retried until then).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a query waits for a connection (the server restarting mid-run).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The PostgreSQL implementation of [`StateStore`].
 #[derive(Debug, Clone)]
@@ -72,12 +73,7 @@ struct ParsedUrl {
 }
 
 fn parse_url(url: &str) -> Result<ParsedUrl, StoreError> {
-    let password = url.split_once("://").and_then(|(_, rest)| {
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        let (userinfo, _) = authority.rsplit_once('@')?;
-        let (_, pw) = userinfo.split_once(':')?;
-        (!pw.is_empty()).then(|| pw.to_owned())
-    });
+    let password = crate::pg::url_password(url);
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -119,49 +115,31 @@ fn parse_url(url: &str) -> Result<ParsedUrl, StoreError> {
     })
 }
 
-/// Removes the URL's password from a message (sqlx errors do not normally carry
-/// it, but a message that reaches a log must never depend on that).
-fn redact(msg: String, password: Option<&str>) -> String {
-    match password {
-        Some(pw) => msg.replace(pw, "***"),
-        None => msg,
-    }
-}
-
 impl PostgresStore {
     /// Connects to a `postgres://` or `postgresql://` URL (optional `schema=NAME`
     /// parameter), creates the schema if missing and applies the migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_with_timeout(url, CONNECT_TIMEOUT).await
+        Self::open_with(url, crate::pg::PoolSettings::default().patience).await
     }
 
-    /// [`Self::open`] with a chosen wait for the server.
-    async fn open_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    /// [`Self::open`], retrying a refused connection for `patience`.
+    async fn open_with(url: &str, patience: Duration) -> Result<Self, StoreError> {
         let parsed = parse_url(url)?;
         let pw = parsed.password.as_deref();
-        let opts = PgConnectOptions::from_str(&parsed.connect)
-            .map_err(|e| StoreError::Backend(redact(format!("invalid PostgreSQL URL: {e}"), pw)))?
-            .application_name("provsync-state")
+        let settings = crate::pg::PoolSettings {
+            application_name: "provsync-state",
+            max_connections: POOL_SIZE,
+            acquire_timeout: ACQUIRE_TIMEOUT,
+            search_path: Some(&parsed.schema),
             // Plan each lookup for its own arguments: a prepared statement's generic
             // plan, made while `record_state` was still empty, scanned the whole
             // table on every page once it held hundreds of thousands of rows.
-            .options([("plan_cache_mode", "force_custom_plan")]);
-        let set_path = format!("SET search_path TO {}", parsed.schema);
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(timeout)
-            .after_connect(move |conn, _| {
-                let set_path = set_path.clone();
-                Box::pin(async move {
-                    conn.execute(set_path.as_str()).await?;
-                    Ok(())
-                })
-            })
-            .connect_with(opts)
+            options: &[("plan_cache_mode", "force_custom_plan")],
+            patience,
+        };
+        let pool = crate::pg::connect(&parsed.connect, &settings)
             .await
-            .map_err(|e| {
-                StoreError::Backend(redact(format!("open PostgreSQL state store: {e}"), pw))
-            })?;
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let schema = parsed.schema;
         // Two processes starting at once would both find the schema missing, and the
         // loser's CREATE SCHEMA IF NOT EXISTS fails on the catalog's unique index: a
@@ -439,10 +417,10 @@ mod tests {
 
     #[tokio::test]
     async fn errors_never_echo_the_password() {
-        // Nothing listens on port 1: the connection is refused until the timeout.
-        let e = PostgresStore::open_with_timeout(
+        // Nothing listens on port 1: the connection is refused.
+        let e = PostgresStore::open_with(
             "postgres://sync:s3cret@127.0.0.1:1/provsync",
-            Duration::from_millis(300),
+            Duration::ZERO,
         )
         .await
         .unwrap_err();

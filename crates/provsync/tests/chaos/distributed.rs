@@ -1,6 +1,6 @@
 //! A full sync through RabbitMQ with three workers survives kill -9 of workers and
-//! a broker restart with the target equal to the snapshot; a page no worker can
-//! process is dead-lettered and the job says so.
+//! a broker restart with the target equal to the snapshot; a worker that cannot
+//! read the job's mapping fails the job at once and its pages are dead-lettered.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,14 +74,6 @@ fn rabbitmqctl(args: &[&str]) {
         "rabbitmqctl {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-fn delete_queues(prefix: &str) {
-    for q in ["transform", "load", "dead"] {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_queue", &format!("{prefix}.{q}")])
-            .output();
-    }
 }
 
 fn logs(dir: &Path) -> String {
@@ -210,7 +202,7 @@ async fn three_workers_killed_at_random_and_a_broker_restart_lose_and_duplicate_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_no_worker_can_process_is_dead_lettered_and_the_job_fails_saying_so() {
+async fn a_worker_without_the_jobs_mapping_fails_it_at_once_and_dead_letters_its_pages() {
     let _one = ONE_AT_A_TIME.lock().await;
     if !broker_up() {
         return;
@@ -224,9 +216,9 @@ async fn a_page_no_worker_can_process_is_dead_lettered_and_the_job_fails_saying_
     std::fs::create_dir_all(&driver_dir).unwrap();
     std::fs::create_dir_all(&worker_dir).unwrap();
     let world = generate(&driver_dir, 500, 3, 1);
-    // A mapping the driver can read and the worker cannot: every page fails in
-    // every worker attempt. Relative paths start at the job file's folder, so the
-    // path goes through each process's own working directory instead.
+    // A mapping the driver can read and the worker cannot (relative paths start at
+    // the job file's folder, so the path goes through each process's own working
+    // directory instead): the worker fails the job at its first page.
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -271,16 +263,20 @@ async fn a_page_no_worker_can_process_is_dead_lettered_and_the_job_fails_saying_
     assert_eq!(summary["state"], "failed", "{summary:#}");
     let failure = summary["failure"].as_str().unwrap();
     assert!(
-        failure.contains("dead-lettered") && failure.contains("local-mapping.toml"),
+        failure.contains("cannot run the job") && failure.contains("local-mapping.toml"),
         "{failure}"
     );
     let first = &summary["first_errors"][0];
     assert_eq!(first["stage"], "queue", "{summary:#}");
     assert!(first["page_no"].is_u64(), "{summary:#}");
+    let reason = first["reason"].as_str().unwrap();
     assert!(
-        first["reason"].as_str().unwrap().contains("attempt 2"),
-        "after the bounded attempts: {summary:#}"
+        reason.contains("dead-lettered") && reason.contains("local-mapping.toml"),
+        "{summary:#}"
     );
+    // At once: no attempt was retried.
+    let log = std::fs::read_to_string(worker_dir.join("worker.log")).unwrap();
+    assert!(!log.contains("will be retried"), "{log}");
     // The dead pages' records are accounted for, not lost.
     let counts = &summary["counts"];
     assert_eq!(counts["extracted"], counts["rejected"], "{summary:#}");

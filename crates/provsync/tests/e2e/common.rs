@@ -265,6 +265,8 @@ pub struct Job {
     pub mapping: Option<PathBuf>,
     /// `key = value` lines of `[options]`.
     pub options: Vec<String>,
+    /// A `[source]` section that replaces the NDJSON file's.
+    pub source_section: Option<String>,
 }
 
 impl Job {
@@ -275,7 +277,19 @@ impl Job {
             mode: "full",
             mapping: None,
             options: vec!["page_size = 500".into()],
+            source_section: None,
         }
+    }
+
+    /// A job reading the OneKey-style MDM at `url` (client `provsync`, its secret in
+    /// the variable `secret_env`; 2 attempts per call) instead of a file.
+    pub fn onekey(url: &str, secret_env: &str, target: &Target) -> Job {
+        let mut job = Job::full(Path::new(""), target);
+        job.source_section = Some(format!(
+            "[source]\ntype = \"onekey\"\nurl = \"{url}\"\nclient_id = \"provsync\"\n\
+             client_secret_env = \"{secret_env}\"\nmax_attempts = 2\nbackoff_ms = 20\n"
+        ));
+        job
     }
 
     pub fn option(mut self, line: &str) -> Job {
@@ -296,10 +310,15 @@ impl Job {
         if let Some(m) = &self.mapping {
             s += &format!("mapping = \"{}\"\n", m.display());
         }
-        s += &format!(
-            "[source]\ntype = \"file\"\npath = \"{}\"\n",
-            self.source.display()
-        );
+        match &self.source_section {
+            Some(section) => s += section,
+            None => {
+                s += &format!(
+                    "[source]\ntype = \"file\"\npath = \"{}\"\n",
+                    self.source.display()
+                )
+            }
+        }
         s += &self.target.toml();
         s += "[options]\n";
         for o in &self.options {
@@ -523,6 +542,21 @@ impl Background {
             assert!(Instant::now() < deadline, "not queued: {text}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits for the run to end, at most `bound`; past it the run is killed and
+    /// the test fails.
+    pub fn wait_within(mut self, bound: Duration) -> Run {
+        let deadline = Instant::now() + bound;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let run = self.wait();
+                panic!("the run did not end within {bound:?}: {run}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait()
     }
 
     pub fn wait(mut self) -> Run {
@@ -1305,5 +1339,72 @@ pub fn broker_up() -> bool {
             eprintln!("SKIPPED: RabbitMQ on 127.0.0.1:5672 unreachable: {e}");
             false
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The distributed runtime: stage queues of their own, worker processes.
+
+/// A queue URL with a prefix of its own (`provsync-<name>-<pid>`), and the prefix.
+pub fn stage_queue(name: &str) -> (String, String) {
+    let prefix = format!("provsync-{name}-{}", std::process::id());
+    let url = format!("amqp://guest:guest@127.0.0.1:5672/%2f?prefix={prefix}");
+    (url, prefix)
+}
+
+/// Deletes a prefix's stage queues.
+pub fn delete_queues(prefix: &str) {
+    for q in ["transform", "load", "dead"] {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_queue", &format!("{prefix}.{q}")])
+            .output();
+    }
+}
+
+/// A `provsync worker` process on its own queue prefix.
+pub struct Worker {
+    pub child: Child,
+    pub prefix: String,
+    /// The queue URL drivers of this worker's jobs use.
+    pub queue: String,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    /// Starts a worker with `env` set (`None` removes the variable, so the worker
+    /// lacks it whatever this process holds).
+    pub fn start(dir: &Path, state: &str, name: &str, env: &[(&str, Option<&str>)]) -> Worker {
+        let (queue, prefix) = stage_queue(name);
+        let log = dir.join(format!("{name}-worker.log"));
+        let mut c = Command::new(bin());
+        c.args(["worker", "--state", state, "--queue", &queue])
+            .env("PROVSYNC_LOG", "provsync=info")
+            .env_remove("PROVSYNC_STATE")
+            .env_remove("PROVSYNC_QUEUE");
+        for (k, v) in env {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("spawn provsync worker");
+        Worker {
+            child,
+            prefix,
+            queue,
+            log,
+        }
+    }
+
+    /// Kills the worker, deletes its queues, and returns its log.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        delete_queues(&self.prefix);
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

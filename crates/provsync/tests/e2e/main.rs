@@ -8,8 +8,10 @@ mod emulators;
 
 mod abort;
 mod bad_input;
+mod connection_errors;
 mod demo;
 mod dispatch;
+mod distributed;
 mod gmc;
 mod guards;
 mod onekey;

@@ -4,7 +4,7 @@
 //! test ends by asking the emulator for limit violations: there must be none.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -735,7 +735,7 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
     let dir = tempfile::tempdir().unwrap();
     let (org, _mdm, providers) = slow_bulk_world(dir.path());
     // One worker process does the loading; the driver extracts and waits.
-    let worker = Worker::start(dir.path(), &pg.url, "sfabort");
+    let worker = Worker::start(dir.path(), &pg.url, "sfabort", SF_SECRETS);
     let mut driver = sf_command(&providers, &pg.url);
     driver.args(["--queue", &worker.queue]);
     let r = abort_while_bulk_runs(&org, dir.path(), driver, &pg.url);
@@ -744,51 +744,11 @@ async fn salesforce_abort_in_the_distributed_runtime_aborts_the_bulk_jobs_its_wo
     assert_bulk_jobs_aborted(&org, &log);
 }
 
-/// A `provsync worker` process on its own queue prefix, with the emulators' secrets.
-struct Worker {
-    child: std::process::Child,
-    prefix: String,
-    /// The queue URL drivers of this worker's jobs use.
-    queue: String,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn start(dir: &Path, state: &str, name: &str) -> Worker {
-        let prefix = format!("provsync-{name}-{}", std::process::id());
-        let queue = format!("amqp://guest:guest@127.0.0.1:5672/%2f?prefix={prefix}");
-        let log = dir.join(format!("{name}-worker.log"));
-        let child = Command::new(bin())
-            .args(["worker", "--state", state, "--queue", &queue])
-            .env("ONEKEY_CLIENT_SECRET", "provsync-secret")
-            .env("SF_CLIENT_SECRET", "provsync-secret")
-            .env("PROVSYNC_LOG", "provsync=info")
-            .env_remove("PROVSYNC_STATE")
-            .env_remove("PROVSYNC_QUEUE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("spawn provsync worker");
-        Worker {
-            child,
-            prefix,
-            queue,
-            log,
-        }
-    }
-
-    /// Kills the worker, deletes its queues, and returns its log.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for q in ["transform", "load", "dead"] {
-            let _ = Command::new("rabbitmqctl")
-                .args(["delete_queue", &format!("{}.{q}", self.prefix)])
-                .output();
-        }
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
+/// What a worker needs for these jobs: the emulators' secrets.
+const SF_SECRETS: &[(&str, Option<&str>)] = &[
+    ("ONEKEY_CLIENT_SECRET", Some("provsync-secret")),
+    ("SF_CLIENT_SECRET", Some("provsync-secret")),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_a_worker_parked_on_the_budget_shows_the_job_parked_with_its_note() {
@@ -802,7 +762,7 @@ async fn salesforce_a_worker_parked_on_the_budget_shows_the_job_parked_with_its_
     // 14 calls: the driver's login and preflight take 8, so the worker, which opens
     // the job's connectors for itself, parks in its own preflight or first pages.
     let (org, _mdm, providers) = budget_world(dir.path(), 14);
-    let worker = Worker::start(dir.path(), &pg.url, "sfpark");
+    let worker = Worker::start(dir.path(), &pg.url, "sfpark", SF_SECRETS);
     let mut driver = sf_command(&providers, &pg.url);
     driver.args(["--queue", &worker.queue]);
     let mut bg = spawn_command(driver, dir.path(), "run");

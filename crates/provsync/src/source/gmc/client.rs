@@ -73,7 +73,12 @@ impl Client {
             .timeout(Duration::from_secs(config.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| SourceError::Config(format!("source gmc: HTTP client: {e}")))?;
+            .map_err(|e| {
+                SourceError::Config(format!(
+                    "source gmc: HTTP client: {}",
+                    crate::errors::http(&e)
+                ))
+            })?;
         Ok(Self {
             http,
             config,
@@ -100,12 +105,22 @@ impl Client {
         let resp = match sent {
             Ok(r) => r,
             // The error text names the URL, never the envelope (which holds the password).
-            Err(e) => return Ok(Attempt::Transient(format!("transport: {e}"))),
+            Err(e) => {
+                return Ok(Attempt::Transient(format!(
+                    "transport: {}",
+                    crate::errors::http(&e)
+                )))
+            }
         };
         let status = resp.status();
         let bytes = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return Ok(Attempt::Transient(format!("reading the answer: {e}"))),
+            Err(e) => {
+                return Ok(Attempt::Transient(format!(
+                    "reading the answer: {}",
+                    crate::errors::http(&e)
+                )))
+            }
         };
         let parsed = response::parse(&bytes)
             .map_err(|e| Failure::Body(format!("designated body {body}: HTTP {status}, {e}")))?;

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use provsync_core::source::SourceError;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -113,13 +114,15 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 impl Client {
     /// A client for the MDM the settings name.
-    pub fn new(s: &OneKeySettings) -> Result<Self, String> {
+    pub fn new(s: &OneKeySettings) -> Result<Self, SourceError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(s.timeout_secs))
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("provsync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(|e| {
+                SourceError::Config(format!("HTTP client: {}", crate::errors::http(&e)))
+            })?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -128,7 +131,7 @@ impl Client {
         Ok(Self {
             http,
             base: s.url.trim_end_matches('/').to_owned(),
-            credentials: s.credentials().map_err(|e| e.to_string())?,
+            credentials: s.credentials()?,
             token: Mutex::new(None),
             attempts: s.max_attempts,
             backoff: Duration::from_millis(s.backoff_ms),
@@ -251,7 +254,7 @@ impl Client {
             let wait_hint;
             match build().send().await {
                 Err(e) => {
-                    last = format!("transport: {e}");
+                    last = format!("transport: {}", crate::errors::http(&e));
                     wait_hint = None;
                 }
                 Ok(resp) => {
@@ -260,7 +263,7 @@ impl Client {
                     let body = match resp.bytes().await {
                         Ok(b) => b,
                         Err(e) => {
-                            last = format!("reading the body: {e}");
+                            last = format!("reading the body: {}", crate::errors::http(&e));
                             self.pause(attempt, None).await;
                             continue;
                         }

@@ -108,7 +108,7 @@ impl OneKeySource {
     /// A source for the MDM the settings name; checks them first.
     pub fn new(settings: OneKeySettings) -> Result<Self, SourceError> {
         settings.validate()?;
-        let client = Client::new(&settings).map_err(SourceError::Config)?;
+        let client = Client::new(&settings)?;
         Ok(Self {
             settings,
             client,

@@ -180,12 +180,12 @@ pub async fn login(
         .form(&creds.form()?)
         .send()
         .await
-        .map_err(|e| SfError::Transient(format!("token request to {url}: {e}")))?;
+        .map_err(|e| SfError::Transient(format!("token request: {}", crate::errors::http(&e))))?;
     let status = resp.status();
     let body = resp
         .bytes()
         .await
-        .map_err(|e| SfError::Transient(format!("token response: {e}")))?;
+        .map_err(|e| SfError::Transient(format!("token response: {}", crate::errors::http(&e))))?;
     if status.is_server_error() {
         return Err(SfError::Transient(format!(
             "token endpoint answered {status}"

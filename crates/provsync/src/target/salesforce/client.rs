@@ -115,7 +115,7 @@ impl Client {
             .timeout(Duration::from_secs(620))
             .connect_timeout(Duration::from_secs(15))
             .build()
-            .map_err(|e| SfError::Config(format!("HTTP client: {e}")))?;
+            .map_err(|e| SfError::Config(format!("HTTP client: {}", crate::errors::http(&e))))?;
         Ok(Client {
             http,
             gate: Gate::new(cfg.max_concurrency),
@@ -310,7 +310,7 @@ impl Client {
         let resp = req
             .send()
             .await
-            .map_err(|e| SfError::Transient(format!("{url}: {}", without_url(&e))))?;
+            .map_err(|e| SfError::Transient(crate::errors::http(&e)))?;
         if let Some(u) = resp
             .headers()
             .get("Sforce-Limit-Info")
@@ -320,10 +320,9 @@ impl Client {
             self.budget.observe(u);
         }
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| SfError::Transient(format!("{url}: reading the answer: {e}")))?;
+        let body = resp.bytes().await.map_err(|e| {
+            SfError::Transient(format!("reading the answer: {}", crate::errors::http(&e)))
+        })?;
         Ok(Response { status, body })
     }
 
@@ -481,15 +480,6 @@ fn is_limit(r: &Response) -> bool {
 pub fn is_daily_limit(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("totalrequests") || m.contains("daily")
-}
-
-/// A transport error's text without its URL's query (none carry secrets, but keep it short).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(i) = s.find(" for url (") {
-        s.truncate(i);
-    }
-    s
 }
 
 /// Uniform in `0..=cap` ms, from the standard library's randomly keyed hasher.

@@ -8,7 +8,6 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::target::{Outcome, RunRef, TablePlan, Target, TargetError, TargetLimits, Write};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
 
 use super::{
@@ -40,19 +39,15 @@ impl PostgresTarget {
                 "postgres target schema {schema:?} is not a plain identifier"
             )));
         }
-        let set_path = format!("SET search_path TO {schema}");
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(1))
-            .after_connect(move |conn, _| {
-                let set_path = set_path.clone();
-                Box::pin(async move {
-                    conn.execute(set_path.as_str()).await?;
-                    Ok(())
-                })
-            })
-            .connect(url)
+        let settings = crate::pg::PoolSettings {
+            application_name: "provsync-target",
+            max_connections: pool_size,
+            search_path: Some(schema),
+            ..crate::pg::PoolSettings::default()
+        };
+        let pool = crate::pg::connect(url, &settings)
             .await
-            .map_err(|e| TargetError::Unavailable(format!("postgres target: connect: {e}")))?;
+            .map_err(|e| TargetError::Unavailable(format!("postgres target: {e}")))?;
         pool.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
             .await
             .map_err(|e| backend("create schema", e))?;
