@@ -36,6 +36,9 @@ pub struct PoolSettings<'a> {
     pub options: &'a [(&'a str, &'a str)],
     /// How long a refused connection is retried before the cause is reported.
     pub patience: Duration,
+    /// The password, when it does not come with the URL (a job's `password_env` or
+    /// `password_file`; `PGPASSWORD` and `~/.pgpass` work as in libpq).
+    pub password: Option<&'a crate::secret::Secret>,
 }
 
 impl Default for PoolSettings<'_> {
@@ -47,6 +50,7 @@ impl Default for PoolSettings<'_> {
             search_path: None,
             options: &[],
             patience: PATIENCE,
+            password: None,
         }
     }
 }
@@ -107,6 +111,10 @@ pub async fn connect(url: &str, s: &PoolSettings<'_>) -> Result<PgPool, PgError>
     if !s.options.is_empty() {
         opts = opts.options(s.options.iter().copied());
     }
+    if let Some(p) = s.password {
+        opts = opts.password(p.expose());
+    }
+    let pw = pw.or(s.password.map(|p| p.expose()));
     let at = match opts.get_socket() {
         Some(dir) => format!("{} (port {})", dir.display(), opts.get_port()),
         None => format!("{}:{}", opts.get_host(), opts.get_port()),

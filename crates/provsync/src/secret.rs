@@ -51,6 +51,17 @@ pub fn from_file(path: &Path, key: &str) -> Result<Secret, String> {
     Ok(Secret(value.to_owned()))
 }
 
+/// Writes a secret the way a deployment mounts one: a file only its owner reads, so
+/// job specs can name the file instead of holding the value.
+pub fn write_file(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(value.as_bytes())
+}
+
 /// The one secret given by an inline value, an environment variable or a file
 /// (`name`, `name_env`, `name_file`), or `None` when none is given; two at once is an
 /// error naming them.

@@ -230,6 +230,14 @@ pub fn scopes_of(job: &provsync_core::store::JobRecord) -> Value {
         .unwrap_or_else(|| json!([]))
 }
 
+/// Milliseconds from start to end of a job that ended.
+fn duration_ms(job: &JobRecord) -> Option<i64> {
+    match (job.started_at, job.finished_at) {
+        (Some(s), Some(f)) => Some((f - s).num_milliseconds()),
+        _ => None,
+    }
+}
+
 /// A job's status: state, stage, counts, per-scope outcomes, failure, errors
 /// summary, transitions, timings.
 pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {

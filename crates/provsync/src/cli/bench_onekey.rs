@@ -138,8 +138,10 @@ async fn pull_all(addr: SocketAddr, key: &str, packet_size: u32) -> anyhow::Resu
 }
 
 fn sync_spec(addr: SocketAddr, key: &str, a: &BenchOneKeyArgs) -> anyhow::Result<JobSpec> {
+    let key_file = std::env::temp_dir().join(format!("provsync-bench-{}-key", std::process::id()));
+    crate::secret::write_file(&key_file, key)?;
     let text = format!(
-        "scope = [\"US\"]\n[source]\ntype = \"onekey\"\nurl = \"http://{addr}\"\napi_key = {key:?}\n\
+        "scope = [\"US\"]\n[source]\ntype = \"onekey\"\nurl = \"http://{addr}\"\napi_key_file = {key_file:?}\n\
          [target]\ntype = \"postgres\"\nurl = {:?}\nschema = \"{SCHEMA}\"\n\
          [options]\npage_size = {}\nbatch_size = 5000\n",
         a.postgres_url, a.packet_size

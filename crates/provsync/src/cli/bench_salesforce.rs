@@ -119,13 +119,11 @@ fn spec(
     org: &str,
     a: &BenchSalesforceArgs,
 ) -> anyhow::Result<JobSpec> {
-    let mapping = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../mappings/salesforce-lsc.toml"
-    );
+    let key_file = std::env::temp_dir().join(format!("provsync-bench-{}-key", std::process::id()));
+    crate::secret::write_file(&key_file, key)?;
     let text = format!(
-        "kind = \"{kind}\"\nscope = [\"US\"]\nmapping = {mapping:?}\n\
-         [source]\ntype = \"onekey\"\nurl = \"http://{onekey}\"\napi_key = {key:?}\n\
+        "kind = \"{kind}\"\nscope = [\"US\"]\n\
+         [source]\ntype = \"onekey\"\nurl = \"http://{onekey}\"\napi_key_file = {key_file:?}\n\
          [target]\ntype = \"salesforce\"\nlogin_url = \"{org}\"\nmax_concurrency = {}\nintegration_job_run = false\nbulk_threshold = {}\nbulk_poll_ms = 200\n\
          auth = {{ flow = \"client_credentials\", client_id = \"provsync\", client_secret_env = \"SF_CLIENT_SECRET\" }}\n\
          [options]\npage_size = {}\nbatch_size = 10000\nload_workers = {}\n",

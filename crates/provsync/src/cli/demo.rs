@@ -84,19 +84,11 @@ impl Files {
     }
 }
 
-/// Writes a secret the way a deployment mounts one: a file only its owner reads, so
-/// job specs (and the state store) hold the file's path, never the value.
+/// Writes an emulator's secret to a file the demo's jobs name (the state store holds
+/// the file's path, never the value).
 fn write_secret(path: &Path, value: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(value.as_bytes())?;
-    Ok(())
+    crate::secret::write_file(path, value)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The `[target]` table of the demo's jobs.

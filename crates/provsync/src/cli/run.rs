@@ -222,14 +222,8 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
         .filter_map(|k| k.as_str())
         .collect();
     println!(
-        "  extracted {}  rejected {}  created {}  updated {}  unchanged {}  failed {}  disconnected {}{}",
-        n("extracted"),
-        n("rejected"),
-        n("created"),
-        n("updated"),
-        n("unchanged"),
-        n("failed"),
-        n("disconnected"),
+        "  {}{}",
+        counts_line(c),
         if counted.is_empty() {
             String::new()
         } else {
@@ -237,17 +231,7 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
         }
     );
     for (kind, k) in summary["per_kind"].as_object().into_iter().flatten() {
-        let n = |f: &str| k[f].as_u64().unwrap_or(0);
-        println!(
-            "    {kind:<10} extracted {}  rejected {}  created {}  updated {}  unchanged {}  failed {}  disconnected {}",
-            n("extracted"),
-            n("rejected"),
-            n("created"),
-            n("updated"),
-            n("unchanged"),
-            n("failed"),
-            n("disconnected")
-        );
+        println!("    {kind:<10} {}", counts_line(k));
     }
     let links = |f: &str| -> u64 {
         summary["per_kind"]
@@ -316,6 +300,23 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
         println!("  (no summary written)");
     }
     Ok(())
+}
+
+/// The outcome counts of a headline or of one kind, as one line.
+fn counts_line(c: &serde_json::Value) -> String {
+    [
+        "extracted",
+        "rejected",
+        "created",
+        "updated",
+        "unchanged",
+        "failed",
+        "disconnected",
+    ]
+    .iter()
+    .map(|k| format!("{k} {}", c[*k].as_u64().unwrap_or(0)))
+    .collect::<Vec<_>>()
+    .join("  ")
 }
 
 /// One line per scope: its outcome and its individuals' counts (doctors, for GMC).

@@ -24,6 +24,7 @@ fn file_settings(kind: &str) -> &'static [&'static str] {
     match kind {
         "file" | "csv-facilities" | "nucc" => &["path"],
         "gmc" => &["secret_file"],
+        "onekey" => &["client_secret_file", "api_key_file"],
         _ => &[],
     }
 }

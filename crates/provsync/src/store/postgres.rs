@@ -136,6 +136,7 @@ impl PostgresStore {
             // table on every page once it held hundreds of thousands of rows.
             options: &[("plan_cache_mode", "force_custom_plan")],
             patience,
+            password: None,
         };
         let pool = crate::pg::connect(&parsed.connect, &settings)
             .await

@@ -37,9 +37,42 @@ pub struct PostgresConfig {
     /// Connections in the pool.
     #[serde(default = "default_pool")]
     pub pool_size: u32,
+    /// Environment variable holding the password (the URL must not carry one: job
+    /// specs are kept in the state store).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
     /// Dispatch name (defaults to the URL and schema).
     #[serde(default)]
     pub name: Option<String>,
+}
+
+impl PostgresConfig {
+    /// Refuses a password written into the URL: the job spec holding it would be
+    /// stored (state store tables and their write-ahead log) and shown.
+    fn check(&self) -> Result<(), TargetError> {
+        if crate::pg::url_password(&self.url).is_some() {
+            return Err(TargetError::Config(
+                "target.url carries a password, and job specs are stored: give it with \
+                 target.password_env or target.password_file (or PGPASSWORD / ~/.pgpass)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The password from `password_env` or `password_file`, if one is named.
+    fn password(&self) -> Result<Option<crate::secret::Secret>, TargetError> {
+        crate::secret::one_of(
+            "password",
+            None,
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
+        .map_err(|e| TargetError::Config(format!("target.{e}")))
+    }
 }
 
 fn default_schema() -> String {
@@ -64,6 +97,7 @@ pub fn target_name(spec: &ConnectorSpec) -> Result<String, TargetError> {
         }
         "postgres" => {
             let c: PostgresConfig = settings(spec)?;
+            c.check()?;
             Ok(c.name
                 .unwrap_or_else(|| format!("{}#{}", redact_url(&c.url), c.schema)))
         }
@@ -93,15 +127,18 @@ fn unknown(kind: &str) -> TargetError {
 }
 
 /// Makes the relative files a target's settings name start at `base`: a `sqlite`
-/// target's database and a Salesforce JWT key file.
+/// target's database, a `postgres` password file, a Salesforce key or secret file.
 pub fn resolve_paths(spec: &mut ConnectorSpec, base: &std::path::Path) {
     match spec.kind.as_str() {
         "sqlite" => crate::paths::rewrite_settings(&mut spec.settings, &["url"], |url| {
             crate::paths::sqlite_url_relative_to(base, url)
         }),
+        "postgres" => {
+            crate::paths::rewrite_file_settings(&mut spec.settings, &["password_file"], base)
+        }
         "salesforce" => crate::paths::rewrite_file_settings(
             &mut spec.settings,
-            &["auth.private_key_file"],
+            &["auth.private_key_file", "auth.client_secret_file"],
             base,
         ),
         _ => {}
@@ -125,7 +162,13 @@ async fn open_raw(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> 
         "postgres" => {
             let c: PostgresConfig = settings(spec)?;
             Ok(Arc::new(
-                PostgresTarget::connect(&c.url, &c.schema, c.pool_size).await?,
+                PostgresTarget::connect_with(
+                    &c.url,
+                    &c.schema,
+                    c.pool_size,
+                    c.check().and_then(|()| c.password())?.as_ref(),
+                )
+                .await?,
             ))
         }
         "salesforce" => {

@@ -156,6 +156,19 @@ async fn load_night_zero(dir: &Path, pg: &PgDatabase, bodies: u32, per_body: u32
     run
 }
 
+/// Night 0 loaded (3 bodies of 150 doctors), then the emulator serving night 1:
+/// the register before, the emulator, the register after.
+async fn night_one(
+    dir: &Path,
+    pg: &PgDatabase,
+) -> (BTreeMap<String, String>, Emulator, BTreeMap<String, String>) {
+    load_night_zero(dir, pg, 3, 150).await;
+    let before = Emulator::start(3, 150, 0, &[]).membership();
+    let emu = Emulator::start(3, 150, 1, &[]);
+    let after = emu.membership();
+    (before, emu, after)
+}
+
 /// The run summary's scopes: body code -> its report.
 fn scopes(run: &Run) -> BTreeMap<String, serde_json::Value> {
     run.summary["sweep"]["scopes"]
@@ -181,10 +194,7 @@ async fn gmc_doctor_not_returned_is_disconnected_and_one_that_moved_is_not() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    load_night_zero(dir.path(), &pg, 3, 150).await;
-    let before = Emulator::start(3, 150, 0, &[]).membership();
-    let emu = Emulator::start(3, 150, 1, &[]);
-    let after = emu.membership();
+    let (before, emu, after) = night_one(dir.path(), &pg).await;
     let removed: BTreeSet<String> = before
         .keys()
         .filter(|d| !after.contains_key(*d))
@@ -225,10 +235,7 @@ async fn gmc_run_reports_each_body_outcome_with_doctors_returned_connected_moved
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    load_night_zero(dir.path(), &pg, 3, 150).await;
-    let before = Emulator::start(3, 150, 0, &[]).membership();
-    let emu = Emulator::start(3, 150, 1, &[]);
-    let after = emu.membership();
+    let (before, emu, after) = night_one(dir.path(), &pg).await;
     let job = gmc_job(dir.path(), "night1", &emu, &pg, "s3cret-test");
     let state = state_url(dir.path());
     let run = run(&job, &state);
@@ -1138,10 +1145,7 @@ async fn gmc_night_counts_each_doctor_once_and_agree_with_the_change_log_on_ever
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    load_night_zero(dir.path(), &pg, 3, 150).await;
-    let before = Emulator::start(3, 150, 0, &[]).membership();
-    let emu = Emulator::start(3, 150, 1, &[]);
-    let after = emu.membership();
+    let (before, emu, after) = night_one(dir.path(), &pg).await;
     let removed = before.keys().filter(|d| !after.contains_key(*d)).count() as u64;
     let joined = after.keys().filter(|d| !before.contains_key(*d)).count() as u64;
     let moved = before

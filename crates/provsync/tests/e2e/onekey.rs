@@ -145,6 +145,7 @@ impl<'a> OneKeyJob<'a> {
 
 fn run_onekey(job: &Path, dir: &Path) -> Run {
     std::env::set_var("E2E_ONEKEY_SECRET", "provsync-secret");
+    std::env::set_var("E2E_ONEKEY_API_KEY", "provsync-api-key");
     run(job, &state_url(dir))
 }
 
@@ -186,7 +187,7 @@ async fn onekey_codes_then_full_sync_matches_the_generated_snapshot() {
     .write(dir.path(), "codes", &emu, &target);
     let text = std::fs::read_to_string(&codes).unwrap().replace(
         "client_id = \"provsync\"\nclient_secret_env = \"E2E_ONEKEY_SECRET\"\n",
-        "api_key = \"provsync-api-key\"\n",
+        "api_key_env = \"E2E_ONEKEY_API_KEY\"\n",
     );
     std::fs::write(&codes, text).unwrap();
     let r = run_onekey(&codes, dir.path());
@@ -579,7 +580,7 @@ async fn onekey_refused_credentials_and_unknown_country_fail_the_job_with_the_re
     );
 
     let job = OneKeyJob {
-        source: "api_key = \"provsync-api-key\"",
+        source: "api_key_env = \"E2E_ONEKEY_API_KEY\"",
         ..OneKeyJob::full()
     }
     .write(dir.path(), "unknown-country", &emu, &target);

@@ -312,8 +312,9 @@ mod tests {
     use super::*;
 
     fn client() -> Client {
+        // Any variable that is set serves as the key: no request is sent.
         let s: OneKeySettings =
-            toml::from_str("url = \"http://127.0.0.1:1\"\napi_key = \"k\"\nbackoff_ms = 100\nbackoff_max_ms = 1000")
+            toml::from_str("url = \"http://127.0.0.1:1\"\napi_key_env = \"PATH\"\nbackoff_ms = 100\nbackoff_max_ms = 1000")
                 .unwrap();
         Client::new(&s).unwrap()
     }

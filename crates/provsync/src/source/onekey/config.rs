@@ -18,7 +18,7 @@ pub struct OneKeySettings {
     /// OAuth2 client id (with `client_secret_env`, `client_secret_file` or `client_secret`).
     #[serde(default)]
     pub client_id: Option<String>,
-    /// OAuth2 client secret; prefer `client_secret_env`.
+    /// Refused when given: a secret written into the job would be stored with it.
     #[serde(default)]
     pub client_secret: Option<Secret>,
     /// Environment variable holding the client secret.
@@ -27,7 +27,7 @@ pub struct OneKeySettings {
     /// File holding the client secret (relative to the job file's folder).
     #[serde(default)]
     pub client_secret_file: Option<PathBuf>,
-    /// API key sent as `X-API-Key` instead of OAuth2; prefer `api_key_env`.
+    /// Refused when given, as `client_secret`; use `api_key_env` or `api_key_file`.
     #[serde(default)]
     pub api_key: Option<Secret>,
     /// Environment variable holding the API key.
@@ -89,6 +89,17 @@ pub enum Credentials {
 impl OneKeySettings {
     /// The credentials the settings give; exactly one way must be configured.
     pub fn credentials(&self) -> Result<Credentials, SourceError> {
+        for (key, given) in [
+            ("client_secret", self.client_secret.is_some()),
+            ("api_key", self.api_key.is_some()),
+        ] {
+            if given {
+                return Err(SourceError::Config(format!(
+                    "source.{key}: a secret written into the job would be stored with it \
+                     (state store): give {key}_env or {key}_file"
+                )));
+            }
+        }
         let secret = crate::secret::one_of(
             "client_secret",
             self.client_secret.as_ref(),
@@ -162,34 +173,60 @@ mod tests {
         toml::from_str(&text).map_err(|e| e.to_string())
     }
 
+    /// A file holding `value`, kept while the test runs.
+    fn secret_file(value: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), value).unwrap();
+        f
+    }
+
     #[test]
     fn secrets_never_appear_in_debug_output() {
         let s = settings("client_id = \"me\"\nclient_secret = \"hunter2\"\napi_key_env = \"X\"")
             .unwrap();
         let text = format!("{s:?} {:?}", s.credentials());
         assert!(!text.contains("hunter2"), "{text}");
-        let c = settings("client_id = \"me\"\nclient_secret = \"hunter2\"")
-            .unwrap()
-            .credentials()
-            .unwrap();
+        let f = secret_file("hunter2");
+        let c = settings(&format!(
+            "client_id = \"me\"\nclient_secret_file = {:?}",
+            f.path()
+        ))
+        .unwrap()
+        .credentials()
+        .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_written_into_the_job_are_refused_naming_the_way_out() {
+        let err = |extra: &str| settings(extra).unwrap().validate().unwrap_err().to_string();
+        let e = err("client_id = \"a\"\nclient_secret = \"b\"");
+        assert!(e.contains("client_secret_env or client_secret_file"), "{e}");
+        assert!(!e.contains("\"b\""), "{e}");
+        assert!(err("api_key = \"k\"").contains("api_key_env or api_key_file"));
     }
 
     #[test]
     fn credentials_must_be_one_way_and_complete() {
         let err = |extra: &str| settings(extra).unwrap().validate().unwrap_err().to_string();
+        let f = secret_file("k");
+        let file = format!("{:?}", f.path());
         assert!(err("").contains("credentials missing"));
         assert!(err("client_id = \"a\"").contains("client_secret"));
-        assert!(err("client_secret = \"a\"").contains("client_id"));
-        assert!(
-            err("client_id = \"a\"\nclient_secret = \"b\"\napi_key = \"c\"").contains("not both")
-        );
-        assert!(settings("api_key = \"k\"").unwrap().validate().is_ok());
+        assert!(err(&format!("client_secret_file = {file}")).contains("client_id"));
+        assert!(err(&format!(
+            "client_id = \"a\"\nclient_secret_file = {file}\napi_key_file = {file}"
+        ))
+        .contains("not both"));
+        assert!(settings(&format!("api_key_file = {file}"))
+            .unwrap()
+            .validate()
+            .is_ok());
     }
 
     #[test]
     fn unknown_setting_is_refused_by_name() {
-        assert!(settings("api_key = \"k\"\npacketsize = 3")
+        assert!(settings("api_key_env = \"K\"\npacketsize = 3")
             .unwrap_err()
             .contains("packetsize"));
     }

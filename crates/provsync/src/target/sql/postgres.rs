@@ -30,6 +30,16 @@ fn backend(context: &str, e: sqlx::Error) -> TargetError {
 impl PostgresTarget {
     /// Connects, creates `schema` if needed and migrates the provider schema into it.
     pub async fn connect(url: &str, schema: &str, pool_size: u32) -> Result<Self, TargetError> {
+        Self::connect_with(url, schema, pool_size, None).await
+    }
+
+    /// [`Self::connect`] with a password that does not come with the URL.
+    pub async fn connect_with(
+        url: &str,
+        schema: &str,
+        pool_size: u32,
+        password: Option<&crate::secret::Secret>,
+    ) -> Result<Self, TargetError> {
         if !schema
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -43,6 +53,7 @@ impl PostgresTarget {
             application_name: "provsync-target",
             max_connections: pool_size,
             search_path: Some(schema),
+            password,
             ..crate::pg::PoolSettings::default()
         };
         let pool = crate::pg::connect(url, &settings)
