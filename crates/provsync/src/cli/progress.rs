@@ -29,7 +29,8 @@ impl Display {
 pub fn spawn(p: Arc<Progress>) -> Display {
     let (stop, mut stopped) = oneshot::channel();
     let task = tokio::spawn(async move {
-        if std::io::stderr().is_terminal() {
+        // Bars would break the one-JSON-object-per-line contract of `--log-format json`.
+        if std::io::stderr().is_terminal() && !super::out::json_logs() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template("{prefix:>10} {spinner} {msg}")
                 .expect("static template");
@@ -70,7 +71,7 @@ pub fn spawn(p: Arc<Progress>) -> Display {
                 tokio::select! {
                     _ = &mut stopped => break,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {
-                        eprintln!(
+                        super::out::note!(
                             "progress: {:.0}s pages {} extracted {} loaded {} relations {} disconnected {}",
                             start.elapsed().as_secs_f64(),
                             Progress::get(&p.pages),

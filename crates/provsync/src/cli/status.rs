@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use provsync_core::job::JobId;
 
+use super::out::outln;
 use super::DEFAULT_STATE;
 use crate::job::abort::AbortOutcome;
 use crate::job::Engine;
@@ -70,36 +71,36 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "transitions": transitions,
             "summary": job.summary,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!("job      {}", job.id);
-        println!("state    {} (stage {})", job.state, job.stage.as_str());
-        println!("target   {}", job.target);
+        outln!("job      {}", job.id)?;
+        outln!("state    {} (stage {})", job.state, job.stage.as_str())?;
+        outln!("target   {}", job.target)?;
         if let Some(f) = &job.failure {
-            println!("failure  {f}");
+            outln!("failure  {f}")?;
         }
         if let Some(n) = &job.note {
-            println!("note     {n}");
+            outln!("note     {n}")?;
         }
         let c = counts.total();
-        println!(
+        outln!(
             "counts   extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {} relations {}/{}",
             c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed,
             c.disconnected, c.relations_loaded, c.relations_failed
-        );
+        )?;
         for t in transitions {
-            println!("  {} {} -> {}", t.at.to_rfc3339(), t.from, t.to);
+            outln!("  {} {} -> {}", t.at.to_rfc3339(), t.from, t.to)?;
         }
         if error_count > 0 {
-            println!("errors   {error_count} (first {}):", errors.len());
+            outln!("errors   {error_count} (first {}):", errors.len())?;
             for e in errors {
-                println!(
+                outln!(
                     "  [{}] {} {}: {}",
                     e.stage,
                     e.kind.map(|k| k.as_str()).unwrap_or("-"),
                     e.source_id.as_deref().unwrap_or("-"),
                     e.reason
-                );
+                )?;
             }
         }
     }
@@ -114,12 +115,12 @@ pub async fn abort(a: AbortArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(store);
     let id = JobId::from(a.job_id.as_str());
     match engine.abort(&id).await? {
-        AbortOutcome::Cancelled => println!("job {id} was waiting: cancelled"),
+        AbortOutcome::Cancelled => outln!("job {id} was waiting: cancelled")?,
         AbortOutcome::Aborting => {
-            println!("job {id}: abort requested; it stops fetching and winds down")
+            outln!("job {id}: abort requested; it stops fetching and winds down")?
         }
         AbortOutcome::TooLate(state) => {
-            println!("job {id} is {state}: nothing to abort");
+            outln!("job {id} is {state}: nothing to abort")?;
             return Ok(ExitCode::from(1));
         }
     }

@@ -18,3 +18,4 @@ mod resume;
 mod salesforce;
 mod salesforce_emulator;
 mod sqlite_sync;
+mod unix_manners;
