@@ -9,7 +9,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::Digest as _;
 
 use super::error::{ApiError, ErrorCode, Forbidden};
 use super::AppState;
@@ -87,7 +86,7 @@ pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, Ref
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(Refused::NoToken);
     }
-    let presented: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    let presented = crate::config::sha256(token);
     // Compare with every configured hash (no early exit on a match).
     let mut found: Option<&Token> = None;
     for t in tokens {

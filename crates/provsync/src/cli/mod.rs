@@ -1,5 +1,5 @@
 //! The command line: `run`, `status`, `abort`, `generate`, `emulate`, `demo`, `bench`, `serve`,
-//! `config check`.
+//! `config check`, `token create`.
 //!
 //! Every write to stdout or stderr goes through [`out`] (closed pipes, JSON logs).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -21,6 +21,7 @@ mod relay;
 mod run;
 mod serve;
 mod status;
+mod token;
 mod worker;
 
 use std::io::IsTerminal;
@@ -93,6 +94,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
     Config(serve::ConfigArgs),
+    /// Create an API token for the service's configuration.
+    Token(token::TokenArgs),
     /// Consume the stage queues and take over dead processes' jobs (distributed runtime).
     Worker(worker::WorkerArgs),
     /// Publish a target's change outbox to RabbitMQ (connection events).
@@ -201,6 +204,7 @@ pub fn main() -> ExitCode {
             Command::BenchSalesforce(a) => bench_salesforce::bench_salesforce(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
+            Command::Token(a) => token::token_command(a),
             Command::Worker(a) => worker::worker(a).await,
             Command::RelayChanges(a) => relay::relay_changes(a).await,
         }

@@ -39,7 +39,8 @@ pub struct ConfigArgs {
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a configuration file and print what it sets (no secrets).
+    /// Validate a configuration file and print what it sets (no secrets); warn on
+    /// stderr about what is legal but unsafe (no tokens, a well-known token).
     Check {
         /// Configuration file (TOML).
         file: PathBuf,
@@ -52,8 +53,8 @@ fn load(path: Option<&PathBuf>, flags: &Overrides) -> anyhow::Result<config::Con
         None => config::from_env()?,
     };
     let cfg = config::resolve(Some(file), flags)?;
-    for var in &cfg.ignored_env {
-        warning!("{var} names no configuration key; ignored");
+    for w in cfg.warnings() {
+        warning!("{w}");
     }
     Ok(cfg)
 }
@@ -66,9 +67,6 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         queue: a.queue.clone(),
     };
     let cfg = load(a.config.as_ref(), &flags)?;
-    if cfg.tokens.is_empty() {
-        warning!("no [[tokens]] configured: every /v1 route will answer 401");
-    }
     let engine = super::worker::open_engine(
         &cfg.state,
         cfg.queue.as_deref(),
