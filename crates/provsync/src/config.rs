@@ -50,7 +50,9 @@ use crate::schedule::{self, AfterFailure, Schedule};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// What a token may do. Ordered: `read < operate < admin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read jobs, status and errors.
@@ -336,6 +338,53 @@ pub struct Overrides {
     /// `--queue`.
     pub queue: Option<String>,
 }
+
+impl Config {
+    /// What is legal but probably a mistake: `serve` and `config check` print these.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .ignored_env
+            .iter()
+            .map(|var| format!("{var} names no configuration key; ignored"))
+            .collect();
+        if self.tokens.is_empty() {
+            out.push(
+                "no [[tokens]] configured: every /v1 route will answer 401 \
+                 (`provsync token create --role operate` makes one)"
+                    .into(),
+            );
+        }
+        for t in &self.tokens {
+            if let Some(weak) = WEAK_TOKENS.iter().find(|w| sha256(w) == t.hash) {
+                let what = if weak.is_empty() {
+                    "the SHA-256 of an empty token (was the variable unset?)".to_owned()
+                } else {
+                    format!("the SHA-256 of the well-known token {weak:?}")
+                };
+                out.push(format!(
+                    "tokens: {:?} ({}) is {what}: anyone can use it; replace it with \
+                     `provsync token create --role {} --name {}`",
+                    t.name, t.role, t.role, t.name
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Tokens anyone can guess: the examples of the recipes and docs, and the usual
+/// placeholders. A configuration that accepts one is warned about.
+const WEAK_TOKENS: &[&str] = &[
+    "",
+    "test",
+    "token",
+    "changeme",
+    "change-me",
+    "secret",
+    "password",
+    "admin",
+    "example",
+];
 
 /// A configuration problem, naming the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -704,8 +753,8 @@ fn tokens(entries: &[TokenEntry]) -> Result<Vec<Token>, ConfigError> {
         }
         let hash = decode_sha256(&t.sha256).ok_or_else(|| {
             ConfigError(format!(
-                "tokens[{i}].sha256: expected 64 hex digits (the SHA-256 of the token, \
-                 e.g. `printf %s TOKEN | sha256sum`)"
+                "tokens[{i}].sha256: expected 64 hex digits (the SHA-256 of the token; \
+                 `provsync token create` prints the entry)"
             ))
         })?;
         if !hashes.insert(hash) {
@@ -741,11 +790,29 @@ pub fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// SHA-256 of a token (what the service keeps and compares).
+pub fn sha256(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 /// Hex SHA-256 of a token (what goes in the config file).
 pub fn sha256_hex(token: &str) -> String {
-    use sha2::Digest as _;
-    let d = sha2::Sha256::digest(token.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&sha256(token))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Marks the tokens [`new_token`] makes, so that a leaked one is recognisable.
+pub const TOKEN_PREFIX: &str = "pvs_";
+
+/// A new API token: 256 bits from the operating system's CSPRNG, in hex.
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("{TOKEN_PREFIX}{}", hex(&bytes)))
 }
 
 /// The state URL with any password replaced (for display).

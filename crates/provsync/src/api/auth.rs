@@ -9,9 +9,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::Digest as _;
 
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, Forbidden};
 use super::AppState;
 use crate::config::{Role, Token};
 
@@ -49,22 +48,45 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
         == 0
 }
 
+/// Why a request was refused before reaching its route (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No usable `Authorization: Bearer` header.
+    NoToken,
+    /// A token no `[[tokens]]` entry has.
+    UnknownToken,
+}
+
+impl Refused {
+    /// The reason for the log (it never quotes the header).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::NoToken => "no token presented",
+            Refused::UnknownToken => "unknown token",
+        }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        let message = match r {
+            Refused::NoToken => "an `Authorization: Bearer <token>` header is required",
+            Refused::UnknownToken => "unknown token",
+        };
+        ApiError::new(ErrorCode::Unauthorized, message)
+    }
+}
+
 /// The caller a request's `Authorization: Bearer` header names.
-pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let missing = || {
-        ApiError::new(
-            ErrorCode::Unauthorized,
-            "an `Authorization: Bearer <token>` header is required",
-        )
-    };
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
-    let value = value.to_str().map_err(|_| missing())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
+pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, Refused> {
+    let value = headers.get(header::AUTHORIZATION).ok_or(Refused::NoToken)?;
+    let value = value.to_str().map_err(|_| Refused::NoToken)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(Refused::NoToken)?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(missing());
+        return Err(Refused::NoToken);
     }
-    let presented: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    let presented = crate::config::sha256(token);
     // Compare with every configured hash (no early exit on a match).
     let mut found: Option<&Token> = None;
     for t in tokens {
@@ -77,7 +99,7 @@ pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, Api
             name: t.name.clone(),
             role: t.role,
         })
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown token"))
+        .ok_or(Refused::UnknownToken)
 }
 
 /// Paths served without a token (also in the OpenAPI document: see `openapi.rs`).
@@ -86,8 +108,8 @@ fn is_public(path: &str) -> bool {
 }
 
 /// Authenticates every request but the health routes and the OpenAPI document,
-/// logs each request with method, path, status, latency and token name, and counts
-/// it in the HTTP metrics by route template.
+/// logs each request with method, path, status, latency and token name (and each
+/// refusal with its reason), and counts it in the HTTP metrics by route template.
 pub async fn auth_and_log(
     State(state): State<Arc<AppState>>,
     mut req: Request,
@@ -103,6 +125,7 @@ pub async fn auth_and_log(
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let mut token_name: Option<String> = None;
+    let mut refused: Option<String> = None;
     let resp = if is_public(&path) {
         next.run(req).await
     } else {
@@ -112,9 +135,28 @@ pub async fn auth_and_log(
                 req.extensions_mut().insert(caller);
                 next.run(req).await
             }
-            Err(e) => e.into_response(),
+            Err(r) => {
+                refused = Some(r.reason().to_owned());
+                ApiError::from(r).into_response()
+            }
         }
     };
+    if let Some(Forbidden(reason)) = resp.extensions().get::<Forbidden>() {
+        refused = Some(reason.clone());
+    }
+    // Refusals name the route, the token's name if it has one, and the reason;
+    // never the presented token nor its hash.
+    if let Some(reason) = refused {
+        tracing::info!(
+            target: "provsync::api::auth",
+            method = %method,
+            route = %route,
+            status = resp.status().as_u16(),
+            token = token_name.as_deref().unwrap_or("-"),
+            %reason,
+            "token refused"
+        );
+    }
     tracing::info!(
         target: "provsync::api::request",
         method = %method,
@@ -162,11 +204,14 @@ mod tests {
             c.require(Role::Operate).unwrap_err().code,
             ErrorCode::Forbidden
         );
-        for bad in ["Bearer nope", "Basic s3cret", "Bearer ", "s3cret"] {
+        let e = authenticate(&tokens(), &headers("Bearer nope")).unwrap_err();
+        assert_eq!(e, Refused::UnknownToken);
+        assert_eq!(ApiError::from(e).code, ErrorCode::Unauthorized);
+        for bad in ["Basic s3cret", "Bearer ", "s3cret"] {
             let e = authenticate(&tokens(), &headers(bad)).unwrap_err();
-            assert_eq!(e.code, ErrorCode::Unauthorized, "{bad}");
+            assert_eq!(e, Refused::NoToken, "{bad}");
         }
         let e = authenticate(&tokens(), &HeaderMap::new()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::Unauthorized);
+        assert_eq!(ApiError::from(e).code, ErrorCode::Unauthorized);
     }
 }

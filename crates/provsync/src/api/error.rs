@@ -195,14 +195,23 @@ impl ApiError {
     }
 }
 
+/// Why a token's role was refused (403), for the request log.
+#[derive(Debug, Clone)]
+pub struct Forbidden(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();
         let unauthorized = self.code == ErrorCode::Unauthorized;
+        let forbidden =
+            (self.code == ErrorCode::Forbidden).then(|| Forbidden(self.message.clone()));
         let mut resp = (status, axum::Json(self)).into_response();
         if unauthorized {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(f) = forbidden {
+            resp.extensions_mut().insert(f);
         }
         resp
     }

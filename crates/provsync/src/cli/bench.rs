@@ -16,6 +16,7 @@ use serde::Serialize;
 use sqlx::Executor;
 
 use super::generate::{world, write_snapshot_file};
+use super::out::outln;
 use super::run::run_spec;
 use crate::job::{Engine, Progress};
 
@@ -345,46 +346,47 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 
 fn print_report(r: &BenchReport, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        outln!("{}", serde_json::to_string_pretty(r)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "provsync bench: {} individuals into {}",
-        r.individuals, r.target
-    );
-    println!("  records            {}", r.records);
-    println!(
+        r.individuals,
+        r.target
+    )?;
+    outln!("  records            {}", r.records)?;
+    outln!(
         "  full run           {:.1} s, {:.0} records/s end to end",
         r.full_ms as f64 / 1e3,
         r.records_per_sec
-    );
-    println!(
+    )?;
+    outln!(
         "  stages (records/s while busy): extract {:.0}, transform {:.0}, load {:.0}, relations {:.0} links/s, finish {:.0}",
         r.stages.extract, r.stages.transform, r.stages.load, r.stages.relations, r.stages.finish
-    );
+    )?;
     let [known, target, commit] = r.stages.load_split_secs;
-    println!(
+    outln!(
         "  load split         {known:.1} s hash lookups, {target:.1} s target writes, {commit:.1} s ledger commits"
-    );
-    println!(
+    )?;
+    outln!(
         "  peak RSS           {:.1} MB",
         r.peak_rss_bytes as f64 / 1e6
-    );
-    println!(
+    )?;
+    outln!(
         "  unchanged rerun    {:.1} s ({:.1}% of the full run), {} rows written",
         r.rerun_ms as f64 / 1e3,
         100.0 * r.rerun_share,
         r.rerun_writes
-    );
+    )?;
     let [e, t, k, c, f] = r.rerun_split_secs;
-    println!(
+    outln!(
         "  rerun split        {e:.1} s extract, {t:.1} s transform, {k:.1} s hash lookups, {c:.1} s ledger commits, {f:.1} s finish"
-    );
+    )?;
     if let (Some(c), Some(s)) = (r.copy_records_per_sec, r.copy_share) {
-        println!(
+        outln!(
             "  raw COPY           {c:.0} records/s into an unlogged table; we reach {:.0}% of it",
             100.0 * s
-        );
+        )?;
     }
     Ok(())
 }

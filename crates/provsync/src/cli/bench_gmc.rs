@@ -15,6 +15,7 @@ use serde::Serialize;
 use sqlx::Executor;
 
 use super::bench::peak_rss_bytes;
+use super::out::outln;
 use super::run::run_spec;
 use crate::job::{Engine, Progress};
 
@@ -239,17 +240,18 @@ pub async fn bench_gmc(a: BenchGmcArgs) -> anyhow::Result<ExitCode> {
         .await?;
     let _ = std::fs::remove_dir_all(&dir);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "provsync bench-gmc: {} bodies x {} doctors, emulator process -> gmc source -> PostgreSQL",
-        a.bodies, a.doctors_per_body
-    );
+        a.bodies,
+        a.doctors_per_body
+    )?;
     for f in &report.nights {
         let [e, t, l, r, fin] = f.stage_secs;
         let [lk, lt, lc] = f.load_secs;
-        println!(
+        outln!(
             "  night {}  {} doctors, {} records in {:.2} s: {:.0} records/s ({:.0} doctors/s); connected {} moved {} disconnected {}",
             f.night,
             f.doctors,
@@ -260,11 +262,11 @@ pub async fn bench_gmc(a: BenchGmcArgs) -> anyhow::Result<ExitCode> {
             f.connected,
             f.moved,
             f.disconnected
-        );
-        println!(
+        )?;
+        outln!(
             "           stages busy {e:.1} s extract (SOAP + parse), {t:.1} s transform, {l:.1} s load ({lk:.1} s hashes, {lt:.1} s target, {lc:.1} s commit), {r:.1} s relations, {fin:.1} s finish (sweep)"
-        );
+        )?;
     }
-    println!("  peak RSS {:.1} MB", report.peak_rss_bytes as f64 / 1e6);
+    outln!("  peak RSS {:.1} MB", report.peak_rss_bytes as f64 / 1e6)?;
     Ok(ExitCode::SUCCESS)
 }

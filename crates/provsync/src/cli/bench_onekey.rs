@@ -15,6 +15,7 @@ use sqlx::Executor;
 
 use super::bench::peak_rss_bytes;
 use super::emulate::{start_onekey, OneKeyArgs};
+use super::out::outln;
 use super::run::run_spec;
 use crate::job::{Engine, Progress};
 
@@ -231,13 +232,14 @@ pub async fn bench_onekey(a: BenchOneKeyArgs) -> anyhow::Result<ExitCode> {
     report.peak_rss_bytes = peak_rss_bytes();
     running.task.abort();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!(
+        outln!(
             "provsync bench-onekey: {} individuals, packets of {}",
-            a.individuals, a.packet_size
-        );
-        println!(
+            a.individuals,
+            a.packet_size
+        )?;
+        outln!(
             "  emulator           {} packets, {} records, {:.1} MB in {:.1} s: {:.0} records/s served ({:.0} records/s building)",
             report.packets,
             report.records,
@@ -245,25 +247,23 @@ pub async fn bench_onekey(a: BenchOneKeyArgs) -> anyhow::Result<ExitCode> {
             report.serve_secs,
             report.serve_records_per_sec,
             report.build_records_per_sec
-        );
+        )?;
         if let (Some(s), Some(n), Some(r)) = (
             report.sync_secs,
             report.sync_records,
             report.sync_records_per_sec,
         ) {
-            println!(
-                "  OneKey -> PostgreSQL  {n} records in {s:.1} s: {r:.0} records/s end to end"
-            );
+            outln!("  OneKey -> PostgreSQL  {n} records in {s:.1} s: {r:.0} records/s end to end")?;
         }
         if let Some([e, t, l, r, f]) = report.sync_stage_secs {
-            println!(
+            outln!(
                 "  stages busy        {e:.1} s extract (fetch + parse), {t:.1} s transform, {l:.1} s load, {r:.1} s relations, {f:.1} s finish"
-            );
+            )?;
         }
-        println!(
+        outln!(
             "  peak RSS           {:.1} MB",
             report.peak_rss_bytes as f64 / 1e6
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ use provsync_core::job::{JobSpec, JobState};
 use serde::Serialize;
 
 use super::emulate::{start_onekey, OneKeyArgs};
+use super::out::outln;
 use super::run::run_spec;
 use crate::job::Engine;
 use crate::target::salesforce::plan;
@@ -303,9 +304,9 @@ pub async fn bench_salesforce(a: BenchSalesforceArgs) -> anyhow::Result<ExitCode
     onekey.task.abort();
     let _ = std::fs::remove_dir_all(&dir);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!(
+        outln!(
             "provsync bench-salesforce: {} individuals, {} ms per call, {} calls at once, {}",
             a.individuals,
             a.latency_ms,
@@ -315,19 +316,19 @@ pub async fn bench_salesforce(a: BenchSalesforceArgs) -> anyhow::Result<ExitCode
             } else {
                 "composite graphs and collections".into()
             }
-        );
-        println!(
+        )?;
+        outln!(
             "  provider sync      {} org records ({} source records) in {:.1} s: {:.0} org records/s, {:.0} source records/s",
             report.org_records, report.source_records, report.secs, report.org_records_per_sec, report.source_records_per_sec
-        );
-        println!(
+        )?;
+        outln!(
             "  write requests     {} (floor {}, {:.3} x); {} API calls in all, {:.1} per 10,000 records",
             report.write_calls, report.floor_calls, report.ratio_to_floor, report.api_calls, report.calls_per_10k_records
-        );
+        )?;
         if report.bulk_jobs > 0 {
-            println!("  Bulk jobs          {}", report.bulk_jobs);
+            outln!("  Bulk jobs          {}", report.bulk_jobs)?;
         }
-        println!("  limit violations   {}", report.limit_violations);
+        outln!("  limit violations   {}", report.limit_violations)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ use provsync_core::store::JobRecord;
 use provsync_emulators::salesforce::{self as sf_emulator, Emu};
 
 use super::emulate::{start_onekey, OneKeyArgs};
+use super::out::outln;
 use super::run::{print_summary, run_spec};
 use crate::job::Engine;
 
@@ -162,22 +163,22 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     write_secret(&files.onekey_api_key, &emu_args.api_key)?;
     let org = match a.target {
         DemoTarget::Sqlite => {
-            println!(
+            outln!(
                 "provsync demo: a OneKey-style MDM (emulated in this process) into the \
                  embedded SQLite provider store {}",
                 files.provider.display()
-            );
+            )?;
             None
         }
         DemoTarget::Salesforce => {
             let secret = "provsync-demo-secret";
             write_secret(&files.salesforce_secret, secret)?;
             let org = start_org(secret).await?;
-            println!(
+            outln!(
                 "provsync demo: a OneKey-style MDM into a Life Sciences Cloud org, both \
                  emulated in this process (org at {})",
                 org.url
-            );
+            )?;
             Some(org)
         }
     };
@@ -209,11 +210,12 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
             }
             emu_args.night = night;
             let r = start_onekey(&emu_args).await?;
-            println!(
+            outln!(
                 "\n== OneKey emulator at http://{} serves night {night} ({individuals} \
                  individuals, seed {})",
-                r.addr, a.seed
-            );
+                r.addr,
+                a.seed
+            )?;
             running = Some((night, r));
         }
         let Some((_, r)) = &running else { continue };
@@ -233,7 +235,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         if mode == "delta" {
             source += "since_night = 1\n";
         }
-        println!("\n== {what}");
+        outln!("\n== {what}")?;
         let job = run_spec(
             &engine,
             &job_spec(kind, mode, &source, &target)?,
@@ -251,16 +253,16 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         r.task.abort();
     }
     match &org {
-        Some(org) => show_org(org, &jobs),
+        Some(org) => show_org(org, &jobs)?,
         None => show_store(&files.provider).await?,
     }
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "provsync".into());
     let state = format!("sqlite://{}", files.state.display());
-    println!("\njob state: {}", files.state.display());
+    outln!("\njob state: {}", files.state.display())?;
     if let Some(last) = jobs.last() {
-        println!("try:       {exe} status {} --state {state}", last.id);
+        outln!("try:       {exe} status {} --state {state}", last.id)?;
     }
     if let Some(org) = org {
         org.task.abort();
@@ -276,11 +278,13 @@ async fn show_store(path: &Path) -> anyhow::Result<()> {
     let mut db = sqlx::SqliteConnection::connect(&url)
         .await
         .with_context(|| format!("cannot open {}", path.display()))?;
-    println!("\n== what the provider store {} holds", path.display());
-    println!(
+    outln!("\n== what the provider store {} holds", path.display())?;
+    outln!(
         "  {:<12} {:>10} {:>13}",
-        "table", "connected", "disconnected"
-    );
+        "table",
+        "connected",
+        "disconnected"
+    )?;
     for table in [
         "individuals",
         "workplaces",
@@ -293,9 +297,9 @@ async fn show_store(path: &Path) -> anyhow::Result<()> {
         ))
         .fetch_one(&mut db)
         .await?;
-        println!("  {table:<12} {on:>10} {off:>13}");
+        outln!("  {table:<12} {on:>10} {off:>13}")?;
     }
-    println!("  change log (the store's own record of every change), per run:");
+    outln!("  change log (the store's own record of every change), per run:")?;
     let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT run_id, kind, change, count(*) FROM change_log \
          GROUP BY run_id, kind, change ORDER BY min(id), kind, change",
@@ -305,10 +309,10 @@ async fn show_store(path: &Path) -> anyhow::Result<()> {
     let mut last = String::new();
     for (run, kind, change, n) in rows {
         if run != last {
-            println!("    run {run}");
+            outln!("    run {run}")?;
             last = run.clone();
         }
-        println!("      {kind:<10} {change:<13} {n:>8}");
+        outln!("      {kind:<10} {change:<13} {n:>8}")?;
     }
     db.close().await?;
     Ok(())
@@ -316,19 +320,19 @@ async fn show_store(path: &Path) -> anyhow::Result<()> {
 
 /// What the emulated org holds: records per object, the picklist values the codes
 /// sync added, and the IntegrationJobRun of each provider run.
-fn show_org(org: &Org, jobs: &[JobRecord]) {
+fn show_org(org: &Org, jobs: &[JobRecord]) -> anyhow::Result<()> {
     let o = org.emu.org_guard();
-    println!("\n== what the org at {} holds", org.url);
+    outln!("\n== what the org at {} holds", org.url)?;
     for object in o.schema.objects() {
         let n = o.table(&object.name).rows.len();
         if n > 0 {
-            println!("  {:<34} {n:>8} records", object.name);
+            outln!("  {:<34} {n:>8} records", object.name)?;
         }
     }
-    println!("  picklist value sets (active values):");
+    outln!("  picklist value sets (active values):")?;
     for vs in o.value_sets.values() {
         let active = vs.values.iter().filter(|v| v.active).count();
-        println!("    {:<32} {active:>6}", vs.full_name);
+        outln!("    {:<32} {active:>6}", vs.full_name)?;
     }
     if let Some(codes) = jobs.first().and_then(|j| j.summary.as_ref()) {
         for (name, counts) in codes["target_report"]["value_sets"]
@@ -336,20 +340,23 @@ fn show_org(org: &Org, jobs: &[JobRecord]) {
             .into_iter()
             .flatten()
         {
-            println!(
+            outln!(
                 "    codes sync wrote {name}: added {}, updated {}, deactivated {}, unchanged {}",
-                counts["added"], counts["updated"], counts["deactivated"], counts["unchanged"]
-            );
+                counts["added"],
+                counts["updated"],
+                counts["deactivated"],
+                counts["unchanged"]
+            )?;
         }
     }
-    println!("  IntegrationJobRun records:");
+    outln!("  IntegrationJobRun records:")?;
     for run in o.table("IntegrationJobRun").rows.values() {
         let text = |f: &str| run.get(f).and_then(|v| v.as_str()).unwrap_or("-");
         // The summary is JSON in a long text field, as the org stores it.
         let summary: serde_json::Value =
             serde_json::from_str(text("JobExectionSummary")).unwrap_or_default();
         let c = &summary["counts"];
-        println!(
+        outln!(
             "    {}  {}  ended {}  {}  created {}  updated {}  disconnected {}",
             text("JobIdentifier"),
             text("JobName"),
@@ -358,6 +365,7 @@ fn show_org(org: &Org, jobs: &[JobRecord]) {
             c["created"],
             c["updated"],
             c["disconnected"]
-        );
+        )?;
     }
+    Ok(())
 }

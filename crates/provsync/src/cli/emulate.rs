@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use provsync_emulators::onekey::{OneKeyConfig, OneKeyEmulator};
 
 use super::generate::world;
+use super::out::{note, outln};
 
 /// Which system to emulate.
 #[derive(Debug, Subcommand)]
@@ -176,13 +177,8 @@ pub async fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
     let running = start_onekey(&a).await?;
     // One line on stdout (scripts and tests read the address from it); the rest on
     // stderr. A closed stdout must not stop the server.
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "onekey emulator listening on http://{}", running.addr);
-        let _ = out.flush();
-    }
-    eprintln!(
+    let _ = outln!("onekey emulator listening on http://{}", running.addr);
+    note!(
         "serving {} individuals per country ({}), seed {}, night {}",
         a.individuals,
         a.countries.join(","),
@@ -191,7 +187,7 @@ pub async fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
     );
     tokio::select! {
         r = running.task => { r??; }
-        _ = tokio::signal::ctrl_c() => { eprintln!("onekey emulator stopping"); }
+        _ = tokio::signal::ctrl_c() => { note!("onekey emulator stopping"); }
     }
     Ok(ExitCode::SUCCESS)
 }

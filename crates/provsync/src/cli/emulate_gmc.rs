@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::out::outln;
 use anyhow::Context as _;
 use clap::Args;
 use provsync_emulators::gmc::{self, Faults, GmcEmulator, RegisterSpec};
@@ -92,8 +93,9 @@ pub async fn emulate(a: GmcArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
-    println!("gmc emulator listening on {}", gmc::service_url(addr));
-    println!("bodies: {}", emu.register.body_codes().join(","));
+    // Scripts read the address from stdout; a closed stdout must not stop the server.
+    let _ = outln!("gmc emulator listening on {}", gmc::service_url(addr));
+    let _ = outln!("bodies: {}", emu.register.body_codes().join(","));
     gmc::serve(emu, listener).await?;
     Ok(ExitCode::SUCCESS)
 }

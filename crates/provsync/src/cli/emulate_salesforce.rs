@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::out::{note, outln};
 use anyhow::Context as _;
 use clap::Args;
 use provsync_emulators::salesforce::{self, auth::JwtKey, Emu, Faults, SalesforceConfig, Schema};
@@ -160,13 +161,9 @@ pub async fn emulate(a: SalesforceArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{addr}");
-        let _ = out.flush();
-    }
-    eprintln!(
+    // Scripts read the address from stdout; a closed stdout must not stop the server.
+    let _ = outln!("listening on http://{addr}");
+    note!(
         "salesforce emulator: client id {}, user {}, budget {} calls per {} s{}",
         a.client_id,
         a.username,
@@ -179,7 +176,7 @@ pub async fn emulate(a: SalesforceArgs) -> anyhow::Result<ExitCode> {
     );
     salesforce::serve(emu, listener, async {
         stop_signal().await;
-        eprintln!("salesforce emulator stopping");
+        note!("salesforce emulator stopping");
     })
     .await?;
     Ok(ExitCode::SUCCESS)

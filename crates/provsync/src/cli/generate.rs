@@ -70,11 +70,13 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
     let world = world(a.seed, a.individuals, a.data_dir.as_deref())?;
     let n = match &a.out {
         Some(path) => write_snapshot_file(&world, a.night, path)?,
-        None => write_snapshot(&world, a.night, &mut std::io::stdout().lock())?,
+        None => write_snapshot(&world, a.night, &mut super::out::stdout())?,
     };
-    eprintln!(
+    super::out::note!(
         "generated {n} records (seed {}, {} individuals, night {})",
-        a.seed, a.individuals, a.night
+        a.seed,
+        a.individuals,
+        a.night
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,8 @@
 //! The command line: `run`, `status`, `jobs`, `abort`, `generate`, `emulate`, `demo`, `bench`,
-//! `serve`, `config check`.
+//! `serve`, `config check`, `token create`.
+//!
+//! Every write to stdout or stderr goes through [`out`] (closed pipes, JSON logs).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
 mod bench_gmc;
@@ -10,13 +13,16 @@ mod emulate;
 mod emulate_gmc;
 mod emulate_salesforce;
 mod generate;
+pub(crate) mod out;
 mod progress;
 mod relay;
 mod run;
 mod serve;
 mod status;
+mod token;
 mod worker;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +33,13 @@ use provsync_core::job::JobState;
 #[command(name = "provsync", version, about)]
 pub struct Cli {
     /// Log format on stderr.
+    ///
+    /// `json`: every stderr line is one JSON object (log events, notices, the final
+    /// error). Which events are logged: `PROVSYNC_LOG`, an EnvFilter directive list
+    /// (`info`, `provsync=debug,sqlx=warn`); by default warnings, plus provsync's
+    /// info events for `serve`, `worker` and `relay-changes` (jobs accepted and
+    /// finished, aborts, refused tokens, schedule triggers). Colour only when stderr
+    /// is a terminal and `NO_COLOR` is unset.
     #[arg(
         long,
         global = true,
@@ -78,6 +91,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Check a service configuration file.
     Config(serve::ConfigArgs),
+    /// Create an API token for the service's configuration.
+    Token(token::TokenArgs),
     /// Consume the stage queues and take over dead processes' jobs (distributed runtime).
     Worker(worker::WorkerArgs),
     /// Publish a target's change outbox to RabbitMQ (connection events).
@@ -94,29 +109,81 @@ pub fn exit_code(state: JobState) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Default log filter of one-shot commands: warnings, and the command's own notices
+/// in JSON mode (progress and results have their own lines).
+const CLI_LOG: &str = "warn,provsync::cli=info";
+/// Default log filter of the long-running services: what an operator follows.
+const SERVICE_LOG: &str = "warn,provsync=info";
+
+impl Command {
+    fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Serve(_) | Command::Worker(_) | Command::RelayChanges(_) => SERVICE_LOG,
+            _ => CLI_LOG,
+        }
+    }
+}
+
+/// Colour codes only for a person at a terminal, and never with `NO_COLOR` set
+/// to a non-empty value (<https://no-color.org>).
+fn use_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROVSYNC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .init(),
+        LogFormat::Json => {
+            out::set_json_logs(true);
+            builder.json().with_ansi(false).init()
+        }
     }
+}
+
+/// Whether `--log-format json` (or `PROVSYNC_LOG_FORMAT=json`) was asked for, read
+/// from the raw arguments when they did not parse.
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    std::env::var("PROVSYNC_LOG_FORMAT").is_ok_and(|v| v == "json")
+        || args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
 }
 
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error is one more stderr line: JSON too when JSON was asked for.
+        Err(e) if e.use_stderr() && json_requested() => {
+            init_logging(LogFormat::Json, CLI_LOG);
+            out::emit(tracing::Level::ERROR, format_args!("{}", e.render()));
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.log_format, cli.command.default_log_filter());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            out::emit(
+                tracing::Level::ERROR,
+                format_args!("cannot start the async runtime: {e}"),
+            );
             return ExitCode::from(1);
         }
     };
@@ -135,16 +202,35 @@ pub fn main() -> ExitCode {
             Command::BenchSalesforce(a) => bench_salesforce::bench_salesforce(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
+            Command::Token(a) => token::token_command(a),
             Command::Worker(a) => worker::worker(a).await,
             Command::RelayChanges(a) => relay::relay_changes(a).await,
         }
     });
     match result {
         Ok(code) => code,
+        // The reader of stdout went away: see `out`.
+        Err(_) if out::stdout_closed() => ExitCode::SUCCESS,
         Err(e) => {
             // Each cause once (anyhow's `{:#}` repeats those printed by their parent).
-            eprintln!("error: {}", crate::errors::chain(e.as_ref()));
+            out::emit(
+                tracing::Level::ERROR,
+                format_args!("{}", crate::errors::chain(e.as_ref())),
+            );
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".into())));
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
     }
 }

@@ -162,7 +162,8 @@ pub fn spawn(p: Arc<Progress>, store: Arc<dyn StateStore>, id: JobId) -> Display
     let (stop, mut stopped) = oneshot::channel::<Option<serde_json::Value>>();
     let live = Live::new(p);
     let task = tokio::spawn(async move {
-        let tty = std::io::stderr().is_terminal();
+        // Bars would break the one-JSON-object-per-line contract of `--log-format json`.
+        let tty = std::io::stderr().is_terminal() && !super::out::json_logs();
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let style =
             ProgressStyle::with_template("{prefix:>10} {spinner} {msg}").expect("static template");
@@ -194,7 +195,7 @@ pub fn spawn(p: Arc<Progress>, store: Arc<dyn StateStore>, id: JobId) -> Display
                     b.tick();
                 }
             } else if last_line.elapsed() >= LINE_EVERY {
-                eprintln!("{}", line(&live, stage, &frame));
+                super::out::note!("{}", line(&live, stage, &frame));
                 last_line = Instant::now();
             }
             tokio::select! {
@@ -215,7 +216,7 @@ pub fn spawn(p: Arc<Progress>, store: Arc<dyn StateStore>, id: JobId) -> Display
                 b.finish();
             }
         } else {
-            eprintln!("{}", line(&live, Some(Stage::Done), &frame));
+            super::out::note!("{}", line(&live, Some(Stage::Done), &frame));
         }
     });
     Display { stop, task }

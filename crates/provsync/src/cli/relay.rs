@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::out::outln;
 use crate::events::relay::{self, RelayConfig};
 
 /// Arguments of `relay-changes`.
@@ -57,9 +58,9 @@ pub async fn relay_changes(a: RelayArgs) -> anyhow::Result<ExitCode> {
         stop,
     )
     .await?;
-    println!(
+    outln!(
         "{}",
         serde_json::json!({"published": stats.published, "retries": stats.retries})
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

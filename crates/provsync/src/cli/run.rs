@@ -10,6 +10,7 @@ use clap::Args;
 use provsync_core::job::{JobId, JobSpec, JobState};
 use provsync_core::store::{Dispatch, JobFilter, JobRecord};
 
+use super::out::{note, outln};
 use super::{exit_code, progress};
 use crate::job::Engine;
 
@@ -86,14 +87,14 @@ pub async fn run_spec(
     let target = crate::target::target_name(&spec.target)?;
     let id = match interrupted_run_of(engine, &target, spec).await? {
         Some(id) => {
-            eprintln!("resuming interrupted job {id}");
+            note!("resuming interrupted job {id}");
             id
         }
         None => {
             let (id, how) = engine.submit(spec, requested_by).await?;
             match how {
-                Dispatch::Queued => eprintln!("job {id} queued behind the target's active job"),
-                Dispatch::Started => eprintln!("job {id} started"),
+                Dispatch::Queued => note!("job {id} queued behind the target's active job"),
+                Dispatch::Started => note!("job {id} started"),
             }
             id
         }
@@ -113,7 +114,7 @@ pub async fn run_spec(
 fn abort_on_ctrl_c(engine: Engine, id: JobId) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupt: aborting job {id} (press Ctrl-C again to exit at once)");
+            note!("\ninterrupt: aborting job {id} (press Ctrl-C again to exit at once)");
             let _ = engine.abort(&id).await;
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);
@@ -159,7 +160,7 @@ async fn wait_until_orphaned(engine: &Engine, id: &JobId) -> anyhow::Result<()> 
             return Ok(());
         }
         if !told {
-            eprintln!(
+            note!(
                 "job {id} is held by another process; waiting for it to end or its lease to lapse"
             );
             told = true;
@@ -182,7 +183,7 @@ async fn drive(engine: &Engine, id: &JobId, target: &str) -> anyhow::Result<JobR
         }
         for other in active_jobs(engine, target).await? {
             if other.id != *id && orphans.contains(&other.id) {
-                eprintln!(
+                note!(
                     "resuming orphaned job {} of the same target first",
                     other.id
                 );
@@ -209,19 +210,19 @@ async fn job_lease_is_ours(engine: &Engine, id: &JobId) -> anyhow::Result<bool> 
 pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
     let summary = job.summary.clone().unwrap_or(serde_json::Value::Null);
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?)?;
         return Ok(());
     }
     let c = &summary["counts"];
     let n = |k: &str| c[k].as_u64().unwrap_or(0);
-    println!("job {} {}", job.id, job.state);
+    outln!("job {} {}", job.id, job.state)?;
     let counted: Vec<&str> = summary["counted"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|k| k.as_str())
         .collect();
-    println!(
+    outln!(
         "  {}{}",
         counts_line(c),
         if counted.is_empty() {
@@ -229,9 +230,9 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
         } else {
             format!("  ({})", counted.join(", "))
         }
-    );
+    )?;
     for (kind, k) in summary["per_kind"].as_object().into_iter().flatten() {
-        println!("    {kind:<10} {}", counts_line(k));
+        outln!("    {kind:<10} {}", counts_line(k))?;
     }
     let links = |f: &str| -> u64 {
         summary["per_kind"]
@@ -247,17 +248,17 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
         links("relations_failed"),
     );
     if deferred > 0 {
-        println!(
+        outln!(
             "  links deferred to the relations stage {deferred}: loaded {loaded}, failed {failed}"
-        );
+        )?;
     }
     let not_loaded = |k: &str| summary["not_loaded"][k].as_u64().unwrap_or(0);
     if not_loaded("pages") > 0 {
-        println!(
+        outln!(
             "  not loaded {} records in {} pages (the run stopped before they were loaded)",
             not_loaded("records"),
             not_loaded("pages")
-        );
+        )?;
     }
     if let Some(ms) = summary["duration_ms"].as_i64() {
         let secs = ms as f64 / 1000.0;
@@ -266,38 +267,38 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
         } else {
             0.0
         };
-        println!("  {secs:.1} s, {rate:.0} records/s");
+        outln!("  {secs:.1} s, {rate:.0} records/s")?;
     }
     if let Some(f) = summary["failure"].as_str() {
-        println!("  failure: {f}");
+        outln!("  failure: {f}")?;
     }
     for r in summary["sweep"]["refused"].as_array().into_iter().flatten() {
-        println!("  sweep refused: {}", r.as_str().unwrap_or(""));
+        outln!("  sweep refused: {}", r.as_str().unwrap_or(""))?;
     }
     if let Some(s) = summary["sweep"]["skipped"].as_str() {
-        println!("  sweep: {s}");
+        outln!("  sweep: {s}")?;
     }
-    print_scopes(&summary["sweep"]["scopes"]);
+    print_scopes(&summary["sweep"]["scopes"])?;
     let total = summary["errors_total"].as_u64().unwrap_or(0);
     if total > 0 {
-        println!("  {total} errors; first ones:");
+        outln!("  {total} errors; first ones:")?;
         for e in summary["first_errors"]
             .as_array()
             .into_iter()
             .flatten()
             .take(5)
         {
-            println!(
+            outln!(
                 "    {} {}: {}",
                 e["kind"].as_str().unwrap_or("-"),
                 e["source_id"].as_str().unwrap_or("-"),
                 e["reason"].as_str().unwrap_or("")
-            );
+            )?;
         }
-        println!("  (provsync status {} lists them)", job.id);
+        outln!("  (provsync status {} lists them)", job.id)?;
     }
     if job.state == JobState::Failed && summary.is_null() {
-        println!("  (no summary written)");
+        outln!("  (no summary written)")?;
     }
     Ok(())
 }
@@ -320,19 +321,19 @@ fn counts_line(c: &serde_json::Value) -> String {
 }
 
 /// One line per scope: its outcome and its individuals' counts (doctors, for GMC).
-fn print_scopes(scopes: &serde_json::Value) {
+fn print_scopes(scopes: &serde_json::Value) -> std::io::Result<()> {
     let scopes = scopes.as_array().map(Vec::as_slice).unwrap_or_default();
     if scopes.len() < 2
         && scopes
             .iter()
             .all(|s| s["per_kind"].as_object().is_none_or(|k| k.is_empty()))
     {
-        return;
+        return Ok(());
     }
     for s in scopes {
         let people = &s["per_kind"]["individual"];
         let n = |k: &str| people[k].as_u64().unwrap_or(0);
-        println!(
+        outln!(
             "  scope {}: {}  returned {}  connected {}  moved {}  disconnected {}{}",
             s["scope"].as_str().unwrap_or("?"),
             s["outcome"].as_str().unwrap_or("?"),
@@ -344,6 +345,7 @@ fn print_scopes(scopes: &serde_json::Value) {
                 .as_str()
                 .map(|r| format!("  ({r})"))
                 .unwrap_or_default()
-        );
+        )?;
     }
+    Ok(())
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::out::{note, outln, warning};
 use crate::config::{self, Overrides};
 
 /// Arguments of `serve`.
@@ -41,7 +42,8 @@ pub struct ConfigArgs {
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a configuration file and print what it sets (no secrets).
+    /// Validate a configuration file and print what it sets (no secrets); warn on
+    /// stderr about what is legal but unsafe (no tokens, a well-known token).
     Check {
         /// Configuration file (TOML).
         file: PathBuf,
@@ -54,8 +56,8 @@ fn load(path: Option<&PathBuf>, flags: &Overrides) -> anyhow::Result<config::Con
         None => config::from_env()?,
     };
     let cfg = config::resolve(Some(file), flags)?;
-    for var in &cfg.ignored_env {
-        eprintln!("warning: {var} names no configuration key; ignored");
+    for w in cfg.warnings() {
+        warning!("{w}");
     }
     Ok(cfg)
 }
@@ -68,9 +70,6 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         queue: a.queue.clone(),
     };
     let cfg = load(a.config.as_ref(), &flags)?;
-    if cfg.tokens.is_empty() {
-        eprintln!("warning: no [[tokens]] configured: every /v1 route will answer 401");
-    }
     let engine = super::worker::open_engine(
         &cfg.state,
         cfg.queue.as_deref(),
@@ -93,9 +92,9 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!("listening on http://{addr}");
+    note!("listening on http://{addr}");
     for s in &cfg.schedules {
-        eprintln!(
+        note!(
             "schedule {} ({}{}): next tick {}",
             s.name,
             s.pattern,
@@ -107,7 +106,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     // The change relay rides along, so one process does the whole nightly flow:
     // schedule, sync, and every connection event on its way to RabbitMQ.
     let relay = cfg.relay.clone().map(|r| {
-        eprintln!(
+        note!(
             "relaying {}.change_outbox of {} to exchange {} on {}",
             r.schema,
             config::redact_url(&r.database_url),
@@ -133,12 +132,12 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some((stop, task)) = relay {
         stop.cancel();
         match task.await {
-            Ok(Ok(stats)) => eprintln!("relay stopped after publishing {}", stats.published),
-            Ok(Err(e)) => eprintln!("relay: {e}"),
-            Err(e) => eprintln!("relay task: {e}"),
+            Ok(Ok(stats)) => note!("relay stopped after publishing {}", stats.published),
+            Ok(Err(e)) => warning!("relay: {e}"),
+            Err(e) => warning!("relay task: {e}"),
         }
     }
-    eprintln!("stopped");
+    note!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -162,7 +161,7 @@ pub(super) async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-    eprintln!("shutting down: no new requests; running jobs resume from their ledger later");
+    note!("shutting down: no new requests; running jobs resume from their ledger later");
 }
 
 /// `provsync config ...`.
@@ -170,14 +169,14 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     match a.command {
         ConfigCommand::Check { file } => {
             let cfg = load(Some(&file), &Overrides::default())?;
-            println!("{}: ok", file.display());
-            println!("  listen  {}", cfg.listen);
-            println!("  state   {}", config::redact_url(&cfg.state));
-            println!("  tokens  {}", cfg.tokens.len());
+            outln!("{}: ok", file.display())?;
+            outln!("  listen  {}", cfg.listen)?;
+            outln!("  state   {}", config::redact_url(&cfg.state))?;
+            outln!("  tokens  {}", cfg.tokens.len())?;
             for t in &cfg.tokens {
-                println!("    {} ({})", t.name, t.role);
+                outln!("    {} ({})", t.name, t.role)?;
             }
-            println!(
+            outln!(
                 "  callbacks  {} (max {} attempts, {} s timeout{})",
                 if cfg.callbacks.secret.is_some() {
                     "signed"
@@ -191,20 +190,20 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     format!(", hosts {}", cfg.callbacks.allowed_hosts.join(" "))
                 }
-            );
+            )?;
             match &cfg.relay {
-                Some(r) => println!(
+                Some(r) => outln!(
                     "  relay  {}.change_outbox of {} -> {} on {}",
                     r.schema,
                     config::redact_url(&r.database_url),
                     r.exchange,
                     config::redact_url(&r.amqp_url)
-                ),
-                None => println!("  relay  off"),
+                )?,
+                None => outln!("  relay  off")?,
             }
-            println!("  schedules  {}", cfg.schedules.len());
+            outln!("  schedules  {}", cfg.schedules.len())?;
             for s in &cfg.schedules {
-                println!(
+                outln!(
                     "    {} `{}` {} -> {} ({}){}{}",
                     s.name,
                     s.pattern,
@@ -216,7 +215,7 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
                         .map(|a| format!(", after {a}"))
                         .unwrap_or_default(),
                     if s.enabled { "" } else { ", disabled" }
-                );
+                )?;
             }
 
             Ok(ExitCode::SUCCESS)

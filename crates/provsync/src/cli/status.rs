@@ -9,6 +9,7 @@ use clap::Args;
 use provsync_core::job::{JobId, JobState};
 use provsync_core::store::{JobFilter, StateStore};
 
+use super::out::outln;
 use crate::api::jobs::{list_view, LIST_DEFAULT, LIST_MAX};
 use crate::job::abort::AbortOutcome;
 use crate::job::Engine;
@@ -104,42 +105,42 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "transitions": transitions,
             "summary": job.summary,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!("job      {}", job.id);
-        println!("state    {} (stage {})", job.state, job.stage.as_str());
-        println!("target   {}", job.target);
+        outln!("job      {}", job.id)?;
+        outln!("state    {} (stage {})", job.state, job.stage.as_str())?;
+        outln!("target   {}", job.target)?;
         if let Some(f) = &job.failure {
-            println!("failure  {f}");
+            outln!("failure  {f}")?;
         }
         if let Some(n) = &job.note {
-            println!("note     {n}");
+            outln!("note     {n}")?;
         }
         let c = headline;
-        println!(
+        outln!(
             "counts   extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {}",
             c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed, c.disconnected
-        );
+        )?;
         for (kind, c) in &per_kind.0 {
-            println!(
+            outln!(
                 "  {:<10} extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {}",
                 kind.as_str(), c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed,
                 c.disconnected
-            );
+            )?;
         }
         for t in transitions {
-            println!("  {} {} -> {}", t.at.to_rfc3339(), t.from, t.to);
+            outln!("  {} {} -> {}", t.at.to_rfc3339(), t.from, t.to)?;
         }
         if error_count > 0 {
-            println!("errors   {error_count} (first {}):", errors.len());
+            outln!("errors   {error_count} (first {}):", errors.len())?;
             for e in errors {
-                println!(
+                outln!(
                     "  [{}] {} {}: {}",
                     e.stage,
                     e.kind.map(|k| k.as_str()).unwrap_or("-"),
                     e.source_id.as_deref().unwrap_or("-"),
                     e.reason
-                );
+                )?;
             }
         }
     }
@@ -152,12 +153,12 @@ pub async fn abort(a: AbortArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(store);
     let id = JobId::from(a.job_id.as_str());
     match engine.abort(&id).await? {
-        AbortOutcome::Cancelled => println!("job {id} was waiting: cancelled"),
+        AbortOutcome::Cancelled => outln!("job {id} was waiting: cancelled")?,
         AbortOutcome::Aborting => {
-            println!("job {id}: abort requested; it stops fetching and winds down")
+            outln!("job {id}: abort requested; it stops fetching and winds down")?
         }
         AbortOutcome::TooLate(state) => {
-            println!("job {id} is {state}: nothing to abort");
+            outln!("job {id} is {state}: nothing to abort")?;
             return Ok(ExitCode::from(1));
         }
     }
@@ -176,7 +177,7 @@ pub async fn jobs(a: JobsArgs) -> anyhow::Result<ExitCode> {
     };
     let page = list_view(store.as_ref(), &filter).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&page)?);
+        outln!("{}", serde_json::to_string_pretty(&page)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let jobs = page["jobs"]
@@ -184,10 +185,10 @@ pub async fn jobs(a: JobsArgs) -> anyhow::Result<ExitCode> {
         .map(Vec::as_slice)
         .unwrap_or_default();
     if jobs.is_empty() {
-        println!("no jobs");
+        outln!("no jobs")?;
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", jobs_table(jobs));
+    outln!("{}", jobs_table(jobs).trim_end_matches('\n'))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::out::note;
 use crate::api::Runner;
 use crate::job::distributed::StageWorker;
 use crate::job::Engine;
@@ -72,7 +73,7 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         .context("starting the stage consumers")?;
     let runner = Runner::new(engine.clone());
     let poller = runner.start_polling(Duration::from_millis(500));
-    eprintln!(
+    note!(
         "worker {} consuming {} (prefetch {}, {} attempts)",
         engine.owner,
         crate::config::redact_url(&a.queue),
@@ -82,6 +83,6 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
     super::serve::shutdown_signal().await;
     poller.cancel();
     stages.cancel();
-    eprintln!("worker stopped: unacknowledged messages go back to the queue");
+    note!("worker stopped: unacknowledged messages go back to the queue");
     Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,14 @@ impl Engine {
             .store
             .dispatch(&id, &self.owner, self.lease.as_millis() as i64)
             .await?;
-        tracing::info!(job = %id, %target, dispatch = ?how, "job accepted");
+        tracing::info!(
+            job = %id,
+            kind = %spec.kind.as_str(),
+            %target,
+            dispatch = ?how,
+            by = %requested_by,
+            "job accepted"
+        );
         Ok((id, how))
     }
 

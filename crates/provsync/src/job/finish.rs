@@ -307,7 +307,19 @@ async fn conclude(
     engine.store.set_stage(id, Stage::Done).await?;
     engine.apply(id, JobEvent::Finished { with_errors }).await?;
     engine.store.end_run(id).await?;
-    tracing::info!(job = %id, state = %final_state, "job finished");
+    tracing::info!(
+        job = %id,
+        state = %final_state,
+        extracted = counts.extracted,
+        created = counts.created,
+        updated = counts.updated,
+        unchanged = counts.unchanged,
+        rejected = counts.rejected,
+        failed = counts.failed,
+        disconnected = counts.disconnected,
+        relations_loaded = counts.relations_loaded,
+        "job finished"
+    );
     if let Some(next) = engine.start_next(&job.target).await? {
         tracing::info!(job = %next, target = %job.target, "next queued job started");
     }

@@ -245,3 +245,100 @@ fn config_check_lists_schedules_and_refuses_bad_ones_by_path() {
 }
 
 crate::on_both_stores!(health_is_open_and_v1_needs_a_known_token_with_the_right_role);
+
+/// `provsync token create`: (token, the `[[tokens]]` entry).
+fn token_create(args: &[&str]) -> (String, String) {
+    let o = std::process::Command::new(bin())
+        .args(["token", "create"])
+        .args(args)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (token, entry) = out.split_once('\n').unwrap();
+    (token.to_owned(), entry.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_token_passes_config_check_and_serve_accepts_it() {
+    let (token, entry) = token_create(&["--role", "operate", "--name", "crm-new"]);
+    assert!(token.len() >= 64, "{token}");
+    assert!(
+        entry.contains(&provsync::config::sha256_hex(&token)) && !entry.contains(&token),
+        "{entry}"
+    );
+    let (other, _) = token_create(&["--role", "operate"]);
+    assert_ne!(token, other, "two tokens are the same");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, format!("listen = \"127.0.0.1:0\"\n{entry}")).unwrap();
+    let o = config_check(&file, &[]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("crm-new (operate)"), "{out}");
+    assert!(!err.contains("warning"), "{err}");
+
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    let s = Server::start_configured(dir, &state, &entry);
+    let world = generate(s.path(), 20);
+    let request = job(&world, &s.path().join("target.db"));
+    let (st, v) = s
+        .call(Method::POST, "/v1/jobs", Some(&token), Some(&request))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let end = s.wait_terminal(v["job_id"].as_str().unwrap()).await;
+    assert_eq!(end["requested_by"], "api:crm-new", "{end}");
+}
+
+#[test]
+fn config_check_warns_on_no_tokens_and_on_well_known_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let check = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let o = config_check(&file, &[]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+
+    let err = check("listen = \"127.0.0.1:0\"\n");
+    assert!(
+        err.contains("warning: no [[tokens]]") && err.contains("401"),
+        "{err}"
+    );
+
+    for weak in ["test", "changeme", ""] {
+        let entry = format!(
+            "[[tokens]]\nname = \"weak\"\nsha256 = \"{}\"\nrole = \"admin\"\n",
+            provsync::config::sha256_hex(weak)
+        );
+        let err = check(&format!("{}{entry}", config_text("sqlite://s.db")));
+        assert!(
+            err.contains("warning: tokens: \"weak\" (admin)") && err.contains("anyone"),
+            "{weak:?}: {err}"
+        );
+        assert!(
+            !err.contains("\"crm\"") && !err.contains("\"reporting\""),
+            "{err}"
+        );
+    }
+
+    // The recipe's token is the well-known one its comment says to replace.
+    let recipe = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../recipes/gmc-nightly.toml"
+    );
+    let o = config_check(std::path::Path::new(recipe), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("well-known token \"test\""), "{err}");
+}

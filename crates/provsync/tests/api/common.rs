@@ -96,8 +96,8 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // No PROVSYNC_LOG: the tests see what an operator sees by default.
         let mut child = cmd
-            .env("PROVSYNC_LOG", "provsync=info")
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -153,6 +153,22 @@ impl Server {
 
     pub fn logs(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// The log once every `needle` is in it (stderr is read by another thread).
+    pub async fn logs_with(&self, needles: &[&str]) -> String {
+        let start = Instant::now();
+        loop {
+            let logs = self.logs();
+            if needles.iter().all(|n| logs.contains(n)) {
+                return logs;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the log never had all of {needles:?}:\n{logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn req(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {

@@ -34,6 +34,73 @@ fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     found
 }
 
+/// At the default log level (no `PROVSYNC_LOG`), an operator sees each job
+/// accepted and finished and each refused token, never the token itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_jobs_and_refused_tokens_at_the_default_level() {
+    let s = Server::start();
+    let world = generate(s.path(), 30);
+    let request = job(&world, &s.path().join("target.db"));
+    let (st, v) = s.submit(&request).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["job_id"].as_str().unwrap().to_owned();
+    let end = s.wait_terminal(&id).await;
+    assert_eq!(end["state"], "completed", "{end}");
+
+    let bad = "not-a-real-token-41d7c2";
+    let (st, _) = s.call(Method::GET, "/v1/jobs", Some(bad), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s
+        .call(Method::POST, "/v1/jobs", Some(READ_TOKEN), Some(&request))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    let logs = s
+        .logs_with(&[
+            "job accepted",
+            "job finished",
+            "unknown token",
+            "needs operate",
+        ])
+        .await;
+    let line = |what: &str| {
+        logs.lines()
+            .find(|l| l.contains(what) && l.contains(&id))
+            .unwrap_or_else(|| panic!("no `{what}` line for {id}:\n{logs}"))
+    };
+    let accepted = line("job accepted");
+    assert!(accepted.contains("kind=provider-sync"), "{accepted}");
+    assert!(accepted.contains("target="), "{accepted}");
+    let finished = line("job finished");
+    assert!(finished.contains("state=completed"), "{finished}");
+    assert!(
+        finished.contains(&format!(
+            "extracted={}",
+            n(&end["counts"]["total"]["extracted"])
+        )),
+        "{finished}"
+    );
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("token refused"))
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("route=/v1/jobs") && l.contains("unknown token")),
+        "{logs}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("route=/v1/jobs") && l.contains("needs operate")),
+        "{logs}"
+    );
+    for secret in [bad, &provsync::config::sha256_hex(bad), READ_TOKEN] {
+        assert!(!logs.contains(secret), "{secret} is in the log:\n{logs}");
+    }
+}
+
 async fn scrape(s: &Server, token: Option<&str>) -> (StatusCode, String) {
     let resp = s
         .req(Method::GET, "/metrics", token)

@@ -24,3 +24,4 @@ mod resume;
 mod salesforce;
 mod salesforce_emulator;
 mod sqlite_sync;
+mod unix_manners;
