@@ -260,25 +260,22 @@ pub fn generate(dir: &Path, individuals: u32) -> PathBuf {
     out
 }
 
-/// (lines, extracted records the run should count, entities) of a world file:
+/// (lines, extracted records the run should count) of a world file:
 /// every line plus the derived `parent` relation of each workplace with a parent.
-pub fn world_counts(path: &Path) -> (u64, u64, u64) {
+pub fn world_counts(path: &Path) -> (u64, u64) {
     let text = std::fs::read_to_string(path).unwrap();
-    let (mut lines, mut parents, mut entities) = (0, 0, 0);
+    let (mut lines, mut parents) = (0, 0);
     for l in text.lines().filter(|l| !l.trim().is_empty()) {
         lines += 1;
         let Ok(v) = serde_json::from_str::<Value>(l) else {
             continue;
         };
         let kind = v["kind"].as_str().unwrap_or("");
-        if kind == "individual" || kind == "workplace" {
-            entities += 1;
-        }
         if kind == "workplace" && v.get("parent_id").is_some_and(|p| p.is_string()) {
             parents += 1;
         }
     }
-    (lines, lines + parents, entities)
+    (lines, lines + parents)
 }
 
 /// A file-to-SQLite job request.

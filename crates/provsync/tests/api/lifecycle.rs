@@ -9,7 +9,7 @@ use crate::common::*;
 async fn abort_over_http_ends_a_running_job_aborted(state: &str) {
     let s = Server::start_with_state(state);
     let world = generate(s.path(), 20_000);
-    let (_, extracted, _) = world_counts(&world);
+    let (_, extracted) = world_counts(&world);
     let mut body = job(&world, &s.path().join("provider.db"));
     body["options"] = serde_json::json!({"page_size": 100});
     let (st, v) = s.submit(&body).await;
@@ -91,7 +91,7 @@ async fn sigterm_stops_the_server_promptly_with_exit_0() {
 async fn a_job_running_at_sigterm_is_resumed_by_the_next_server(state: &str) {
     let dir = tempfile::tempdir().unwrap();
     let world = generate(dir.path(), 20_000);
-    let (_, extracted, entities) = world_counts(&world);
+    let (_, extracted) = world_counts(&world);
     let mut body = job(&world, &dir.path().join("provider.db"));
     body["options"] = serde_json::json!({"page_size": 200});
     let mut s = Server::start_with_state(state);
@@ -123,8 +123,8 @@ async fn a_job_running_at_sigterm_is_resumed_by_the_next_server(state: &str) {
     assert_eq!(n(&total["extracted"]), extracted, "{done:#}");
     assert_eq!(
         n(&total["created"]) + n(&total["updated"]) + n(&total["unchanged"]),
-        entities,
-        "every entity has exactly one outcome: {done:#}"
+        extracted,
+        "every record has exactly one outcome: {done:#}"
     );
     assert_eq!(n(&total["failed"]) + n(&total["rejected"]), 0, "{done:#}");
 }
@@ -142,7 +142,7 @@ async fn serve_with_a_queue_runs_jobs_through_it() {
     let state = format!("sqlite://{}", dir.path().join("state.db").display());
     let s = Server::start_with_env(dir, &state, "", &[("PROVSYNC_QUEUE", "memory://")]);
     let world = generate(s.path(), 2_000);
-    let (_, extracted, entities) = world_counts(&world);
+    let (_, extracted) = world_counts(&world);
     let mut body = job(&world, &s.path().join("provider.db"));
     body["options"] = serde_json::json!({"page_size": 250});
     let (st, v) = s.submit(&body).await;
@@ -151,7 +151,7 @@ async fn serve_with_a_queue_runs_jobs_through_it() {
     assert_eq!(done["state"], "completed", "{done:#}\n{}", s.logs());
     let total = &done["counts"]["total"];
     assert_eq!(n(&total["extracted"]), extracted, "{done:#}");
-    assert_eq!(n(&total["created"]), entities, "{done:#}");
+    assert_eq!(n(&total["created"]), extracted, "{done:#}");
     assert!(
         !s.logs().contains("names no configuration key"),
         "{}",

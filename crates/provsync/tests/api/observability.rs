@@ -122,7 +122,7 @@ async fn metrics_need_a_token_and_count_a_finished_job() {
     assert_eq!(st, StatusCode::OK);
 
     let world = generate(s.path(), 200);
-    let (_, extracted, entities) = world_counts(&world);
+    let (_, extracted) = world_counts(&world);
     let (st, v) = s.submit(&job(&world, &s.path().join("provider.db"))).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     let id = v["job_id"].as_str().unwrap().to_owned();
@@ -157,7 +157,7 @@ async fn metrics_need_a_token_and_count_a_finished_job() {
     );
     assert_eq!(
         sum(records, &[("stage", "load"), ("outcome", "created")]),
-        entities as f64
+        extracted as f64
     );
     assert_eq!(
         sum(

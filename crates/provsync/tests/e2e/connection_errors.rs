@@ -28,6 +28,7 @@ fn run_with(job: &std::path::Path, args: &[&str]) -> (Output, Duration) {
         .args(args)
         .env("NO_COLOR", "1")
         .env("E2E_UNREACHABLE_SECRET", "provsync-secret")
+        .env("E2E_PG_PASSWORD", PASSWORD)
         .env_remove("PROVSYNC_STATE")
         .env_remove("PROVSYNC_QUEUE")
         .output()
@@ -65,8 +66,18 @@ fn closed_postgres_port_is_reported_with_host_port_and_os_cause_within_seconds()
     assert_named_once(&stderr, &expected);
     assert!(took < Duration::from_secs(20), "took {took:?}: {stderr}");
 
-    // As the target: the job fails saying so.
-    let job = Job::full(&world, &Target::Postgres { url }).write(&dir.path().join("target.toml"));
+    // As the target (its password comes from the environment: a target URL
+    // carrying one is refused, since job specs are stored): the job fails saying so.
+    let url = format!("postgres://postgres@127.0.0.1:{port}/provsync");
+    let text = Job::full(&world, &Target::Postgres { url })
+        .toml()
+        .replacen(
+            "[target]\n",
+            "[target]\npassword_env = \"E2E_PG_PASSWORD\"\n",
+            1,
+        );
+    let job = dir.path().join("target.toml");
+    std::fs::write(&job, text).unwrap();
     let (out, took) = run_with(&job, &["--state", &state_url(dir.path())]);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_eq!(summary["state"], "failed", "{summary:#}");
