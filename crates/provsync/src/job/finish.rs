@@ -215,8 +215,6 @@ async fn conclude(
     for (kind, n) in &sweep.disconnected {
         per_kind.kind_mut(*kind).disconnected += n;
     }
-    let job = engine.store.job(id).await?;
-    let headline = super::counts::headline(&per_kind, &job.spec.source.kind);
     let counts = per_kind.total();
     let reconciled = counts.reconcile();
     if let Err(e) = &reconciled {
@@ -262,6 +260,7 @@ async fn conclude(
     let pages = engine.store.page_progress(id).await?.0;
     let not_loaded = NotLoaded::of(&engine.store.pages(id).await?);
     let now = Utc::now();
+    let (headline, counted) = super::counts::headline(&per_kind, &job.spec.source.kind);
     let summary = RunSummary {
         job_id: id.to_string(),
         state: final_state,
@@ -269,8 +268,8 @@ async fn conclude(
         mode: job.spec.mode,
         target: job.target.clone(),
         requested_by: job.requested_by.clone(),
-        counts: headline.0,
-        counted: headline.1,
+        counts: headline,
+        counted,
         per_kind,
         pages,
         not_loaded,

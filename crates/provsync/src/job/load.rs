@@ -254,12 +254,12 @@ pub(super) fn book_outcomes(
                     Joined::Moved => counts.moved += 1,
                     Joined::Stayed => {}
                 }
-                Some(target_id)
+                target_id
             }
             // The store learns the target's hash, so the next run skips it.
             Outcome::Unchanged => {
                 counts.unchanged += 1;
-                Some(None)
+                None
             }
             Outcome::Unresolved { reason } => match ledger.staged.as_mut() {
                 Some(staged) => {
@@ -285,18 +285,16 @@ pub(super) fn book_outcomes(
                 continue;
             }
         };
-        if let Some(target_id) = target_id {
-            if relations_stage {
-                counts.relations_loaded += 1;
-            }
-            ledger.written.push(HashUpdate {
-                kind,
-                source_id: w.record.source_id.clone(),
-                scope: w.record.scope.clone(),
-                hash: w.record.hash,
-                target_id,
-            });
+        if relations_stage {
+            counts.relations_loaded += 1;
         }
+        ledger.written.push(HashUpdate {
+            kind,
+            source_id: w.record.source_id.clone(),
+            scope: w.record.scope.clone(),
+            hash: w.record.hash,
+            target_id,
+        });
     }
 }
 

@@ -54,11 +54,23 @@ pub async fn run(
 }
 
 fn reject(out: &mut TransformedPage, kind: EntityKind, source_id: Option<String>, reason: String) {
+    reject_as(out, kind, Some(kind), source_id, reason);
+}
+
+/// Rejects a record counted with `kind` whose error entry names `named` (no kind
+/// for a line whose kind could not be read).
+fn reject_as(
+    out: &mut TransformedPage,
+    kind: EntityKind,
+    named: Option<EntityKind>,
+    source_id: Option<String>,
+    reason: String,
+) {
     out.counts.kind_mut(kind).rejected += 1;
     out.errors.push(ErrorEntry {
         page_no: Some(out.page_no),
         stage: "transform".into(),
-        kind: Some(kind),
+        kind: named,
         source_id,
         reason,
     });
@@ -90,17 +102,13 @@ pub fn transform_page(mapping: &Mapping, page_no: u64, page: Page) -> Transforme
         // kind rather than a wrong one.
         let kind = bad.kind.unwrap_or(EntityKind::Individual);
         out.counts.kind_mut(kind).extracted += 1;
-        reject(
+        reject_as(
             &mut out,
             kind,
+            bad.kind,
             bad.source_id,
             format!("{}: {}", bad.position, bad.reason),
         );
-        if bad.kind.is_none() {
-            if let Some(e) = out.errors.last_mut() {
-                e.kind = None;
-            }
-        }
     }
     let mut seen = HashSet::with_capacity(page.records.len());
     for record in page.records {
