@@ -51,7 +51,17 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// What a token may do. Ordered: `read < operate < admin`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -81,7 +91,7 @@ impl fmt::Display for Role {
 }
 
 /// The configuration file as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Address to listen on.
@@ -115,10 +125,13 @@ pub struct ConfigFile {
     /// `PROVSYNC_*` variables that name no configuration key (warned about).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
+    /// The file's name and text, so that errors found later name the line.
+    #[serde(skip)]
+    pub origin: Option<(String, String)>,
 }
 
 /// The `[callbacks]` table.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbacksEntry {
     /// The HMAC key itself (prefer `secret_file` or `PROVSYNC_CALLBACKS__SECRET`).
@@ -126,6 +139,7 @@ pub struct CallbacksEntry {
     pub secret: Option<String>,
     /// A file holding the HMAC key (trailing newline ignored).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub secret_file: Option<PathBuf>,
     /// Attempts before a callback is given up (default 8).
     #[serde(default)]
@@ -152,7 +166,7 @@ impl fmt::Debug for CallbacksEntry {
 
 /// The `[relay]` table: `serve` drains a target database's change outbox to a
 /// RabbitMQ topic exchange, as `provsync relay-changes` does.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelayEntry {
     /// PostgreSQL URL of the target database holding `change_outbox`.
@@ -184,7 +198,7 @@ impl fmt::Debug for RelayEntry {
 }
 
 /// One `[[schedules]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleEntry {
     /// Name (letters, digits, `.`, `_`, `-`): the manual trigger's path segment.
@@ -196,9 +210,11 @@ pub struct ScheduleEntry {
     pub timezone: Option<String>,
     /// A job file (relative paths start at the config file's folder).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub job_file: Option<PathBuf>,
     /// The job, inline.
     #[serde(default)]
+    #[schema(value_type = Option<crate::api::openapi::JobRequest>)]
     pub job: Option<JobSpec>,
     /// Another schedule whose latest run must end before this one's job starts.
     #[serde(default)]
@@ -211,6 +227,7 @@ pub struct ScheduleEntry {
     pub catch_up: bool,
     /// A disabled schedule only fires by manual trigger.
     #[serde(default = "yes")]
+    #[schema(default = yes)]
     pub enabled: bool,
 }
 
@@ -273,7 +290,7 @@ impl CallbackSettings {
 }
 
 /// One `[[tokens]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
     /// Name shown in logs and in `requested_by` (never the token itself).
@@ -460,14 +477,18 @@ pub fn parse_with_env(
                 Some(var) => format!("{origin} with {var}"),
                 None => origin.to_owned(),
             };
-            if path == "." || path.is_empty() {
+            let (field, _) = crate::connector::field_of(&path, &msg);
+            if field.is_empty() {
                 ConfigError(format!("{source}: {msg}"))
+            } else if from_env.contains_key(root) {
+                ConfigError(format!("{source}: {field}: {msg}"))
             } else {
-                ConfigError(format!("{source}: at `{path}`: {msg}"))
+                ConfigError(crate::toml_place::describe(&source, text, &field, &msg))
             }
         })?;
     file.ignored_env = ignored;
     file.state_from_env = from_env.contains_key("state");
+    file.origin = Some((origin.to_owned(), text.to_owned()));
     Ok(file)
 }
 
@@ -510,6 +531,7 @@ pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
         .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
     let mut file = parse_with_env(&text, &path.display().to_string(), std::env::vars())?;
     file.base_dir = Some(crate::paths::folder_of(path));
+
     Ok(file)
 }
 
@@ -521,7 +543,31 @@ pub fn from_env() -> Result<ConfigFile, ConfigError> {
 /// Resolves defaults <- file (with its `PROVSYNC_*` overrides, applied by
 /// [`parse_with_env`]) <- command-line overrides, and validates the result.
 pub fn resolve(file: Option<ConfigFile>, flags: &Overrides) -> Result<Config, ConfigError> {
-    let file = file.unwrap_or_default();
+    let mut file = file.unwrap_or_default();
+    let origin = file.origin.take();
+    resolve_file(file, flags).map_err(|e| placed(origin.as_ref(), e))
+}
+
+/// An error whose message starts with a key path (`schedules[0].cron: ...`), named
+/// at the file, line and column of that key.
+fn placed(origin: Option<&(String, String)>, e: ConfigError) -> ConfigError {
+    let Some((name, text)) = origin else {
+        return e;
+    };
+    let is_key_path = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+    };
+    match e.0.split_once(": ") {
+        Some((field, message)) if is_key_path(field) => {
+            ConfigError(crate::toml_place::describe(name, text, field, message))
+        }
+        _ => ConfigError(format!("{name}: {}", e.0)),
+    }
+}
+
+fn resolve_file(file: ConfigFile, flags: &Overrides) -> Result<Config, ConfigError> {
     let listen = flags
         .listen
         .clone()
@@ -707,18 +753,8 @@ fn schedules(entries: &[ScheduleEntry], base: Option<&Path>) -> Result<Vec<Sched
             }
             (None, Some(f)) => {
                 let path = crate::paths::relative_to(base, f);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError(format!(
-                        "{}: cannot read {}: {e}",
-                        at("job_file"),
-                        path.display()
-                    ))
-                })?;
-                let mut spec: JobSpec = toml::from_str(&text).map_err(|e| {
-                    ConfigError(format!("{}: {}: {e}", at("job_file"), path.display()))
-                })?;
-                crate::paths::resolve_job_paths(&mut spec, &crate::paths::folder_of(&path));
-                spec
+                crate::job::file::read(&path)
+                    .map_err(|e| ConfigError(format!("{}: {e}", at("job_file"))))?
             }
         };
         let sched = schedule::Schedule::new(e, spec)
@@ -834,6 +870,26 @@ mod tests {
     use super::*;
 
     const H: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn a_typo_in_a_scheduled_job_is_named_at_its_line_in_the_config_file() {
+        let text = "[[schedules]]\nname = \"nightly\"\ncron = \"0 2 * * *\"\n\
+                    [schedules.job.source]\ntype = \"file\"\npath = \"w.ndjson\"\n\
+                    [schedules.job.target]\ntype = \"sqlite\"\nurl = \"sqlite://t.db\"\npool = 2\n";
+        let f = parse(text, "provsync.toml").unwrap();
+        let e = resolve(Some(f), &Overrides::default()).unwrap_err().0;
+        assert!(
+            e.starts_with("provsync.toml:10:1: schedules[0].job.target.pool: unknown field `pool`"),
+            "{e}"
+        );
+        let e = parse("listen = \"x\"\n[callbacks]\nsecrte = \"x\"\n", "c.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("c.toml:3:1: callbacks.secrte: unknown field `secrte`"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn full_file_parses_and_resolves() {

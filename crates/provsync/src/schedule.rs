@@ -36,7 +36,7 @@ pub const POLL: Duration = Duration::from_millis(500);
 const STRANDED_AFTER_MS: i64 = 30_000;
 
 /// What a schedule does when the run it waits for did not complete.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AfterFailure {
     /// Cancel this run (the default: a bulk sync without fresh codes would reject
@@ -77,12 +77,10 @@ impl Schedule {
         let cron = parse_cron(&e.cron).map_err(|m| ("cron".to_owned(), m))?;
         let offset = parse_offset(e.timezone.as_deref().unwrap_or("UTC"))
             .map_err(|m| ("timezone".to_owned(), m))?;
-        if let Err(errs) = spec.validate() {
+        let target = crate::job::dispatch::check(&spec).map_err(|errs| {
             let first = &errs[0];
-            return Err((format!("job.{}", first.field), first.message.clone()));
-        }
-        let target = crate::target::target_name(&spec.target)
-            .map_err(|err| ("job.target".to_owned(), err.to_string()))?;
+            (format!("job.{}", first.field), first.message.clone())
+        })?;
         Ok(Self {
             name: e.name.clone(),
             pattern: e.cron.clone(),

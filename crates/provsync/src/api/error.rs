@@ -165,7 +165,12 @@ impl ApiError {
                 let errors: Vec<FieldError> = errs
                     .into_iter()
                     .map(|e| FieldError {
-                        code: ErrorCode::InvalidValue,
+                        // a connector's unknown key, as serde names it
+                        code: if e.message.starts_with("unknown field `") {
+                            ErrorCode::UnknownField
+                        } else {
+                            ErrorCode::InvalidValue
+                        },
                         message: e.message,
                         field: e.field,
                     })

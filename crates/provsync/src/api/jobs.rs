@@ -65,31 +65,15 @@ pub fn parse_job_request(body: &[u8]) -> Result<JobSpec, ApiError> {
 
 /// Maps a serde error at `path` to `unknown_field` or `invalid_value`.
 fn serde_error(path: &str, message: String) -> ApiError {
-    let path = if path == "." { "" } else { path };
-    let named = |prefix: &str| -> Option<String> {
-        let rest = message.strip_prefix(prefix)?;
-        let name = rest.split('`').next()?;
-        Some(name.to_owned())
+    let (field, problem) = crate::connector::field_of(path, &message);
+    let code = match problem {
+        crate::connector::Problem::Unknown => ErrorCode::UnknownField,
+        _ => ErrorCode::InvalidValue,
     };
-    let join = |name: &str| {
-        if path.is_empty() {
-            name.to_owned()
-        } else if path == name || path.ends_with(&format!(".{name}")) {
-            path.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    if let Some(name) = named("unknown field `") {
-        return ApiError::field(ErrorCode::UnknownField, join(&name), message);
+    if field.is_empty() {
+        return ApiError::new(code, message);
     }
-    if let Some(name) = named("missing field `") {
-        return ApiError::field(ErrorCode::InvalidValue, join(&name), message);
-    }
-    if path.is_empty() {
-        return ApiError::new(ErrorCode::InvalidValue, message);
-    }
-    ApiError::field(ErrorCode::InvalidValue, path, message)
+    ApiError::field(code, field, message)
 }
 
 #[utoipa::path(

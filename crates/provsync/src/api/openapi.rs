@@ -49,7 +49,8 @@ use super::error::{ApiError, ErrorCode, FieldError};
         JobRequest,
         JobKind,
         Mode,
-        Connector,
+        crate::source::SourceConfig,
+        crate::target::TargetConfig,
         JobOptions,
         Threshold,
         JobState,
@@ -145,10 +146,12 @@ pub struct JobRequest {
     #[schema(example = json!(["US"]))]
     #[serde(default)]
     pub scope: Vec<String>,
-    /// Where the data comes from.
-    pub source: Connector,
-    /// Where it goes.
-    pub target: Connector,
+    /// Where the data comes from: `type` picks the connector, whose keys follow.
+    #[schema(value_type = crate::source::SourceConfig)]
+    pub source: serde_json::Value,
+    /// Where it goes: `type` picks the connector, whose keys follow.
+    #[schema(value_type = crate::target::TargetConfig)]
+    pub target: serde_json::Value,
     /// Path of the mapping file (relative: from the configuration file's folder);
     /// the target's default mapping when absent.
     pub mapping: Option<String>,
@@ -181,19 +184,6 @@ pub enum Mode {
     Full,
     /// Changes since a watermark.
     Delta,
-}
-
-/// A source or target: its `type` plus connector-specific settings (validated by the
-/// connector).
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"type": "sqlite", "url": "sqlite://provider.db"}))]
-pub struct Connector {
-    /// Connector type, e.g. `file`, `csv-facilities`, `sqlite`, `postgres`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Connector settings.
-    #[serde(flatten)]
-    pub settings: BTreeMap<String, serde_json::Value>,
 }
 
 /// Tuning and safety options (every field optional).

@@ -17,6 +17,7 @@ pub(crate) mod out;
 mod progress;
 mod relay;
 mod run;
+mod schema;
 mod serve;
 mod status;
 mod token;
@@ -93,6 +94,9 @@ pub enum Command {
     Config(serve::ConfigArgs),
     /// Create an API token for the service's configuration.
     Token(token::TokenArgs),
+    /// Print the keys a job file or the service configuration takes (JSON Schema,
+    /// or Markdown with --markdown).
+    Schema(schema::SchemaArgs),
     /// Consume the stage queues and take over dead processes' jobs (distributed runtime).
     Worker(worker::WorkerArgs),
     /// Publish a target's change outbox to RabbitMQ (connection events).
@@ -203,6 +207,7 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve::serve(a).await,
             Command::Config(a) => serve::config_command(a),
             Command::Token(a) => token::token_command(a),
+            Command::Schema(a) => schema::schema_command(a),
             Command::Worker(a) => worker::worker(a).await,
             Command::RelayChanges(a) => relay::relay_changes(a).await,
         }

@@ -1,11 +1,10 @@
 //! `provsync run <job.toml>`: submit (or resume) a job and drive it to its end on
 //! the embedded runtime, with progress on stderr and a summary on stdout.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use clap::Args;
 use provsync_core::job::{JobId, JobSpec, JobState};
 use provsync_core::store::{Dispatch, JobFilter, JobRecord};
@@ -38,24 +37,9 @@ pub struct RunArgs {
     pub max_attempts: u32,
 }
 
-/// Reads and validates a job file; errors name the file and the field. Its
-/// relative paths are made to start at its folder.
-pub fn read_job_file(path: &Path) -> anyhow::Result<JobSpec> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read job file {}", path.display()))?;
-    let mut spec: JobSpec =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    crate::paths::resolve_job_paths(&mut spec, &crate::paths::folder_of(path));
-    if let Err(errs) = spec.validate() {
-        let list: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-        bail!("{}: invalid job:\n{}", path.display(), list.join("\n"));
-    }
-    Ok(spec)
-}
-
 /// Runs a job file.
 pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let spec = read_job_file(&a.job)?;
+    let spec = crate::job::file::read(&a.job)?;
     let engine = super::worker::open_engine(&a.state, a.queue.as_deref(), a.max_attempts).await?;
     let stages = match (
         &engine.queue,

@@ -1,10 +1,29 @@
 //! Dispatch (seed steps 1.1-1.6, 2.5): validate, persist, then give the target to one
 //! job at a time; the others wait in FIFO order and start when it ends.
 
-use provsync_core::job::{JobId, JobSpec};
+use provsync_core::job::{JobId, JobSpec, SpecError};
 use provsync_core::store::Dispatch;
 
 use super::{Engine, EngineError};
+
+/// Checks a job request before it exists: the fields serde cannot check, then the
+/// source and target sections against their connectors' typed settings (unknown
+/// keys, wrong types, secrets written inline). Returns every problem found, or the
+/// target's dispatch key.
+pub fn check(spec: &JobSpec) -> Result<String, Vec<SpecError>> {
+    let mut errs = spec.validate().err().unwrap_or_default();
+    if let Err(e) = crate::source::SourceConfig::parse(&spec.source) {
+        errs.push(e);
+    }
+    match crate::target::target_name(&spec.target) {
+        Ok(name) if errs.is_empty() => Ok(name),
+        Ok(_) => Err(errs),
+        Err(e) => {
+            errs.push(e);
+            Err(errs)
+        }
+    }
+}
 
 impl Engine {
     /// Validates and persists a request, then dispatches it.
@@ -13,13 +32,7 @@ impl Engine {
         spec: &JobSpec,
         requested_by: &str,
     ) -> Result<(JobId, Dispatch), EngineError> {
-        spec.validate().map_err(EngineError::Invalid)?;
-        let target = crate::target::target_name(&spec.target).map_err(|e| {
-            EngineError::Invalid(vec![provsync_core::job::SpecError {
-                field: "target".into(),
-                message: e.to_string(),
-            }])
-        })?;
+        let target = check(spec).map_err(EngineError::Invalid)?;
         let id = JobId::new();
         self.store
             .create_job(&id, &target, spec, requested_by)

@@ -10,6 +10,7 @@ pub mod counts;
 pub mod dispatch;
 pub mod distributed;
 pub mod extract;
+pub mod file;
 pub mod finish;
 pub mod load;
 pub mod progress;

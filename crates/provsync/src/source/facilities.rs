@@ -14,13 +14,15 @@ use provsync_core::source::{BadRecord, Cursor, OpenRequest, Page, Source, Source
 use serde::Deserialize;
 
 /// Settings of the `csv-facilities` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FacilitiesConfig {
     /// A facility CSV file, or a folder whose `*.csv` files are read in name order.
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// Scope of the records.
     #[serde(default = "us")]
+    #[schema(default = us)]
     pub scope: String,
 }
 

@@ -11,10 +11,11 @@ use provsync_core::source::{BadRecord, Cursor, OpenRequest, Page, Source, Source
 use serde::Deserialize;
 
 /// Settings of the `file` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Path of the NDJSON file.
+    #[schema(value_type = String)]
     pub path: PathBuf,
 }
 

@@ -10,42 +10,110 @@ pub mod replay;
 
 use std::sync::Arc;
 
-use provsync_core::job::ConnectorSpec;
+use provsync_core::job::{ConnectorSpec, SpecError};
 use provsync_core::model::EntityKind;
 use provsync_core::source::{Source, SourceError};
 
-fn settings<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, SourceError> {
-    serde_json::from_value(serde_json::Value::Object(spec.settings.clone()))
-        .map_err(|e| SourceError::Config(format!("source ({}): {e}", spec.kind)))
+/// A `[source]` section parsed into its connector's settings.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// `file`: NDJSON of canonical records.
+    File(file::FileConfig),
+    /// `csv-facilities`: US facility CSV files.
+    CsvFacilities(facilities::FacilitiesConfig),
+    /// `nucc`: the NUCC taxonomy code list.
+    Nucc(nucc::NuccConfig),
+    /// `onekey`: the OneKey MDM API.
+    Onekey(onekey::config::OneKeySettings),
+    /// `gmc`: the GMC web service.
+    Gmc(gmc::GmcConfig),
 }
 
-/// Settings of each source type that name files (dotted paths).
-fn file_settings(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "file" | "csv-facilities" | "nucc" => &["path"],
-        "gmc" => &["secret_file"],
-        "onekey" => &["client_secret_file", "api_key_file"],
-        _ => &[],
+/// The source types, as `type` names them.
+pub const TYPES: [&str; 5] = ["file", "csv-facilities", "nucc", "onekey", "gmc"];
+
+impl SourceConfig {
+    /// Parses a section by its `type`; unknown keys and bad values are refused with
+    /// the key's path (`source.paht`).
+    pub fn parse(spec: &ConnectorSpec) -> Result<Self, SpecError> {
+        fn p<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, SpecError> {
+            crate::connector::parse("source", spec)
+        }
+        Ok(match spec.kind.as_str() {
+            "file" => Self::File(p(spec)?),
+            "csv-facilities" => Self::CsvFacilities(p(spec)?),
+            "nucc" => Self::Nucc(p(spec)?),
+            "onekey" => {
+                let c: onekey::config::OneKeySettings = p(spec)?;
+                c.check()?;
+                Self::Onekey(c)
+            }
+            "gmc" => Self::Gmc(p(spec)?),
+            other => return Err(crate::connector::unknown_type("source", other, &TYPES)),
+        })
+    }
+
+    /// Settings that name files (dotted paths), which start at the job file's folder.
+    fn file_settings(kind: &str) -> &'static [&'static str] {
+        match kind {
+            "file" | "csv-facilities" | "nucc" => &["path"],
+            "gmc" => &["secret_file"],
+            "onekey" => &["client_secret_file", "api_key_file"],
+            _ => &[],
+        }
+    }
+}
+
+impl utoipa::PartialSchema for SourceConfig {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::connector::tagged_schema(vec![
+            ("file", file::FileConfig::schema()),
+            ("csv-facilities", facilities::FacilitiesConfig::schema()),
+            ("nucc", nucc::NuccConfig::schema()),
+            ("onekey", onekey::config::OneKeySettings::schema()),
+            ("gmc", gmc::GmcConfig::schema()),
+        ])
+    }
+}
+
+impl utoipa::ToSchema for SourceConfig {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Source".into()
+    }
+
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        file::FileConfig::schemas(out);
+        facilities::FacilitiesConfig::schemas(out);
+        nucc::NuccConfig::schemas(out);
+        onekey::config::OneKeySettings::schemas(out);
+        gmc::GmcConfig::schemas(out);
     }
 }
 
 /// Makes the relative files a source's settings name start at `base`.
 pub fn resolve_paths(spec: &mut ConnectorSpec, base: &std::path::Path) {
-    crate::paths::rewrite_file_settings(&mut spec.settings, file_settings(&spec.kind), base);
+    crate::paths::rewrite_file_settings(
+        &mut spec.settings,
+        SourceConfig::file_settings(&spec.kind),
+        base,
+    );
 }
 
 /// Builds the source a job names.
 pub fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Source>, SourceError> {
-    match spec.kind.as_str() {
-        "file" => Ok(Arc::new(file::FileSource::new(settings(spec)?))),
-        "csv-facilities" => Ok(Arc::new(facilities::FacilitiesSource::new(settings(spec)?))),
-        "nucc" => Ok(Arc::new(nucc::NuccSource::new(settings(spec)?))),
-        "onekey" => Ok(Arc::new(onekey::OneKeySource::new(settings(spec)?)?)),
-        "gmc" => Ok(Arc::new(gmc::GmcSource::new(settings(spec)?))),
-        other => Err(SourceError::Config(format!(
-            "source.type {other:?} is not one of: file, csv-facilities, nucc, onekey, gmc"
-        ))),
-    }
+    let config = SourceConfig::parse(spec).map_err(|e| SourceError::Config(e.to_string()))?;
+    Ok(match config {
+        SourceConfig::File(c) => Arc::new(file::FileSource::new(c)),
+        SourceConfig::CsvFacilities(c) => Arc::new(facilities::FacilitiesSource::new(c)),
+        SourceConfig::Nucc(c) => Arc::new(nucc::NuccSource::new(c)),
+        SourceConfig::Onekey(c) => Arc::new(onekey::OneKeySource::new(c)?),
+        SourceConfig::Gmc(c) => Arc::new(gmc::GmcSource::new(c)),
+    })
 }
 
 /// Kinds a source type builds from another record rather than reads as records of

@@ -10,13 +10,15 @@ use provsync_core::source::{BadRecord, Cursor, OpenRequest, Page, Source, Source
 use serde::Deserialize;
 
 /// Settings of the `nucc` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NuccConfig {
     /// The NUCC taxonomy CSV file.
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// Country the code list applies to.
     #[serde(default = "us")]
+    #[schema(default = us)]
     pub scope: String,
 }
 

@@ -7,7 +7,7 @@ pub mod sql;
 
 use std::sync::Arc;
 
-use provsync_core::job::ConnectorSpec;
+use provsync_core::job::{ConnectorSpec, SpecError};
 use provsync_core::target::{Target, TargetError};
 use serde::Deserialize;
 
@@ -15,7 +15,7 @@ pub use sql::postgres::PostgresTarget;
 pub use sql::sqlite::SqliteTarget;
 
 /// Settings of the `sqlite` target.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqliteConfig {
     /// `sqlite://path/to/file.db`.
@@ -26,16 +26,18 @@ pub struct SqliteConfig {
 }
 
 /// Settings of the `postgres` target.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// `postgres://user@host:port/db`.
     pub url: String,
     /// Schema holding the provider tables.
     #[serde(default = "default_schema")]
+    #[schema(default = default_schema)]
     pub schema: String,
     /// Connections in the pool.
     #[serde(default = "default_pool")]
+    #[schema(default = default_pool)]
     pub pool_size: u32,
     /// Environment variable holding the password (the URL must not carry one: job
     /// specs are kept in the state store).
@@ -43,6 +45,7 @@ pub struct PostgresConfig {
     pub password_env: Option<String>,
     /// File holding the password.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub password_file: Option<std::path::PathBuf>,
     /// Dispatch name (defaults to the URL and schema).
     #[serde(default)]
@@ -52,13 +55,15 @@ pub struct PostgresConfig {
 impl PostgresConfig {
     /// Refuses a password written into the URL: the job spec holding it would be
     /// stored (state store tables and their write-ahead log) and shown.
-    fn check(&self) -> Result<(), TargetError> {
+    fn check(&self) -> Result<(), SpecError> {
         if crate::pg::url_password(&self.url).is_some() {
-            return Err(TargetError::Config(
-                "target.url carries a password, and job specs are stored: give it with \
-                 target.password_env or target.password_file (or PGPASSWORD / ~/.pgpass)"
+            return Err(SpecError {
+                field: "target.url".into(),
+                message: "carries a password, and job specs are stored: give it with \
+                          target.password_env or target.password_file (or PGPASSWORD / \
+                          ~/.pgpass)"
                     .into(),
-            ));
+            });
         }
         Ok(())
     }
@@ -83,27 +88,52 @@ fn default_pool() -> u32 {
     4
 }
 
-fn settings<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, TargetError> {
-    serde_json::from_value(serde_json::Value::Object(spec.settings.clone()))
-        .map_err(|e| TargetError::Config(format!("target ({}): {e}", spec.kind)))
+/// A `[target]` section parsed into its connector's settings.
+#[derive(Debug, Clone)]
+pub enum TargetConfig {
+    /// `sqlite`: a SQLite database file.
+    Sqlite(SqliteConfig),
+    /// `postgres`: a PostgreSQL schema.
+    Postgres(PostgresConfig),
+    /// `salesforce`: a Salesforce org.
+    Salesforce(salesforce::SalesforceConfig),
 }
 
-/// The dispatch key of a target: jobs with the same key never run at once.
-pub fn target_name(spec: &ConnectorSpec) -> Result<String, TargetError> {
-    match spec.kind.as_str() {
-        "sqlite" => {
-            let c: SqliteConfig = settings(spec)?;
-            Ok(c.name.unwrap_or(c.url))
+/// The target types, as `type` names them.
+pub const TYPES: [&str; 3] = ["sqlite", "postgres", "salesforce"];
+
+impl TargetConfig {
+    /// Parses a section by its `type`; unknown keys and bad values are refused with
+    /// the key's path (`target.auth.client_id`).
+    pub fn parse(spec: &ConnectorSpec) -> Result<Self, SpecError> {
+        fn p<T: serde::de::DeserializeOwned>(spec: &ConnectorSpec) -> Result<T, SpecError> {
+            crate::connector::parse("target", spec)
         }
-        "postgres" => {
-            let c: PostgresConfig = settings(spec)?;
-            c.check()?;
-            Ok(c.name
-                .unwrap_or_else(|| format!("{}#{}", redact_url(&c.url), c.schema)))
-        }
-        "salesforce" => {
-            let c: salesforce::SalesforceConfig = settings(spec)?;
-            Ok(c.name.unwrap_or_else(|| {
+        Ok(match spec.kind.as_str() {
+            "sqlite" => Self::Sqlite(p(spec)?),
+            "postgres" => {
+                let c: PostgresConfig = p(spec)?;
+                c.check()?;
+                Self::Postgres(c)
+            }
+            "salesforce" => {
+                let c: salesforce::SalesforceConfig = p(spec)?;
+                c.validate()?;
+                Self::Salesforce(c)
+            }
+            other => return Err(crate::connector::unknown_type("target", other, &TYPES)),
+        })
+    }
+
+    /// The dispatch key: jobs with the same key never run at once.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Sqlite(c) => c.name.clone().unwrap_or_else(|| c.url.clone()),
+            Self::Postgres(c) => c
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}#{}", redact_url(&c.url), c.schema)),
+            Self::Salesforce(c) => c.name.clone().unwrap_or_else(|| {
                 let who = match &c.auth {
                     salesforce::config::AuthConfig::ClientCredentials { client_id, .. } => {
                         client_id
@@ -114,16 +144,41 @@ pub fn target_name(spec: &ConnectorSpec) -> Result<String, TargetError> {
                     "salesforce:{}#{who}",
                     c.instance_url.as_deref().unwrap_or(&c.login_url)
                 )
-            }))
+            }),
         }
-        other => Err(unknown(other)),
     }
 }
 
-fn unknown(kind: &str) -> TargetError {
-    TargetError::Config(format!(
-        "target.type {kind:?} is not one of: sqlite, postgres, salesforce"
-    ))
+impl utoipa::PartialSchema for TargetConfig {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::connector::tagged_schema(vec![
+            ("sqlite", SqliteConfig::schema()),
+            ("postgres", PostgresConfig::schema()),
+            ("salesforce", salesforce::SalesforceConfig::schema()),
+        ])
+    }
+}
+
+impl utoipa::ToSchema for TargetConfig {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Target".into()
+    }
+
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        SqliteConfig::schemas(out);
+        PostgresConfig::schemas(out);
+        salesforce::SalesforceConfig::schemas(out);
+    }
+}
+
+/// The dispatch key of a target: jobs with the same key never run at once.
+pub fn target_name(spec: &ConnectorSpec) -> Result<String, SpecError> {
+    Ok(TargetConfig::parse(spec)?.name())
 }
 
 /// Makes the relative files a target's settings name start at `base`: a `sqlite`
@@ -154,29 +209,15 @@ pub async fn open(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> 
 }
 
 async fn open_raw(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> {
-    match spec.kind.as_str() {
-        "sqlite" => {
-            let c: SqliteConfig = settings(spec)?;
-            Ok(Arc::new(SqliteTarget::connect(&c.url).await?))
-        }
-        "postgres" => {
-            let c: PostgresConfig = settings(spec)?;
-            Ok(Arc::new(
-                PostgresTarget::connect_with(
-                    &c.url,
-                    &c.schema,
-                    c.pool_size,
-                    c.check().and_then(|()| c.password())?.as_ref(),
-                )
+    let config = TargetConfig::parse(spec).map_err(|e| TargetError::Config(e.to_string()))?;
+    Ok(match config {
+        TargetConfig::Sqlite(c) => Arc::new(SqliteTarget::connect(&c.url).await?),
+        TargetConfig::Postgres(c) => Arc::new(
+            PostgresTarget::connect_with(&c.url, &c.schema, c.pool_size, c.password()?.as_ref())
                 .await?,
-            ))
-        }
-        "salesforce" => {
-            let c: salesforce::SalesforceConfig = settings(spec)?;
-            Ok(Arc::new(salesforce::SalesforceTarget::open(c)?))
-        }
-        other => Err(unknown(other)),
-    }
+        ),
+        TargetConfig::Salesforce(c) => Arc::new(salesforce::SalesforceTarget::open(c)?),
+    })
 }
 
 /// A URL with its password replaced, for names and logs.

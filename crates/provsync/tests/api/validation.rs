@@ -57,6 +57,36 @@ async fn job_requests_and_filters_are_validated_with_codes_and_fields(state: &st
     assert_eq!(v["code"], "unknown_field", "{v}");
     assert_eq!(v["field"], "priority", "{v}");
 
+    // A typo inside a connector section is refused before a job exists: 400
+    // naming the key, with the connector's valid keys; nothing is stored.
+    let (_, before) = s.get("/v1/jobs").await;
+    let mut body = job(&world, &target);
+    body["source"]["paht"] = body["source"]["path"].take();
+    body["source"].as_object_mut().unwrap().remove("path");
+    let (st, v) = s.submit(&body).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["code"], "invalid_job", "{v}");
+    assert_eq!(v["field"], "source.paht", "{v}");
+    assert_eq!(v["errors"][0]["code"], "unknown_field", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`path`"),
+        "{v}"
+    );
+    let mut body = job(&world, &target);
+    body["target"]["pool"] = json!(3);
+    body["source"]["path"] = json!(7);
+    let (st, v) = s.submit(&body).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(fields(&v), ["source.path", "target.pool"], "{v}");
+    let (_, after) = s.get("/v1/jobs").await;
+    assert_eq!(
+        before["jobs"], after["jobs"],
+        "a refused request created a job"
+    );
+
     // Missing target.
     let (st, v) = s
         .submit(&json!({"source": {"type": "file", "path": "x"}}))

@@ -120,6 +120,33 @@ fn job_file_with_unknown_option_is_refused_naming_the_key() {
 }
 
 #[test]
+fn a_typo_inside_the_source_section_is_refused_at_its_line_before_a_job_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let world = generate(dir.path(), 50, 1, 1);
+    let text = Job::full(&world, &target)
+        .toml()
+        .replace("\npath = ", "\npaht = ");
+    let line = text.lines().position(|l| l.starts_with("paht")).unwrap() + 1;
+    let job = dir.path().join("typo.toml");
+    std::fs::write(&job, &text).unwrap();
+    let state = state_url(dir.path());
+    let run = run(&job, &state);
+    run.expect_code(1);
+    let want = format!("typo.toml:{line}:1: source.paht: unknown field `paht`, expected `path`");
+    assert!(run.stderr.contains(&want), "wanted {want:?} in: {run}");
+    assert_eq!(
+        run.stderr.matches("unknown field").count(),
+        1,
+        "the error is told once: {run}"
+    );
+    assert!(
+        !dir.path().join("state.db").exists(),
+        "a refused job file opened a state store"
+    );
+}
+
+#[test]
 fn mapping_with_a_bad_path_is_refused_naming_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let target = Target::sqlite(dir.path(), "provider.db");

@@ -8,35 +8,43 @@ use provsync_core::source::SourceError;
 use serde::Deserialize;
 
 /// Settings of the `gmc` source; the designated bodies are the job's scope.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GmcConfig {
     /// Service URL, e.g. `https://webcache.gmc-uk.org/GMCWebServices/WebService.asmx`.
     pub url: String,
     /// Environment variable holding the user name.
     #[serde(default = "default_username_env")]
+    #[schema(default = default_username_env)]
     pub username_env: String,
     /// Environment variable holding the password.
     #[serde(default = "default_password_env")]
+    #[schema(default = default_password_env)]
     pub password_env: String,
     /// A file with `username=...` and `password=...` lines (instead of the variables).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub secret_file: Option<PathBuf>,
     /// `InternalUser` sent with every request.
     #[serde(default = "default_internal_user")]
+    #[schema(default = default_internal_user)]
     pub internal_user: String,
     /// Seconds one call may take (a whole body comes in one response).
     #[serde(default = "default_timeout")]
+    #[schema(default = default_timeout)]
     pub timeout_secs: u64,
     /// Retries of a call after a transport error or ReturnCode 98.
     #[serde(default = "default_retries")]
+    #[schema(default = default_retries)]
     pub retries: u32,
     /// First retry delay in milliseconds; doubles on each retry.
     #[serde(default = "default_backoff")]
+    #[schema(default = default_backoff)]
     pub backoff_ms: u64,
     /// Designated bodies asked at once: the calls of the next bodies start while
     /// the engine loads the current one (at least 1).
     #[serde(default = "default_concurrency")]
+    #[schema(default = default_concurrency)]
     pub concurrency: usize,
 }
 

@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+use provsync_core::job::SpecError;
 use provsync_core::source::SourceError;
 use serde::Deserialize;
 
 pub use crate::secret::Secret;
 
 /// Settings of the `onekey` source (`[source]` of a job file).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OneKeySettings {
     /// Base URL of the MDM, e.g. `http://127.0.0.1:8091`.
@@ -20,42 +21,51 @@ pub struct OneKeySettings {
     pub client_id: Option<String>,
     /// Refused when given: a secret written into the job would be stored with it.
     #[serde(default)]
+    #[schema(ignore)]
     pub client_secret: Option<Secret>,
     /// Environment variable holding the client secret.
     #[serde(default)]
     pub client_secret_env: Option<String>,
     /// File holding the client secret (relative to the job file's folder).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub client_secret_file: Option<PathBuf>,
     /// Refused when given, as `client_secret`; use `api_key_env` or `api_key_file`.
     #[serde(default)]
+    #[schema(ignore)]
     pub api_key: Option<Secret>,
     /// Environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// File holding the API key.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub api_key_file: Option<PathBuf>,
     /// Delta mode: the last night already loaded.
     #[serde(default)]
     pub since_night: Option<u32>,
     /// Delta mode: the time already loaded up to (RFC 3339), instead of `since_night`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub since: Option<DateTime<Utc>>,
     /// Index slots per packet (individuals or workplaces); the job's `page_size` when absent.
     #[serde(default)]
     pub packet_size: Option<u32>,
     /// Attempts per call before the source gives up (transient errors, 429).
     #[serde(default = "default_attempts")]
+    #[schema(default = default_attempts)]
     pub max_attempts: u32,
     /// First backoff delay, milliseconds (doubles per attempt, with jitter).
     #[serde(default = "default_backoff_ms")]
+    #[schema(default = default_backoff_ms)]
     pub backoff_ms: u64,
     /// Longest backoff delay, milliseconds.
     #[serde(default = "default_backoff_max_ms")]
+    #[schema(default = default_backoff_max_ms)]
     pub backoff_max_ms: u64,
     /// Timeout of one HTTP request, seconds.
     #[serde(default = "default_timeout")]
+    #[schema(default = default_timeout)]
     pub timeout_secs: u64,
 }
 
@@ -89,17 +99,6 @@ pub enum Credentials {
 impl OneKeySettings {
     /// The credentials the settings give; exactly one way must be configured.
     pub fn credentials(&self) -> Result<Credentials, SourceError> {
-        for (key, given) in [
-            ("client_secret", self.client_secret.is_some()),
-            ("api_key", self.api_key.is_some()),
-        ] {
-            if given {
-                return Err(SourceError::Config(format!(
-                    "source.{key}: a secret written into the job would be stored with it \
-                     (state store): give {key}_env or {key}_file"
-                )));
-            }
-        }
         let secret = crate::secret::one_of(
             "client_secret",
             self.client_secret.as_ref(),
@@ -137,29 +136,52 @@ impl OneKeySettings {
         }
     }
 
-    /// Checks the settings that need no network.
-    pub fn validate(&self) -> Result<(), SourceError> {
+    /// Checks what needs neither the network nor the secrets, so a job is refused
+    /// before it is stored: a secret written inline (it would be stored with the
+    /// job), the URL, the bounds.
+    pub fn check(&self) -> Result<(), SpecError> {
+        let bad = |field: &str, message: String| {
+            Err(SpecError {
+                field: format!("source.{field}"),
+                message,
+            })
+        };
+        for (key, given) in [
+            ("client_secret", self.client_secret.is_some()),
+            ("api_key", self.api_key.is_some()),
+        ] {
+            if given {
+                return bad(
+                    key,
+                    format!(
+                        "a secret written into the job would be stored with it (state \
+                         store): give {key}_env or {key}_file"
+                    ),
+                );
+            }
+        }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(SourceError::Config(format!(
-                "source.url must start with http:// or https://, got {:?}",
-                self.url
-            )));
+            return bad(
+                "url",
+                format!("must start with http:// or https://, got {:?}", self.url),
+            );
         }
         if self.since_night.is_some() && self.since.is_some() {
-            return Err(SourceError::Config(
-                "source: give since_night or since, not both".into(),
-            ));
+            return bad("since", "give since_night or since, not both".into());
         }
         if self.max_attempts == 0 {
-            return Err(SourceError::Config(
-                "source.max_attempts must be at least 1".into(),
-            ));
+            return bad("max_attempts", "must be at least 1".into());
         }
         if self.packet_size == Some(0) {
-            return Err(SourceError::Config(
-                "source.packet_size must be at least 1".into(),
-            ));
+            return bad("packet_size", "must be at least 1".into());
         }
+        Ok(())
+    }
+
+    /// Checks the settings that need no network, the credentials among them.
+    pub fn validate(&self) -> Result<(), SourceError> {
+        self.check()
+            .map_err(|e| SourceError::Config(e.to_string()))?;
         self.credentials().map(|_| ())
     }
 }

@@ -1,9 +1,10 @@
 //! Settings of the `salesforce` target (`[target]` of a job file).
 
+use provsync_core::job::SpecError;
 use serde::Deserialize;
 
 /// Settings of the `salesforce` target.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
     /// Token endpoint host: `https://login.salesforce.com`, `https://test.salesforce.com`
@@ -14,43 +15,54 @@ pub struct SalesforceConfig {
     pub instance_url: Option<String>,
     /// REST/SOAP API version (`65.0`: ProviderAffiliation and IntegrationJobRun need it).
     #[serde(default = "default_api_version")]
+    #[schema(default = default_api_version)]
     pub api_version: String,
     /// How the connector authenticates.
     pub auth: AuthConfig,
     /// External id field every synced object carries (the MDM id).
     #[serde(default = "default_external_id")]
+    #[schema(default = default_external_id)]
     pub external_id_field: String,
     /// Most requests in flight (adaptive below it); Salesforce allows 25 long calls.
     #[serde(default = "default_concurrency")]
+    #[schema(default = default_concurrency)]
     pub max_concurrency: usize,
     /// Attempts for a request or record failing with a transient error.
     #[serde(default = "default_retries")]
+    #[schema(default = default_retries)]
     pub max_attempts: u32,
     /// First retry delay (ms); doubles per attempt, with full jitter.
     #[serde(default = "default_backoff_ms")]
+    #[schema(default = default_backoff_ms)]
     pub backoff_ms: u64,
     /// API calls kept back from the daily budget: when `Sforce-Limit-Info` says no
     /// more than this many remain (counting requests in flight), the job parks
     /// instead of spending them; the reserve pays for the budget checks while parked.
     #[serde(default = "default_reserve")]
+    #[schema(default = default_reserve)]
     pub budget_reserve: u64,
     /// Seconds before the first budget check while parked (doubling, up to 32 times).
     #[serde(default = "default_park_poll")]
+    #[schema(default = default_park_poll)]
     pub park_poll_secs: u64,
     /// Longest the job stays parked before it fails (hours).
     #[serde(default = "default_park_max_hours")]
+    #[schema(default = default_park_max_hours)]
     pub park_max_hours: u64,
     /// A write of at least this many records (children counted) goes through Bulk
     /// API 2.0 ingest jobs instead of graphs and collections; 0 never uses Bulk.
     /// Bulk spends a handful of calls per job whatever its size, but answers in
     /// seconds, not milliseconds: it pays on large pages.
     #[serde(default = "default_bulk_threshold")]
+    #[schema(default = default_bulk_threshold)]
     pub bulk_threshold: usize,
     /// First wait (ms) between Bulk job status checks; grows by half up to 10 s.
     #[serde(default = "default_bulk_poll_ms")]
+    #[schema(default = default_bulk_poll_ms)]
     pub bulk_poll_ms: u64,
     /// Write an IntegrationJobRun record at job end.
     #[serde(default = "default_true")]
+    #[schema(default = default_true)]
     pub integration_job_run: bool,
     /// Calls made when a job ends (seed step 2.5: start the HCP address batch).
     #[serde(default)]
@@ -61,7 +73,7 @@ pub struct SalesforceConfig {
 }
 
 /// OAuth 2.0 flow and its credentials; secrets only from the environment or a file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "flow", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {
     /// Client credentials (connected app with a run-as user).
@@ -94,13 +106,14 @@ pub enum AuthConfig {
 }
 
 /// One call made at job end.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostJobAction {
     /// Name in logs and the run summary.
     pub name: String,
     /// HTTP method (POST by default).
     #[serde(default = "default_post")]
+    #[schema(default = default_post)]
     pub method: String,
     /// Path on the instance, e.g. `/services/apexrest/provsync/hcpAddressBatch`.
     pub path: String,
@@ -109,6 +122,7 @@ pub struct PostJobAction {
     pub body: Option<serde_json::Value>,
     /// Run only when the job completed (with or without errors).
     #[serde(default = "default_true")]
+    #[schema(default = default_true)]
     pub only_on_success: bool,
 }
 
@@ -151,26 +165,38 @@ fn default_post() -> String {
 
 impl SalesforceConfig {
     /// Checks what serde cannot: numbers in range, the version format, one key source.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let bad = |field: &str, message: String| {
+            Err(SpecError {
+                field: format!("target.{field}"),
+                message,
+            })
+        };
         let v = self.api_version.split('.').collect::<Vec<_>>();
         let major = v.first().and_then(|m| m.parse::<u32>().ok());
         if v.len() != 2 || v[1] != "0" || major.is_none() {
-            return Err(format!(
-                "api_version {:?} is not like \"65.0\"",
-                self.api_version
-            ));
+            return bad(
+                "api_version",
+                format!("{:?} is not like \"65.0\"", self.api_version),
+            );
         }
         if major < Some(50) {
-            return Err("api_version must be 50.0 or later (composite graph)".into());
+            return bad(
+                "api_version",
+                "must be 50.0 or later (composite graph)".into(),
+            );
         }
         if !(1..=25).contains(&self.max_concurrency) {
-            return Err("max_concurrency must be 1..=25 (Salesforce's concurrent call cap)".into());
+            return bad(
+                "max_concurrency",
+                "must be 1..=25 (Salesforce's concurrent call cap)".into(),
+            );
         }
         if self.bulk_poll_ms == 0 {
-            return Err("bulk_poll_ms must be at least 1".into());
+            return bad("bulk_poll_ms", "must be at least 1".into());
         }
         if self.max_attempts == 0 {
-            return Err("max_attempts must be at least 1".into());
+            return bad("max_attempts", "must be at least 1".into());
         }
         if let AuthConfig::Jwt {
             private_key_file,
@@ -179,7 +205,10 @@ impl SalesforceConfig {
         } = &self.auth
         {
             if private_key_file.is_some() == private_key_env.is_some() {
-                return Err("auth: give exactly one of private_key_file, private_key_env".into());
+                return bad(
+                    "auth",
+                    "give exactly one of private_key_file, private_key_env".into(),
+                );
             }
         }
         Ok(())
@@ -201,7 +230,7 @@ mod tests {
 
     fn parse(v: serde_json::Value) -> Result<SalesforceConfig, String> {
         let c: SalesforceConfig = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        c.validate()?;
+        c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
 

@@ -139,7 +139,7 @@ impl SalesforceTarget {
     /// Reads the secrets the config names; no request is sent yet.
     pub fn open(cfg: SalesforceConfig) -> Result<Self, TargetError> {
         cfg.validate()
-            .map_err(|e| TargetError::Config(format!("target (salesforce): {e}")))?;
+            .map_err(|e| TargetError::Config(e.to_string()))?;
         let creds = auth::Credentials::resolve(&cfg.auth, &cfg.login_url)?;
         Ok(SalesforceTarget {
             client: Client::new(cfg, creds)?,
