@@ -89,6 +89,20 @@ impl Catalog {
         self.worlds.get(country)
     }
 
+    /// Packets a sync of `countries` at `night` serves: per country, its workplace
+    /// slots then its individual slots, `packet_size` per packet, at least one
+    /// packet per phase (an empty phase still answers one empty packet), as
+    /// [`Catalog::packet`] walks them.
+    pub fn packet_count(&self, countries: &[String], night: u32, packet_size: u32) -> u64 {
+        let size = u64::from(packet_size.max(1));
+        let phase = |slots: u64| slots.div_ceil(size).max(1);
+        countries
+            .iter()
+            .filter_map(|c| self.worlds.get(c))
+            .map(|w| phase(w.workplace_indices(night)) + phase(w.individual_indices(night)))
+            .sum()
+    }
+
     /// Builds the packet at `cursor`; `None` if the cursor names a country not served.
     pub fn packet(&self, cursor: &PacketCursor) -> Option<BuiltPacket> {
         let country = cursor.country_code();
@@ -430,6 +444,19 @@ mod tests {
         assert_eq!(packets.last().unwrap().next, None);
         for (i, pair) in packets.windows(2).enumerate() {
             assert_eq!(pair[0].next.as_ref().unwrap().packet_no, i as u64 + 2);
+        }
+    }
+
+    #[test]
+    fn the_packet_count_a_session_announces_is_the_packets_it_serves() {
+        let c = catalog(5, 90);
+        for (mode, night, size) in [
+            (SyncMode::Full, 1, 17),
+            (SyncMode::Full, 3, 1000),
+            (SyncMode::Delta { since: 1 }, 2, 7),
+        ] {
+            let served = all_packets(&c, mode, night, size).len() as u64;
+            assert_eq!(c.packet_count(&["US".into()], night, size), served);
         }
     }
 

@@ -146,6 +146,7 @@ pub(super) async fn activate(
             "night": night,
             "sinceNight": since,
             "packetSize": packet_size,
+            "packetCount": emu.catalog().packet_count(&countries, night, packet_size),
             "firstCursor": first.encode(),
             "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         })),

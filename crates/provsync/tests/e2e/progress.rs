@@ -83,6 +83,37 @@ fn progress_in_a_terminal_ends_with_the_summarys_numbers() {
 }
 
 #[test]
+fn a_onekey_run_in_a_terminal_shows_its_share_of_the_session_and_an_eta() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 ms per packet and packets of 50: the run takes long enough to draw frames.
+    let args = ["--individuals", "1500", "--seed", "7", "--latency-ms", "40"].map(String::from);
+    let mdm = crate::emulators::Emulator::start("onekey", &args, "listening on ");
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let file = Job::onekey(&mdm.url, "E2E_PROGRESS_ONEKEY_SECRET", &target)
+        .option("page_size = 50")
+        .write(&dir.path().join("job.toml"));
+    let cmd = format!(
+        "{} run {} --state {}",
+        bin(),
+        file.display(),
+        state_url(dir.path())
+    );
+    let o = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .env("E2E_PROGRESS_ONEKEY_SECRET", "provsync-secret")
+        .env_remove("PROVSYNC_STATE")
+        .output()
+        .expect("util-linux script");
+    let screen = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{screen}");
+    assert!(
+        screen.contains("% of the source, ETA "),
+        "no share of the OneKey session with an ETA:\n{screen}"
+    );
+}
+
+#[test]
 fn progress_lines_off_a_terminal_end_with_the_summarys_numbers_for_that_job_alone() {
     let dir = tempfile::tempdir().unwrap();
     let (file, state) = job_file(dir.path(), 2000);

@@ -11,6 +11,8 @@ mod client;
 pub mod config;
 mod packet;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use provsync_core::job::Mode;
 use provsync_core::model::{Code, EntityKind, Meta, Record, Scope, SourceId};
@@ -44,6 +46,9 @@ pub struct OneKeySource {
     settings: OneKeySettings,
     client: Client,
     state: Mutex<SessionState>,
+    /// The session's `packetCount` (0: not told) and the highest packet number
+    /// read, for the progress display's share and ETA.
+    packets: (AtomicU64, AtomicU64),
 }
 
 impl std::fmt::Debug for OneKeySource {
@@ -67,6 +72,9 @@ fn unavailable(e: CallError) -> SourceError {
 struct Activated {
     session_id: String,
     first_cursor: String,
+    /// Packets the session serves (optional in the contract).
+    #[serde(default)]
+    packet_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +121,7 @@ impl OneKeySource {
             settings,
             client,
             state: Mutex::new(SessionState::default()),
+            packets: (AtomicU64::new(0), AtomicU64::new(0)),
         })
     }
 
@@ -196,7 +205,10 @@ impl OneKeySource {
                 .await;
             match result {
                 Ok(body) => match packet::read_packet(&body) {
-                    Ok(page) => return Ok(page),
+                    Ok((page, packet_no)) => {
+                        self.packets.1.fetch_max(packet_no, Ordering::Relaxed);
+                        return Ok(page);
+                    }
                     // A cut or garbled body: ask again, a few times.
                     Err(e) if malformed + 1 < self.settings.max_attempts => {
                         malformed += 1;
@@ -302,6 +314,9 @@ impl Source for OneKeySource {
     async fn open(&self, req: &OpenRequest) -> Result<Cursor, SourceError> {
         let body = self.activation(req)?;
         let a = self.activate(&body).await?;
+        self.packets
+            .0
+            .store(a.packet_count.unwrap_or(0), Ordering::Relaxed);
         let mut st = self.state.lock().await;
         st.activation = Some(body);
         st.id = Some(a.session_id);
@@ -316,6 +331,12 @@ impl Source for OneKeySource {
             .ok_or_else(|| SourceError::Config("the MDM serves no country".into()))?;
         self.state.lock().await.code_countries = countries;
         Ok(first)
+    }
+
+    fn position(&self, next: &Cursor) -> Option<(u64, u64)> {
+        let total = self.packets.0.load(Ordering::Relaxed);
+        let done = self.packets.1.load(Ordering::Relaxed);
+        (total > 0 && !next.0.starts_with(CODES)).then_some((done.min(total), total))
     }
 
     async fn fetch(&self, cursor: &Cursor) -> Result<Page, SourceError> {

@@ -231,8 +231,9 @@ fn read_all<T: for<'de> Deserialize<'de>>(
     }
 }
 
-/// Reads a packet body into a page; `Err` when the envelope itself is unreadable.
-pub fn read_packet(body: &[u8]) -> Result<Page, String> {
+/// Reads a packet body into a page, with its packet number; `Err` when the envelope
+/// itself is unreadable.
+pub fn read_packet(body: &[u8]) -> Result<(Page, u64), String> {
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| format!("packet envelope: {e}"))?;
     let no = env.packet_no;
@@ -281,7 +282,7 @@ pub fn read_packet(body: &[u8]) -> Result<Page, String> {
             ))
         }
     };
-    Ok(page)
+    Ok((page, no))
 }
 
 #[cfg(test)]
@@ -297,7 +298,7 @@ mod tests {
             "workplaces":[],"individuals":[{GOOD_IND},{{"individualEid":"WUSM2","firstName":"B","lastName":null,"statusCode":"VALID"}}],
             "activities":[{{"activityEid":"WUSA1","individualEid":12345,"workplaceEid":"WUSW1","statusCode":"VALID"}}]}}"#
         );
-        let page = read_packet(body.as_bytes()).unwrap();
+        let (page, _) = read_packet(body.as_bytes()).unwrap();
         assert_eq!(page.records.len(), 1);
         assert_eq!(page.next, Some(Cursor("ok1.x".into())));
         assert_eq!(page.bad.len(), 2);
@@ -318,7 +319,7 @@ mod tests {
             r#"{{"packetNo":1,"country":"US","lastPacket":true,"individuals":[{}]}}"#,
             GOOD_IND.replace("\"VALID\"", "\"INVALID\"")
         );
-        let page = read_packet(body.as_bytes()).unwrap();
+        let (page, _) = read_packet(body.as_bytes()).unwrap();
         let Record::Individual(i) = &page.records[0] else {
             panic!("not an individual")
         };
