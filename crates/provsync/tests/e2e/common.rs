@@ -368,6 +368,19 @@ impl Run {
             .to_string()
     }
 
+    /// The job id, from the JSON summary or the text one (`job <id> <state>`).
+    pub fn id(&self) -> String {
+        if self.summary.is_null() {
+            let mut words = self.stdout.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("job"), Some(id)) => id.to_string(),
+                _ => panic!("no `job <id>` line: {self}"),
+            }
+        } else {
+            self.job_id()
+        }
+    }
+
     pub fn count(&self, name: &str) -> u64 {
         self.summary["counts"][name]
             .as_u64()
@@ -1459,59 +1472,65 @@ pub fn run_via(
     serve: &Serve,
     env: &[(&str, &str)],
 ) -> (String, Vec<Reading>) {
-    if via == Via::Serve {
-        let before = serve.records_metrics();
-        let finished = serve.jobs_finished();
-        let id = serve.submit(job);
-        let end = serve.wait_terminal(SERVE_TOKEN, &id);
-        assert!(
-            matches!(
-                end["state"].as_str(),
-                Some("completed" | "completed_with_errors")
-            ),
-            "{end}"
-        );
-        // The runner records a job in the metrics just after its final state.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while serve.jobs_finished() == finished {
-            assert!(Instant::now() < deadline, "job {id} never reached /metrics");
-            std::thread::sleep(Duration::from_millis(100));
+    match via {
+        Via::Serve => run_served(serve, job),
+        Via::Text | Via::Json => {
+            let (run, readings) = run_cli(job, state, via == Via::Json, env);
+            (run.id(), readings)
         }
-        let after = serve.records_metrics();
-        let delta = after
-            .into_iter()
-            .map(|(k, n)| {
-                let was = before.get(&k).copied().unwrap_or(0);
-                (k, n - was)
-            })
-            .collect();
-        return (id, vec![Reading::metrics(&delta)]);
     }
+}
+
+/// `provsync run` of `job` with its progress on stderr (off a terminal: lines),
+/// its summary as text or JSON; the run and the readings of its output.
+pub fn run_cli(job: &Path, state: &str, json: bool, env: &[(&str, &str)]) -> (Run, Vec<Reading>) {
     let mut cmd = Command::new(bin());
     cmd.arg("run").arg(job).args(["--state", state]);
-    if via == Via::Json {
+    if json {
         cmd.arg("--json");
     }
-    cmd.env("NO_COLOR", "1").env_remove("PROVSYNC_STATE");
-    cmd.envs(env.iter().copied());
+    cmd.env("NO_COLOR", "1")
+        .env_remove("PROVSYNC_STATE")
+        .envs(env.iter().copied());
     let run = Run::from_output(cmd.output().expect("spawn provsync run"));
     assert!(matches!(run.code, 0 | 2), "the run did not complete: {run}");
-    let id = if via == Via::Json {
-        run.job_id()
-    } else {
-        // The text summary starts `job <id> <state>`.
-        run.stdout
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_else(|| panic!("no job line: {run}"))
-            .to_string()
-    };
     let readings = Reading::of_run(&run);
     assert!(
         readings.len() == 2,
         "`provsync run` drew no progress off a terminal: {run}"
     );
-    (id, readings)
+    (run, readings)
+}
+
+/// `POST /v1/jobs` of `job` to `serve`, waited for; its id and what
+/// `provsync_records_total` gained over it.
+pub fn run_served(serve: &Serve, job: &Path) -> (String, Vec<Reading>) {
+    let before = serve.records_metrics();
+    let finished = serve.jobs_finished();
+    let id = serve.submit(job);
+    let end = serve.wait_terminal(SERVE_TOKEN, &id);
+    assert!(
+        matches!(
+            end["state"].as_str(),
+            Some("completed" | "completed_with_errors")
+        ),
+        "{end}"
+    );
+    // The runner records a job in the metrics just after its final state.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.jobs_finished() == finished {
+        assert!(Instant::now() < deadline, "job {id} never reached /metrics");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delta = serve
+        .records_metrics()
+        .into_iter()
+        .map(|(k, n)| {
+            let was = before.get(&k).copied().unwrap_or(0);
+            (k, n - was)
+        })
+        .collect();
+    (id, vec![Reading::metrics(&delta)])
 }
 
 /// The surfaces anyone can read of a finished job: `provsync status --json` and,
