@@ -121,4 +121,13 @@ impl MappedRecord {
     pub fn link(&self, role: &str) -> Option<&EntityRef> {
         self.links.iter().find(|(r, _)| r == role).map(|(_, e)| e)
     }
+
+    /// What the record is placed by, if a change of it is a move: an activity's
+    /// workplace (the SQL targets' `moved_column`).
+    pub fn anchor(&self) -> Option<&str> {
+        match self.kind {
+            EntityKind::Activity => self.link("workplace").map(|e| e.id.as_str()),
+            _ => None,
+        }
+    }
 }

@@ -127,6 +127,9 @@ pub struct KnownRecord {
     pub connected: bool,
     /// The scope it was last written in (a new one means the record moved).
     pub scope: Scope,
+    /// What it was last written placed by (`MappedRecord::anchor`; a new one means
+    /// the record moved); None when unknown.
+    pub anchor: Option<String>,
     /// The store's key of the record, for the page's seen marks.
     pub key: i64,
 }
@@ -144,6 +147,8 @@ pub struct HashUpdate {
     pub hash: ContentHash,
     /// Target-side id, when the target has its own.
     pub target_id: Option<String>,
+    /// What the record is placed by (`MappedRecord::anchor`).
+    pub anchor: Option<String>,
 }
 
 /// Everything one page changed, committed atomically with the page's `loaded` mark.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use provsync_core::job::{Counts, JobId, KindCounts, Stage};
+use provsync_core::job::{Counts, JobId, Stage};
 use provsync_core::store::{JobRecord, StateStore};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -124,11 +124,10 @@ fn live_frame(live: &Live, stage: Option<Stage>) -> [String; 5] {
     [extract, rate(transformed), rate(loaded), relations, sweep]
 }
 
-/// The last frame, from the summary: the same numbers `provsync run` prints.
+/// The last frame, from the summary's headline: the numbers `provsync run` prints
+/// first (a GMC night's doctors, not also their connections and bodies).
 fn final_frame(summary: &serde_json::Value) -> [String; 5] {
-    let per_kind: KindCounts =
-        serde_json::from_value(summary["per_kind"].clone()).unwrap_or_default();
-    let all: Counts = per_kind.total();
+    let all: Counts = serde_json::from_value(summary["counts"].clone()).unwrap_or_default();
     let relations = if all.relations_staged == 0 {
         "no link deferred".to_owned()
     } else {
@@ -244,10 +243,8 @@ mod tests {
     #[test]
     fn the_last_frame_shows_the_summarys_counts() {
         let summary = serde_json::json!({
-            "per_kind": {
-                "individual": {"extracted": 10, "created": 9, "rejected": 1, "disconnected": 2},
-                "activity": {"extracted": 5, "created": 4, "updated": 1, "relations_staged": 1, "relations_loaded": 1}
-            },
+            "counts": {"extracted": 15, "created": 13, "updated": 1, "rejected": 1,
+                       "disconnected": 2, "relations_staged": 1, "relations_loaded": 1},
             "sweep": {}
         });
         let f = final_frame(&summary);
@@ -255,6 +252,23 @@ mod tests {
         assert_eq!(f[1], "14 mapped, 1 rejected");
         assert_eq!(f[2], "13 created, 1 updated, 0 unchanged, 0 failed");
         assert_eq!(f[3], "1 deferred: 1 loaded, 0 failed");
+        assert_eq!(f[4], "2 disconnected");
+    }
+
+    #[test]
+    fn the_last_frame_shows_the_headline_not_the_sum_of_every_kind() {
+        // A GMC night: two doctors left, and with them their connections.
+        let summary = serde_json::json!({
+            "counts": {"extracted": 10, "unchanged": 10, "disconnected": 2},
+            "counted": ["individual"],
+            "per_kind": {
+                "individual": {"extracted": 10, "unchanged": 10, "disconnected": 2},
+                "activity": {"extracted": 10, "unchanged": 10, "disconnected": 2}
+            },
+            "sweep": {}
+        });
+        let f = final_frame(&summary);
+        assert_eq!(f[0], "10 records");
         assert_eq!(f[4], "2 disconnected");
     }
 

@@ -128,12 +128,14 @@ pub async fn load_page(
 }
 
 /// How writing `record` joins its scope, judged from what the state store knows
-/// (the target's own answer, when it gives one, wins).
+/// (the target's own answer, when it gives one, wins): a move is a new scope or,
+/// as the SQL targets' change logs count it, a new anchor (an activity's workplace).
 pub(super) fn judged_join(known: Option<&KnownRecord>, record: &MappedRecord) -> Joined {
     match known {
         None => Joined::Connected,
         Some(k) if !k.connected => Joined::Connected,
         Some(k) if k.scope != record.scope => Joined::Moved,
+        Some(k) if k.anchor.is_some() && k.anchor.as_deref() != record.anchor() => Joined::Moved,
         Some(_) => Joined::Stayed,
     }
 }
@@ -294,6 +296,7 @@ pub(super) fn book_outcomes(
             scope: w.record.scope.clone(),
             hash: w.record.hash,
             target_id,
+            anchor: w.record.anchor().map(str::to_owned),
         });
     }
 }

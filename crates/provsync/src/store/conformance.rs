@@ -68,6 +68,7 @@ macro_rules! conformance_tests {
             commit_page_is_idempotent,
             commit_page_is_atomic,
             known_records_and_seen_marks,
+            a_records_anchor_is_the_last_writes,
             target_ids_map,
             staged_links_round_trip_and_commit_once,
             errors_are_paged_in_order,
@@ -208,6 +209,7 @@ fn update(kind: EntityKind, id: &str, scope: &str, h: u128, target_id: Option<&s
         scope: Scope::from(scope),
         hash: hash(h),
         target_id: target_id.map(str::to_owned),
+        anchor: None,
     }
 }
 
@@ -966,6 +968,34 @@ pub async fn known_records_and_seen_marks(s: &dyn StateStore) {
         .await
         .unwrap();
     assert!(known.is_empty());
+}
+
+/// A record's anchor (an activity's workplace) is the last write's, so the next
+/// write can tell a move; a write without one clears it.
+pub async fn a_records_anchor_is_the_last_writes(s: &dyn StateStore) {
+    for (h, anchor) in [(1, Some("w1")), (2, Some("w2")), (3, None)] {
+        let j = running_job(s, "t").await;
+        record(s, &j, 0).await;
+        let written = HashUpdate {
+            anchor: anchor.map(str::to_owned),
+            ..update(EntityKind::Activity, "a1", "US", h, None)
+        };
+        let commit = PageCommit {
+            written: vec![written],
+            ..PageCommit::default()
+        };
+        s.commit_page(&j, "t", 0, &commit).await.unwrap();
+        complete(s, &j).await;
+        let known = s
+            .known_records("t", EntityKind::Activity, &ids(&["a1"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            known[&SourceId::from("a1")].anchor.as_deref(),
+            anchor,
+            "after a write placed by {anchor:?}"
+        );
+    }
 }
 
 /// The id map: target ids are kept when a later write reports none.

@@ -478,7 +478,7 @@ mod tests {
             .fetch_one(again.pool())
             .await
             .unwrap();
-        assert_eq!(applied, 4, "each migration once");
+        assert_eq!(applied, 5, "each migration once");
         again.pool().close().await;
         b.pool().close().await;
         target.pool().close().await;
@@ -523,6 +523,7 @@ mod tests {
                 scope: Scope::from("US"),
                 hash: ContentHash(u128::from(i)),
                 target_id: Some("001".into()),
+                anchor: None,
             })
             .collect();
         let commit = PageCommit {

@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "job note",
         include_str!("../../migrations/postgres/0004_job_note.sql"),
     ),
+    (
+        5,
+        "record anchor",
+        include_str!("../../migrations/postgres/0005_record_anchor.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement: well under SQLite's 32766 bound variables (and

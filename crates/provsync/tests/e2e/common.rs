@@ -368,6 +368,19 @@ impl Run {
             .to_string()
     }
 
+    /// The job id, from the JSON summary or the text one (`job <id> <state>`).
+    pub fn id(&self) -> String {
+        if self.summary.is_null() {
+            let mut words = self.stdout.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("job"), Some(id)) => id.to_string(),
+                _ => panic!("no `job <id>` line: {self}"),
+            }
+        } else {
+            self.job_id()
+        }
+    }
+
     pub fn count(&self, name: &str) -> u64 {
         self.summary["counts"][name]
             .as_u64()
@@ -609,6 +622,33 @@ pub fn status(id: &str, state: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
 }
 
+/// The token of the servers [`Serve::on_state`] starts (role operate: reads too).
+pub const SERVE_TOKEN: &str = "e2e-operate-token-3b9d51";
+
+/// The samples of metric `name` in a Prometheus text exposition: labels, value.
+pub fn metric_samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric, labels) = match series.split_once('{') {
+            Some((m, rest)) => (m, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        let labels = labels
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        out.push((labels, value.parse().unwrap()));
+    }
+    out
+}
+
 /// A `provsync serve` process (its stderr echoed), killed on drop.
 pub struct Serve {
     child: Child,
@@ -643,6 +683,81 @@ impl Serve {
             .recv_timeout(Duration::from_secs(60))
             .expect("serve did not print `listening on`");
         Serve { child, base }
+    }
+
+    /// `provsync serve` on the state store `state` (config in `dir`), on a free
+    /// port, with [`SERVE_TOKEN`] and the environment `env` for its jobs.
+    pub fn on_state(dir: &Path, state: &str, env: &[(&str, &str)]) -> Serve {
+        let config = dir.join("serve.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nstate = \"{state}\"\n\
+                 [[tokens]]\nname = \"e2e\"\nsha256 = \"{}\"\nrole = \"operate\"\n",
+                provsync::config::sha256_hex(SERVE_TOKEN)
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("PROVSYNC_STATE")
+            .env_remove("PROVSYNC_QUEUE")
+            .envs(env.iter().copied());
+        Serve::start(cmd)
+    }
+
+    /// `POST /v1/jobs` of a job file (its TOML as JSON); returns the job id.
+    pub fn submit(&self, job: &Path) -> String {
+        let body: Value = toml::from_str(&std::fs::read_to_string(job).unwrap()).unwrap();
+        let accepted = self.call(
+            SERVE_TOKEN,
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body.to_string(),
+            ],
+            "/v1/jobs",
+        );
+        accepted["job_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the job was refused: {accepted}"))
+            .to_owned()
+    }
+
+    /// The text of `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "30", "-H"])
+            .arg(format!("Authorization: Bearer {SERVE_TOKEN}"))
+            .arg(format!("{}/metrics", self.base))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "GET /metrics failed");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `provsync_records_total` by (stage, outcome, kind), as this server counts so far.
+    pub fn records_metrics(&self) -> BTreeMap<(String, String, String), u64> {
+        metric_samples(&self.metrics(), "provsync_records_total")
+            .into_iter()
+            .map(|(l, v)| {
+                (
+                    (l["stage"].clone(), l["outcome"].clone(), l["kind"].clone()),
+                    v as u64,
+                )
+            })
+            .collect()
+    }
+
+    /// Jobs this server drove to their end (`provsync_jobs_finished_total`, all states).
+    pub fn jobs_finished(&self) -> u64 {
+        metric_samples(&self.metrics(), "provsync_jobs_finished_total")
+            .iter()
+            .map(|(_, v)| *v as u64)
+            .sum()
     }
 
     /// A JSON answer of `curl ARGS... URL`, `path` after the base URL.
@@ -967,57 +1082,506 @@ pub async fn check_target_matches(c: &mut Checks, db: &Db, snap: &Snapshot, labe
     );
 }
 
-/// One truth for counts: the run's per-kind counts (summary, `--json`) equal what
-/// the target's own change log recorded for the run: created, updated, moved,
-/// disconnected, and connected = created + reconnected; the headline is their sum
-/// over the kinds it counts. A workplace's hierarchy change is logged against the
-/// workplace as an effect of its `parent` relation's write (counted as that
-/// relation's change), so those rows are left out of the workplace's own moves.
-pub async fn check_counts_match_change_log(c: &mut Checks, db: &Db, run: &Run) {
-    let id = run.job_id();
-    let rows = db
-        .rows(&format!(
-            "SELECT kind, change, CAST(count(*) AS TEXT) FROM change_log WHERE run_id = '{id}' \
-             AND (detail IS NULL OR detail NOT LIKE 'parent_source_id:%') GROUP BY kind, change"
-        ))
-        .await;
-    let logged = |kind: &str, change: &str| -> u64 {
-        rows.iter()
-            .find(|r| r[0].as_deref() == Some(kind) && r[1].as_deref() == Some(change))
-            .map_or(0, |r| r[2].as_deref().unwrap().parse().unwrap())
+// ---------------------------------------------------------------------------------
+// One truth for counts: every surface of a run against what its target recorded.
+
+/// The count fields a surface may show, in the run summary's names.
+pub const COUNT_FIELDS: [&str; 12] = [
+    "extracted",
+    "rejected",
+    "created",
+    "updated",
+    "unchanged",
+    "failed",
+    "disconnected",
+    "connected",
+    "moved",
+    "relations_staged",
+    "relations_loaded",
+    "relations_failed",
+];
+
+/// The fields `provsync run`'s text summary and the progress display's last frame
+/// show.
+const SHOWN_FIELDS: [&str; 7] = [
+    "extracted",
+    "rejected",
+    "created",
+    "updated",
+    "unchanged",
+    "failed",
+    "disconnected",
+];
+
+/// Counts by field name.
+pub type Tally = BTreeMap<String, u64>;
+
+/// One surface's reading of a run's counts: its headline and, when it shows them,
+/// its counts per kind. It shows `fields` only; a kind it does not list counts 0.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub surface: String,
+    pub fields: Vec<String>,
+    pub headline: Option<Tally>,
+    pub per_kind: Option<BTreeMap<String, Tally>>,
+}
+
+fn tally_of(v: &Value) -> Tally {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
+        .collect()
+}
+
+fn per_kind_of(v: &Value) -> BTreeMap<String, Tally> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, t)| (k.clone(), tally_of(t)))
+        .collect()
+}
+
+/// `name value` pairs of a line (`extracted 12  rejected 0 ...`).
+fn pairs(text: &str) -> Tally {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter_map(|w| Some((w[0].to_string(), w[1].parse().ok()?)))
+        .collect()
+}
+
+/// `value name` pairs of a phrase (`10 created, 2 updated`).
+fn numbers_before_words(text: &str) -> Tally {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .filter_map(|w| Some((w[1].to_string(), w[0].parse().ok()?)))
+        .collect()
+}
+
+impl Reading {
+    /// A JSON surface: a headline object and a per-kind object (`Null` if none).
+    pub fn json(surface: &str, headline: &Value, per_kind: &Value) -> Reading {
+        Reading {
+            surface: surface.to_string(),
+            fields: COUNT_FIELDS.iter().map(|f| f.to_string()).collect(),
+            headline: (!headline.is_null()).then(|| tally_of(headline)),
+            per_kind: (!per_kind.is_null()).then(|| per_kind_of(per_kind)),
+        }
+    }
+
+    /// `provsync run`'s text summary: the headline line and one line per kind.
+    pub fn run_text(stdout: &str) -> Reading {
+        let mut headline = None;
+        let mut per_kind = BTreeMap::new();
+        for line in stdout.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.first() == Some(&"extracted") {
+                // The headline ends with the kinds it counts, in parentheses.
+                headline = Some(pairs(line.split('(').next().unwrap()));
+            } else if words.get(1) == Some(&"extracted") && KINDS.contains(&words[0]) {
+                per_kind.insert(words[0].to_string(), pairs(line));
+            }
+        }
+        Reading {
+            surface: "`provsync run` text".into(),
+            fields: SHOWN_FIELDS.iter().map(|f| f.to_string()).collect(),
+            headline: Some(headline.unwrap_or_else(|| panic!("no headline in: {stdout}"))),
+            per_kind: Some(per_kind),
+        }
+    }
+
+    /// The progress display's last frame: the last `progress:` line on stderr (its
+    /// `stage done` line), or None when the run drew none.
+    pub fn progress(stderr: &str) -> Option<Reading> {
+        let line = stderr.lines().rfind(|l| l.starts_with("progress:"))?;
+        let (_, stages) = line
+            .split_once("stage done: ")
+            .unwrap_or_else(|| panic!("the last progress line is not the run's end: {line}"));
+        let mut t = Tally::new();
+        for part in stages.split("; ") {
+            let (stage, rest) = part.split_once(' ').unwrap_or((part, ""));
+            let n = numbers_before_words(rest);
+            let mut take = |from: &str, to: &str| {
+                if let Some(v) = n.get(from) {
+                    t.insert(to.to_string(), *v);
+                }
+            };
+            match stage {
+                "extract" => take("records", "extracted"),
+                "transform" => take("rejected", "rejected"),
+                "load" => {
+                    for f in ["created", "updated", "unchanged", "failed"] {
+                        take(f, f);
+                    }
+                }
+                "sweep" => take("disconnected", "disconnected"),
+                _ => {}
+            }
+        }
+        Some(Reading {
+            surface: "the progress display's last frame".into(),
+            fields: SHOWN_FIELDS.iter().map(|f| f.to_string()).collect(),
+            headline: Some(t),
+            per_kind: None,
+        })
+    }
+
+    /// What `provsync_records_total` gained over a run, per kind.
+    pub fn metrics(delta: &BTreeMap<(String, String, String), u64>) -> Reading {
+        let mut per_kind: BTreeMap<String, Tally> = BTreeMap::new();
+        for ((stage, outcome, kind), n) in delta {
+            let field = match (stage.as_str(), outcome.as_str()) {
+                ("load", "staged") => "relations_staged",
+                ("relations", "loaded") => "relations_loaded",
+                // Failed links are counted by the relations stage, and in `failed`.
+                ("relations", "failed") => {
+                    *per_kind
+                        .entry(kind.clone())
+                        .or_default()
+                        .entry("relations_failed".into())
+                        .or_default() += n;
+                    "failed"
+                }
+                (_, outcome) => outcome,
+            };
+            *per_kind
+                .entry(kind.clone())
+                .or_default()
+                .entry(field.to_string())
+                .or_default() += n;
+        }
+        let mut fields: Vec<String> = SHOWN_FIELDS.iter().map(|f| f.to_string()).collect();
+        fields
+            .extend(["relations_staged", "relations_loaded", "relations_failed"].map(String::from));
+        Reading {
+            surface: "/metrics provsync_records_total".into(),
+            fields,
+            headline: None,
+            per_kind: Some(per_kind),
+        }
+    }
+
+    /// The readings of `provsync run`'s output: its JSON or text summary on stdout
+    /// and, unless it ran quiet, its progress display's last frame on stderr.
+    pub fn of_run(run: &Run) -> Vec<Reading> {
+        let mut out = vec![if run.summary.is_null() {
+            Reading::run_text(&run.stdout)
+        } else {
+            Reading::json(
+                "`provsync run --json`",
+                &run.summary["counts"],
+                &run.summary["per_kind"],
+            )
+        }];
+        out.extend(Reading::progress(&run.stderr));
+        out
+    }
+}
+
+/// What a target recorded of one run, per kind: how many records each change
+/// touched. Only `changes` are known; others are not compared.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Where the numbers come from ("the change log", "the org").
+    pub by: &'static str,
+    pub changes: Vec<&'static str>,
+    /// (kind, change) -> records.
+    pub counts: BTreeMap<(String, String), u64>,
+}
+
+impl Recorded {
+    pub fn get(&self, kind: &str, change: &str) -> u64 {
+        self.counts
+            .get(&(kind.to_string(), change.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The change log's rows of the run whose summary this is: created, updated,
+    /// moved, disconnected, and connected = created + reconnected. A workplace's
+    /// hierarchy change is logged against the workplace as an effect of its `parent`
+    /// relation's write (counted as that relation's change), so those rows are left
+    /// out of the workplace's own moves. After a full run that swept, the target
+    /// also tells `unchanged`: its connected rows the run did not write.
+    pub async fn change_log(db: &Db, summary: &Value) -> Recorded {
+        let id = summary["job_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no job_id in {summary}"));
+        let rows = db
+            .rows(&format!(
+                "SELECT kind, change, CAST(count(*) AS TEXT) FROM change_log WHERE run_id = '{id}' \
+                 AND (detail IS NULL OR detail NOT LIKE 'parent_source_id:%') GROUP BY kind, change"
+            ))
+            .await;
+        let logged = |kind: &str, change: &str| -> u64 {
+            rows.iter()
+                .find(|r| r[0].as_deref() == Some(kind) && r[1].as_deref() == Some(change))
+                .map_or(0, |r| r[2].as_deref().unwrap().parse().unwrap())
+        };
+        let mut r = Recorded {
+            by: "the change log",
+            changes: vec!["created", "updated", "moved", "disconnected", "connected"],
+            counts: BTreeMap::new(),
+        };
+        for kind in KINDS {
+            for change in ["created", "updated", "moved", "disconnected"] {
+                r.counts
+                    .insert((kind.into(), change.into()), logged(kind, change));
+            }
+            r.counts.insert(
+                (kind.into(), "connected".into()),
+                logged(kind, "created") + logged(kind, "reconnected"),
+            );
+        }
+        if summary["mode"] == "full" && summary["sweep"]["skipped"].is_null() {
+            r.changes.push("unchanged");
+            for kind in KINDS {
+                let n = db
+                    .rows(&format!(
+                        "SELECT CAST(count(*) AS TEXT) FROM {} WHERE connected = TRUE \
+                         AND updated_run <> '{id}'",
+                        table(kind)
+                    ))
+                    .await;
+                r.counts.insert(
+                    (kind.into(), "unchanged".into()),
+                    n[0][0].as_deref().unwrap().parse().unwrap(),
+                );
+            }
+        }
+        r
+    }
+}
+
+/// One truth for counts: the run summary's counts per kind equal what the target
+/// recorded, its headline is their sum over the kinds it counts (`counted`), its
+/// counts reconcile, and every surface's reading shows the summary's numbers.
+/// `label` names the run in the messages.
+pub fn check_one_truth(
+    c: &mut Checks,
+    label: &str,
+    summary: &Value,
+    recorded: &Recorded,
+    readings: &[Reading],
+) {
+    let per_kind = per_kind_of(&summary["per_kind"]);
+    let kind_count = |kind: &str, field: &str| -> u64 {
+        per_kind
+            .get(kind)
+            .and_then(|t| t.get(field))
+            .copied()
+            .unwrap_or(0)
     };
-    let counted: Vec<String> = match run.summary["counted"].as_array() {
+    let counted: Vec<String> = match summary["counted"].as_array() {
         Some(kinds) => kinds
             .iter()
             .map(|k| k.as_str().unwrap().to_owned())
             .collect(),
         None => KINDS.iter().map(|k| k.to_string()).collect(),
     };
-    for change in ["created", "updated", "moved", "disconnected"] {
+    c.eq(
+        &format!("{label}: the summary reconciles"),
+        summary["reconciled"].as_bool(),
+        Some(true),
+    );
+    for change in &recorded.changes {
         let mut headline = 0;
         for kind in KINDS {
             c.eq(
-                &format!("per_kind.{kind}.{change} vs the change log"),
-                run.kind_count(kind, change),
-                logged(kind, change),
+                &format!(
+                    "{label}: summary per_kind.{kind}.{change} vs {}",
+                    recorded.by
+                ),
+                kind_count(kind, change),
+                recorded.get(kind, change),
             );
             if counted.iter().any(|k| k == kind) {
-                headline += logged(kind, change);
+                headline += recorded.get(kind, change);
             }
         }
         c.eq(
-            &format!("counts.{change} (headline over {counted:?}) vs the change log"),
-            run.count(change),
+            &format!(
+                "{label}: summary counts.{change} (headline over {counted:?}) vs {}",
+                recorded.by
+            ),
+            summary["counts"][*change].as_u64().unwrap_or(0),
             headline,
         );
     }
-    for kind in KINDS {
+    for field in COUNT_FIELDS {
+        let sum: u64 = counted.iter().map(|k| kind_count(k, field)).sum();
         c.eq(
-            &format!("per_kind.{kind}.connected vs created + reconnected in the change log"),
-            run.kind_count(kind, "connected"),
-            logged(kind, "created") + logged(kind, "reconnected"),
+            &format!("{label}: summary counts.{field} vs its per_kind over {counted:?}"),
+            summary["counts"][field].as_u64().unwrap_or(0),
+            sum,
         );
     }
+    for r in readings {
+        for field in &r.fields {
+            if let Some(h) = &r.headline {
+                c.eq(
+                    &format!("{label}: {} headline {field} vs the summary", r.surface),
+                    h.get(field).copied(),
+                    Some(summary["counts"][field].as_u64().unwrap_or(0)),
+                );
+            }
+            let Some(kinds) = &r.per_kind else { continue };
+            for kind in KINDS {
+                c.eq(
+                    &format!("{label}: {} {kind}.{field} vs the summary", r.surface),
+                    kinds
+                        .get(kind)
+                        .map_or(0, |t| t.get(field).copied().unwrap_or(0)),
+                    kind_count(kind, field),
+                );
+            }
+        }
+    }
+}
+
+/// One truth for counts of a `provsync run`: its summary (`--json`) against the
+/// target's change log (see [`check_one_truth`], [`Recorded::change_log`]).
+pub async fn check_counts_match_change_log(c: &mut Checks, db: &Db, run: &Run) {
+    let recorded = Recorded::change_log(db, &run.summary).await;
+    check_one_truth(c, "the run", &run.summary, &recorded, &[]);
+}
+
+/// How a run of a count test is started, and so which surfaces it has besides
+/// `status --json`: `provsync run` (text summary, progress), `provsync run --json`
+/// (JSON summary, progress), or `POST /v1/jobs` to a `provsync serve` (the API,
+/// `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Text,
+    Json,
+    Serve,
+}
+
+/// Runs `job` on the state store `state` the way `via` says (`env` set for the
+/// CLI; the server has its own) and returns its id and the readings of its own
+/// output: `run`'s stdout and progress, or `/metrics`' gain over the run.
+pub fn run_via(
+    via: Via,
+    job: &Path,
+    state: &str,
+    serve: &Serve,
+    env: &[(&str, &str)],
+) -> (String, Vec<Reading>) {
+    match via {
+        Via::Serve => run_served(serve, job),
+        Via::Text | Via::Json => {
+            let (run, readings) = run_cli(job, state, via == Via::Json, env);
+            (run.id(), readings)
+        }
+    }
+}
+
+/// `provsync run` of `job` with its progress on stderr (off a terminal: lines),
+/// its summary as text or JSON; the run and the readings of its output.
+pub fn run_cli(job: &Path, state: &str, json: bool, env: &[(&str, &str)]) -> (Run, Vec<Reading>) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("run").arg(job).args(["--state", state]);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.env("NO_COLOR", "1")
+        .env_remove("PROVSYNC_STATE")
+        .envs(env.iter().copied());
+    let run = Run::from_output(cmd.output().expect("spawn provsync run"));
+    assert!(matches!(run.code, 0 | 2), "the run did not complete: {run}");
+    let readings = Reading::of_run(&run);
+    assert!(
+        readings.len() == 2,
+        "`provsync run` drew no progress off a terminal: {run}"
+    );
+    (run, readings)
+}
+
+/// `POST /v1/jobs` of `job` to `serve`, waited for; its id and what
+/// `provsync_records_total` gained over it.
+pub fn run_served(serve: &Serve, job: &Path) -> (String, Vec<Reading>) {
+    let before = serve.records_metrics();
+    let finished = serve.jobs_finished();
+    let id = serve.submit(job);
+    let end = serve.wait_terminal(SERVE_TOKEN, &id);
+    assert!(
+        matches!(
+            end["state"].as_str(),
+            Some("completed" | "completed_with_errors")
+        ),
+        "{end}"
+    );
+    // The runner records a job in the metrics just after its final state.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.jobs_finished() == finished {
+        assert!(Instant::now() < deadline, "job {id} never reached /metrics");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delta = serve
+        .records_metrics()
+        .into_iter()
+        .map(|(k, n)| {
+            let was = before.get(&k).copied().unwrap_or(0);
+            (k, n - was)
+        })
+        .collect();
+    (id, vec![Reading::metrics(&delta)])
+}
+
+/// The surfaces anyone can read of a finished job: `provsync status --json` and,
+/// given a server, `GET /v1/jobs/{id}` and its line in `GET /v1/jobs`; with the run
+/// summary they read (the one `--json` prints).
+pub fn read_surfaces(id: &str, state: &str, serve: Option<&Serve>) -> (Value, Vec<Reading>) {
+    let st = status(id, state);
+    let summary = st["summary"].clone();
+    assert!(summary.is_object(), "no summary for {id}: {st}");
+    let mut readings = vec![Reading::json(
+        "`provsync status --json`",
+        &st["counts"],
+        &st["per_kind"],
+    )];
+    if let Some(s) = serve {
+        let v = s.call(SERVE_TOKEN, &[], &format!("/v1/jobs/{id}"));
+        readings.push(Reading::json(
+            "GET /v1/jobs/{id}",
+            &v["counts"]["total"],
+            &v["counts"]["per_kind"],
+        ));
+        let list = s.call(SERVE_TOKEN, &[], "/v1/jobs?limit=100");
+        let item = list["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["job_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in GET /v1/jobs: {list}"));
+        readings.push(Reading::json("GET /v1/jobs", &item["counts"], &Value::Null));
+    }
+    (summary, readings)
+}
+
+/// Reads every surface of a finished job on an SQL target and checks them against
+/// the change log (see [`check_one_truth`]); `own` are the readings of the run's
+/// own output ([`run_via`]). Returns the run summary.
+pub async fn check_sql_run_on_every_surface(
+    c: &mut Checks,
+    label: &str,
+    target: &Target,
+    (id, own): (String, Vec<Reading>),
+    state: &str,
+    serve: Option<&Serve>,
+) -> Value {
+    let (summary, mut readings) = read_surfaces(&id, state, serve);
+    readings.extend(own);
+    let db = Db::open(target).await;
+    let recorded = Recorded::change_log(&db, &summary).await;
+    db.close().await;
+    check_one_truth(c, label, &summary, &recorded, &readings);
+    summary
 }
 
 // ---------------------------------------------------------------------------------
@@ -1163,42 +1727,74 @@ pub async fn scenario_night_two(dir: &Path, target: &Target) {
 
 /// A new, empty state store meeting an already synced target: the target says
 /// what it holds, so nothing is rewritten or logged, and every record counts
-/// unchanged (before, every record counted `created` and was rewritten).
-pub async fn scenario_fresh_state_store_rewrites_nothing(dir: &Path, target: &Target) {
+/// unchanged (before, every record counted `created` and was rewritten). The
+/// second run goes `via` the CLI or a `provsync serve` on the new store; every
+/// surface it has says so, and the target's rows are as they were.
+pub async fn scenario_fresh_state_store_rewrites_nothing(dir: &Path, target: &Target, via: Via) {
     let world = generate(dir, 1500, 5, 1);
     let snap = Snapshot::load(&world);
     let job = Job::full(&world, target);
     run_job(dir, "first", &job).expect_code(0);
+    let db = Db::open(target).await;
+    let before = db.fingerprint().await;
+    db.close().await;
+
     let fresh = tempfile::tempdir().unwrap();
+    let state = state_url(fresh.path());
     let file = job.write(&dir.join("again.toml"));
-    let second = run(&file, &state_url(fresh.path()));
-    second.expect_code(0);
-    second.assert_reconciled();
+    let serve = Serve::on_state(fresh.path(), &state, &[]);
+    let second = run_via(via, &file, &state, &serve, &[]);
+    let id = second.0.clone();
     let mut c = Checks::default();
-    c.eq("created", second.count("created"), 0);
-    c.eq("updated", second.count("updated"), 0);
+    let summary =
+        check_sql_run_on_every_surface(&mut c, "fresh store", target, second, &state, Some(&serve))
+            .await;
+    drop(serve);
+    c.eq("state", summary["state"].as_str(), Some("completed"));
+    c.eq("created", summary["counts"]["created"].as_u64(), Some(0));
+    c.eq("updated", summary["counts"]["updated"].as_u64(), Some(0));
     c.eq(
         "unchanged",
-        second.count("unchanged"),
-        snap.entities() + snap.links(),
+        summary["counts"]["unchanged"].as_u64(),
+        Some(snap.entities() + snap.links()),
     );
     let db = Db::open(target).await;
     c.eq(
         "change_log rows of the run with a fresh state store",
-        db.change_rows_of_run(&second.job_id()).await,
+        db.change_rows_of_run(&id).await,
         vec![],
     );
     let rewritten = db
         .rows(&format!(
-            "SELECT source_id FROM individuals WHERE updated_run = '{}'",
-            second.job_id()
+            "SELECT source_id FROM individuals WHERE updated_run = '{id}'"
         ))
         .await;
     c.eq("individual rows the second run rewrote", rewritten.len(), 0);
+    let after = db.fingerprint().await;
+    let changed: Vec<(&String, &String)> = before
+        .iter()
+        .flat_map(|(kind, rows)| {
+            rows.iter()
+                .filter(|(id, row)| after[kind].get(*id) != Some(row))
+                .map(move |(id, _)| (kind, id))
+        })
+        .collect();
+    c.eq(
+        "rows (content hash, connection, ends) the fresh-store run changed",
+        &changed[..changed.len().min(5)],
+        &[],
+    );
+    for kind in KINDS {
+        c.eq(
+            &format!("{} rows after the fresh-store run", table(kind)),
+            after[kind].len(),
+            before[kind].len(),
+        );
+    }
     check_target_matches(&mut c, &db, &snap, "after the fresh-store run").await;
     db.close().await;
     // The store learned the target's state: a third run skips every record at once.
-    let third = run(&file, &state_url(fresh.path()));
+    let third = run(&file, &state);
     third.expect_code(0);
     c.eq(
         "third run unchanged",

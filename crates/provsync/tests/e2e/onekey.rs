@@ -875,3 +875,106 @@ async fn onekey_emulator_answers_wrong_requests_with_the_contracts_error_codes()
         .unwrap();
     assert_eq!(code(r).await, (409, "CURSOR_STALE".into()));
 }
+
+/// One truth for counts over a OneKey week into `target`: night 1 in full, night
+/// 2 as a delta, then night 2 in full (its sweep disconnects what the night
+/// dropped). Each run goes the way `vias` says; every surface of each run
+/// (summary, `status --json`, `GET /v1/jobs/{id}` and `GET /v1/jobs`, and those of
+/// its own output: `run`'s text or JSON and progress, or `/metrics`) shows, per kind
+/// and per change, what the target's change log recorded for that run.
+async fn onekey_nights_agree_on_every_surface(target: &Target, vias: [Via; 3]) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let state = state_url(dir);
+    let env = [("E2E_ONEKEY_SECRET", "provsync-secret")];
+    // One server reads every run (and runs those sent to it).
+    let serve = Serve::on_state(dir, &state, &env);
+    let (s1, s2) = (
+        Snapshot::load(&generate(dir, 3000, 11, 1)),
+        Snapshot::load(&generate(dir, 3000, 11, 2)),
+    );
+    let diff = Diff::between(&s1, &s2);
+    let mut c = Checks::default();
+    let n = |s: &Value, kind: &str, field: &str| s["per_kind"][kind][field].as_u64().unwrap_or(0);
+
+    let night1 = Emulator::start(dir, 3000, 11, 1, &[]);
+    let job = OneKeyJob::full().write(dir, "night1-full", &night1, target);
+    let run = run_via(vias[0], &job, &state, &serve, &env);
+    let label = format!("night 1 full ({:?})", vias[0]);
+    let s = check_sql_run_on_every_surface(&mut c, &label, target, run, &state, Some(&serve)).await;
+    // Not vacuous: every kind was created.
+    for kind in KINDS {
+        c.eq(
+            &format!("{label}: {kind} created"),
+            n(&s, kind, "created"),
+            s1.count(kind),
+        );
+    }
+    drop(night1);
+
+    let night2 = Emulator::start(dir, 3000, 11, 2, &[]);
+    let job = OneKeyJob {
+        mode: "delta",
+        source: "since_night = 1",
+        ..OneKeyJob::full()
+    }
+    .write(dir, "night2-delta", &night2, target);
+    let run = run_via(vias[1], &job, &state, &serve, &env);
+    let label = format!("night 2 delta ({:?})", vias[1]);
+    let s = check_sql_run_on_every_surface(&mut c, &label, target, run, &state, Some(&serve)).await;
+    for kind in ENTITY_KINDS {
+        c.eq(
+            &format!("{label}: {kind} created"),
+            n(&s, kind, "created"),
+            diff.created[kind].len() as u64,
+        );
+        // Changed records, and removed ones (now inactive).
+        c.eq(
+            &format!("{label}: {kind} updated"),
+            n(&s, kind, "updated"),
+            (diff.changed[kind].len() + diff.gone[kind].len()) as u64,
+        );
+    }
+    c.eq(
+        &format!("{label}: activities moved"),
+        n(&s, "activity", "moved"),
+        diff.moved_activities.len() as u64,
+    );
+    c.check(
+        &format!("{label}: the night moves activities"),
+        !diff.moved_activities.is_empty(),
+    );
+
+    let job = OneKeyJob::full().write(dir, "night2-full", &night2, target);
+    let run = run_via(vias[2], &job, &state, &serve, &env);
+    let label = format!("night 2 full ({:?})", vias[2]);
+    let s = check_sql_run_on_every_surface(&mut c, &label, target, run, &state, Some(&serve)).await;
+    for kind in KINDS {
+        c.eq(
+            &format!("{label}: {kind} disconnected by the sweep"),
+            n(&s, kind, "disconnected"),
+            diff.gone[kind].len() as u64,
+        );
+        c.check(
+            &format!("{label}: the night drops {kind} records"),
+            !diff.gone[kind].is_empty(),
+        );
+    }
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onekey_nights_agree_on_every_surface_with_the_change_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    onekey_nights_agree_on_every_surface(&target, [Via::Text, Via::Json, Via::Serve]).await;
+}
+
+/// The same week into PostgreSQL, each night through another surface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onekey_nights_into_postgres_agree_on_every_surface_with_the_change_log() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    onekey_nights_agree_on_every_surface(&pg.target(), [Via::Serve, Via::Text, Via::Json]).await;
+}

@@ -27,7 +27,18 @@ async fn a_fresh_state_store_against_a_synced_postgres_target_rewrites_nothing()
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    scenario_fresh_state_store_rewrites_nothing(dir.path(), &pg.target()).await;
+    scenario_fresh_state_store_rewrites_nothing(dir.path(), &pg.target(), Via::Json).await;
+}
+
+/// The same through `provsync serve`: a server on a new, empty state store runs the
+/// job (`POST /v1/jobs`) and writes nothing to the synced target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_fresh_state_store_against_a_synced_postgres_target_writes_nothing() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    scenario_fresh_state_store_rewrites_nothing(dir.path(), &pg.target(), Via::Serve).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! real `provsync run` syncs codes into picklists and providers into the org. Every
 //! test ends by asking the emulator for limit violations: there must be none.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -993,4 +994,235 @@ async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_
     assert_ne!(done["stage"], "parked", "{done:#}");
     assert_eq!(status(&id, &state)["note"], Value::Null);
     org.assert_no_violations();
+}
+
+/// A SOQL query's records, every page of them.
+fn soql(org: &Emulator, query: &str) -> Vec<Value> {
+    let encoded: String = query
+        .chars()
+        .map(|ch| match ch {
+            ' ' => "%20".to_string(),
+            '\'' => "%27".to_string(),
+            '=' => "%3D".to_string(),
+            ',' => "%2C".to_string(),
+            ch => ch.to_string(),
+        })
+        .collect();
+    let mut path = format!("/services/data/v65.0/query?q={encoded}");
+    let mut records = Vec::new();
+    loop {
+        let page = org.api_get(&path);
+        records.extend(page["records"].as_array().cloned().unwrap_or_default());
+        match page["nextRecordsUrl"].as_str() {
+            Some(next) if page["done"] != true => path = next.to_string(),
+            _ => return records,
+        }
+    }
+}
+
+/// A provider record of the org as the count test compares it.
+#[derive(Debug, Clone, PartialEq)]
+struct OrgRecord {
+    kind: &'static str,
+    active: bool,
+    modified: String,
+    /// The workplace an activity is at.
+    related: Option<String>,
+}
+
+/// The org's records of each provider kind (the salesforce-lsc mapping: person and
+/// business Accounts, `Works At` and `Parent` ProviderAffiliations), by record id.
+fn org_records(org: &Emulator) -> BTreeMap<String, OrgRecord> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let mut out = BTreeMap::new();
+    for r in soql(
+        org,
+        "SELECT Id, IsPersonAccount, Active__c, LastModifiedDate FROM Account",
+    ) {
+        let kind = if r["IsPersonAccount"] == true {
+            "individual"
+        } else {
+            "workplace"
+        };
+        out.insert(
+            text(&r["Id"]).unwrap(),
+            OrgRecord {
+                kind,
+                active: r["Active__c"] == true,
+                modified: text(&r["LastModifiedDate"]).unwrap(),
+                related: None,
+            },
+        );
+    }
+    for r in soql(
+        org,
+        "SELECT Id, AffiliationType, IsActive, RelatedAccountId, LastModifiedDate FROM ProviderAffiliation",
+    ) {
+        let kind = match r["AffiliationType"].as_str() {
+            Some("Works At") => "activity",
+            Some("Parent") => "relation",
+            other => panic!("an affiliation of no provider kind: {other:?}"),
+        };
+        out.insert(
+            text(&r["Id"]).unwrap(),
+            OrgRecord {
+                kind,
+                active: r["IsActive"] == true,
+                modified: text(&r["LastModifiedDate"]).unwrap(),
+                related: text(&r["RelatedAccountId"]),
+            },
+        );
+    }
+    out
+}
+
+/// What the org records of a run, from its records before and after: new ones were
+/// created; ones stamped again were updated, or disconnected when their active flag
+/// was cleared, or connected again when it was set; activities now at another
+/// workplace moved; active ones left alone were unchanged.
+fn org_changes(
+    before: &BTreeMap<String, OrgRecord>,
+    after: &BTreeMap<String, OrgRecord>,
+) -> Recorded {
+    let mut r = Recorded {
+        by: "the org",
+        changes: vec![
+            "created",
+            "updated",
+            "moved",
+            "disconnected",
+            "connected",
+            "unchanged",
+        ],
+        counts: BTreeMap::new(),
+    };
+    let mut add = |kind: &str, change: &str| {
+        *r.counts
+            .entry((kind.to_string(), change.to_string()))
+            .or_default() += 1;
+    };
+    for (id, now) in after {
+        let Some(was) = before.get(id) else {
+            add(now.kind, "created");
+            add(now.kind, "connected");
+            continue;
+        };
+        if was.modified == now.modified {
+            if now.active {
+                add(now.kind, "unchanged");
+            }
+            continue;
+        }
+        if was.active && !now.active {
+            add(now.kind, "disconnected");
+            continue;
+        }
+        add(now.kind, "updated");
+        if !was.active && now.active {
+            add(now.kind, "connected");
+        }
+        if was.related != now.related {
+            add(now.kind, "moved");
+        }
+    }
+    r
+}
+
+/// The org's IntegrationJobRun of job `id`: its JobExectionSummary's counts.
+fn integration_job_run(org: &Emulator, id: &str) -> Reading {
+    let runs = soql(
+        org,
+        &format!("SELECT JobExectionSummary FROM IntegrationJobRun WHERE JobIdentifier = '{id}'"),
+    );
+    assert_eq!(runs.len(), 1, "IntegrationJobRun of {id}: {runs:?}");
+    let summary: Value =
+        serde_json::from_str(runs[0]["JobExectionSummary"].as_str().unwrap()).unwrap();
+    assert!(
+        summary["per_kind"].is_object(),
+        "the IntegrationJobRun of {id} has no counts per kind: {summary}"
+    );
+    Reading::json(
+        "the org's IntegrationJobRun JobExectionSummary",
+        &summary["counts"],
+        &summary["per_kind"],
+    )
+}
+
+/// One truth for counts into Salesforce: a provider sync of night 1 (`provsync run`)
+/// and of night 2 (through `provsync serve`: changes, additions, a sweep); every
+/// surface of each run (its own output, `status --json`, the API, `/metrics`, and the
+/// IntegrationJobRun it wrote to the org) shows, per kind and per change, what the
+/// org's own records say the run did.
+#[test]
+fn salesforce_nights_agree_on_every_surface_with_the_org() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let state = state_url(dir);
+    let env = [
+        ("ONEKEY_CLIENT_SECRET", "provsync-secret"),
+        ("SF_CLIENT_SECRET", "provsync-secret"),
+    ];
+    let serve = Serve::on_state(dir, &state, &env);
+    let org = Emulator::salesforce(&[]);
+    let lsc = mapping("salesforce-lsc.toml");
+    let mut c = Checks::default();
+    for (night, via) in [(1, Via::Text), (2, Via::Serve)] {
+        let mdm = Emulator::onekey(300, night, "US");
+        let pair = (&mdm, &org);
+        let codes = job(
+            dir,
+            &format!("codes{night}"),
+            "codes-sync",
+            "\"US\"",
+            pair,
+            &lsc,
+            "",
+        );
+        let r = run_sf(dir, &codes);
+        assert_eq!(r.state(), "completed", "codes sync: {r}");
+        let providers = job(
+            dir,
+            &format!("providers{night}"),
+            "provider-sync",
+            "\"US\"",
+            pair,
+            &lsc,
+            "",
+        );
+        let before = org_records(&org);
+        let (id, own) = run_via(via, &providers, &state, &serve, &env);
+        let recorded = org_changes(&before, &org_records(&org));
+        let (summary, mut readings) = read_surfaces(&id, &state, Some(&serve));
+        readings.extend(own);
+        readings.push(integration_job_run(&org, &id));
+        let label = format!("night {night} ({via:?})");
+        check_one_truth(&mut c, &label, &summary, &recorded, &readings);
+        // Not vacuous: night 1 creates every kind; night 2 also updates, moves and
+        // disconnects.
+        let n = |kind: &str, change: &str| recorded.get(kind, change);
+        let expected: &[(&str, &str)] = if night == 1 {
+            &[
+                ("individual", "created"),
+                ("workplace", "created"),
+                ("activity", "created"),
+                ("relation", "created"),
+            ]
+        } else {
+            &[
+                ("individual", "created"),
+                ("individual", "updated"),
+                ("individual", "disconnected"),
+                ("activity", "moved"),
+                ("activity", "disconnected"),
+            ]
+        };
+        for (kind, change) in expected {
+            c.check(
+                &format!("{label}: the org shows {kind} records {change}"),
+                n(kind, change) > 0,
+            );
+        }
+    }
+    org.assert_no_violations();
+    c.finish();
 }

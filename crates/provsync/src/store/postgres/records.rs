@@ -45,16 +45,18 @@ pub(super) async fn upsert_written(
         let scopes: Vec<&str> = chunk.iter().map(|u| u.scope.as_str()).collect();
         let hashes: Vec<String> = chunk.iter().map(|u| u.hash.to_string()).collect();
         let target_ids: Vec<Option<&str>> = chunk.iter().map(|u| u.target_id.as_deref()).collect();
+        let anchors: Vec<Option<&str>> = chunk.iter().map(|u| u.anchor.as_deref()).collect();
         sqlx::query(
             "INSERT INTO record_state (target, kind, source_id, scope, hash, target_id, \
-             connected, updated_run) \
-             SELECT $1, u.kind, u.source_id, u.scope, u.hash, u.target_id, TRUE, $2 \
-             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
-             WITH ORDINALITY AS u(kind, source_id, scope, hash, target_id, ord) ORDER BY u.ord \
+             anchor, connected, updated_run) \
+             SELECT $1, u.kind, u.source_id, u.scope, u.hash, u.target_id, u.anchor, TRUE, $2 \
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) \
+             WITH ORDINALITY AS u(kind, source_id, scope, hash, target_id, anchor, ord) \
+             ORDER BY u.ord \
              ON CONFLICT (target, kind, source_id) DO UPDATE SET scope = excluded.scope, \
              hash = excluded.hash, \
              target_id = COALESCE(excluded.target_id, record_state.target_id), \
-             connected = TRUE, updated_run = excluded.updated_run, \
+             anchor = excluded.anchor, connected = TRUE, updated_run = excluded.updated_run, \
              disconnected_run = NULL",
         )
         .bind(target)
@@ -64,6 +66,7 @@ pub(super) async fn upsert_written(
         .bind(scopes)
         .bind(hashes)
         .bind(target_ids)
+        .bind(anchors)
         .execute(&mut *conn)
         .await
         .map_err(db("update record state"))?;
@@ -96,7 +99,7 @@ pub(super) async fn known_records(
         // `= ANY($3)` keeps one statement text (one cached plan) for every chunk
         // size, and uses the (target, kind, source_id) unique index.
         let rows = sqlx::query(
-            "SELECT rid, source_id, hash, connected, scope FROM record_state \
+            "SELECT rid, source_id, hash, connected, scope, anchor FROM record_state \
              WHERE target = $1 AND kind = $2 AND source_id = ANY($3)",
         )
         .bind(target)
@@ -116,6 +119,7 @@ pub(super) async fn known_records(
                     connected: col(r, "connected")?,
                     key: col(r, "rid")?,
                     scope: Scope(col(r, "scope")?),
+                    anchor: col(r, "anchor")?,
                 },
             );
         }

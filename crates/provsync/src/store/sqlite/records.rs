@@ -37,7 +37,7 @@ pub(super) async fn upsert_written(
     for chunk in rows.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "INSERT INTO record_state (target, kind, source_id, scope, hash, target_id, \
-             connected, updated_run) ",
+             anchor, connected, updated_run) ",
         );
         qb.push_values(chunk, |mut b, u| {
             b.push_bind(target)
@@ -46,13 +46,14 @@ pub(super) async fn upsert_written(
                 .push_bind(u.scope.as_str())
                 .push_bind(u.hash.to_string())
                 .push_bind(u.target_id.as_deref())
+                .push_bind(u.anchor.as_deref())
                 .push("1")
                 .push_bind(run.as_str());
         });
         qb.push(
             " ON CONFLICT (target, kind, source_id) DO UPDATE SET scope = excluded.scope, \
              hash = excluded.hash, target_id = COALESCE(excluded.target_id, record_state.target_id), \
-             connected = 1, updated_run = excluded.updated_run, \
+             anchor = excluded.anchor, connected = 1, updated_run = excluded.updated_run, \
              disconnected_run = NULL",
         );
         qb.build()
@@ -95,7 +96,7 @@ pub(super) async fn known_records(
     let mut known = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT rid, source_id, hash, connected, scope FROM record_state WHERE target = ",
+            "SELECT rid, source_id, hash, connected, scope, anchor FROM record_state WHERE target = ",
         );
         qb.push_bind(target)
             .push(" AND kind = ")
@@ -118,6 +119,7 @@ pub(super) async fn known_records(
                     connected: col::<i64>(r, "connected")? != 0,
                     key: col(r, "rid")?,
                     scope: Scope(col(r, "scope")?),
+                    anchor: col(r, "anchor")?,
                 },
             );
         }

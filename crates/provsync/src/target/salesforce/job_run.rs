@@ -21,9 +21,13 @@ pub async fn write_job_run(client: &Client, summary: &Value) -> Result<Option<St
             "requested_by": summary["requested_by"],
             "scope": summary["scope"],
         }).to_string(),
+        // The run summary's counts as every surface shows them: the headline, the
+        // kinds it counts, and the counts per kind.
         "JobExectionSummary": json!({
             "state": state,
             "counts": summary["counts"],
+            "counted": summary["counted"],
+            "per_kind": summary["per_kind"],
             "sweep": summary["sweep"],
             "errors_total": summary["errors_total"],
             "failure": summary["failure"],
