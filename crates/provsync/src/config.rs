@@ -115,6 +115,9 @@ pub struct ConfigFile {
     /// The change relay `serve` runs beside the API (none without the table).
     #[serde(default)]
     pub relay: Option<RelayEntry>,
+    /// Connection limits and timeouts of the HTTP server.
+    #[serde(default)]
+    pub http: HttpEntry,
     /// Folder that relative paths start from (the config file's).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -162,6 +165,26 @@ impl fmt::Debug for CallbacksEntry {
             .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
+}
+
+/// The `[http]` table: what the server holds every connection to, so that slow or
+/// idle clients cannot hold its memory.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpEntry {
+    /// Open connections at most; further ones wait until one closes.
+    #[serde(default)]
+    #[schema(default = 1024, minimum = 1)]
+    pub max_connections: Option<usize>,
+    /// Seconds a request's headers may take to arrive; an idle keep-alive
+    /// connection is closed after as long.
+    #[serde(default)]
+    #[schema(default = 10, minimum = 1)]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a request's body may take to arrive.
+    #[serde(default)]
+    #[schema(default = 30, minimum = 1)]
+    pub body_timeout_secs: Option<u64>,
 }
 
 /// The `[relay]` table: `serve` drains a target database's change outbox to a
@@ -340,6 +363,8 @@ pub struct Config {
     pub relay: Option<crate::events::relay::RelayConfig>,
     /// `PROVSYNC_*` variables that name no configuration key.
     pub ignored_env: Vec<String>,
+    /// Connection limits and timeouts of the HTTP server.
+    pub http: crate::api::server::HttpLimits,
     /// Where relative paths of jobs submitted over the API start: the config
     /// file's folder, or the working directory when there is no file.
     pub base_dir: PathBuf,
@@ -424,7 +449,8 @@ const NOT_CONFIG: [&str; 9] = [
 ];
 
 /// Top-level keys of the file, for telling overrides from unrelated variables.
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
+    "http",
     "listen",
     "state",
     "queue",
@@ -602,6 +628,7 @@ fn resolve_file(file: ConfigFile, flags: &Overrides) -> Result<Config, ConfigErr
     let callbacks = callbacks(&file.callbacks, file.base_dir.as_deref())?;
     let schedules = schedules(&file.schedules, file.base_dir.as_deref())?;
     let relay = file.relay.as_ref().map(relay).transpose()?;
+    let http = http_limits(&file.http)?;
     let base_dir = match file.base_dir {
         Some(b) => b,
         None => std::env::current_dir()
@@ -616,7 +643,34 @@ fn resolve_file(file: ConfigFile, flags: &Overrides) -> Result<Config, ConfigErr
         schedules,
         relay,
         ignored_env: file.ignored_env,
+        http,
         base_dir,
+    })
+}
+
+fn http_limits(h: &HttpEntry) -> Result<crate::api::server::HttpLimits, ConfigError> {
+    let d = crate::api::server::HttpLimits::default();
+    let at_least_one = |key: &str, v: Option<u64>, default: u64| match v {
+        Some(0) => Err(ConfigError(format!("http.{key}: must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    Ok(crate::api::server::HttpLimits {
+        max_connections: at_least_one(
+            "max_connections",
+            h.max_connections.map(|n| n as u64),
+            d.max_connections as u64,
+        )? as usize,
+        header_read_timeout: std::time::Duration::from_secs(at_least_one(
+            "header_read_timeout_secs",
+            h.header_read_timeout_secs,
+            d.header_read_timeout.as_secs(),
+        )?),
+        body_timeout: std::time::Duration::from_secs(at_least_one(
+            "body_timeout_secs",
+            h.body_timeout_secs,
+            d.body_timeout.as_secs(),
+        )?),
     })
 }
 

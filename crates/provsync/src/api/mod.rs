@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod openapi;
 pub mod runner;
 pub mod schedules;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct ServeOptions {
     pub schedules: Vec<Schedule>,
     /// Where a submitted job's relative paths start (the config file's folder).
     pub base_dir: std::path::PathBuf,
+    /// Connection limits and timeouts.
+    pub http: server::HttpLimits,
 }
 
 /// The API's router.
@@ -196,9 +199,7 @@ pub async fn serve(
         base_dir: opts.base_dir,
     });
     let app = router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = server::run(listener, app, opts.http, shutdown).await;
     // Stop taking work: no new ticks, no new orphans; queued callbacks stay in
     // the outbox for the next process.
     ticking.cancel();

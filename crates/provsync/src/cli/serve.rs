@@ -122,6 +122,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         callbacks: cfg.callbacks,
         schedules: cfg.schedules,
         base_dir: cfg.base_dir,
+        http: cfg.http,
     };
     crate::api::serve(listener, engine, opts, shutdown_signal())
         .await

@@ -5,6 +5,7 @@
 //! (Salesforce Bulk jobs, writes parked on a spent budget).
 
 use provsync_core::job::{JobEvent, JobId, JobState};
+use provsync_core::store::StoreError;
 
 use super::{Engine, EngineError};
 
@@ -20,21 +21,33 @@ pub enum AbortOutcome {
 }
 
 impl Engine {
-    /// Requests an abort of a job.
+    /// Requests an abort of a job. Racing requests (two operators, a retrying
+    /// client, the job starting meanwhile) each get an answer from the state they
+    /// finally meet, never an error: a transition another request made first is
+    /// read back and answered from.
     pub async fn abort(&self, id: &JobId) -> Result<AbortOutcome, EngineError> {
-        let job = self.store.job(id).await?;
-        match job.state {
-            JobState::Accepted | JobState::Queued => {
-                self.apply(id, JobEvent::Abort).await?;
-                self.store.request_abort(id).await?;
-                Ok(AbortOutcome::Cancelled)
+        loop {
+            let job = self.store.job(id).await?;
+            match job.state {
+                JobState::Accepted | JobState::Queued => {
+                    match self.apply(id, JobEvent::Abort).await {
+                        Ok(_) => {
+                            self.store.request_abort(id).await?;
+                            return Ok(AbortOutcome::Cancelled);
+                        }
+                        // Moved since we read it: answer from where it is now.
+                        Err(EngineError::Illegal(_))
+                        | Err(EngineError::Store(StoreError::Conflict { .. })) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                JobState::Running | JobState::Aborting => {
+                    // The running process sees the flag before its next fetch.
+                    self.store.request_abort(id).await?;
+                    return Ok(AbortOutcome::Aborting);
+                }
+                other => return Ok(AbortOutcome::TooLate(other)),
             }
-            JobState::Running | JobState::Aborting => {
-                // The running process sees the flag before its next fetch.
-                self.store.request_abort(id).await?;
-                Ok(AbortOutcome::Aborting)
-            }
-            other => Ok(AbortOutcome::TooLate(other)),
         }
     }
 }

@@ -82,3 +82,40 @@ async fn fifty_concurrent_submissions_run_one_at_a_time_in_arrival_order_on_post
     db.drop_db().await;
     let _ = Duration::from_secs(0);
 }
+
+/// Fifty aborts fired at once at a queued job, and at the running one it waits
+/// behind: every answer is 202 or 409 with the job's state, never a 500, and both
+/// jobs end `aborted`.
+async fn fifty_racing_aborts_answer_202_or_409_never_500(state: &str) {
+    let s = Server::start_with_state(state);
+    let world = generate(s.path(), 6_000);
+    let body = job(&world, &s.path().join("provider.db"));
+    let (_, first) = s.submit(&body).await;
+    let (_, second) = s.submit(&body).await;
+    assert_eq!(second["state"], "queued", "{second}");
+    for v in [&second, &first] {
+        let id = v["job_id"].as_str().unwrap();
+        let path = format!("/v1/jobs/{id}/abort");
+        let aborts =
+            (0..50).map(|_| s.call(reqwest::Method::POST, &path, Some(OPERATE_TOKEN), None));
+        let answers = futures::future::join_all(aborts).await;
+        let accepted = answers
+            .iter()
+            .filter(|(st, _)| *st == StatusCode::ACCEPTED)
+            .count();
+        for (st, v) in &answers {
+            assert!(
+                *st == StatusCode::ACCEPTED || *st == StatusCode::CONFLICT,
+                "{st}: {v}"
+            );
+            if *st == StatusCode::CONFLICT {
+                assert_eq!(v["code"], "job_finished", "{v}");
+            }
+        }
+        assert!(accepted >= 1, "no abort was accepted: {answers:?}");
+        let end = s.wait_terminal(id).await;
+        assert_eq!(end["state"], "aborted", "{end:#}");
+    }
+}
+
+crate::on_both_stores!(fifty_racing_aborts_answer_202_or_409_never_500);

@@ -9,6 +9,7 @@ mod auth;
 mod callbacks;
 mod codes_sync;
 mod concurrency;
+mod connections;
 mod gmc_nightly;
 mod jobs;
 mod lifecycle;
