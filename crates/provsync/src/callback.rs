@@ -77,12 +77,11 @@ pub struct Deliverer {
 impl Deliverer {
     /// A deliverer over `store`.
     pub fn new(store: Arc<dyn StateStore>, settings: CallbackSettings) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            // A redirect could carry the signed payload to another host.
+            // A callback URL is the caller's: no redirect at all, not even within it.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("provsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("HTTP client");
         Self {

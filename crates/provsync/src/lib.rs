@@ -8,6 +8,7 @@ pub mod config;
 pub mod connector;
 pub mod errors;
 pub mod events;
+pub mod http;
 pub mod job;
 pub mod key_reference;
 pub mod metrics;

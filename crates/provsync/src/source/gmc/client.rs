@@ -69,7 +69,7 @@ pub fn return_code_meaning(code: &str) -> &'static str {
 impl Client {
     /// A client with the job's settings and credentials.
     pub fn new(config: GmcConfig, credentials: Credentials) -> Result<Self, SourceError> {
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(Duration::from_secs(config.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(10))
             .build()

@@ -115,10 +115,9 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 impl Client {
     /// A client for the MDM the settings name.
     pub fn new(s: &OneKeySettings) -> Result<Self, SourceError> {
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(Duration::from_secs(s.timeout_secs))
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("provsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
                 SourceError::Config(format!("HTTP client: {}", crate::errors::http(&e)))

@@ -110,7 +110,7 @@ pub struct Client {
 impl Client {
     /// A client; no request is sent until the first call.
     pub fn new(cfg: SalesforceConfig, creds: Credentials) -> Result<Self, SfError> {
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             // Salesforce ends requests at 10 minutes; a little more lets its answer in.
             .timeout(Duration::from_secs(620))
             .connect_timeout(Duration::from_secs(15))
