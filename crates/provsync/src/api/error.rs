@@ -200,6 +200,29 @@ impl ApiError {
     }
 }
 
+/// One path segment of a route (`/v1/jobs/{id}`, `/v1/admin/sync/{schedule}`): a
+/// segment that does not decode (`%ff`) is refused with the API's JSON error shape,
+/// not axum's plain-text rejection.
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(segment)) => Ok(Segment(segment)),
+            Err(e) => Err(ApiError::field(
+                ErrorCode::InvalidParameter,
+                "path",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
 /// Why a token's role was refused (403), for the request log.
 #[derive(Debug, Clone)]
 pub struct Forbidden(pub String);

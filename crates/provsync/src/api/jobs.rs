@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -14,7 +14,7 @@ use provsync_core::store::{Dispatch, JobFilter, JobRecord, StateStore, StoreErro
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, Segment};
 #[allow(unused_imports)] // named in the OpenAPI annotations
 use super::openapi::{
     AbortAccepted, ErrorPage, JobAccepted, JobList, JobRequest, JobStatus, ReplayAccepted,
@@ -280,7 +280,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
 pub async fn get_job(
     State(st): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> ApiResult {
     caller.require(Role::Read)?;
     let view = status_view(&st, &JobId::from(id.as_str())).await?;
@@ -450,7 +450,7 @@ pub async fn list(
 pub async fn abort(
     State(st): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> ApiResult {
     caller.require(Role::Operate)?;
     let id = JobId::from(id.as_str());
@@ -492,7 +492,7 @@ pub async fn abort(
 pub async fn replay(
     State(st): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> ApiResult {
     caller.require(Role::Operate)?;
     let earlier = JobId::from(id.as_str());
@@ -530,6 +530,17 @@ pub async fn replay(
     ))
 }
 
+/// A CSV cell a spreadsheet shows as text rather than runs as a formula: source
+/// ids and reasons come from the feed, so a cell starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return gets a leading `'` (OWASP, CSV injection).
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 fn wants_csv(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -564,7 +575,7 @@ fn wants_csv(headers: &HeaderMap) -> bool {
 pub async fn errors(
     State(st): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult {
@@ -598,13 +609,16 @@ pub async fn errors(
         .map_err(internal)?;
     for e in &page {
         let page_no = e.page_no.map(|p| p.to_string()).unwrap_or_default();
-        w.write_record([
-            page_no.as_str(),
-            e.stage.as_str(),
-            e.kind.map(|k| k.as_str()).unwrap_or(""),
-            e.source_id.as_deref().unwrap_or(""),
-            e.reason.as_str(),
-        ])
+        w.write_record(
+            [
+                page_no.as_str(),
+                e.stage.as_str(),
+                e.kind.map(|k| k.as_str()).unwrap_or(""),
+                e.source_id.as_deref().unwrap_or(""),
+                e.reason.as_str(),
+            ]
+            .map(|cell| spreadsheet_safe(cell).into_owned()),
+        )
         .map_err(internal)?;
     }
     let bytes = w
@@ -625,6 +639,24 @@ pub async fn errors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_escaped() {
+        for (cell, shown) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+1", "'+1"),
+            ("-1+2", "'-1+2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("WUSM0001", "WUSM0001"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), shown);
+        }
+    }
 
     fn err(body: &str) -> ApiError {
         parse_job_request(body.as_bytes()).unwrap_err()

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, Segment};
 #[allow(unused_imports)] // named in the OpenAPI annotations
 use super::openapi::{ScheduleList, TriggerAccepted};
 use super::{json, AppState};
@@ -92,7 +92,7 @@ pub async fn list(
 pub async fn trigger(
     State(st): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let Some(schedule) = st.scheduler.get(&name) else {

@@ -125,6 +125,13 @@ async fn job_requests_and_filters_are_validated_with_codes_and_fields(state: &st
     assert_eq!(st, StatusCode::OK, "{v}");
 
     // Unknown jobs.
+    // A segment that does not decode gets the JSON error shape, naming it.
+    for path in ["/v1/jobs/%ff", "/v1/jobs/%ff/errors"] {
+        let (st, v) = s.get(path).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert_eq!(v["code"], "invalid_parameter", "{path}: {v}");
+        assert_eq!(v["field"], "path", "{path}: {v}");
+    }
     for path in ["/v1/jobs/nope", "/v1/jobs/nope/errors"] {
         let (st, v) = s.get(path).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{path}: {v}");
