@@ -32,11 +32,11 @@ pub struct RelayConfig {
 
 impl std::fmt::Debug for RelayConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::config::redact_url;
+        use crate::secret::redact_urls;
         f.debug_struct("RelayConfig")
-            .field("database_url", &redact_url(&self.database_url))
+            .field("database_url", &redact_urls(&self.database_url))
             .field("schema", &self.schema)
-            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("amqp_url", &redact_urls(&self.amqp_url))
             .field("exchange", &self.exchange)
             .field("batch", &self.batch)
             .field("poll", &self.poll)
@@ -65,7 +65,13 @@ enum RoundError {
     Nacked(i64),
     #[error("database: {0}")]
     Database(String),
+    #[error("no answer within {} s (broker or database stalled)", ROUND_TIMEOUT.as_secs())]
+    Stalled,
 }
+
+/// How long one round may take: a publish or confirm that never resolves (a broker
+/// restarting under the connection) must lead to a reconnect, not a silent stop.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl From<lapin::Error> for RoundError {
     fn from(e: lapin::Error) -> Self {
@@ -211,7 +217,8 @@ pub async fn run(cfg: RelayConfig, stop: CancellationToken) -> Result<RelayStats
             if stop.is_cancelled() {
                 return Ok(stats);
             }
-            match round(&cfg, &db, &channel).await {
+            let answered = tokio::time::timeout(ROUND_TIMEOUT, round(&cfg, &db, &channel)).await;
+            match answered.unwrap_or(Err(RoundError::Stalled)) {
                 Ok(0) if cfg.until_empty => return Ok(stats),
                 Ok(0) => {
                     tokio::select! {

@@ -38,6 +38,9 @@ const PUBLISH_PATIENCE: Duration = Duration::from_secs(60);
 pub const BROKER_DELIVERY_LIMIT: i64 = 20;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a connection attempt may take: a broker that accepts TCP while it is
+/// still starting (or a half-open peer) may never finish the AMQP handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The RabbitMQ queue.
 pub struct RabbitQueue {
@@ -245,16 +248,21 @@ pub async fn connect(url: &str) -> Result<Connection, String> {
             format!("{}:{}", u.authority.host, u.authority.port),
             Some(u.authority.userinfo.password).filter(|p| !p.is_empty()),
         ),
-        Err(_) => (crate::config::redact_url(url), None),
+        Err(_) => (crate::secret::redact_urls(url), None),
     };
-    Connection::connect(url, ConnectionProperties::default())
-        .await
-        .map_err(|e| {
+    let connecting = Connection::connect(url, ConnectionProperties::default());
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(connected) => connected.map_err(|e| {
             // lapin's messages may echo the URL.
-            let cause = crate::config::redact_url(&crate::errors::chain(&e));
+            let cause = crate::secret::redact_urls(&crate::errors::chain(&e));
             let cause = crate::errors::redact(cause, password.as_deref());
             format!("cannot connect to RabbitMQ at {at}: {cause}")
-        })
+        }),
+        Err(_) => Err(format!(
+            "cannot connect to RabbitMQ at {at}: no AMQP handshake within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 impl RabbitQueue {
