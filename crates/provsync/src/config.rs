@@ -211,9 +211,12 @@ pub struct RelayEntry {
 impl fmt::Debug for RelayEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RelayEntry")
-            .field("database", &redact_url(&self.database))
+            .field("database", &crate::secret::redact_urls(&self.database))
             .field("schema", &self.schema)
-            .field("amqp", &self.amqp.as_deref().map(redact_url))
+            .field(
+                "amqp",
+                &self.amqp.as_deref().map(crate::secret::redact_urls),
+            )
             .field("exchange", &self.exchange)
             .field("poll_ms", &self.poll_ms)
             .finish()
@@ -472,8 +475,8 @@ pub fn parse_with_env(
     origin: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<ConfigFile, ConfigError> {
-    let mut table: toml::Table =
-        toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+    let mut table: toml::Table = toml::from_str(text)
+        .map_err(|e| ConfigError(crate::secret::redact_urls(&format!("{origin}: {e}"))))?;
     let mut from_env: HashMap<String, String> = HashMap::new();
     let mut ignored = Vec::new();
     let mut vars: Vec<(String, String)> = env.into_iter().collect();
@@ -620,7 +623,7 @@ fn resolve_file(file: ConfigFile, flags: &Overrides) -> Result<Config, ConfigErr
         if !(q.starts_with("amqp://") || q.starts_with("memory://")) {
             return Err(ConfigError(format!(
                 "queue: expected amqp://... or memory://, got {:?}",
-                redact_url(q)
+                crate::secret::redact_urls(q)
             )));
         }
     }
@@ -678,7 +681,7 @@ fn relay(r: &RelayEntry) -> Result<crate::events::relay::RelayConfig, ConfigErro
     if !(r.database.starts_with("postgres://") || r.database.starts_with("postgresql://")) {
         return Err(ConfigError(format!(
             "relay.database: expected postgres://..., got {:?}",
-            redact_url(&r.database)
+            crate::secret::redact_urls(&r.database)
         )));
     }
     let amqp = r
@@ -688,7 +691,7 @@ fn relay(r: &RelayEntry) -> Result<crate::events::relay::RelayConfig, ConfigErro
     if !amqp.starts_with("amqp://") {
         return Err(ConfigError(format!(
             "relay.amqp: expected amqp://..., got {:?}",
-            redact_url(&amqp)
+            crate::secret::redact_urls(&amqp)
         )));
     }
     let schema = r.schema.clone().unwrap_or_else(|| "gmc".to_owned());
@@ -905,20 +908,6 @@ pub fn new_token() -> Result<String, getrandom::Error> {
     Ok(format!("{TOKEN_PREFIX}{}", hex(&bytes)))
 }
 
-/// The state URL with any password replaced (for display).
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1079,15 +1068,6 @@ mod tests {
         .unwrap();
         let e = resolve(Some(f), &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("tokens[0].sha256"), "{e}");
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -82,9 +82,72 @@ pub fn one_of(
     }
 }
 
+/// `text` with the password of every URL in it replaced by `***`
+/// (`postgres://app:s3cret@db/x` → `postgres://app:***@db/x`): for names, logs and
+/// error messages, which may quote a URL anywhere in a line.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(s) = rest.find("://") {
+        let (head, tail) = rest.split_at(s + 3);
+        out.push_str(head);
+        // The authority ends where a path, query, quote or blank begins.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@').and_then(|at| {
+            let userinfo = &authority[..at];
+            userinfo.find(':').map(|c| (c, at))
+        }) {
+            Some((c, at)) => {
+                out.push_str(&authority[..c]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether a key (the last segment of `field`) holds a secret value inline, so a
+/// message quoting its line must not show the value.
+pub fn is_secret_key(field: &str) -> bool {
+    let key = field.rsplit('.').next().unwrap_or(field);
+    ["secret", "password", "api_key", "token", "private_key"]
+        .iter()
+        .any(|s| key.ends_with(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_replaced_wherever_the_url_sits() {
+        assert_eq!(
+            redact_urls("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_urls("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            redact_urls("url = \"postgres://a:p@ss@h/x\" # and amqp://g:g@q:5672/%2f"),
+            "url = \"postgres://a:***@h/x\" # and amqp://g:***@q:5672/%2f"
+        );
+        assert_eq!(redact_urls("no url: a:b@c"), "no url: a:b@c");
+        assert_eq!(redact_urls("http://host:8080/p"), "http://host:8080/p");
+    }
+
+    #[test]
+    fn secret_keys_are_recognised_by_their_last_segment() {
+        assert!(is_secret_key("source.client_secret"));
+        assert!(is_secret_key("target.auth.password"));
+        assert!(!is_secret_key("source.client_secret_env"));
+        assert!(!is_secret_key("target.url"));
+    }
 
     #[test]
     fn a_secret_never_shows_in_debug_output() {

@@ -76,9 +76,12 @@ fn place(text: &str, offset: usize) -> Place {
 
 /// `origin:line:column: field: message`, then the line with a caret under the key,
 /// as a parse error shows it; `origin: field: message` when the key is not found.
+/// The quoted line never shows a secret: URL passwords and the values of secret keys
+/// are masked (an error about an inline password must not print it).
 pub fn describe(origin: &str, text: &str, field: &str, message: &str) -> String {
     match locate(text, field) {
-        Some(p) => {
+        Some(mut p) => {
+            p.text = masked(&p.text, field);
             let gutter = p.line.to_string();
             format!(
                 "{origin}:{}:{}: {field}: {message}\n {gutter} | {}\n {} | {}^",
@@ -90,6 +93,15 @@ pub fn describe(origin: &str, text: &str, field: &str, message: &str) -> String 
             )
         }
         None => format!("{origin}: {field}: {message}"),
+    }
+}
+
+/// A quoted line with its secrets masked.
+fn masked(line: &str, field: &str) -> String {
+    let line = crate::secret::redact_urls(line);
+    match line.split_once('=') {
+        Some((key, _)) if crate::secret::is_secret_key(field) => format!("{key}= \"***\""),
+        _ => line,
     }
 }
 
@@ -132,5 +144,21 @@ mod tests {
             "{d}"
         );
         assert!(d.ends_with("\n   | ^"), "{d}");
+    }
+
+    #[test]
+    fn a_quoted_line_never_shows_a_secret() {
+        let text = "[target]\nurl = \"postgres://app:hunter2@db/x\"\n\
+                    [source]\nclient_secret = \"hunter2\"\n";
+        let d = describe("j.toml", text, "target.url", "carries a password");
+        assert!(
+            d.contains("postgres://app:***@db/x") && !d.contains("hunter2"),
+            "{d}"
+        );
+        let d = describe("j.toml", text, "source.client_secret", "inline");
+        assert!(
+            d.contains("client_secret = \"***\"") && !d.contains("hunter2"),
+            "{d}"
+        );
     }
 }

@@ -162,7 +162,7 @@ pub fn peak_rss_bytes() -> u64 {
 async fn reset_postgres(url: &str) -> anyhow::Result<()> {
     let pool = sqlx::PgPool::connect(url)
         .await
-        .with_context(|| format!("connecting to {}", crate::target::redact_url(url)))?;
+        .with_context(|| format!("connecting to {}", crate::secret::redact_urls(url)))?;
     pool.execute(format!("DROP SCHEMA IF EXISTS {BENCH_SCHEMA} CASCADE").as_str())
         .await?;
     Ok(())

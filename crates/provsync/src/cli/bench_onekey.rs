@@ -188,7 +188,7 @@ pub async fn bench_onekey(a: BenchOneKeyArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| {
                 format!(
                     "connecting to {}",
-                    crate::target::redact_url(&a.postgres_url)
+                    crate::secret::redact_urls(&a.postgres_url)
                 )
             })?;
         pool.execute(format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE").as_str())

@@ -109,9 +109,9 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         note!(
             "relaying {}.change_outbox of {} to exchange {} on {}",
             r.schema,
-            config::redact_url(&r.database_url),
+            crate::secret::redact_urls(&r.database_url),
             r.exchange,
-            config::redact_url(&r.amqp_url)
+            crate::secret::redact_urls(&r.amqp_url)
         );
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(crate::events::relay::run(r, stop.clone()));
@@ -172,7 +172,7 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
             let cfg = load(Some(&file), &Overrides::default())?;
             outln!("{}: ok", file.display())?;
             outln!("  listen  {}", cfg.listen)?;
-            outln!("  state   {}", config::redact_url(&cfg.state))?;
+            outln!("  state   {}", crate::secret::redact_urls(&cfg.state))?;
             outln!("  tokens  {}", cfg.tokens.len())?;
             for t in &cfg.tokens {
                 outln!("    {} ({})", t.name, t.role)?;
@@ -196,9 +196,9 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
                 Some(r) => outln!(
                     "  relay  {}.change_outbox of {} -> {} on {}",
                     r.schema,
-                    config::redact_url(&r.database_url),
+                    crate::secret::redact_urls(&r.database_url),
                     r.exchange,
-                    config::redact_url(&r.amqp_url)
+                    crate::secret::redact_urls(&r.amqp_url)
                 )?,
                 None => outln!("  relay  off")?,
             }

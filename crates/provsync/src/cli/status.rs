@@ -73,7 +73,7 @@ fn parse_state(v: &str) -> Result<JobState, String> {
 async fn existing_store(url: &str) -> anyhow::Result<Arc<dyn StateStore>> {
     crate::store::open_existing(url)
         .await
-        .with_context(|| format!("opening state store {}", crate::config::redact_url(url)))
+        .with_context(|| format!("opening state store {}", crate::secret::redact_urls(url)))
 }
 
 /// Prints a job's state, stage, counts and first errors.

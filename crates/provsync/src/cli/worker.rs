@@ -43,14 +43,14 @@ pub async fn open_engine(
 ) -> anyhow::Result<Engine> {
     let store = crate::store::open(state)
         .await
-        .with_context(|| format!("opening state store {}", crate::config::redact_url(state)))?;
+        .with_context(|| format!("opening state store {}", crate::secret::redact_urls(state)))?;
     let engine = Engine::new(store);
     Ok(match queue {
         None => engine,
         Some(url) => {
             let q = crate::queue::open(url, max_attempts)
                 .await
-                .with_context(|| format!("opening queue {}", crate::config::redact_url(url)))?;
+                .with_context(|| format!("opening queue {}", crate::secret::redact_urls(url)))?;
             engine.with_queue(q)
         }
     })
@@ -76,7 +76,7 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
     note!(
         "worker {} consuming {} (prefetch {}, {} attempts)",
         engine.owner,
-        crate::config::redact_url(&a.queue),
+        crate::secret::redact_urls(&a.queue),
         a.prefetch,
         a.max_attempts
     );

@@ -23,8 +23,10 @@ pub fn read(path: &Path) -> Result<JobSpec, JobFileError> {
 /// Parses a job file's text (`origin` names it in errors; relative paths start at
 /// `base`) and checks it as a submission would.
 pub fn parse(text: &str, origin: &str, base: &Path) -> Result<JobSpec, JobFileError> {
-    let mut spec: JobSpec =
-        toml::from_str(text).map_err(|e| JobFileError(format!("{origin}: {e}")))?;
+    let mut spec: JobSpec = toml::from_str(text).map_err(|e| {
+        // toml quotes the offending line: a URL in it must not show its password.
+        JobFileError(crate::secret::redact_urls(&format!("{origin}: {e}")))
+    })?;
     crate::paths::resolve_job_paths(&mut spec, base);
     if let Err(errs) = super::dispatch::check(&spec) {
         let list: Vec<String> = errs

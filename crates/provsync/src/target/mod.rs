@@ -132,7 +132,7 @@ impl TargetConfig {
             Self::Postgres(c) => c
                 .name
                 .clone()
-                .unwrap_or_else(|| format!("{}#{}", redact_url(&c.url), c.schema)),
+                .unwrap_or_else(|| format!("{}#{}", crate::secret::redact_urls(&c.url), c.schema)),
             Self::Salesforce(c) => c.name.clone().unwrap_or_else(|| {
                 let who = match &c.auth {
                     salesforce::config::AuthConfig::ClientCredentials { client_id, .. } => {
@@ -218,32 +218,4 @@ async fn open_raw(spec: &ConnectorSpec) -> Result<Arc<dyn Target>, TargetError> 
         ),
         TargetConfig::Salesforce(c) => Arc::new(salesforce::SalesforceTarget::open(c)?),
     })
-}
-
-/// A URL with its password replaced, for names and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_reach_target_names() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
-    }
 }

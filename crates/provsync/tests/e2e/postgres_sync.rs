@@ -95,7 +95,7 @@ async fn postgres_passwords_come_from_the_environment_or_a_file_and_never_reach_
     let refused = run(&file, &state);
     refused.expect_code(1);
     assert!(
-        refused.stderr.contains("target.url carries a password")
+        refused.stderr.contains("target.url: carries a password")
             && refused.stderr.contains("password_env"),
         "{}",
         refused.stderr
