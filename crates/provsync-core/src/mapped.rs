@@ -112,6 +112,30 @@ impl MappedRecord {
         ContentHash::of_bytes(&bytes)
     }
 
+    /// The first field (`table.field`) holding a NUL character, which no target
+    /// stores (PostgreSQL text refuses it; Salesforce strips it): such a record is
+    /// rejected before the write, naming the field, so its neighbours load.
+    pub fn field_with_nul(&self) -> Option<String> {
+        fn has_nul(v: &serde_json::Value) -> bool {
+            match v {
+                serde_json::Value::String(s) => s.contains('\0'),
+                serde_json::Value::Array(a) => a.iter().any(has_nul),
+                serde_json::Value::Object(o) => {
+                    o.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
+                }
+                _ => false,
+            }
+        }
+        let own = self.fields.iter().map(|f| (&self.table, f));
+        let children = self
+            .children
+            .iter()
+            .flat_map(|c| c.fields.iter().map(move |f| (&c.table, f)));
+        own.chain(children)
+            .find(|(_, (_, v))| has_nul(v))
+            .map(|(table, (name, _))| format!("{table}.{name}"))
+    }
+
     /// The value of a field, if mapped.
     pub fn field(&self, name: &str) -> Option<&serde_json::Value> {
         self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)

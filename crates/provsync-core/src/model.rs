@@ -372,6 +372,10 @@ impl Record {
         if meta.scope.0.trim().is_empty() {
             return Err("scope is empty".into());
         }
+        // Ids become keys in every target and the state store; none stores a NUL.
+        if meta.source_id.0.contains('\0') || meta.scope.0.contains('\0') {
+            return Err("source_id or scope contains a NUL character (U+0000)".into());
+        }
         match self {
             Record::Individual(i) => {
                 if i.last_name.trim().is_empty() {

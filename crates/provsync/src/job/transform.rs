@@ -149,7 +149,17 @@ fn map_one(
         );
     }
     match mapping.apply(&record) {
-        Ok(mapped) => out.records.push(mapped),
+        Ok(mapped) => match mapped.field_with_nul() {
+            Some(field) => reject(
+                out,
+                kind,
+                Some(id),
+                format!(
+                    "field `{field}` contains a NUL character (U+0000), which no target stores"
+                ),
+            ),
+            None => out.records.push(mapped),
+        },
         Err(e) => reject(out, kind, Some(id), e.to_string()),
     }
 }
@@ -211,5 +221,36 @@ mod tests {
             .records
             .iter()
             .any(|r| r.kind == EntityKind::Relation && r.source_id.as_str() == "W2>parent"));
+    }
+
+    #[test]
+    fn a_value_with_a_nul_is_rejected_naming_its_field_and_its_neighbours_map() {
+        let page = Page {
+            records: vec![
+                record(
+                    r#"{"kind":"individual","source_id":"I1","scope":"US","first_name":"A\u0000b","last_name":"B"}"#,
+                ),
+                record(
+                    r#"{"kind":"individual","source_id":"I2","scope":"US","first_name":"A","last_name":"B"}"#,
+                ),
+                record(
+                    r#"{"kind":"individual","source_id":"I\u00003","scope":"US","first_name":"A","last_name":"B"}"#,
+                ),
+            ],
+            bad: vec![],
+            next: None,
+            snapshot: None,
+        };
+        let out = transform_page(&mapping(), 1, page);
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(out.records[0].source_id.as_str(), "I2");
+        let reasons: Vec<_> = out.errors.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "field `individuals.first_name` contains a NUL character (U+0000), which no target stores",
+                "source_id or scope contains a NUL character (U+0000)",
+            ]
+        );
     }
 }

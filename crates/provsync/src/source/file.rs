@@ -17,11 +17,20 @@ pub struct FileConfig {
     /// Path of the NDJSON file.
     #[schema(value_type = String)]
     pub path: PathBuf,
+    /// Longest line accepted, in bytes (default 4 MiB): a longer line is rejected
+    /// with its size and never held in memory whole.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: u64,
+}
+
+fn default_max_line_bytes() -> u64 {
+    4 * 1024 * 1024
 }
 
 /// Reads canonical records from an NDJSON file.
 pub struct FileSource {
     path: PathBuf,
+    max_line_bytes: u64,
     page_size: AtomicUsize,
 }
 
@@ -41,6 +50,7 @@ impl FileSource {
     pub fn new(config: FileConfig) -> Self {
         Self {
             path: config.path,
+            max_line_bytes: config.max_line_bytes.max(1),
             page_size: AtomicUsize::new(5_000),
         }
     }
@@ -62,21 +72,45 @@ impl FileSource {
         };
         let mut pos = offset;
         let mut line_no = first_line;
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         let mut taken = 0;
+        let io =
+            |e: std::io::Error| SourceError::Unavailable(format!("{}: {e}", self.path.display()));
         while taken < page_size {
-            buf.clear();
-            let n = reader
-                .read_line(&mut buf)
-                .map_err(|e| SourceError::Unavailable(format!("{}: {e}", self.path.display())))?;
-            if n == 0 {
+            let line = read_capped_line(&mut reader, &mut buf, self.max_line_bytes).map_err(io)?;
+            if line.consumed == 0 {
                 return Ok(page);
             }
-            pos += n as u64;
-            let line = buf.trim();
-            if !line.is_empty() {
-                taken += 1;
-                self.parse_line(line, line_no, &mut page);
+            pos += line.consumed;
+            match line.overflow {
+                Some(size) => {
+                    taken += 1;
+                    page.bad.push(self.bad_line(
+                        line_no,
+                        format!(
+                            "line of {size} bytes is longer than source.max_line_bytes ({})",
+                            self.max_line_bytes
+                        ),
+                    ));
+                }
+                None => match std::str::from_utf8(&buf) {
+                    Ok(text) if text.trim().is_empty() => {}
+                    Ok(text) => {
+                        taken += 1;
+                        self.parse_line(text.trim(), line_no, &mut page);
+                    }
+                    Err(e) => {
+                        taken += 1;
+                        page.bad.push(self.bad_line(
+                            line_no,
+                            format!(
+                                "not UTF-8: byte {} of the line is 0x{:02x}",
+                                e.valid_up_to() + 1,
+                                buf[e.valid_up_to()]
+                            ),
+                        ));
+                    }
+                },
             }
             line_no += 1;
         }
@@ -89,6 +123,16 @@ impl FileSource {
             page.next = Some(Cursor(format!("{pos}:{line_no}")));
         }
         Ok(page)
+    }
+
+    /// A line that could not be read as text, named by its position.
+    fn bad_line(&self, line_no: u64, reason: String) -> BadRecord {
+        BadRecord {
+            kind: None,
+            source_id: None,
+            position: format!("{}:{line_no}", self.path.display()),
+            reason,
+        }
     }
 
     fn parse_line(&self, line: &str, line_no: u64, page: &mut Page) {
@@ -105,6 +149,55 @@ impl FileSource {
             }
         }
     }
+}
+
+/// One line read by [`read_capped_line`].
+struct Line {
+    /// Bytes consumed from the reader, line break included (0: end of file).
+    consumed: u64,
+    /// The line's size when it exceeded the cap (its bytes were skipped, not kept).
+    overflow: Option<u64>,
+}
+
+/// Reads one line into `buf` (without its line break), keeping at most `cap` bytes:
+/// a longer line is consumed to its end but not held, so one giant line cannot take
+/// the memory of the process.
+fn read_capped_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: u64,
+) -> std::io::Result<Line> {
+    buf.clear();
+    let mut consumed = 0u64;
+    let mut size = 0u64;
+    let mut overflow = false;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let content = &chunk[..if done { take - 1 } else { take }];
+        if !overflow && buf.len() as u64 + content.len() as u64 <= cap {
+            buf.extend_from_slice(content);
+        } else {
+            overflow = true;
+            buf.clear();
+        }
+        consumed += take as u64;
+        size += content.len() as u64;
+        reader.consume(take);
+        if done {
+            break;
+        }
+    }
+    Ok(Line {
+        consumed,
+        overflow: overflow.then_some(size),
+    })
 }
 
 /// Why a line is not a canonical record, naming the field at fault and its value:
@@ -216,6 +309,7 @@ impl Source for FileSource {
         let (offset, line) = parse_cursor(cursor)?;
         let this = FileSource {
             path: self.path.clone(),
+            max_line_bytes: self.max_line_bytes,
             page_size: AtomicUsize::new(self.page_size.load(Ordering::Relaxed)),
         };
         tokio::task::spawn_blocking(move || this.read_page(offset, line))
@@ -233,8 +327,13 @@ mod tests {
     async fn pages_of(text: &str, page_size: usize) -> Vec<Page> {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text.as_bytes()).unwrap();
+        pages_of_file(f.path(), page_size).await
+    }
+
+    async fn pages_of_file(path: &std::path::Path, page_size: usize) -> Vec<Page> {
         let src = FileSource::new(FileConfig {
-            path: f.path().to_owned(),
+            path: path.to_owned(),
+            max_line_bytes: 200,
         });
         let mut cursor = src
             .open(&OpenRequest {
@@ -310,6 +409,40 @@ mod tests {
         assert_eq!(
             bad[1].kind, None,
             "an unknown kind is not labelled as another"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_of_invalid_utf8_is_rejected_with_its_number_and_its_neighbours_read() {
+        let mut bytes = format!("{IND}\n").into_bytes();
+        bytes.extend_from_slice(b"{\"kind\":\"individual\",\"source_id\":\"I\xff\"}\n");
+        bytes.extend_from_slice(format!("{IND}\n").as_bytes());
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&bytes).unwrap();
+        let pages = pages_of_file(f.path(), 10).await;
+        assert_eq!(pages[0].records.len(), 2);
+        assert_eq!(pages[0].bad.len(), 1);
+        let bad = &pages[0].bad[0];
+        assert!(bad.position.ends_with(":2"), "{}", bad.position);
+        assert_eq!(bad.reason, "not UTF-8: byte 36 of the line is 0xff");
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_cap_is_rejected_with_its_size_and_the_next_line_is_read() {
+        let long = format!(
+            "{{\"kind\":\"individual\",\"pad\":\"{}\"}}",
+            "x".repeat(500)
+        );
+        let pages = pages_of(&format!("{IND}\n{long}\n{IND}\n"), 10).await;
+        assert_eq!(pages[0].records.len(), 2);
+        let bad = &pages[0].bad[0];
+        assert!(bad.position.ends_with(":2"), "{}", bad.position);
+        assert_eq!(
+            bad.reason,
+            format!(
+                "line of {} bytes is longer than source.max_line_bytes (200)",
+                long.len()
+            )
         );
     }
 
