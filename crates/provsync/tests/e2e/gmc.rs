@@ -1228,9 +1228,9 @@ const NIGHTS: [[(&str, &str); 3]; 5] = [
     ],
     // B answers without 1000012, who is in C since night 2; C fails (no access).
     [(A, "=1000001,1000002,1000011"), (B, "=1000013"), (C, "81")],
-    // Every body answers; 1000014 joins B.
+    // A fails alone (98 on every retry); 1000014 joins B.
     [
-        (A, "=1000001,1000002,1000011"),
+        (A, "98"),
         (B, "=1000013,1000014"),
         (C, "=1000021,1000023,1000024,1000012,1000025"),
     ],
@@ -1289,8 +1289,12 @@ const OUTCOMES: [(&str, [BodyOutcome; 3]); 5] = [
         ],
     ),
     (
-        "completed",
-        [(A, "swept", ""), (B, "swept", ""), (C, "swept", "")],
+        "completed_with_errors",
+        [
+            (A, "failed", "ReturnCode 98"),
+            (B, "swept", ""),
+            (C, "swept", ""),
+        ],
     ),
 ];
 
