@@ -51,8 +51,8 @@ pub struct Page {
 }
 
 /// What a page says of the one scope it holds whole. The sweep of a scope runs only
-/// after its page, complete, is loaded; a failed scope disconnects nothing, and the
-/// job goes on with the other scopes.
+/// after its page, complete, is loaded; a failed or refused scope disconnects
+/// nothing, and the other scopes' complete pages are loaded and swept all the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ScopeSnapshot {
@@ -69,13 +69,24 @@ pub enum ScopeSnapshot {
         /// Why, naming the scope and the source's answer.
         reason: String,
     },
+    /// The source refused the run's credentials on this scope (GMC ReturnCode 99):
+    /// the source asks no new scope, delivers those already asked, and the run
+    /// ends `failed` with this reason once they are loaded and swept.
+    Refused {
+        /// The scope.
+        scope: Scope,
+        /// Why, naming the scope and the source's answer.
+        reason: String,
+    },
 }
 
 impl ScopeSnapshot {
     /// The scope the page is about.
     pub fn scope(&self) -> &Scope {
         match self {
-            ScopeSnapshot::Complete { scope } | ScopeSnapshot::Failed { scope, .. } => scope,
+            ScopeSnapshot::Complete { scope }
+            | ScopeSnapshot::Failed { scope, .. }
+            | ScopeSnapshot::Refused { scope, .. } => scope,
         }
     }
 
@@ -83,7 +94,17 @@ impl ScopeSnapshot {
     pub fn failure(&self) -> Option<&str> {
         match self {
             ScopeSnapshot::Complete { .. } => None,
-            ScopeSnapshot::Failed { reason, .. } => Some(reason),
+            ScopeSnapshot::Failed { reason, .. } | ScopeSnapshot::Refused { reason, .. } => {
+                Some(reason)
+            }
+        }
+    }
+
+    /// Why the source refused the run itself, if it did (the run then fails).
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            ScopeSnapshot::Refused { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 }

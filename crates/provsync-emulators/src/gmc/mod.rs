@@ -42,7 +42,20 @@ pub struct Faults {
     pub denied_bodies: Vec<String>,
     /// Delay before every answer.
     pub delay: Duration,
+    /// Bodies answered with a fixed non-zero ReturnCode on every call, so a test can
+    /// script one night per body: 80 (invalid body), 81 (no access), 98 (internal
+    /// error, every retry) or 99 (credentials refused), the codes GMC's clients meet
+    /// (reference gmc.md, "ReturnCode"). A 99 on one body only stands for credentials
+    /// that stop working mid-night (a password rotated, the caller IP dropped from the
+    /// allow-list); GMC checks them on every call (gmc.md: name, password or IP).
+    pub body_codes: Vec<(String, String)>,
+    /// Bodies answered with exactly these doctors (GMC numbers of the register's
+    /// numbering) instead of the generated night: a test writes each night's lists.
+    pub body_lists: Vec<(String, Vec<String>)>,
 }
+
+/// The ReturnCodes `Faults::body_codes` may script (reference gmc.md).
+pub const SCRIPTED_CODES: [&str; 4] = ["80", "81", "98", "99"];
 
 /// Everything the emulator serves.
 #[derive(Debug, Clone)]
@@ -183,6 +196,10 @@ async fn call(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         tracing::info!(body = body_code, "gmc emulator: credentials refused (99)");
         return answer(&[], "99");
     }
+    if let Some((_, code)) = emu.faults.body_codes.iter().find(|(b, _)| b == body_code) {
+        tracing::info!(body = body_code, code, "gmc emulator: scripted ReturnCode");
+        return answer(&[], code);
+    }
     let roll = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
     if roll < emu.faults.error_98_share {
         return answer(&[], "98");
@@ -196,7 +213,13 @@ async fn call(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     if emu.faults.empty_bodies.iter().any(|b| b == body_code) {
         return answer(&[], "0");
     }
-    let doctors = emu.register.doctors_of(index);
+    let doctors = match emu.faults.body_lists.iter().find(|(b, _)| b == body_code) {
+        Some((_, numbers)) => numbers
+            .iter()
+            .filter_map(|gmc| emu.register.doctor_numbered(gmc))
+            .collect(),
+        None => emu.register.doctors_of(index),
+    };
     let mut text = soap::response(version, &doctors, &call.client_request_id, &gmc_id, "0");
     if emu.faults.malformed_bodies.iter().any(|b| b == body_code) {
         // Cut mid-document and close a tag that was never opened.

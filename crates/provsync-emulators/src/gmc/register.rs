@@ -188,6 +188,16 @@ impl RegisterSpec {
         }
     }
 
+    /// The doctor with this GMC number (the register numbers doctors from 1000000),
+    /// with the attributes of the night they joined; `None` for a number it cannot give.
+    pub fn doctor_numbered(&self, gmc: &str) -> Option<Doctor> {
+        if gmc.len() != 7 {
+            return None;
+        }
+        let index = gmc.parse::<u64>().ok()?.checked_sub(1_000_000)?;
+        Some(self.doctor(index, 0))
+    }
+
     /// The doctors connected to body `index` on this night, by GMC number.
     pub fn doctors_of(&self, index: u32) -> Vec<Doctor> {
         (0..self.pool())
@@ -256,6 +266,14 @@ mod tests {
             moved > 10 && added == 16 && removed > 3,
             "{moved} {added} {removed}"
         );
+    }
+
+    #[test]
+    fn a_listed_number_is_that_doctor() {
+        let d = spec(0).doctor_numbered("1000005").unwrap();
+        assert_eq!(d, spec(0).doctors_of(1)[1]);
+        assert_eq!(spec(0).doctor_numbered("999999"), None);
+        assert_eq!(spec(0).doctor_numbered("0999999"), None);
     }
 
     #[test]

@@ -61,6 +61,46 @@ pub struct GmcArgs {
     /// Delay before every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub delay_ms: u64,
+    /// `BODY=CODE`: answer BODY with ReturnCode CODE (80, 81, 98 or 99) on every
+    /// call (repeatable).
+    #[arg(long = "body-code", value_parser = body_code)]
+    pub body_codes: Vec<(String, String)>,
+    /// `BODY=GMC[,GMC...]`: answer BODY with exactly these doctors, by GMC number of
+    /// the register's numbering (from 1000000); `BODY=` lists none (repeatable).
+    #[arg(long = "body-list", value_parser = body_list)]
+    pub body_lists: Vec<(String, Vec<String>)>,
+}
+
+fn body_code(arg: &str) -> Result<(String, String), String> {
+    let (body, code) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected BODY=CODE, got {arg:?}"))?;
+    if !gmc::SCRIPTED_CODES.contains(&code) {
+        return Err(format!(
+            "ReturnCode {code:?} cannot be scripted; one of {}",
+            gmc::SCRIPTED_CODES.join(", ")
+        ));
+    }
+    Ok((body.to_owned(), code.to_owned()))
+}
+
+fn body_list(arg: &str) -> Result<(String, Vec<String>), String> {
+    let (body, list) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected BODY=GMC[,GMC...], got {arg:?}"))?;
+    let numbers: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = numbers
+        .iter()
+        .find(|n| n.len() != 7 || n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!("GMC number {bad:?} is not 7 digits from 1000000"));
+    }
+    Ok((body.to_owned(), numbers))
 }
 
 /// Runs the emulator until the process is stopped.
@@ -87,6 +127,8 @@ pub async fn emulate(a: GmcArgs) -> anyhow::Result<ExitCode> {
             malformed_bodies: a.malformed_bodies,
             denied_bodies: a.denied_bodies,
             delay: Duration::from_millis(a.delay_ms),
+            body_codes: a.body_codes,
+            body_lists: a.body_lists,
         },
     };
     let listener = tokio::net::TcpListener::bind(&a.listen)

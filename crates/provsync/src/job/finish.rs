@@ -5,6 +5,7 @@
 use chrono::Utc;
 use provsync_core::job::{Counts, JobEvent, JobId, JobMachine, JobState, KindCounts, Mode, Stage};
 use provsync_core::model::EntityKind;
+use provsync_core::source::SourceError;
 use provsync_core::store::{ErrorEntry, JobRecord, PageEntry};
 use serde::Serialize;
 
@@ -108,15 +109,18 @@ async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
     let pages = engine.store.pages(id).await?;
     let scopes = ScopeLedger::new(&pages);
     let aborted = job.state == JobState::Aborting || job.abort_requested;
+    // The source refused the run's credentials on a scope: the run fails, but only
+    // after the scopes that did answer completely are swept (seed step 3.1).
+    let refusal = scopes
+        .refusal()
+        .map(|r| SourceError::Refused(r.to_owned()).to_string());
     if job.failure.is_none() && !aborted && scopes.per_scope() && !scopes.any_complete() {
         // Not one scope could be read: the run did nothing, so it failed.
         let first = scopes.first_failure().unwrap_or("no scope was loaded");
-        engine
-            .apply(
-                id,
-                JobEvent::Fail(format!("every scope failed; first: {first}")),
-            )
-            .await?;
+        let reason = refusal
+            .clone()
+            .unwrap_or_else(|| format!("every scope failed; first: {first}"));
+        engine.apply(id, JobEvent::Fail(reason)).await?;
         job = engine.store.job(id).await?;
     }
     let sweep = match sweep_blocker(engine, &job, &counts, &pages).await? {
@@ -136,6 +140,11 @@ async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
             Err(e) => return Err(e),
         },
     };
+    if let Some(reason) = refusal {
+        if engine.store.job(id).await?.failure.is_none() && !aborted {
+            engine.apply(id, JobEvent::Fail(reason)).await?;
+        }
+    }
     conclude(engine, id, counts, sweep, Some(ctx)).await
 }
 

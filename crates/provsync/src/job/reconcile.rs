@@ -6,8 +6,10 @@
 //!
 //! When the source delivers each scope whole in one page (a GMC designated body),
 //! the pages say so ([`ScopeSnapshot`]) and reconciliation is per scope: a scope
-//! whose complete page was loaded is swept even if another scope failed; a failed
-//! scope disconnects nobody. Otherwise the run's snapshot is one: all or nothing.
+//! whose complete page was loaded is swept even if another scope failed, or the
+//! source refused the run's credentials on another scope (the run then ends
+//! `failed`, after the sweep); a failed scope disconnects nobody. Otherwise the
+//! run's snapshot is one: all or nothing.
 
 use std::collections::BTreeMap;
 
@@ -154,6 +156,11 @@ impl<'a> ScopeLedger<'a> {
         self.pages
             .iter()
             .any(|(s, p)| s.failure().is_none() && p.loaded)
+    }
+
+    /// The reason of the first scope on which the source refused the run itself.
+    pub fn refusal(&self) -> Option<&str> {
+        self.pages.iter().find_map(|(s, _)| s.refusal())
     }
 
     /// The first failed scope's reason.

@@ -535,8 +535,11 @@ async fn gmc_return_code_99_fails_the_run_and_disconnects_nobody() {
         "the password leaked: {text}"
     );
     assert_eq!(connected(&db).await, before, "nobody is disconnected");
+    // Both bodies were asked at once: each was refused and says so.
     for (body, r) in scopes(&run) {
-        assert_eq!(r["outcome"], "not_swept", "{body}: {run}");
+        assert_eq!(r["outcome"], "failed", "{body}: {run}");
+        let why = r["reason"].as_str().unwrap_or("");
+        assert!(why.contains("ReturnCode 99"), "{body}: {run}");
     }
 }
 
@@ -1194,4 +1197,229 @@ async fn gmc_night_counts_each_doctor_once_and_agree_with_the_change_log_on_ever
     let mut c = Checks::default();
     check_one_truth(&mut c, "GMC night 1", &summary, &recorded, &readings);
     c.finish();
+}
+
+/// The bodies of the mixed-failure nights (the emulator's first three codes).
+const A: &str = "1-AIIDHJ";
+const B: &str = "1-AIIDMQ";
+const C: &str = "1-AIIDWA";
+
+/// What each body answers on each night: `=GMC,...` lists exactly those doctors,
+/// a number is the ReturnCode it answers on every call.
+const NIGHTS: [[(&str, &str); 3]; 5] = [
+    [
+        (A, "=1000001,1000002,1000003"),
+        (B, "=1000011,1000012,1000013"),
+        (C, "=1000021,1000022,1000023"),
+    ],
+    // B fails (no access) while its doctor 1000011 moves to A; 1000003 leaves A;
+    // 1000024 joins C.
+    [
+        (A, "=1000001,1000002,1000011"),
+        (B, "81"),
+        (C, "=1000021,1000022,1000023,1000024"),
+    ],
+    // The night of issue 16: A fails (98 on every retry), B's credentials are
+    // refused (99), C answers: 1000012 moves B -> C, 1000025 joins C, 1000022 leaves C.
+    [
+        (A, "98"),
+        (B, "99"),
+        (C, "=1000021,1000023,1000024,1000012,1000025"),
+    ],
+    // B answers without 1000012, who is in C since night 2; C fails (no access).
+    [(A, "=1000001,1000002,1000011"), (B, "=1000013"), (C, "81")],
+    // A fails alone (98 on every retry); 1000014 joins B.
+    [
+        (A, "98"),
+        (B, "=1000013,1000014"),
+        (C, "=1000021,1000023,1000024,1000012,1000025"),
+    ],
+];
+
+/// Where each doctor is connected after each night ("-": nowhere), written out:
+/// a failed body changes none of its doctors, a body that answered completely is
+/// applied and swept whatever the others did, the run failing included.
+const MEMBERSHIP: [(&str, [&str; 5]); 12] = [
+    //  doctor      n0   n1   n2   n3   n4
+    ("1000001", [A, A, A, A, A]),
+    ("1000002", [A, A, A, A, A]),
+    ("1000003", [A, "-", "-", "-", "-"]),
+    ("1000011", [B, A, A, A, A]),
+    ("1000012", [B, B, C, C, C]),
+    ("1000013", [B, B, B, B, B]),
+    ("1000014", ["-", "-", "-", "-", B]),
+    ("1000021", [C, C, C, C, C]),
+    ("1000022", [C, C, "-", "-", "-"]),
+    ("1000023", [C, C, C, C, C]),
+    ("1000024", ["-", C, C, C, C]),
+    ("1000025", ["-", "-", C, C, C]),
+];
+
+/// A body's outcome in a run, and words its reason contains.
+type BodyOutcome = (&'static str, &'static str, &'static str);
+
+/// Each night's run: its state, and each body's outcome with a word of its reason.
+const OUTCOMES: [(&str, [BodyOutcome; 3]); 5] = [
+    (
+        "completed",
+        [(A, "swept", ""), (B, "swept", ""), (C, "swept", "")],
+    ),
+    (
+        "completed_with_errors",
+        [
+            (A, "swept", ""),
+            (B, "failed", "ReturnCode 81"),
+            (C, "swept", ""),
+        ],
+    ),
+    (
+        "failed",
+        [
+            (A, "failed", "ReturnCode 98"),
+            (B, "failed", "ReturnCode 99"),
+            (C, "swept", ""),
+        ],
+    ),
+    (
+        "completed_with_errors",
+        [
+            (A, "swept", ""),
+            (B, "swept", ""),
+            (C, "failed", "ReturnCode 81"),
+        ],
+    ),
+    (
+        "completed_with_errors",
+        [
+            (A, "failed", "ReturnCode 98"),
+            (B, "swept", ""),
+            (C, "swept", ""),
+        ],
+    ),
+];
+
+/// Runs the five nights asking `concurrency` bodies at once and checks, after each,
+/// every doctor's body against `MEMBERSHIP` and every body's outcome.
+async fn mixed_failure_nights(concurrency: u32) {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_url(dir.path());
+    let db = pool(&pg).await;
+    for (night, answers) in NIGHTS.iter().enumerate() {
+        let mut faults = Vec::new();
+        for (body, answer) in answers {
+            match answer.strip_prefix('=') {
+                Some(list) => faults.extend(["--body-list".into(), format!("{body}={list}")]),
+                None => faults.extend(["--body-code".into(), format!("{body}={answer}")]),
+            }
+        }
+        let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
+        let emu = Emulator::start(3, 1, night as u32, &faults);
+        let name = format!("night{night}");
+        let job = gmc_job(dir.path(), &name, &emu, &pg, "s3cret-test");
+        // B comes last: with one body asked at a time a body after a refusal is
+        // not asked, with four at once it is in flight; the table holds for both.
+        let text = std::fs::read_to_string(&job)
+            .unwrap()
+            .replace(
+                &format!("scope = [\"{A}\", \"{B}\", \"{C}\"]"),
+                &format!("scope = [\"{A}\", \"{C}\", \"{B}\"]"),
+            )
+            .replace(
+                "backoff_ms = 50\n",
+                &format!("backoff_ms = 50\nconcurrency = {concurrency}\n"),
+            )
+            // Three doctors a body: one leaving is a third of it.
+            + "max_disconnect_share = 0.5\n";
+        assert!(text.contains(&format!("\"{C}\", \"{B}\"]")), "{text}");
+        std::fs::write(&job, text).unwrap();
+        let run = run(&job, &state);
+
+        let (state_expected, outcomes) = OUTCOMES[night];
+        assert_eq!(run.state(), state_expected, "night {night}: {run}");
+        let reported = scopes(&run);
+        for (body, outcome, why) in outcomes {
+            let r = &reported[body];
+            assert_eq!(r["outcome"], outcome, "night {night}, body {body}: {run}");
+            let reason = r["reason"].as_str().unwrap_or("");
+            assert!(reason.contains(why), "night {night}, body {body}: {r}");
+        }
+        let now = connected(&db).await;
+        for (doctor, bodies) in MEMBERSHIP {
+            let expected = Some(bodies[night]).filter(|b| *b != "-");
+            assert_eq!(
+                now.get(doctor).map(String::as_str),
+                expected,
+                "night {night}, concurrency {concurrency}: doctor {doctor}"
+            );
+        }
+        let unknown: Vec<&String> = now
+            .keys()
+            .filter(|d| !MEMBERSHIP.iter().any(|(m, _)| m == d))
+            .collect();
+        assert!(unknown.is_empty(), "night {night}: {unknown:?}");
+        if night == 2 {
+            let failure = run.summary["failure"].as_str().unwrap_or("");
+            assert!(
+                failure.contains("ReturnCode 99") && failure.contains(B),
+                "the run fails naming the refusal: {run}"
+            );
+            assert_eq!(run.count("extracted"), 5, "C's five doctors: {run}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_each_complete_body_is_applied_and_swept_whatever_the_others_answer_one_at_a_time() {
+    mixed_failure_nights(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_each_complete_body_is_applied_and_swept_whatever_the_others_answer_four_at_once() {
+    mixed_failure_nights(4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_after_a_credentials_refusal_no_new_body_is_asked_and_each_keeps_its_doctors() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_night_zero(dir.path(), &pg, 3, 20).await;
+    let db = pool(&pg).await;
+    let before = connected(&db).await;
+    // One body at a time: B is refused before C is asked; C's register changed
+    // (night 3), but C is never asked, so it changes nobody.
+    let emu = Emulator::start(3, 20, 3, &["--body-code", &format!("{B}=99")]);
+    let job = gmc_job(dir.path(), "refused", &emu, &pg, "s3cret-test");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("backoff_ms = 50\n", "backoff_ms = 50\nconcurrency = 1\n")
+        + "max_disconnect_share = 0.5\n";
+    std::fs::write(&job, text).unwrap();
+    let run = run(&job, &state_url(dir.path()));
+    run.expect_code(1);
+    let reported = scopes(&run);
+    assert_eq!(reported[A]["outcome"], "swept", "{run}");
+    assert_eq!(reported[B]["outcome"], "failed", "{run}");
+    assert_eq!(reported[C]["outcome"], "failed", "{run}");
+    let why = reported[C]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("not asked") && why.contains("ReturnCode 99"),
+        "{why}"
+    );
+    // A follows its answer; B and C keep every doctor they had.
+    let after = emu.membership();
+    let now = connected(&db).await;
+    let doctors: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for doctor in doctors {
+        let expected = match (before.get(doctor), after.get(doctor)) {
+            (_, Some(now_in)) if now_in == A => Some(now_in),
+            (Some(was_in), _) if was_in == A => None,
+            (was_in, _) => was_in,
+        };
+        assert_eq!(now.get(doctor), expected, "doctor {doctor}");
+    }
 }

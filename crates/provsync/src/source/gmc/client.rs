@@ -1,6 +1,7 @@
 //! The SOAP 1.1 client of `GetDoctorsForDB`: a templated envelope, timeouts, and
 //! retries with backoff on transport errors and ReturnCode 98.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use provsync_core::source::SourceError;
@@ -37,12 +38,13 @@ enum Attempt {
 /// Why a designated body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// The account is refused (ReturnCode 99: name, password or caller IP), or the
-    /// client cannot be used: every body would fail the same way, so the job stops.
-    Account(SourceError),
+    /// The account is refused (ReturnCode 99: name, password or caller IP): every
+    /// body would answer the same, so no new request is sent; calls in flight end,
+    /// and the run fails once the bodies that did answer are loaded and swept.
+    Refused(String),
     /// Only this body failed (81 no access, 80 unknown body, a malformed answer or a
-    /// fault, retries exhausted): the job goes on with the others, and this body is
-    /// not reconciled.
+    /// fault, retries exhausted, not asked after a refusal): the job goes on with
+    /// the others, and this body is not reconciled.
     Body(String),
 }
 
@@ -51,6 +53,8 @@ pub struct Client {
     http: reqwest::Client,
     config: GmcConfig,
     credentials: Credentials,
+    /// The first refusal (ReturnCode 99) any call met: once set, no request is sent.
+    refusal: OnceLock<String>,
 }
 
 /// The meaning of a non-zero ReturnCode, for error messages.
@@ -83,6 +87,7 @@ impl Client {
             http,
             config,
             credentials,
+            refusal: OnceLock::new(),
         })
     }
 
@@ -141,19 +146,45 @@ impl Client {
         Ok(Attempt::Done(parsed))
     }
 
+    /// Whether GMC has refused the credentials on a call of this client.
+    pub fn refused(&self) -> bool {
+        self.refusal.get().is_some()
+    }
+
+    /// Why `body` is not asked, when GMC has refused the credentials on a call:
+    /// further calls with refused credentials are pointless and may lock the account.
+    pub fn not_asked(&self, body: &str) -> Option<String> {
+        self.refusal.get().map(|refusal| {
+            format!("designated body {body}: not asked, the credentials were refused ({refusal})")
+        })
+    }
+
     /// The doctors of one designated body: a complete, successful response (ReturnCode
-    /// 0 with a list), or an error naming the body and the cause.
+    /// 0 with a list), or an error naming the body and the cause. A call is sent once
+    /// started; after a refusal (99) on any body it is not retried.
     pub async fn doctors_for(&self, body: &str) -> Result<Response, Failure> {
         let mut delay = Duration::from_millis(self.config.backoff_ms);
         let mut attempt = 0;
         loop {
             match self.attempt(body).await? {
-                Attempt::Done(r) => return check(body, r),
+                Attempt::Done(r) => {
+                    let checked = check(body, r);
+                    if let Err(Failure::Refused(why)) = &checked {
+                        // The first refusal stops every new request of this client.
+                        let _ = self.refusal.set(why.clone());
+                    }
+                    return checked;
+                }
                 Attempt::Transient(why) if attempt < self.config.retries => {
                     attempt += 1;
                     tracing::warn!(body, attempt, %why, "gmc call failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
+                    if let Some(refusal) = self.refusal.get() {
+                        return Err(Failure::Body(format!(
+                            "designated body {body}: {why}, not retried: the credentials were refused ({refusal})"
+                        )));
+                    }
                 }
                 Attempt::Transient(why) => {
                     return Err(Failure::Body(format!(
@@ -183,7 +214,7 @@ fn check(body: &str, r: Response) -> Result<Response, Failure> {
         "" => Err(Failure::Body(format!(
             "designated body {body}: the response has no ReturnCode"
         ))),
-        "99" => Err(Failure::Account(SourceError::Refused(why()))),
+        "99" => Err(Failure::Refused(why())),
         _ => Err(Failure::Body(why())),
     }
 }
@@ -209,11 +240,9 @@ mod tests {
             return_code: "99".into(),
             ..Response::default()
         };
-        let Failure::Account(e) = check("1-AIIDHJ", r).unwrap_err() else {
+        let Failure::Refused(s) = check("1-AIIDHJ", r).unwrap_err() else {
             panic!("99 refuses the account, not one body")
         };
-        assert!(matches!(e, SourceError::Refused(_)));
-        let s = e.to_string();
         assert!(s.contains("1-AIIDHJ") && s.contains("99"), "{s}");
     }
 

@@ -4,7 +4,9 @@
 //! Each page is a whole body, so it carries a [`ScopeSnapshot`]: complete when GMC
 //! answered ReturnCode 0 with a list, failed (an empty page) when only that body
 //! could not be read. The engine then reconciles body by body. A refused account
-//! (ReturnCode 99) fails the job instead: every body would answer the same.
+//! (ReturnCode 99) makes that body's page `Refused`: no new request is sent, the
+//! calls in flight are still delivered (a body that answered completely is loaded
+//! and swept), the bodies not asked get failed pages, and the run ends `failed`.
 
 pub mod client;
 pub mod config;
@@ -42,18 +44,27 @@ struct Session {
 
 impl Session {
     /// Starts the calls of bodies `i..i + concurrency` not started yet and takes
-    /// body `i`'s (a body fetched again, after a crash, is called again).
-    fn call(&mut self, i: usize, concurrency: usize) -> Call {
+    /// body `i`'s (a body fetched again, after a crash, is called again). Once GMC
+    /// has refused the credentials no call is started: a body not started yet is
+    /// not asked, and says why.
+    fn call(&mut self, i: usize, concurrency: usize) -> Result<Call, Failure> {
         let end = (i + concurrency.max(1)).min(self.bodies.len());
         for j in i..end {
-            if !self.ahead.contains_key(&j) {
+            if !self.client.refused() && !self.ahead.contains_key(&j) {
                 let client = self.client.clone();
                 let body = self.bodies[j].0.clone();
                 let call = tokio::spawn(async move { client.doctors_for(&body).await });
                 self.ahead.insert(j, call);
             }
         }
-        self.ahead.remove(&i).expect("started above")
+        match self.ahead.remove(&i) {
+            Some(call) => Ok(call),
+            None => Err(Failure::Body(
+                self.client
+                    .not_asked(&self.bodies[i].0)
+                    .expect("a body is only left unstarted after a refusal"),
+            )),
+        }
     }
 }
 
@@ -93,6 +104,16 @@ fn body_page(body: &str, response: &response::Response, next: Option<Cursor>) ->
         }
     }
     page
+}
+
+/// The page of a body GMC did not answer completely: no records, and why.
+fn empty_page(next: Option<Cursor>, snapshot: ScopeSnapshot) -> Page {
+    Page {
+        records: Vec::new(),
+        bad: Vec::new(),
+        next,
+        snapshot: Some(snapshot),
+    }
 }
 
 /// A doctor's designated body and connection come with the doctor, so a night's
@@ -149,9 +170,12 @@ impl Source for GmcSource {
                 s.call(i, self.config.concurrency),
             )
         };
-        let answer = call.await.map_err(|e| {
-            SourceError::Unavailable(format!("designated body {body}: call task: {e}"))
-        })?;
+        let answer = match call {
+            Ok(call) => call.await.map_err(|e| {
+                SourceError::Unavailable(format!("designated body {body}: call task: {e}"))
+            })?,
+            Err(not_asked) => Err(not_asked),
+        };
         match answer {
             Ok(response) => {
                 tracing::info!(
@@ -162,18 +186,25 @@ impl Source for GmcSource {
                 );
                 Ok(body_page(&body, &response, next))
             }
-            Err(Failure::Account(e)) => Err(e),
-            Err(Failure::Body(reason)) => {
-                tracing::warn!(body, %reason, "gmc body failed: it is not reconciled");
-                Ok(Page {
-                    records: Vec::new(),
-                    bad: Vec::new(),
+            Err(Failure::Refused(reason)) => {
+                tracing::error!(body, %reason, "gmc refused the credentials: no new body is asked");
+                Ok(empty_page(
                     next,
-                    snapshot: Some(ScopeSnapshot::Failed {
+                    ScopeSnapshot::Refused {
                         scope: Scope(body),
                         reason,
-                    }),
-                })
+                    },
+                ))
+            }
+            Err(Failure::Body(reason)) => {
+                tracing::warn!(body, %reason, "gmc body failed: it is not reconciled");
+                Ok(empty_page(
+                    next,
+                    ScopeSnapshot::Failed {
+                        scope: Scope(body),
+                        reason,
+                    },
+                ))
             }
         }
     }
