@@ -760,8 +760,9 @@ async fn salesforce_a_worker_parked_on_the_budget_shows_the_job_parked_with_its_
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // 14 calls: the driver's login and preflight take 8, so the worker, which opens
-    // the job's connectors for itself, parks in its own preflight or first pages.
+    // 14 calls: the driver's login and preflight take 8 and the IntegrationJobRun's
+    // describe, lookup and create 3, so the worker, which opens the job's connectors
+    // for itself, parks in its own preflight or first pages.
     let (org, _mdm, providers) = budget_world(dir.path(), 14);
     let worker = Worker::start(dir.path(), &pg.url, "sfpark", SF_SECRETS);
     let mut driver = sf_command(&providers, &pg.url);
@@ -820,7 +821,8 @@ fn abort_a_parked_run(budget: u64) -> Run {
 
 #[test]
 fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waiting_for_the_reset() {
-    // 14 calls pay for the login, the preflight's describes and a few pages.
+    // 14 calls pay for the login, the preflight's describes, the IntegrationJobRun's
+    // describe, lookup and create, and the first writes.
     let r = abort_a_parked_run(14);
     // The parked writes are failed records saying why, not lost ones.
     assert!(r.count("failed") > 0, "{r}");
@@ -949,8 +951,9 @@ async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_
     let codes = s.wait_terminal(&submit_file(&s, &codes).await).await;
     assert_eq!(codes["state"], "completed", "{codes:#}");
 
-    // The provider sync needs 19 calls: 14 (3 kept in reserve) pay for its
-    // preflight's 7 describes and a few pages, then it parks.
+    // The provider sync needs more than 14 calls: 14 (3 kept in reserve) pay for
+    // its preflight's 7 describes, its IntegrationJobRun's describe, lookup and
+    // create, and the first writes, then it parks.
     org.set_budget(14);
     let providers = job(
         s.path(),
