@@ -45,6 +45,9 @@ pub struct JobRecord {
     /// Why the running job waits (parked on a target's spent API budget), kept in
     /// the store so every process sharing it can say so; `None` once it moves on.
     pub note: Option<String>,
+    /// What the target keeps of this run across processes (the Salesforce target:
+    /// its IntegrationJobRun's Id), as `Target::start_run` returned it.
+    pub target_ref: Option<String>,
 }
 
 /// One persisted state change.
@@ -404,6 +407,8 @@ pub trait StateStore: Send + Sync {
     async fn set_stage(&self, id: &JobId, stage: Stage) -> Result<(), StoreError>;
     /// Sets (or with `None` clears) why the job waits; a terminal transition clears it.
     async fn set_note(&self, id: &JobId, note: Option<&str>) -> Result<(), StoreError>;
+    /// Keeps what the target returned when the run started (`JobRecord::target_ref`).
+    async fn set_target_ref(&self, id: &JobId, value: &str) -> Result<(), StoreError>;
     /// Writes the run summary.
     async fn set_summary(&self, id: &JobId, summary: &serde_json::Value) -> Result<(), StoreError>;
     /// Reads a job.

@@ -153,6 +153,10 @@ pub struct RunRef {
 /// A target failure that concerns the whole batch (not one record).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// The target's own record of the run (Salesforce: its IntegrationJobRun) could
+    /// not be written; the data loaded stays.
+    #[error("{0}")]
+    Audit(String),
     /// Configuration or schema mismatch (never retried).
     #[error("target configuration: {0}")]
     Config(String),
@@ -187,9 +191,39 @@ pub trait Target: Send + Sync {
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<u64, TargetError>;
-    /// Called once when the run has its final summary (the Salesforce target writes
-    /// IntegrationJobRun and runs post-job actions); returns what it did, for the
-    /// summary. Failures here are reported, never change the run's outcome.
+    /// Called by the process driving the run each time it starts or resumes it,
+    /// before any page: the Salesforce target creates the run's IntegrationJobRun
+    /// (seed step 1.10). `info` names the run as its summary will (`job_id`, `kind`,
+    /// `mode`, `target`, `requested_by`, `scope`, `started_at`); `kept` is what an
+    /// earlier call returned for this job (`None` the first time, or if it was
+    /// lost). Returns a value for the state store to keep for the job. A failure is
+    /// logged and the run goes on: `write_audit` tries again.
+    async fn start_run(
+        &self,
+        run: &RunRef,
+        info: &serde_json::Value,
+        kept: Option<&str>,
+    ) -> Result<Option<String>, TargetError> {
+        let _ = (run, info, kept);
+        Ok(None)
+    }
+
+    /// Called once with the final summary, before `end_run`: completes the target's
+    /// own record of the run (Salesforce: updates the IntegrationJobRun by its Id).
+    /// `Ok(None)`: the target keeps no such record. An error means the record is
+    /// missing or stale: the run then ends no better than `completed_with_errors`.
+    async fn write_audit(
+        &self,
+        run: &RunRef,
+        summary: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, TargetError> {
+        let _ = (run, summary);
+        Ok(None)
+    }
+
+    /// Called once when the run has its final summary (the Salesforce target runs
+    /// post-job actions); returns what it did, for the summary (with what
+    /// `write_audit` wrote). Failures here are reported, never change the run's outcome.
     async fn end_run(
         &self,
         run: &RunRef,

@@ -97,6 +97,19 @@ impl ApiError {
         )
     }
 
+    /// 404 `NOT_FOUND` for `/sobjects/{O}/{field}/{value}` when `field` is neither an
+    /// External ID nor idLookup: the REST API Developer Guide, "Insert or Update
+    /// (Upsert) a Record Using an External ID", keys an upsert by an external id
+    /// field (idLookup fields qualify); the message is the one a real org gives (it
+    /// names the field as the URL spells it: e.g. restforce/restforce#376).
+    pub fn not_an_external_id(field: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Provided external ID field does not exist or is not accessible: {field}"),
+        )
+    }
+
     /// 400 `JSON_PARSER_ERROR` for a body that is not the JSON expected.
     pub fn json(why: impl std::fmt::Display) -> ApiError {
         ApiError::bad("JSON_PARSER_ERROR", format!("{why}"))

@@ -375,7 +375,7 @@ impl<'a> Exec<'a> {
     ) -> Reply {
         let Some(f) = o.field(field).filter(|f| f.is_key()) else {
             self.kind = "sobject_upsert";
-            return ApiError::not_found().into();
+            return ApiError::not_an_external_id(field).into();
         };
         let found: Vec<String> = self.org.find_by_key(&o.name, &f.name, value).to_vec();
         match *m {

@@ -470,7 +470,6 @@ mod tests {
             "ContactPointAddress",
             "HealthcareProviderNpi",
             "Identifier",
-            "IntegrationJobRun",
         ] {
             let o = s.object(name).unwrap_or_else(|| panic!("{name} missing"));
             let key = o.field("onekey_id__c").expect("external id");
@@ -483,6 +482,34 @@ mod tests {
         assert_eq!(hcp.relationship("account").unwrap().name, "AccountId");
         assert!(hcp.field("Name").unwrap().required());
         assert!(!hcp.field("IsActive").unwrap().required());
+    }
+
+    /// The Life Sciences Cloud Developer Guide's IntegrationJobRun: JobIdentifier and
+    /// JobName are strings with Create, Filter, Group, Sort, Update (not Nillable,
+    /// not External ID, not idLookup), JobAdditionalInfo a string (255 in the
+    /// Salesforce Field Reference), JobExectionSummary a textarea.
+    #[test]
+    fn integration_job_run_is_as_the_object_reference_lists_it() {
+        let s = Schema::default_org();
+        let o = s.object("IntegrationJobRun").unwrap();
+        let id = o.field("JobIdentifier").unwrap();
+        assert!(!id.is_key() && !id.nillable && id.required(), "{id:?}");
+        assert!(o.field("JobName").unwrap().required());
+        assert_eq!(
+            o.key_fields().count(),
+            0,
+            "IntegrationJobRun has no external id"
+        );
+        let info = o.field("JobAdditionalInfo").unwrap();
+        assert_eq!((info.kind, info.max_length()), (FieldType::String, 255));
+        for f in [
+            "StartDateTime",
+            "EndDateTime",
+            "Status",
+            "JobExectionSummary",
+        ] {
+            assert!(o.field(f).is_some(), "{f}");
+        }
     }
 
     #[test]

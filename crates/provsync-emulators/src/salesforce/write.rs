@@ -515,6 +515,20 @@ mod tests {
             key: &str,
             body: Value,
         ) -> Result<Written, RecordError> {
+            let op = Op::Upsert {
+                field: "OneKey_Id__c".into(),
+                value: key.into(),
+            };
+            self.write(req, object, op, body)
+        }
+
+        fn write(
+            &mut self,
+            req: u64,
+            object: &str,
+            op: Op,
+            body: Value,
+        ) -> Result<Written, RecordError> {
             let mut scope = CallScope::new(
                 req,
                 self.locks.clone(),
@@ -525,10 +539,6 @@ mod tests {
             let mut tx = Tx::default();
             let o = self.schema.object(object).unwrap();
             let body = body.as_object().unwrap().clone();
-            let op = Op::Upsert {
-                field: "OneKey_Id__c".into(),
-                value: key.into(),
-            };
             let out = write(&mut self.org, &mut tx, &mut scope, o, op, &body);
             self.org.commit(tx);
             out
@@ -662,11 +672,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code, "INVALID_CROSS_REFERENCE_KEY");
         let w = f
-            .upsert(
+            .write(
                 1,
                 "IntegrationJobRun",
-                "J1",
-                json!({"JobName": "j", "EndDateTime": "2026-01-02T03:04:05Z"}),
+                Op::Insert,
+                json!({"JobName": "j", "JobIdentifier": "J1", "EndDateTime": "2026-01-02T03:04:05Z"}),
             )
             .unwrap();
         assert_eq!(

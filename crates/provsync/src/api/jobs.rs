@@ -222,6 +222,12 @@ fn duration_ms(job: &JobRecord) -> Option<i64> {
     }
 }
 
+/// Why the target's own record of a finished run (Salesforce: IntegrationJobRun)
+/// could not be written, as its summary says.
+pub fn audit_failure(job: &JobRecord) -> Option<&str> {
+    job.summary.as_ref()?.get("audit_failure")?.as_str()
+}
+
 /// A job's status: state, stage, counts, per-scope outcomes, failure, errors
 /// summary, transitions, timings.
 pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
@@ -246,6 +252,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
         "target": job.target,
         "requested_by": job.requested_by,
         "failure": job.failure,
+        "audit_failure": audit_failure(&job),
         "note": job.note,
         "abort_requested": job.abort_requested,
         "counts": {"total": headline, "per_kind": per_kind},
@@ -302,6 +309,7 @@ pub async fn list_view(store: &dyn StateStore, filter: &JobFilter) -> Result<Val
             "target": job.target,
             "requested_by": job.requested_by,
             "failure": job.failure,
+            "audit_failure": audit_failure(job),
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,

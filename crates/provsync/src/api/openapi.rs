@@ -354,6 +354,10 @@ pub struct JobStatus {
     pub target: String,
     pub requested_by: String,
     pub failure: Option<String>,
+    /// Set when the target's own record of the finished run (Salesforce:
+    /// IntegrationJobRun) could not be written: why. A run that would have completed
+    /// ends `completed_with_errors`.
+    pub audit_failure: Option<String>,
     /// Why a running job is waiting (e.g. parked on a spent Salesforce API budget),
     /// whichever process runs it; `null` once it resumes or ends.
     pub note: Option<String>,
@@ -484,6 +488,8 @@ pub struct JobListItem {
     pub target: String,
     pub requested_by: String,
     pub failure: Option<String>,
+    /// As `audit_failure` of the job's status.
+    pub audit_failure: Option<String>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,

@@ -85,6 +85,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let errors = store.errors(&id, 0, 10).await?;
     let error_count = store.error_count(&id).await?;
     let transitions = store.transitions(&id).await?;
+    let audit_failure = crate::api::jobs::audit_failure(&job);
     if a.json {
         let out = serde_json::json!({
             "job_id": job.id,
@@ -92,6 +93,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "stage": job.stage,
             "target": job.target,
             "failure": job.failure,
+            "audit_failure": audit_failure,
             "note": job.note,
             "abort_requested": job.abort_requested,
             "created_at": job.created_at,
@@ -112,6 +114,9 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         outln!("target   {}", job.target)?;
         if let Some(f) = &job.failure {
             outln!("failure  {f}")?;
+        }
+        if let Some(a) = audit_failure {
+            outln!("AUDIT    the target's record of this run is missing: {a}")?;
         }
         if let Some(n) = &job.note {
             outln!("note     {n}")?;

@@ -64,6 +64,11 @@ pub struct RunSummary {
     pub duration_ms: i64,
     /// The scope asked for (countries, designated bodies...).
     pub scope: Vec<String>,
+    /// Why the target's own record of the run (Salesforce: IntegrationJobRun) could
+    /// not be written, if it could not: the data was loaded, the org's audit record
+    /// is missing or stale, so the run ends no better than `completed_with_errors`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_failure: Option<String>,
     /// What the target did at job end (Salesforce: IntegrationJobRun, post-job
     /// actions, value sets, API calls).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -261,11 +266,15 @@ async fn conclude(
     let job = engine.store.job(id).await?;
     // A scope that failed or whose sweep was refused leaves the run with errors:
     // the other scopes are reconciled, but the night's sync is not whole.
-    let with_errors = counts.errors() > 0 || !sweep.refused.is_empty() || sweep.failed_scopes() > 0;
+    let mut with_errors =
+        counts.errors() > 0 || !sweep.refused.is_empty() || sweep.failed_scopes() > 0;
     // Decide the final state first, so the summary is written before readers can
     // see the terminal state.
-    let mut machine = JobMachine::restore(job.state, job.failure.clone());
-    let final_state = machine.apply(JobEvent::Finished { with_errors })?;
+    let ending = |with_errors| {
+        JobMachine::restore(job.state, job.failure.clone())
+            .apply(JobEvent::Finished { with_errors })
+    };
+    let mut final_state = ending(with_errors)?;
     let pages = engine.store.page_progress(id).await?.0;
     let not_loaded = NotLoaded::of(&engine.store.pages(id).await?);
     let now = Utc::now();
@@ -295,11 +304,26 @@ async fn conclude(
             .map(|s| (now - s).num_milliseconds())
             .unwrap_or(0),
         scope: job.spec.scope.iter().map(|s| s.to_string()).collect(),
+        audit_failure: None,
         target_report: None,
     };
     let mut value = serde_json::to_value(&summary).expect("summary serializes");
     if let Some(ctx) = ctx {
-        // The target's end-of-run work (IntegrationJobRun, post-job actions) sees the
+        // The target's audit record is written with the state the run ends in if it
+        // is written; if it cannot be, the run has an error of its own: a completed
+        // run ends `completed_with_errors` (README, "The org's audit record").
+        if let Err(e) = ctx.target.write_audit(&ctx.run, &value).await {
+            with_errors = true;
+            final_state = ending(with_errors)?;
+            if let Some(o) = value.as_object_mut() {
+                o.insert(
+                    "state".into(),
+                    serde_json::to_value(final_state).expect("state"),
+                );
+                o.insert("audit_failure".into(), e.to_string().into());
+            }
+        }
+        // The rest of the target's end-of-run work (post-job actions) sees the
         // final summary; its failures are reported in the summary, not fatal.
         let report = match ctx.target.end_run(&ctx.run, &value).await {
             Ok(r) => r,

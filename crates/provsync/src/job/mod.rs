@@ -212,7 +212,40 @@ impl Engine {
                 return finish::run_without_context(self, &id).await;
             }
         };
+        self.start_target_run(&job, &ctx).await?;
         self.stages(&job, &ctx).await
+    }
+
+    /// The target's start-of-run record (Salesforce: the run's IntegrationJobRun,
+    /// seed step 1.10), made by the process driving the run, never by its workers.
+    /// A resumed run hands the target what the store kept, so it makes no second
+    /// record. A failure is logged; the end of the run tries again and the run's
+    /// summary says whether the record was written.
+    async fn start_target_run(&self, job: &JobRecord, ctx: &JobContext) -> Result<(), EngineError> {
+        let info = serde_json::json!({
+            "job_id": job.id,
+            "kind": job.spec.kind.as_str(),
+            "mode": job.spec.mode,
+            "target": job.target,
+            "requested_by": job.requested_by,
+            "scope": job.spec.scope.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            "started_at": ctx
+                .run
+                .started_at_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.to_rfc3339()),
+        });
+        let kept = job.target_ref.as_deref();
+        match ctx.target.start_run(&ctx.run, &info, kept).await {
+            Ok(Some(v)) if kept != Some(v.as_str()) => {
+                self.store.set_target_ref(&job.id, &v).await?;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "the target's record of the run was not created at its start; the end of the run tries again");
+            }
+        }
+        Ok(())
     }
 
     async fn stages(&self, job: &JobRecord, ctx: &Arc<JobContext>) -> Result<(), EngineError> {

@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             conditional_transition_conflicts,
             terminal_sets_finished_and_releases_lease,
             a_parked_jobs_note_is_kept_until_it_resumes_or_ends,
+            a_jobs_target_ref_is_kept_for_whoever_resumes_it,
             abort_flag,
             leases_take_renew_refuse_expire,
             orphaned_jobs_after_lease_expiry,
@@ -593,6 +594,28 @@ pub async fn a_parked_jobs_note_is_kept_until_it_resumes_or_ends(s: &dyn StateSt
 
     assert!(matches!(
         s.set_note(&JobId::new(), Some(reason)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// What the target keeps of a run (the Salesforce IntegrationJobRun's Id) is read
+/// back by whichever process resumes the job, and stays once the job has ended.
+pub async fn a_jobs_target_ref_is_kept_for_whoever_resumes_it(s: &dyn StateStore) {
+    let id = running_job(s, "t").await;
+    assert_eq!(s.job(&id).await.unwrap().target_ref, None);
+    s.set_target_ref(&id, "1jR000000000001AAA").await.unwrap();
+    assert_eq!(
+        s.job(&id).await.unwrap().target_ref.as_deref(),
+        Some("1jR000000000001AAA")
+    );
+    complete(s, &id).await;
+    assert_eq!(
+        s.job(&id).await.unwrap().target_ref.as_deref(),
+        Some("1jR000000000001AAA"),
+        "kept after the end"
+    );
+    assert!(matches!(
+        s.set_target_ref(&JobId::new(), "x").await,
         Err(StoreError::NotFound(_))
     ));
 }

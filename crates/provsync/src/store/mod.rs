@@ -59,6 +59,10 @@ macro_rules! forward_state_store {
                 jobs::set_note(&self.pool, id, note).await
             }
 
+            async fn set_target_ref(&self, id: &JobId, value: &str) -> Result<(), StoreError> {
+                jobs::set_target_ref(&self.pool, id, value).await
+            }
+
             async fn set_summary(
                 &self,
                 id: &JobId,

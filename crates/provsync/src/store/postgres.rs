@@ -478,7 +478,7 @@ mod tests {
             .fetch_one(again.pool())
             .await
             .unwrap();
-        assert_eq!(applied, 5, "each migration once");
+        assert_eq!(applied, 6, "each migration once");
         again.pool().close().await;
         b.pool().close().await;
         target.pool().close().await;

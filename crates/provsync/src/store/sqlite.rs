@@ -66,6 +66,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "record anchor",
         include_str!("../../migrations/postgres/0005_record_anchor.sql"),
     ),
+    (
+        6,
+        "job target ref",
+        include_str!("../../migrations/postgres/0006_job_target_ref.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement: well under SQLite's 32766 bound variables (and

@@ -90,6 +90,29 @@ impl Target for Instrumented {
         r
     }
 
+    async fn start_run(
+        &self,
+        run: &RunRef,
+        info: &serde_json::Value,
+        kept: Option<&str>,
+    ) -> Result<Option<String>, TargetError> {
+        let t = Instant::now();
+        let r = self.inner.start_run(run, info, kept).await;
+        self.record("start_run", t, &r);
+        r
+    }
+
+    async fn write_audit(
+        &self,
+        run: &RunRef,
+        summary: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, TargetError> {
+        let t = Instant::now();
+        let r = self.inner.write_audit(run, summary).await;
+        self.record("write_audit", t, &r);
+        r
+    }
+
     async fn end_run(
         &self,
         run: &RunRef,

@@ -760,8 +760,9 @@ async fn salesforce_a_worker_parked_on_the_budget_shows_the_job_parked_with_its_
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // 14 calls: the driver's login and preflight take 8, so the worker, which opens
-    // the job's connectors for itself, parks in its own preflight or first pages.
+    // 14 calls: the driver's login and preflight take 8 and the IntegrationJobRun's
+    // describe, lookup and create 3, so the worker, which opens the job's connectors
+    // for itself, parks in its own preflight or first pages.
     let (org, _mdm, providers) = budget_world(dir.path(), 14);
     let worker = Worker::start(dir.path(), &pg.url, "sfpark", SF_SECRETS);
     let mut driver = sf_command(&providers, &pg.url);
@@ -820,7 +821,8 @@ fn abort_a_parked_run(budget: u64) -> Run {
 
 #[test]
 fn salesforce_abort_while_parked_on_the_spent_budget_ends_the_run_without_waiting_for_the_reset() {
-    // 14 calls pay for the login, the preflight's describes and a few pages.
+    // 14 calls pay for the login, the preflight's describes, the IntegrationJobRun's
+    // describe, lookup and create, and the first writes.
     let r = abort_a_parked_run(14);
     // The parked writes are failed records saying why, not lost ones.
     assert!(r.count("failed") > 0, "{r}");
@@ -949,8 +951,9 @@ async fn salesforce_parked_jobs_note_is_in_the_store_for_every_process_until_it_
     let codes = s.wait_terminal(&submit_file(&s, &codes).await).await;
     assert_eq!(codes["state"], "completed", "{codes:#}");
 
-    // The provider sync needs 19 calls: 14 (3 kept in reserve) pay for its
-    // preflight's 7 describes and a few pages, then it parks.
+    // The provider sync needs more than 14 calls: 14 (3 kept in reserve) pay for
+    // its preflight's 7 describes, its IntegrationJobRun's describe, lookup and
+    // create, and the first writes, then it parks.
     org.set_budget(14);
     let providers = job(
         s.path(),
@@ -1225,4 +1228,202 @@ fn salesforce_nights_agree_on_every_surface_with_the_org() {
     }
     org.assert_no_violations();
     c.finish();
+}
+
+/// The org's IntegrationJobRun records of job `id`.
+fn job_runs_of(org: &Emulator, id: &str) -> Vec<Value> {
+    soql(
+        org,
+        &format!(
+            "SELECT Id, JobName, StartDateTime, EndDateTime, Status, JobAdditionalInfo \
+             FROM IntegrationJobRun WHERE JobIdentifier = '{id}'"
+        ),
+    )
+}
+
+/// The one IntegrationJobRun of job `id`, asserting there is exactly one.
+fn the_job_run_of(org: &Emulator, id: &str) -> Value {
+    let runs = job_runs_of(org, id);
+    assert_eq!(runs.len(), 1, "one IntegrationJobRun per run: {runs:?}");
+    runs[0].clone()
+}
+
+/// Seed step 1.10 then 2.5: the run's IntegrationJobRun exists (started, in
+/// progress, no end) while the run loads, and the end of the run updates that very
+/// record by its Id: one record per run.
+#[test]
+fn salesforce_integration_job_run_is_created_when_the_run_starts_and_updated_by_id_when_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (org, _mdm, providers) =
+        codes_synced_world(dir.path(), &["--latency-ms", "30"], 300, "", "");
+    let state = state_url(dir.path());
+    let mut bg = spawn_command(sf_command(&providers, &state), dir.path(), "run");
+    let id = bg.job_id();
+    bg.wait_for_status(&id, &state, "records are loaded", |s| {
+        s["counts"]["created"].as_u64().unwrap_or(0) > 0
+    });
+    let started = the_job_run_of(&org, &id);
+    assert_eq!(
+        (started["EndDateTime"].clone(), started["Status"].clone()),
+        (Value::Null, Value::from("InProgress")),
+        "{started}"
+    );
+    assert!(started["StartDateTime"].is_string(), "{started}");
+    assert_eq!(started["JobName"], "provsync provider-sync full");
+    assert!(
+        started["JobAdditionalInfo"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("scope US;")),
+        "{started}"
+    );
+    let r = bg.wait();
+    assert_eq!(r.state(), "completed", "{r}");
+    let ended = the_job_run_of(&org, &id);
+    assert_eq!(ended["Id"], started["Id"], "updated, not created again");
+    assert_eq!(ended["StartDateTime"], started["StartDateTime"]);
+    assert!(ended["EndDateTime"].is_string(), "{ended}");
+    assert_eq!(ended["Status"], "Completed", "{ended}");
+    let report = &r.summary["target_report"]["integration_job_run"];
+    assert_eq!(
+        (report["written"].clone(), report["id"].clone()),
+        (Value::Bool(true), ended["Id"].clone()),
+        "{r}"
+    );
+    assert!(r.summary["audit_failure"].is_null(), "{r}");
+    // The codes sync's record and this one: nothing else.
+    assert_eq!(org.count("IntegrationJobRun"), 2);
+    org.assert_no_violations();
+}
+
+/// A run killed after its IntegrationJobRun was created, resumed by another
+/// process: with the Id the state store kept, or (`lose_id`) without it, as when
+/// the process died between the create and the store's write; either way the run
+/// ends with its one record, updated.
+fn a_resumed_run_updates_the_job_run_its_start_created(lose_id: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (org, _mdm, providers) =
+        codes_synced_world(dir.path(), &["--latency-ms", "30"], 300, "", "");
+    let state = state_url(dir.path());
+    let mut bg = spawn_command(sf_command(&providers, &state), dir.path(), "killed");
+    let id = bg.job_id();
+    bg.wait_for_status(&id, &state, "records are loaded", |s| {
+        s["counts"]["created"].as_u64().unwrap_or(0) > 0
+    });
+    bg.child.kill().unwrap(); // SIGKILL
+    bg.child.wait().unwrap();
+    let started = the_job_run_of(&org, &id);
+    assert!(started["EndDateTime"].is_null(), "{started}");
+    if lose_id {
+        let db = dir.path().join("state.db");
+        let cleared = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            sqlx::query("UPDATE jobs SET target_ref = NULL WHERE id = ? AND target_ref IS NOT NULL")
+                .bind(&id)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected()
+        });
+        assert_eq!(cleared, 1, "the store kept the record's Id");
+    }
+    let r = run_sf(dir.path(), &providers);
+    assert_eq!(r.job_id(), id, "the rerun resumes the killed job: {r}");
+    assert_eq!(r.state(), "completed", "{r}");
+    let ended = the_job_run_of(&org, &id);
+    assert_eq!(ended["Id"], started["Id"], "{ended}");
+    assert!(ended["EndDateTime"].is_string(), "{ended}");
+    assert_eq!(ended["Status"], "Completed", "{ended}");
+    assert_eq!(
+        r.summary["target_report"]["integration_job_run"]["id"], started["Id"],
+        "{r}"
+    );
+    org.assert_no_violations();
+}
+
+#[test]
+fn salesforce_a_run_resumed_in_another_process_updates_its_one_integration_job_run() {
+    a_resumed_run_updates_the_job_run_its_start_created(false);
+}
+
+#[test]
+fn salesforce_a_resumed_run_that_lost_the_job_runs_id_finds_it_by_job_identifier() {
+    a_resumed_run_updates_the_job_run_its_start_created(true);
+}
+
+/// An org whose IntegrationJobRun cannot be written (here: the org has no such
+/// object): the data is loaded, the audit record is missing, and every surface says
+/// so; the run ends `completed_with_errors`, not `completed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_a_run_whose_integration_job_run_cannot_be_written_ends_completed_with_errors_saying_so(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut schema: Value =
+        serde_json::from_str(provsync_emulators::salesforce::schema::DEFAULT_SCHEMA).unwrap();
+    schema["sobjects"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|o| o["name"] != "IntegrationJobRun");
+    let path = dir.path().join("org-without-job-run.json");
+    std::fs::write(&path, schema.to_string()).unwrap();
+    let org = Emulator::salesforce(&["--schema", path.to_str().unwrap()]);
+    let mdm = Emulator::onekey(50, 1, "US");
+    let lsc = mapping("salesforce-lsc.toml");
+    let providers = job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "",
+    );
+    // The codes sync first (the restricted picklists need their values).
+    let codes = job(
+        dir.path(),
+        "codes",
+        "codes-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &lsc,
+        "",
+    );
+    let c = run_sf(dir.path(), &codes);
+    assert_eq!(c.state(), "completed_with_errors", "{c}");
+    let r = run_sf(dir.path(), &providers);
+    r.expect_code(2);
+    assert_eq!(r.state(), "completed_with_errors", "{r}");
+    r.assert_reconciled();
+    assert_eq!((r.count("failed"), r.count("rejected")), (0, 0), "{r}");
+    assert!(r.count("created") > 0, "the data is loaded: {r}");
+    let why = r.summary["audit_failure"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("IntegrationJobRun not written") && why.contains("no IntegrationJobRun"),
+        "{r}"
+    );
+    assert_eq!(
+        r.summary["target_report"]["integration_job_run"]["written"], false,
+        "{r}"
+    );
+    let id = r.job_id();
+    let state = state_url(dir.path());
+    assert_eq!(status(&id, &state)["audit_failure"], why);
+    let text = Command::new(bin())
+        .args(["status", &id, "--state", &state])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!(
+            "AUDIT    the target's record of this run is missing: {why}"
+        )),
+        "{text}"
+    );
+    let api = serve::Server::start_with_state(&state);
+    let (_, seen) = api.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(seen["audit_failure"], why, "{seen:#}");
+    assert_eq!(seen["state"], "completed_with_errors", "{seen:#}");
+    org.assert_no_violations();
 }

@@ -313,6 +313,79 @@ async fn salesforce_upsert_by_external_id_creates_then_updates_with_limit_header
     assert_eq!(sf.violations().await, 0);
 }
 
+/// IntegrationJobRun's JobIdentifier is a plain string (Life Sciences Cloud object
+/// reference): an upsert keyed by it is refused as a real org refuses it; the
+/// record is created, found by SOQL on JobIdentifier and updated by its Id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_upsert_by_a_field_neither_external_id_nor_id_lookup_is_refused_not_found() {
+    let sf = Sf::start(&[]).await;
+    let v65 = "/services/data/v65.0";
+    let (s, _, b) = sf
+        .call(
+            Method::PATCH,
+            &format!("{v65}/sobjects/IntegrationJobRun/JobIdentifier/J1"),
+            Some(json!({"JobName": "provsync provider-sync full"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert_eq!(error_code(&b), "NOT_FOUND");
+    assert_eq!(
+        b[0]["message"],
+        "Provided external ID field does not exist or is not accessible: JobIdentifier"
+    );
+    let (_, _, d) = sf
+        .call(
+            Method::GET,
+            &format!("{v65}/sobjects/IntegrationJobRun/describe"),
+            None,
+        )
+        .await;
+    let field = d["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "JobIdentifier")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (field["externalId"].clone(), field["idLookup"].clone()),
+        (json!(false), json!(false)),
+        "{field}"
+    );
+    let (s, _, b) = sf
+        .call(
+            Method::POST,
+            &format!("{v65}/sobjects/IntegrationJobRun"),
+            Some(json!({"JobName": "provsync provider-sync full", "JobIdentifier": "J1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    let (s, _, q) = sf
+        .call(
+            Method::GET,
+            &format!(
+                "{v65}/query?q=SELECT+Id+FROM+IntegrationJobRun+WHERE+JobIdentifier+%3D+%27J1%27"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, q["records"][0]["Id"].clone()),
+        (StatusCode::OK, json!(id)),
+        "{q}"
+    );
+    let (s, _, b) = sf
+        .call(
+            Method::PATCH,
+            &format!("{v65}/sobjects/IntegrationJobRun/{id}"),
+            Some(json!({"EndDateTime": "2026-01-02T03:04:05Z"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert_eq!(sf.violations().await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_field_validation_answers_salesforce_errors() {
     let sf = Sf::start(&[]).await;

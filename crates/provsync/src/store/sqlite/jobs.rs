@@ -12,7 +12,7 @@ use super::{begin, col, db, json, ms_to_dt, now_ms, to_json};
 const ACTIVE: &str = "('running', 'finishing', 'aborting')";
 
 const JOB_COLUMNS: &str = "id, target, spec, requested_by, state, stage, failure, \
-     abort_requested, created_at, started_at, finished_at, summary, note";
+     abort_requested, created_at, started_at, finished_at, summary, note, target_ref";
 
 fn parse_state(s: &str) -> Result<JobState, StoreError> {
     JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job state {s:?}")))
@@ -44,6 +44,7 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
             .map(|s| json(s, "job summary"))
             .transpose()?,
         note: col(row, "note")?,
+        target_ref: col(row, "target_ref")?,
     })
 }
 
@@ -359,6 +360,18 @@ pub(super) async fn set_note(
         .bind(now_ms())
         .bind(id.as_str());
     update_job(pool, id, q, "set note").await
+}
+
+pub(super) async fn set_target_ref(
+    pool: &SqlitePool,
+    id: &JobId,
+    value: &str,
+) -> Result<(), StoreError> {
+    let q = sqlx::query("UPDATE jobs SET target_ref = ?, updated_at = ? WHERE id = ?")
+        .bind(value)
+        .bind(now_ms())
+        .bind(id.as_str());
+    update_job(pool, id, q, "set target ref").await
 }
 
 pub(super) async fn set_summary(

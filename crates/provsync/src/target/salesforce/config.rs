@@ -60,7 +60,7 @@ pub struct SalesforceConfig {
     #[serde(default = "default_bulk_poll_ms")]
     #[schema(default = default_bulk_poll_ms)]
     pub bulk_poll_ms: u64,
-    /// Write an IntegrationJobRun record at job end.
+    /// Keep the run's IntegrationJobRun in the org: created at start, updated by Id at end.
     #[serde(default = "default_true")]
     #[schema(default = default_true)]
     pub integration_job_run: bool,

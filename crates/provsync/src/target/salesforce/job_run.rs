@@ -1,29 +1,156 @@
-//! End of job (seed steps 1.10 and 2.5): the run's IntegrationJobRun record and the
-//! configured post-job actions (an Apex REST call that starts the HCP address batch).
+//! The run's IntegrationJobRun (seed steps 1.10 and 2.5) and the configured
+//! post-job actions (an Apex REST call that starts the HCP address batch).
+//!
+//! Per the Life Sciences Cloud Developer Guide ("IntegrationJobRun"), JobIdentifier
+//! is a plain string (Create, Filter, Group, Sort, Update), neither External ID nor
+//! idLookup, so it cannot key an upsert (the REST API Developer Guide, "Insert or
+//! Update (Upsert) a Record Using an External ID"): the record is created when the
+//! run starts, its Id kept in the state store, and updated by Id when it ends. A
+//! run that lost the Id finds its record with SOQL on JobIdentifier.
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::client::{Body, Client};
 use super::config::PostJobAction;
+use super::preflight::{self, PicklistValue};
 use super::SfError;
 
-/// Upserts the run's IntegrationJobRun (keyed by JobIdentifier) and returns its id.
-pub async fn write_job_run(client: &Client, summary: &Value) -> Result<Option<String>, SfError> {
-    let job_id = summary["job_id"].as_str().unwrap_or_default();
+/// The object.
+pub const OBJECT: &str = "IntegrationJobRun";
+/// JobAdditionalInfo's length (a string of 255 in the Salesforce Field Reference).
+const ADDITIONAL_INFO_MAX: usize = 255;
+
+/// What the target knows of the run's IntegrationJobRun.
+#[derive(Debug, Default)]
+pub struct JobRunState {
+    /// The record's Id, once created or found.
+    pub id: Option<String>,
+    /// The Status picklist's active values, once the object was described.
+    pub statuses: Option<Vec<PicklistValue>>,
+    /// What the end of the run did with the record, for the run's target report.
+    pub report: Option<Value>,
+}
+
+/// Status values that fit each state of a run, in order of preference (compared
+/// without case, spaces or punctuation, with the value's API name and its label):
+/// the object reference does not list the org's values, so describe decides.
+fn fitting(state: &str) -> &'static [&'static str] {
+    match state {
+        "running" => &["inprogress", "running", "started", "processing"],
+        "completed" => &[
+            "completed",
+            "success",
+            "succeeded",
+            "successful",
+            "complete",
+        ],
+        "completed_with_errors" => &[
+            "completedwitherrors",
+            "partiallycompleted",
+            "partialsuccess",
+            "completedwithwarnings",
+            "warning",
+        ],
+        "failed" => &["failed", "failure", "error"],
+        "aborted" => &["aborted", "cancelled", "canceled", "stopped"],
+        _ => &[],
+    }
+}
+
+/// The org's Status value for a run in `state`, if its picklist offers one.
+pub fn status_for(state: &str, values: &[PicklistValue]) -> Option<String> {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    fitting(state).iter().find_map(|want| {
+        values
+            .iter()
+            .filter(|v| v.active)
+            .find(|v| {
+                norm(&v.value) == *want || v.label.as_deref().is_some_and(|l| norm(l) == *want)
+            })
+            .map(|v| v.value.clone())
+    })
+}
+
+/// The Status picklist's values (none when the org's object has no Status).
+pub async fn statuses(client: &Client) -> Result<Vec<PicklistValue>, SfError> {
+    let Some(d) = preflight::describe(client, OBJECT).await? else {
+        return Err(SfError::Config(format!(
+            "the org has no {OBJECT} at API version {} (Life Sciences Cloud, v65.0 and later)",
+            client.config().api_version
+        )));
+    };
+    Ok(d.fields
+        .into_iter()
+        .find(|f| f.name.eq_ignore_ascii_case("Status"))
+        .map(|f| f.picklist_values)
+        .unwrap_or_default())
+}
+
+/// JobAdditionalInfo: the scope (the object reference's example is the country a
+/// job applies to), the target and who started the run, cut to the field's length.
+fn additional_info(info: &Value) -> String {
+    let scope: Vec<&str> = info["scope"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let text = format!(
+        "scope {}; target {}; requested by {}",
+        if scope.is_empty() {
+            "all".to_string()
+        } else {
+            scope.join(",")
+        },
+        info["target"].as_str().unwrap_or("-"),
+        info["requested_by"].as_str().unwrap_or("-"),
+    );
+    if text.chars().count() <= ADDITIONAL_INFO_MAX {
+        return text;
+    }
+    let mut cut: String = text.chars().take(ADDITIONAL_INFO_MAX - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The fields set when the run starts (seed step 1.10): `info` or the summary.
+pub fn start_fields(info: &Value, status: Option<String>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "JobName".into(),
+        format!(
+            "provsync {} {}",
+            info["kind"].as_str().unwrap_or("job"),
+            info["mode"].as_str().unwrap_or("")
+        )
+        .trim_end()
+        .into(),
+    );
+    m.insert("JobIdentifier".into(), info["job_id"].clone());
+    m.insert("StartDateTime".into(), info["started_at"].clone());
+    m.insert("JobAdditionalInfo".into(), additional_info(info).into());
+    if let Some(s) = status {
+        m.insert("Status".into(), s.into());
+    }
+    m
+}
+
+/// The fields set when the run ends (seed step 2.5).
+pub fn end_fields(summary: &Value, status: Option<String>) -> Map<String, Value> {
     let state = summary["state"].as_str().unwrap_or_default();
-    let body = json!({
-        "JobName": format!("provsync {} {}", summary["kind"].as_str().unwrap_or("job"), summary["mode"].as_str().unwrap_or("")),
-        "EndDateTime": summary["finished_at"],
-        "JobAdditionalInfo": json!({
-            "state": state,
-            "target": summary["target"],
-            "requested_by": summary["requested_by"],
-            "scope": summary["scope"],
-        }).to_string(),
-        // The run summary's counts as every surface shows them: the headline, the
-        // kinds it counts, and the counts per kind.
-        "JobExectionSummary": json!({
+    let mut m = Map::new();
+    m.insert("EndDateTime".into(), summary["finished_at"].clone());
+    // The run summary's counts as every surface shows them: the headline, the kinds
+    // it counts, and the counts per kind.
+    m.insert(
+        "JobExectionSummary".into(),
+        json!({
             "state": state,
             "counts": summary["counts"],
             "counted": summary["counted"],
@@ -31,17 +158,67 @@ pub async fn write_job_run(client: &Client, summary: &Value) -> Result<Option<St
             "sweep": summary["sweep"],
             "errors_total": summary["errors_total"],
             "failure": summary["failure"],
-        }).to_string(),
-    });
-    let path = format!(
-        "{}/sobjects/IntegrationJobRun/JobIdentifier/{}",
-        client.data_path(),
-        super::wire::encode_segment(job_id)
+        })
+        .to_string()
+        .into(),
     );
-    let resp = client.call(Method::PATCH, &path, &Body::Json(body)).await?;
-    Ok(resp.ok()?.json::<Value>()?["id"]
+    if let Some(s) = status {
+        m.insert("Status".into(), s.into());
+    }
+    m
+}
+
+/// The Id of the IntegrationJobRun whose JobIdentifier is `job_id`, if the org has
+/// one (the oldest, should a crash have left two).
+pub async fn find(client: &Client, job_id: &str) -> Result<Option<String>, SfError> {
+    let soql = format!(
+        "SELECT Id FROM {OBJECT} WHERE JobIdentifier = '{}' ORDER BY CreatedDate LIMIT 1",
+        soql_escape(job_id)
+    );
+    let path = format!(
+        "{}/query?q={}",
+        client.data_path(),
+        super::wire::encode_segment(&soql)
+    );
+    let v: Value = client
+        .call(Method::GET, &path, &Body::None)
+        .await?
+        .ok()?
+        .json()?;
+    Ok(v["records"][0]["Id"].as_str().map(str::to_string))
+}
+
+/// A SOQL string literal's content (`\` and `'` escaped).
+fn soql_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+/// Creates the record; returns its Id.
+pub async fn create(client: &Client, fields: Map<String, Value>) -> Result<String, SfError> {
+    let path = format!("{}/sobjects/{OBJECT}", client.data_path());
+    let v: Value = client
+        .call(Method::POST, &path, &Body::Json(Value::Object(fields)))
+        .await?
+        .ok()?
+        .json()?;
+    v["id"]
         .as_str()
-        .map(str::to_string))
+        .map(str::to_string)
+        .ok_or_else(|| SfError::Protocol(format!("{OBJECT} created without an id: {v}")))
+}
+
+/// Updates the record by its Id.
+pub async fn update(client: &Client, id: &str, fields: Map<String, Value>) -> Result<(), SfError> {
+    let path = format!(
+        "{}/sobjects/{OBJECT}/{}",
+        client.data_path(),
+        super::wire::encode_segment(id)
+    );
+    client
+        .call(Method::PATCH, &path, &Body::Json(Value::Object(fields)))
+        .await?
+        .ok()?;
+    Ok(())
 }
 
 /// Whether an action runs for a run ending in `state`.
@@ -105,5 +282,58 @@ mod tests {
         };
         assert!(applies(&a, "completed_with_errors"));
         assert!(!applies(&a, "failed"));
+    }
+
+    fn values(v: &[(&str, &str)]) -> Vec<PicklistValue> {
+        v.iter()
+            .map(|(value, label)| PicklistValue {
+                value: value.to_string(),
+                label: Some(label.to_string()),
+                active: true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn status_is_set_only_to_a_value_the_orgs_picklist_offers() {
+        let org = values(&[
+            ("InProgress", "In Progress"),
+            ("Completed", "Completed"),
+            ("Failed", "Failed"),
+        ]);
+        assert_eq!(status_for("running", &org).as_deref(), Some("InProgress"));
+        assert_eq!(status_for("completed", &org).as_deref(), Some("Completed"));
+        assert_eq!(status_for("failed", &org).as_deref(), Some("Failed"));
+        // Nothing fits: left out rather than a value saying something else.
+        assert_eq!(status_for("completed_with_errors", &org), None);
+        assert_eq!(status_for("aborted", &org), None);
+        let labelled = values(&[("S1", "Partially Completed"), ("S2", "Canceled")]);
+        assert_eq!(
+            status_for("completed_with_errors", &labelled).as_deref(),
+            Some("S1")
+        );
+        assert_eq!(status_for("aborted", &labelled).as_deref(), Some("S2"));
+    }
+
+    #[test]
+    fn job_additional_info_fits_its_255_characters() {
+        let scope: Vec<String> = (0..200).map(|i| format!("DB{i}")).collect();
+        let info = json!({"job_id": "J", "scope": scope, "target": "sf", "requested_by": "cli"});
+        let text = additional_info(&info);
+        assert_eq!(text.chars().count(), 255);
+        assert!(
+            text.starts_with("scope DB0,DB1") && text.ends_with('…'),
+            "{text}"
+        );
+        let short = json!({"scope": ["US"], "target": "sf", "requested_by": "cli"});
+        assert_eq!(
+            additional_info(&short),
+            "scope US; target sf; requested by cli"
+        );
+    }
+
+    #[test]
+    fn soql_literals_are_escaped() {
+        assert_eq!(soql_escape("a'b\\c"), "a\\'b\\\\c");
     }
 }

@@ -102,6 +102,8 @@ pub struct SalesforceTarget {
     code_reports: Mutex<BTreeMap<String, codes::SetReport>>,
     /// Bulk jobs in flight per run (aborted with the run).
     bulk_jobs: bulk::InFlight,
+    /// The run's IntegrationJobRun: its Id and what the end of the run did with it.
+    job_run: tokio::sync::Mutex<job_run::JobRunState>,
 }
 
 /// One request of a round, with the parent records it references.
@@ -148,6 +150,7 @@ impl SalesforceTarget {
             codes_lock: tokio::sync::Mutex::new(()),
             code_reports: Mutex::new(BTreeMap::new()),
             bulk_jobs: bulk::InFlight::default(),
+            job_run: tokio::sync::Mutex::new(job_run::JobRunState::default()),
         })
     }
 
@@ -606,6 +609,69 @@ impl SalesforceTarget {
             .collect())
     }
 
+    /// The IntegrationJobRun's Status values, described once per process.
+    async fn job_run_statuses(
+        &self,
+        jr: &mut job_run::JobRunState,
+    ) -> Result<Vec<preflight::PicklistValue>, SfError> {
+        if jr.statuses.is_none() {
+            jr.statuses = Some(job_run::statuses(&self.client).await?);
+        }
+        Ok(jr.statuses.clone().unwrap_or_default())
+    }
+
+    /// Creates the run's IntegrationJobRun, unless the org has one already (a run
+    /// that lost its Id, e.g. killed between the create and the state store's write).
+    async fn create_job_run(
+        &self,
+        jr: &mut job_run::JobRunState,
+        job_id: &str,
+        info: &serde_json::Value,
+    ) -> Result<String, SfError> {
+        let statuses = self.job_run_statuses(jr).await?;
+        if let Some(id) = job_run::find(&self.client, job_id).await? {
+            tracing::info!(job = %job_id, id = %id, "IntegrationJobRun of the run found by its JobIdentifier");
+            return Ok(id);
+        }
+        let fields = job_run::start_fields(info, job_run::status_for("running", &statuses));
+        let id = job_run::create(&self.client, fields).await?;
+        tracing::info!(job = %job_id, id = %id, "IntegrationJobRun created");
+        Ok(id)
+    }
+
+    /// Ends the run's IntegrationJobRun: updated by its Id, found by JobIdentifier if
+    /// this process has no Id, created whole if the start could not create it.
+    async fn end_job_run(
+        &self,
+        jr: &mut job_run::JobRunState,
+        job_id: &str,
+        summary: &serde_json::Value,
+    ) -> Result<serde_json::Value, SfError> {
+        let statuses = self.job_run_statuses(jr).await?;
+        let state = summary["state"].as_str().unwrap_or_default();
+        let status = job_run::status_for(state, &statuses);
+        let mut fields = job_run::end_fields(summary, status.clone());
+        let id = match jr.id.clone() {
+            Some(id) => id,
+            None => match job_run::find(&self.client, job_id).await? {
+                Some(id) => id,
+                None => {
+                    let mut all = job_run::start_fields(summary, None);
+                    all.append(&mut fields);
+                    let id = job_run::create(&self.client, all).await?;
+                    jr.id = Some(id.clone());
+                    return Ok(serde_json::json!({
+                        "written": true, "id": id, "status": status,
+                        "note": "created at the end: the start of the run could not create it",
+                    }));
+                }
+            },
+        };
+        jr.id = Some(id.clone());
+        job_run::update(&self.client, &id, fields).await?;
+        Ok(serde_json::json!({"written": true, "id": id, "status": status}))
+    }
+
     /// What the codes sync did per value set so far.
     pub fn code_reports(&self) -> BTreeMap<String, codes::SetReport> {
         self.code_reports.lock().expect("reports lock").clone()
@@ -682,6 +748,56 @@ impl Target for SalesforceTarget {
             .collect())
     }
 
+    async fn start_run(
+        &self,
+        run: &RunRef,
+        info: &serde_json::Value,
+        kept: Option<&str>,
+    ) -> Result<Option<String>, TargetError> {
+        if !self.client.config().integration_job_run {
+            return Ok(None);
+        }
+        let mut jr = self.job_run.lock().await;
+        if let Some(id) = kept {
+            // A resumed run: the record exists, its Id is the store's.
+            jr.id = Some(id.to_string());
+            return Ok(Some(id.to_string()));
+        }
+        match self.create_job_run(&mut jr, &run.job_id, info).await {
+            Ok(id) => {
+                jr.id = Some(id.clone());
+                Ok(Some(id))
+            }
+            Err(e) => Err(TargetError::Audit(format!(
+                "{} not created at the start of the run: {e}",
+                job_run::OBJECT
+            ))),
+        }
+    }
+
+    async fn write_audit(
+        &self,
+        run: &RunRef,
+        summary: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, TargetError> {
+        if !self.client.config().integration_job_run {
+            return Ok(None);
+        }
+        let mut jr = self.job_run.lock().await;
+        match self.end_job_run(&mut jr, &run.job_id, summary).await {
+            Ok(v) => {
+                jr.report = Some(v.clone());
+                Ok(Some(v))
+            }
+            Err(e) => {
+                let why = format!("{} not written: {e}", job_run::OBJECT);
+                tracing::error!(job = %run.job_id, error = %e, "IntegrationJobRun not written");
+                jr.report = Some(serde_json::json!({"written": false, "error": why}));
+                Err(TargetError::Audit(why))
+            }
+        }
+    }
+
     async fn end_run(
         &self,
         run: &RunRef,
@@ -703,14 +819,7 @@ impl Target for SalesforceTarget {
                 );
             }
         }
-        if cfg.integration_job_run {
-            let v = match job_run::write_job_run(&self.client, summary).await {
-                Ok(id) => serde_json::json!({"written": true, "id": id}),
-                Err(e) => {
-                    tracing::warn!(job = %run.job_id, error = %e, "IntegrationJobRun not written");
-                    serde_json::json!({"written": false, "error": e.to_string()})
-                }
-            };
+        if let Some(v) = self.job_run.lock().await.report.take() {
             report.insert("integration_job_run".into(), v);
         }
         let mut actions = Vec::new();

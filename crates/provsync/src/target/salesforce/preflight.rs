@@ -59,6 +59,9 @@ pub struct FieldDescribe {
 pub struct PicklistValue {
     /// API value.
     pub value: String,
+    /// Label.
+    #[serde(default)]
+    pub label: Option<String>,
     /// Active.
     #[serde(default = "yes")]
     pub active: bool,
