@@ -128,6 +128,14 @@ async fn finish(ctx: &JobContext) -> Result<(), EngineError> {
         engine.apply(id, JobEvent::Fail(reason)).await?;
         job = engine.store.job(id).await?;
     }
+    // The failure threshold is judged before the sweep: a run that fails on it
+    // disconnects nothing (DESIGN section 5).
+    if job.failure.is_none() && !aborted {
+        if let Some(reason) = threshold_failure(&job, &counts.total()) {
+            engine.apply(id, JobEvent::Fail(reason)).await?;
+            job = engine.store.job(id).await?;
+        }
+    }
     let sweep = match sweep_blocker(engine, &job, &counts, &pages).await? {
         Some(reason) => SweepReport::skipped(reason, &job.spec, &pages),
         None => match reconcile::sweep(ctx, &counts, &pages).await {
@@ -175,6 +183,22 @@ pub async fn run_without_context(engine: &Engine, id: &JobId) -> Result<(), Engi
         None,
     )
     .await
+}
+
+/// The failure of a run whose rejected and failed records cross the job's
+/// `max_failed_records`, if they do.
+fn threshold_failure(job: &JobRecord, counts: &Counts) -> Option<String> {
+    job.spec
+        .options
+        .max_failed_records
+        .exceeded(counts.errors(), counts.extracted)
+        .then(|| {
+            format!(
+                "max_failed_records exceeded: {} of {} records rejected or failed",
+                counts.errors(),
+                counts.extracted
+            )
+        })
 }
 
 /// Running -> finishing (aborting stays aborting: it ends `aborted`).
@@ -250,18 +274,10 @@ async fn conclude(
             .await?;
     }
     let job = engine.store.job(id).await?;
-    let threshold = job.spec.options.max_failed_records;
-    if job.failure.is_none() && threshold.exceeded(counts.errors(), counts.extracted) {
-        engine
-            .apply(
-                id,
-                JobEvent::Fail(format!(
-                    "max_failed_records exceeded: {} of {} records rejected or failed",
-                    counts.errors(),
-                    counts.extracted
-                )),
-            )
-            .await?;
+    if job.failure.is_none() {
+        if let Some(reason) = threshold_failure(&job, &counts) {
+            engine.apply(id, JobEvent::Fail(reason)).await?;
+        }
     }
     let job = engine.store.job(id).await?;
     // A scope that failed or whose sweep was refused leaves the run with errors:

@@ -109,6 +109,7 @@ pub async fn load_page(
         errors: page.errors,
         ..PageCommit::default()
     };
+    mark_rejected_seen(ctx, &mut commit).await?;
     let mut by_kind: BTreeMap<EntityKind, Vec<MappedRecord>> = BTreeMap::new();
     for r in page.records {
         by_kind.entry(r.kind).or_default().push(r);
@@ -125,6 +126,25 @@ pub async fn load_page(
         .await?;
     Progress::time(&ctx.engine.progress.load_commit_ns, started);
     Ok(fresh.then_some(counts))
+}
+
+/// Marks seen the known records this page rejected by id: the source still has
+/// them (only this version was refused), so the sweep must not disconnect them.
+async fn mark_rejected_seen(ctx: &JobContext, commit: &mut PageCommit) -> Result<(), EngineError> {
+    let mut by_kind: BTreeMap<EntityKind, Vec<SourceId>> = BTreeMap::new();
+    for e in &commit.errors {
+        if let (Some(kind), Some(id)) = (e.kind, &e.source_id) {
+            by_kind.entry(kind).or_default().push(SourceId(id.clone()));
+        }
+    }
+    for (kind, ids) in by_kind {
+        let known = ctx
+            .store()
+            .known_records(&ctx.target_name, kind, &ids)
+            .await?;
+        commit.seen.extend(known.values().map(|k| k.key));
+    }
+    Ok(())
 }
 
 /// How writing `record` joins its scope, judged from what the state store knows

@@ -190,6 +190,16 @@ impl<'a> ScopeLedger<'a> {
         None
     }
 
+    /// Rejected or failed records and records extracted in a scope's pages.
+    fn errors(&self, group: &[Scope]) -> (u64, u64) {
+        self.pages
+            .iter()
+            .filter(|(s, _)| group.contains(s.scope()))
+            .filter_map(|(_, p)| p.counts.as_ref())
+            .map(|c| c.total())
+            .fold((0, 0), |(e, x), c| (e + c.errors(), x + c.extracted))
+    }
+
     /// The scope's report before its sweep: returned, connected and moved from its
     /// page counts; failed if its page failed.
     fn report(&self, group: &[Scope]) -> ScopeReport {
@@ -324,6 +334,23 @@ pub async fn sweep(
         let mut scope = ledger.report(&group);
         if scope.outcome == ScopeOutcome::Failed {
             tracing::warn!(job = %ctx.id, scope = %scope.scope, reason = ?scope.reason, "scope not swept: it failed");
+            report.scopes.push(scope);
+            continue;
+        }
+        // A scope with too many rejected records is not a snapshot to trust: what
+        // it lacks may only have been rejected (the run as a whole was judged
+        // before the sweep; this judges each scope a source delivers whole).
+        let (errors, extracted) = ledger.errors(&group);
+        let threshold = ctx.spec.options.max_failed_records;
+        if ledger.per_scope() && threshold.exceeded(errors, extracted) {
+            let reason = format!(
+                "scope {}: {errors} of {extracted} records rejected or failed, over max_failed_records; nobody is disconnected",
+                scope.scope
+            );
+            tracing::warn!(job = %ctx.id, %reason, "sweep refused");
+            report.refused.push(reason.clone());
+            scope.outcome = ScopeOutcome::RefusedByGuard;
+            scope.reason = Some(reason);
             report.scopes.push(scope);
             continue;
         }

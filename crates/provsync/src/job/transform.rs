@@ -71,7 +71,8 @@ fn reject_as(
         page_no: Some(out.page_no),
         stage: "transform".into(),
         kind: named,
-        source_id,
+        // An id holding NUL is shown escaped: no store or report keeps the byte.
+        source_id: source_id.map(|id| id.replace('\0', "\\u0000")),
         reason,
     });
 }
@@ -252,5 +253,6 @@ mod tests {
                 "source_id or scope contains a NUL character (U+0000)",
             ]
         );
+        assert_eq!(out.errors[1].source_id.as_deref(), Some("I\\u00003"));
     }
 }

@@ -2,6 +2,7 @@
 //! the rest loads; thresholds fail the run; bad job and mapping files are refused
 //! with a precise message.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -188,4 +189,214 @@ city = "address.cty"
         "the error does not name the bad segment: {run}"
     );
     assert_eq!(run.state(), "failed", "{run}");
+}
+
+/// Each case of `tests/corpus/bad-input`, with what its error must say.
+const CORPUS: [(&str, &[&str]); 11] = [
+    ("invalid-utf8", &["not UTF-8", "0xe9"]),
+    ("nul-in-a-value", &["individuals.first_name", "NUL"]),
+    ("nul-in-a-source-id", &["source_id", "NUL"]),
+    ("impossible-date", &["field `birth_date`", "1990-13-45"]),
+    ("truncated-json", &["not a canonical record"]),
+    ("unknown-kind", &["field `kind`", "pharmacy"]),
+    ("missing-required-field", &["missing field `last_name`"]),
+    ("blank-last-name", &["last_name is empty"]),
+    ("wrong-type", &["field `first_name`"]),
+    (
+        "line-over-the-size-cap",
+        &["longer than source.max_line_bytes (4096)"],
+    ),
+    ("not-json-at-all", &["not a canonical record"]),
+];
+
+/// `src` with the corpus case's line inserted after its 50th line (so it is line 51).
+fn with_case(src: &Path, case: &str, dst: &Path) -> PathBuf {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/bad-input");
+    let bad = std::fs::read(corpus.join(format!("{case}.ndjson"))).unwrap();
+    let text = std::fs::read(src).unwrap();
+    let cut = text
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(49)
+        .map(|(i, _)| i + 1)
+        .unwrap();
+    let mut out = text[..cut].to_vec();
+    out.extend_from_slice(&bad);
+    out.extend_from_slice(&text[cut..]);
+    std::fs::write(dst, out).unwrap();
+    dst.to_path_buf()
+}
+
+/// Runs every corpus case into a fresh target: one rejected record named by its line
+/// (or its id) and field, its neighbours loaded, exit 2; the rerun ends the same.
+async fn corpus_against(c: &mut Checks, dir: &Path, target_for: impl Fn(&str) -> Target) {
+    let world = generate(dir, 100, 21, 1);
+    let snap = Snapshot::load(&world);
+    for (case, wanted) in CORPUS {
+        let target = target_for(case);
+        let file = with_case(&world, case, &dir.join(format!("{case}.ndjson")));
+        let mut job = Job::full(&file, &target);
+        job.source_section = Some(format!(
+            "[source]\ntype = \"file\"\npath = \"{}\"\nmax_line_bytes = 4096\n",
+            file.display()
+        ));
+        for night in ["first", "rerun"] {
+            let run = run_job(dir, &format!("{case}-{night}"), &job);
+            let what = format!("{case} ({night} run)");
+            c.eq(&format!("{what}: exit code"), run.code, 2);
+            c.eq(
+                &format!("{what}: state"),
+                run.state(),
+                "completed_with_errors",
+            );
+            c.eq(&format!("{what}: rejected"), run.count("rejected"), 1);
+            c.eq(&format!("{what}: failed"), run.count("failed"), 0);
+            let expected_created = if night == "first" {
+                snap.entities() + snap.links()
+            } else {
+                0
+            };
+            c.eq(
+                &format!("{what}: created"),
+                run.count("created"),
+                expected_created,
+            );
+            let error = run.summary["first_errors"][0].clone();
+            let reason = error["reason"].as_str().unwrap_or("");
+            let named = reason.contains(&format!("{case}.ndjson:51"))
+                || error["source_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("BAD"));
+            c.check(
+                &format!("{what}: the error names the line or the record: {error}"),
+                named,
+            );
+            for w in wanted {
+                c.check(
+                    &format!("{what}: the error says {w:?}: {error}"),
+                    reason.contains(w),
+                );
+            }
+        }
+        let db = Db::open(&target).await;
+        check_target_matches(c, &db, &snap, case).await;
+        db.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_of_the_bad_input_corpus_is_one_rejected_record_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Checks::default();
+    let base = dir.path().to_path_buf();
+    corpus_against(&mut c, dir.path(), |case| {
+        Target::sqlite(&base, &format!("{case}.db"))
+    })
+    .await;
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_of_the_bad_input_corpus_is_one_rejected_record_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut databases = Vec::new();
+    for _ in CORPUS {
+        match PgDatabase::create().await {
+            Some(db) => databases.push(db),
+            None => return,
+        }
+    }
+    let targets: std::collections::HashMap<&str, Target> = CORPUS
+        .iter()
+        .zip(&databases)
+        .map(|((case, _), db)| (*case, db.target()))
+        .collect();
+    let mut c = Checks::default();
+    corpus_against(&mut c, dir.path(), |case| targets[case].clone()).await;
+    c.finish();
+}
+
+/// A full night 2 in which a tenth of the individuals lost their `last_name`
+/// (rejected, over the default 5%) and others left the source: the run fails on the
+/// threshold before the sweep, so nobody is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ratio_threshold_fails_a_full_run_before_the_sweep_and_nothing_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let world = generate(dir.path(), 300, 13, 1);
+    run_job(dir.path(), "night1", &Job::full(&world, &target)).expect_code(0);
+    let (fewer, gone) = drop_individuals(&world, &dir.path().join("fewer.ndjson"), 1);
+    assert!(!gone.is_empty());
+    let (bad, _) = blank_last_names(&fewer, &dir.path().join("night2.ndjson"), 2);
+    // The guard on disconnections is opened wide: only the threshold may stop the sweep.
+    let job = Job::full(&bad, &target)
+        .option("max_failed_records = \"5%\"")
+        .option("max_disconnect_share = 1.0");
+    let run = run_job(dir.path(), "night2", &job);
+    run.expect_code(1);
+    assert_eq!(run.state(), "failed", "{run}");
+    assert!(
+        run.summary["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("max_failed_records exceeded")),
+        "{run}"
+    );
+    assert_eq!(run.count("disconnected"), 0, "{run}");
+    let db = Db::open(&target).await;
+    assert!(db.disconnected_ids("individual").await.is_empty());
+    assert!(db.disconnected_ids("activity").await.is_empty());
+    db.close().await;
+}
+
+/// A known individual whose new version is rejected is still in the source: a full
+/// run under the threshold sweeps the ones that left, never the rejected one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_record_rejected_in_a_full_run_is_never_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let world = generate(dir.path(), 300, 13, 1);
+    run_job(dir.path(), "night1", &Job::full(&world, &target)).expect_code(0);
+    let (fewer, gone) = drop_individuals(&world, &dir.path().join("fewer.ndjson"), 1);
+    let (bad, rejected) = blank_last_names(&fewer, &dir.path().join("night2.ndjson"), 50);
+    assert!(!rejected.is_empty());
+    let job = Job::full(&bad, &target)
+        .option("max_failed_records = \"50%\"")
+        .option("max_disconnect_share = 0.5");
+    let run = run_job(dir.path(), "night2", &job);
+    run.expect_code(2);
+    assert_eq!(run.count("rejected") as usize, rejected.len(), "{run}");
+    let db = Db::open(&target).await;
+    let disconnected = db.disconnected_ids("individual").await;
+    assert_eq!(
+        disconnected, gone,
+        "only the individuals that left are disconnected"
+    );
+    assert!(disconnected.is_disjoint(&rejected));
+    db.close().await;
+}
+
+/// A copy of `src` in which every `nth` individual has a blank `last_name`, and
+/// their ids.
+fn blank_last_names(src: &Path, dst: &Path, nth: usize) -> (PathBuf, BTreeSet<String>) {
+    let text = std::fs::read_to_string(src).unwrap();
+    let mut index = 0usize;
+    let mut blanked = BTreeSet::new();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            if v["kind"] == "individual" {
+                index += 1;
+                if index.is_multiple_of(nth) {
+                    blanked.insert(v["source_id"].as_str().unwrap().to_string());
+                    v["last_name"] = Value::String(String::new());
+                    return v.to_string();
+                }
+            }
+            line.to_string()
+        })
+        .collect();
+    std::fs::write(dst, lines.join("\n") + "\n").unwrap();
+    (dst.to_path_buf(), blanked)
 }
