@@ -127,15 +127,15 @@ impl Client {
                 )))
             }
         };
+        if !status.is_success() {
+            return judge_error_status(body, status, &bytes);
+        }
         let parsed = response::parse(&bytes)
             .map_err(|e| Failure::Body(format!("designated body {body}: HTTP {status}, {e}")))?;
         if let Some(fault) = &parsed.fault {
             return Err(Failure::Body(format!(
                 "designated body {body}: HTTP {status}, SOAP fault: {fault}"
             )));
-        }
-        if !status.is_success() {
-            return Ok(Attempt::Transient(format!("HTTP {status}")));
         }
         if parsed.return_code == "98" {
             return Ok(Attempt::Transient(format!(
@@ -194,6 +194,32 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+/// A non-2xx answer, judged by its status before its body: a SOAP fault (SOAP 1.1
+/// sends faults with HTTP 500) fails the body; any other answer (an HTML error page
+/// from a proxy or load balancer) is retried when the status says a retry can help
+/// (5xx, 408, 429), and fails the body otherwise.
+fn judge_error_status(
+    body: &str,
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+) -> Result<Attempt, Failure> {
+    if let Some(fault) = response::parse(bytes).ok().and_then(|r| r.fault) {
+        return Err(Failure::Body(format!(
+            "designated body {body}: HTTP {status}, SOAP fault: {fault}"
+        )));
+    }
+    let retry = status.is_server_error()
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+    if retry {
+        Ok(Attempt::Transient(format!("HTTP {status}")))
+    } else {
+        Err(Failure::Body(format!(
+            "designated body {body}: HTTP {status}"
+        )))
     }
 }
 
@@ -269,4 +295,61 @@ mod tests {
         };
         assert!(check("1-X", r).is_err());
     }
+
+    /// An HTML 503 page (a proxy in front of GMC) is retried, and the body answers.
+    #[tokio::test]
+    async fn an_html_503_is_retried_until_the_body_answers() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move || {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    use axum::response::IntoResponse;
+                    if n < 2 {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            [("content-type", "text/html")],
+                            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+                        )
+                            .into_response()
+                    } else {
+                        ([("content-type", "text/xml")], OK_ANSWER).into_response()
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let config: GmcConfig =
+            toml::from_str(&format!("url = \"{url}\"\nretries = 3\nbackoff_ms = 1\n")).unwrap();
+        let client = Client::new(
+            config,
+            Credentials {
+                username: "u".into(),
+                password: "p".into(),
+            },
+        )
+        .unwrap();
+        let answer = client
+            .doctors_for("1-X")
+            .await
+            .map_err(|e| format!("{e:?}"));
+        assert_eq!(answer.unwrap().doctors.len(), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_client_error_status_fails_the_body_without_a_retry() {
+        let r = judge_error_status("1-X", reqwest::StatusCode::FORBIDDEN, b"<html>no</html>");
+        assert!(
+            matches!(r, Err(Failure::Body(why)) if why == "designated body 1-X: HTTP 403 Forbidden")
+        );
+    }
+
+    const OK_ANSWER: &str = r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetDoctorsForDBResponse xmlns="https://webcache.gmc-uk.org/GMCWebServices/"><GetDoctorsForDBResult><Doctors><GetDoctorsForDBResponse_Doctor><GMCReferenceNumber>1234567</GMCReferenceNumber></GetDoctorsForDBResponse_Doctor></Doctors><ReturnCode>0</ReturnCode></GetDoctorsForDBResult></GetDoctorsForDBResponse></soap:Body></soap:Envelope>"#;
 }
