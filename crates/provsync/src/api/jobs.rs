@@ -228,6 +228,17 @@ pub fn audit_failure(job: &JobRecord) -> Option<&str> {
     job.summary.as_ref()?.get("audit_failure")?.as_str()
 }
 
+/// What a finished run wants an operator to look at although nothing failed (an
+/// empty snapshot), as its summary says.
+pub fn warnings(job: &JobRecord) -> Vec<&str> {
+    job.summary
+        .as_ref()
+        .and_then(|s| s.get("warnings"))
+        .and_then(|w| w.as_array())
+        .map(|w| w.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// A job's status: state, stage, counts, per-scope outcomes, failure, errors
 /// summary, transitions, timings.
 pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
@@ -253,6 +264,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
         "requested_by": job.requested_by,
         "failure": job.failure,
         "audit_failure": audit_failure(&job),
+        "warnings": warnings(&job),
         "note": job.note,
         "abort_requested": job.abort_requested,
         "counts": {"total": headline, "per_kind": per_kind},

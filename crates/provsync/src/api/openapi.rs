@@ -358,6 +358,9 @@ pub struct JobStatus {
     /// IntegrationJobRun) could not be written: why. A run that would have completed
     /// ends `completed_with_errors`.
     pub audit_failure: Option<String>,
+    /// What a finished run wants an operator to look at although nothing failed
+    /// (a full snapshot with no records).
+    pub warnings: Vec<String>,
     /// Why a running job is waiting (e.g. parked on a spent Salesforce API budget),
     /// whichever process runs it; `null` once it resumes or ends.
     pub note: Option<String>,

@@ -259,6 +259,9 @@ pub fn print_summary(job: &JobRecord, json: bool) -> anyhow::Result<()> {
     if let Some(a) = summary["audit_failure"].as_str() {
         outln!("  AUDIT: the target's record of this run is missing: {a}")?;
     }
+    for w in summary["warnings"].as_array().into_iter().flatten() {
+        outln!("  WARNING: {}", w.as_str().unwrap_or(""))?;
+    }
     for r in summary["sweep"]["refused"].as_array().into_iter().flatten() {
         outln!("  sweep refused: {}", r.as_str().unwrap_or(""))?;
     }

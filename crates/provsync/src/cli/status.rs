@@ -94,6 +94,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "target": job.target,
             "failure": job.failure,
             "audit_failure": audit_failure,
+            "warnings": crate::api::jobs::warnings(&job),
             "note": job.note,
             "abort_requested": job.abort_requested,
             "created_at": job.created_at,
@@ -117,6 +118,9 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(a) = audit_failure {
             outln!("AUDIT    the target's record of this run is missing: {a}")?;
+        }
+        for w in crate::api::jobs::warnings(&job) {
+            outln!("WARNING  {w}")?;
         }
         if let Some(n) = &job.note {
             outln!("note     {n}")?;

@@ -64,6 +64,10 @@ pub struct RunSummary {
     pub duration_ms: i64,
     /// The scope asked for (countries, designated bodies...).
     pub scope: Vec<String>,
+    /// What an operator should look at although nothing failed (a full snapshot
+    /// that held no record).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Why the target's own record of the run (Salesforce: IntegrationJobRun) could
     /// not be written, if it could not: the data was loaded, the org's audit record
     /// is missing or stale, so the run ends no better than `completed_with_errors`.
@@ -183,6 +187,20 @@ pub async fn run_without_context(engine: &Engine, id: &JobId) -> Result<(), Engi
         None,
     )
     .await
+}
+
+/// What the summary flags for an operator: a full run whose source held no record
+/// ends `completed`, but an empty snapshot is more often a broken feed than an
+/// empty register.
+fn warnings(job: &JobRecord, counts: &Counts) -> Vec<String> {
+    let mut out = Vec::new();
+    if job.spec.mode == Mode::Full && counts.extracted == 0 && job.failure.is_none() {
+        out.push(
+            "the source returned no records: nothing was loaded, and nothing was disconnected (an empty snapshot is never swept)"
+                .to_string(),
+        );
+    }
+    out
 }
 
 /// The failure of a run whose rejected and failed records cross the job's
@@ -320,6 +338,7 @@ async fn conclude(
             .map(|s| (now - s).num_milliseconds())
             .unwrap_or(0),
         scope: job.spec.scope.iter().map(|s| s.to_string()).collect(),
+        warnings: warnings(&job, &counts),
         audit_failure: None,
         target_report: None,
     };
@@ -348,6 +367,9 @@ async fn conclude(
         if let (Some(r), Some(o)) = (report, value.as_object_mut()) {
             o.insert("target_report".into(), r);
         }
+    }
+    for w in &summary.warnings {
+        tracing::warn!(job = %id, warning = %w, "run finished with a warning");
     }
     engine.store.set_summary(id, &value).await?;
     // Stage first: whoever sees the terminal state must also see stage `done`

@@ -400,3 +400,35 @@ fn blank_last_names(src: &Path, dst: &Path, nth: usize) -> (PathBuf, BTreeSet<St
     std::fs::write(dst, lines.join("\n") + "\n").unwrap();
     (dst.to_path_buf(), blanked)
 }
+
+/// An empty snapshot file completes (nothing is wrong with the run) but every
+/// surface says the source returned nothing, and nothing is swept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_full_snapshot_completes_with_a_warning_on_every_surface() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::sqlite(dir.path(), "provider.db");
+    let world = generate(dir.path(), 50, 3, 1);
+    run_job(dir.path(), "night1", &Job::full(&world, &target)).expect_code(0);
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    let run = run_job(dir.path(), "empty", &Job::full(&empty, &target));
+    run.expect_code(0);
+    assert_eq!(run.state(), "completed", "{run}");
+    assert_eq!(run.count("disconnected"), 0, "{run}");
+    let warning = "the source returned no records";
+    let in_summary = run.summary["warnings"][0].as_str().unwrap_or("");
+    assert!(in_summary.contains(warning), "{run}");
+    let status = status(&run.job_id(), &state_url(dir.path()));
+    assert!(
+        status["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains(warning)),
+        "{status}"
+    );
+    let text = std::process::Command::new(bin())
+        .args(["status", &run.job_id(), "--state", &state_url(dir.path())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("WARNING  {warning}")), "{text}");
+}
