@@ -248,8 +248,12 @@ pub async fn bench_salesforce(a: BenchSalesforceArgs) -> anyhow::Result<ExitCode
     )
     .await?;
     let secs = started.elapsed().as_secs_f64();
+    // Records refused under a storm are a figure of the bench, not its failure.
     anyhow::ensure!(
-        job.state == JobState::Completed,
+        matches!(
+            job.state,
+            JobState::Completed | JobState::CompletedWithErrors
+        ),
         "provider sync ended {}: {:?}",
         job.state,
         job.failure
