@@ -1,8 +1,11 @@
 //! Composite graph: `POST /composite/graph`. Per request at most 75 graphs, 500 nodes,
 //! 15 distinct node kinds (API version x method x object); each graph at most 15 deep.
 //! Nodes are sObject record operations only. Each graph is all or nothing (the failing
-//! node carries its error, every other node `PROCESSING_HALTED`); after 14 failed
-//! graphs the remaining ones are not processed.
+//! node carries its error, every other node `PROCESSING_HALTED`); once the failed
+//! graphs of a request exceed 14, the remaining ones are not processed.
+//!
+//! Source: REST API Developer Guide, "Composite Graph Limits"
+//! <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_graph_limits.htm>.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,7 +24,11 @@ pub const MAX_NODES: usize = 500;
 pub const MAX_DEPTH: usize = 15;
 /// Distinct node kinds per request.
 pub const MAX_NODE_KINDS: usize = 15;
-/// Failed graphs after which the rest are not processed.
+/// Graph failures a request may have: "if the number of graph failures exceeds the
+/// maximum limit of 14, processing is halted for the remaining graphs in the request.
+/// The response includes errors for the failed graphs, and the status for the
+/// remaining graphs is shown as PROCESSING_HALTED" (Composite Graph Limits). So the
+/// 15th failed graph still carries its own error; the graphs after it are halted.
 pub const MAX_FAILED_GRAPHS: usize = 14;
 
 #[derive(Deserialize)]
@@ -169,9 +176,14 @@ pub fn handle(x: &mut Exec<'_>, _version_text: &str, body: &[u8]) -> Reply {
         Err(Refusal::Invalid(message)) => return ApiError::bad("INVALID_INPUT", message).into(),
     }
     let mut failures = 0;
+    let mut halted_graphs = 0;
     let mut out = Vec::with_capacity(req.graphs.len());
     for g in &req.graphs {
-        if failures >= MAX_FAILED_GRAPHS {
+        if failures > MAX_FAILED_GRAPHS {
+            halted_graphs += 1;
+            // The guide names the status, PROCESSING_HALTED, not the rest of the
+            // shape: each node carrying it, as in a rolled-back graph, and this
+            // message are our guess.
             let halted =
                 "The number of failed graphs exceeded the limit; this graph was not processed.";
             let items: Vec<Value> = g
@@ -190,6 +202,9 @@ pub fn handle(x: &mut Exec<'_>, _version_text: &str, body: &[u8]) -> Reply {
         out.push(json!({"graphId": g.graph_id, "isSuccessful": ok,
                         "graphResponse": {"compositeResponse": items}}));
     }
+    x.emu
+        .stats
+        .graphs(req.graphs.len() as u64, failures as u64, halted_graphs);
     Reply::ok(json!({"graphs": out}))
 }
 

@@ -50,6 +50,18 @@ pub struct Stats {
     lock_conflicts: AtomicU64,
     tokens_issued: AtomicU64,
     auth_refused: AtomicU64,
+    graphs: GraphCounts,
+}
+
+/// Graphs of composite graph requests, by what became of them.
+#[derive(Debug, Default)]
+struct GraphCounts {
+    /// Graphs received in requests that passed the limits.
+    sent: AtomicU64,
+    /// Graphs that ran and failed (rolled back).
+    failed: AtomicU64,
+    /// Graphs not run: the request's failures had exceeded 14.
+    halted: AtomicU64,
 }
 
 /// The JSON of `GET /_emulator/stats`.
@@ -78,6 +90,9 @@ pub struct StatsReport {
     pub tokens_issued: u64,
     /// Calls refused for a missing, unknown or expired token.
     pub auth_refused: u64,
+    /// Composite graphs: `sent`, `failed`, `halted` (`PROCESSING_HALTED` because
+    /// the request's failures exceeded 14).
+    pub graphs: BTreeMap<&'static str, u64>,
 }
 
 impl Stats {
@@ -136,6 +151,13 @@ impl Stats {
         self.lock_conflicts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts the graphs of one composite graph request.
+    pub fn graphs(&self, sent: u64, failed: u64, halted: u64) {
+        self.graphs.sent.fetch_add(sent, Ordering::Relaxed);
+        self.graphs.failed.fetch_add(failed, Ordering::Relaxed);
+        self.graphs.halted.fetch_add(halted, Ordering::Relaxed);
+    }
+
     /// Counts a token issued.
     pub fn token(&self) {
         self.tokens_issued.fetch_add(1, Ordering::Relaxed);
@@ -173,6 +195,11 @@ impl Stats {
             ]),
             tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
             auth_refused: self.auth_refused.load(Ordering::Relaxed),
+            graphs: BTreeMap::from([
+                ("sent", self.graphs.sent.load(Ordering::Relaxed)),
+                ("failed", self.graphs.failed.load(Ordering::Relaxed)),
+                ("halted", self.graphs.halted.load(Ordering::Relaxed)),
+            ]),
         }
     }
 }

@@ -174,6 +174,37 @@ fn salesforce_lock_and_503_storm_completes_with_counts_that_reconcile() {
     org.assert_no_violations();
 }
 
+/// A lock storm heavy enough that requests of 75 graphs fail more than 14 of them:
+/// Salesforce then halts the rest with PROCESSING_HALTED (REST API Developer Guide,
+/// "Composite Graph Limits",
+/// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_graph_limits.htm).
+/// The halted graphs are re-sent without spending the records' attempts, the
+/// requests shrink, and the run writes every record.
+#[test]
+fn salesforce_lock_storm_halted_graphs_are_re_sent_and_no_record_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&["--lock-errors", "0.4", "--seed", "5"]);
+    let mdm = Emulator::onekey(200, 1, "US");
+    let r = sync_night(dir.path(), &mdm, &org, 1, "max_attempts = 20");
+    assert_eq!(r.state(), "completed", "{r}");
+    r.assert_reconciled();
+    assert_eq!(r.count("failed"), 0, "{r}");
+    assert_eq!(
+        org.written("HealthcareProvider"),
+        r.kind_count("individual", "created")
+    );
+    let graphs = &org.stats()["graphs"];
+    let halted = graphs["halted"].as_u64().unwrap_or(0);
+    assert!(halted > 0, "no graph was halted: {graphs}");
+    // Every halted graph was seen by the target and re-sent.
+    assert_eq!(
+        r.summary["target_report"]["graphs_halted"].as_u64(),
+        Some(halted),
+        "{r}"
+    );
+    org.assert_no_violations();
+}
+
 #[test]
 fn salesforce_token_expiry_mid_run_logs_in_again() {
     let dir = tempfile::tempdir().unwrap();

@@ -503,6 +503,7 @@ fn with_child(record: GraphResult, child: GraphResult) -> GraphResult {
         }
         (f @ GraphResult::Failed(_), _) | (_, f @ GraphResult::Failed(_)) => f,
         (GraphResult::Retry(w), _) | (_, GraphResult::Retry(w)) => GraphResult::Retry(w),
+        (GraphResult::Halted, _) | (_, GraphResult::Halted) => GraphResult::Halted,
         (record, GraphResult::Written(_)) => record,
     }
 }

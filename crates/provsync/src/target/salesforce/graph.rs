@@ -19,8 +19,12 @@ pub enum GraphResult {
     Written(Option<String>),
     /// Failed for a reason retrying cannot fix.
     Failed(String),
-    /// Failed for a reason retrying may fix (lock, casualty, not processed).
+    /// Failed for a reason retrying may fix (a lock).
     Retry(String),
+    /// Not run: the request's other graphs failed more than 14 times, so
+    /// Salesforce halted the rest (`PROCESSING_HALTED`). Re-sent, and not an
+    /// attempt of the record: nothing was wrong with it.
+    Halted,
 }
 
 /// The node count and objects of a record's graph.
@@ -113,8 +117,8 @@ pub async fn send(
     Ok(indexes
         .iter()
         .map(|&i| match by_id.remove(&format!("g{i}")) {
-            // Salesforce stops after 14 failed graphs: the rest come back unprocessed.
-            None => GraphResult::Retry("graph not processed".into()),
+            // A graph the answer leaves out was not processed either.
+            None => GraphResult::Halted,
             Some(g) => result_of(batch[i], &format!("r{i}"), g),
         })
         .collect())
@@ -130,7 +134,8 @@ fn result_of(r: &MappedRecord, root: &str, g: GraphAnswer) -> GraphResult {
             .and_then(|s| s.id);
         return GraphResult::Written(id);
     }
-    // The failing node carries the real error; the others say PROCESSING_HALTED.
+    // The failing node carries the real error; the others say PROCESSING_HALTED. A
+    // graph whose every node says PROCESSING_HALTED was not run at all.
     let mut real = Vec::new();
     for n in &nodes {
         if n.http_status_code < 300 {
@@ -143,12 +148,11 @@ fn result_of(r: &MappedRecord, root: &str, g: GraphAnswer) -> GraphResult {
             }
         }
     }
-    if real.is_empty() || real.iter().all(|(_, e)| wire::is_retryable(&e.code)) {
-        let why = real
-            .first()
-            .map(|(_, e)| e.code.clone())
-            .unwrap_or_else(|| "PROCESSING_HALTED".into());
-        return GraphResult::Retry(why);
+    let Some((_, first)) = real.first() else {
+        return GraphResult::Halted;
+    };
+    if real.iter().all(|(_, e)| wire::is_retryable(&e.code)) {
+        return GraphResult::Retry(first.code.clone());
     }
     let reasons: Vec<String> = real
         .iter()
@@ -269,5 +273,19 @@ mod tests {
         assert!(
             matches!(result_of(&record(), "r0", ok), GraphResult::Written(Some(id)) if id == "001x")
         );
+    }
+
+    #[test]
+    fn a_graph_halted_after_the_requests_failures_exceeded_14_is_halted_not_failed() {
+        let halted = answer(
+            json!({"graphId": "g0", "isSuccessful": false, "graphResponse": {"compositeResponse": [
+                {"referenceId": "r0", "httpStatusCode": 400, "body": [{"errorCode": "PROCESSING_HALTED", "message": "halted"}]},
+                {"referenceId": "r0c0", "httpStatusCode": 400, "body": [{"errorCode": "PROCESSING_HALTED", "message": "halted"}]}
+            ]}}),
+        );
+        assert!(matches!(
+            result_of(&record(), "r0", halted),
+            GraphResult::Halted
+        ));
     }
 }

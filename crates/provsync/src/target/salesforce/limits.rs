@@ -62,17 +62,81 @@ impl Budget {
     }
 }
 
+/// An adaptive limit (AIMD): halves on trouble, grows by `step` after `grow_after`
+/// clean answers in a row, between 1 and its ceiling. The shape of every adaptive
+/// cap of the connector (requests in flight, graphs per request).
+#[derive(Debug)]
+pub struct Aimd {
+    limit: AtomicUsize,
+    ceiling: usize,
+    step: usize,
+    grow_after: usize,
+    clean: AtomicUsize,
+}
+
+impl Aimd {
+    /// A limit starting at `ceiling`.
+    pub fn new(ceiling: usize, step: usize, grow_after: usize) -> Self {
+        let ceiling = ceiling.max(1);
+        Aimd {
+            limit: AtomicUsize::new(ceiling),
+            ceiling,
+            step: step.max(1),
+            grow_after: grow_after.max(1),
+            clean: AtomicUsize::new(0),
+        }
+    }
+
+    /// The current limit.
+    pub fn get(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Multiplicative decrease: halves `seen`, the limit the troubled answer was sent
+    /// under (so answers of requests sent before an earlier cut do not cut again);
+    /// returns (from, to) when the limit fell.
+    pub fn cut(&self, seen: usize) -> Option<(usize, usize)> {
+        let next = (seen / 2).max(1);
+        let cur = self.get();
+        if next < cur
+            && self
+                .limit
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.clean.store(0, Ordering::Relaxed);
+            return Some((cur, next));
+        }
+        None
+    }
+
+    /// Additive increase after enough clean answers; returns (from, to) when the
+    /// limit grew.
+    pub fn success(&self) -> Option<(usize, usize)> {
+        if self.clean.fetch_add(1, Ordering::Relaxed) + 1 < self.grow_after {
+            return None;
+        }
+        self.clean.store(0, Ordering::Relaxed);
+        let cur = self.get();
+        let next = (cur + self.step).min(self.ceiling);
+        (next > cur
+            && self
+                .limit
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok())
+        .then_some((cur, next))
+    }
+}
+
 /// A cap on requests in flight that halves when the org says too many concurrent
-/// calls, and grows back by one after `GROW_AFTER` clean responses (AIMD).
+/// calls, and grows back by one after `GROW_AFTER` clean responses.
 #[derive(Debug)]
 pub struct Gate {
     sem: Arc<Semaphore>,
     /// Current cap.
-    limit: AtomicUsize,
+    limit: Aimd,
     /// Permits to swallow (a cut takes effect as permits come back).
     debt: AtomicUsize,
-    ceiling: usize,
-    clean: AtomicUsize,
 }
 
 const GROW_AFTER: usize = 20;
@@ -83,10 +147,8 @@ impl Gate {
         let ceiling = ceiling.max(1);
         Gate {
             sem: Arc::new(Semaphore::new(ceiling)),
-            limit: AtomicUsize::new(ceiling),
+            limit: Aimd::new(ceiling, 1, GROW_AFTER),
             debt: AtomicUsize::new(0),
-            ceiling,
-            clean: AtomicUsize::new(0),
         }
     }
 
@@ -114,24 +176,16 @@ impl Gate {
 
     /// The current cap.
     pub fn limit(&self) -> usize {
-        self.limit.load(Ordering::Relaxed)
+        self.limit.get()
     }
 
     /// Multiplicative decrease: halves the cap (never below one).
     pub fn cut(&self) {
-        let cur = self.limit();
-        let next = (cur / 2).max(1);
-        if next < cur
-            && self
-                .limit
-                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            self.debt.fetch_add(cur - next, Ordering::AcqRel);
-            self.clean.store(0, Ordering::Relaxed);
+        if let Some((from, to)) = self.limit.cut(self.limit()) {
+            self.debt.fetch_add(from - to, Ordering::AcqRel);
             tracing::warn!(
-                from = cur,
-                to = next,
+                from,
+                to,
                 "Salesforce: concurrent call limit hit, fewer requests in flight"
             );
         }
@@ -139,17 +193,7 @@ impl Gate {
 
     /// Additive increase after enough clean responses.
     pub fn success(&self) {
-        if self.clean.fetch_add(1, Ordering::Relaxed) + 1 < GROW_AFTER {
-            return;
-        }
-        self.clean.store(0, Ordering::Relaxed);
-        let cur = self.limit();
-        if cur < self.ceiling
-            && self
-                .limit
-                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if self.limit.success().is_some() {
             // An unpaid debt is cancelled before new permits are made.
             let cancelled = self
                 .debt
@@ -158,6 +202,59 @@ impl Gate {
             if !cancelled {
                 self.sem.add_permits(1);
             }
+        }
+    }
+}
+
+/// Graph failures a composite graph request may have: once they exceed 14,
+/// Salesforce halts the request's remaining graphs with `PROCESSING_HALTED` (REST
+/// API Developer Guide, "Composite Graph Limits",
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_graph_limits.htm>).
+pub const MAX_FAILED_GRAPHS: usize = 14;
+
+/// Graphs per composite graph request, kept so a request's expected failures stay
+/// well under `MAX_FAILED_GRAPHS`: halved when an answer had halted graphs or more
+/// than half the limit failed (lock storms, bad data), grown back by
+/// `GRAPH_STEP` after `GRAPH_GROW_AFTER` answers under that.
+#[derive(Debug)]
+pub struct GraphCap {
+    limit: Aimd,
+}
+
+/// Graphs added per growth step (the ceiling, 75, is 15 steps).
+const GRAPH_STEP: usize = 5;
+/// Answers under half the failure limit before the cap grows.
+const GRAPH_GROW_AFTER: usize = 4;
+
+impl GraphCap {
+    /// A cap starting at `ceiling` graphs per request.
+    pub fn new(ceiling: usize) -> Self {
+        GraphCap {
+            limit: Aimd::new(ceiling, GRAPH_STEP, GRAPH_GROW_AFTER),
+        }
+    }
+
+    /// Graphs the next request may hold.
+    pub fn get(&self) -> usize {
+        self.limit.get()
+    }
+
+    /// Learns from one answer: `sent` graphs, of which `failed` ran and failed and
+    /// `halted` were not run.
+    pub fn observe(&self, sent: usize, failed: usize, halted: usize) {
+        if halted > 0 || failed > MAX_FAILED_GRAPHS / 2 {
+            if let Some((from, to)) = self.limit.cut(sent) {
+                tracing::info!(
+                    sent,
+                    failed,
+                    halted,
+                    from,
+                    to,
+                    "Salesforce: many graphs of a request failed, fewer graphs per request"
+                );
+            }
+        } else if let Some((from, to)) = self.limit.success() {
+            tracing::debug!(from, to, "Salesforce: more graphs per request");
         }
     }
 }
@@ -219,5 +316,28 @@ mod tests {
             gate.success();
         }
         assert_eq!(gate.limit(), 5);
+    }
+
+    #[test]
+    fn the_graph_cap_halves_on_halted_graphs_and_grows_back_when_failures_fall() {
+        let cap = GraphCap::new(75);
+        cap.observe(75, 15, 3);
+        assert_eq!(cap.get(), 37);
+        // A request sent at 75 before the cut answers the same: no second halving.
+        cap.observe(75, 15, 10);
+        assert_eq!(cap.get(), 37);
+        // More than half the limit failed in a request at the new size: halved again.
+        cap.observe(37, MAX_FAILED_GRAPHS / 2 + 1, 0);
+        assert_eq!(cap.get(), 18);
+        cap.observe(18, MAX_FAILED_GRAPHS / 2, 0);
+        assert_eq!(cap.get(), 18, "half the limit is not yet trouble");
+        for _ in 1..GRAPH_GROW_AFTER {
+            cap.observe(18, 1, 0);
+        }
+        assert_eq!(cap.get(), 18 + GRAPH_STEP);
+        for _ in 0..100 {
+            cap.observe(cap.get(), 0, 0);
+        }
+        assert_eq!(cap.get(), 75, "grows back to the ceiling, not past it");
     }
 }

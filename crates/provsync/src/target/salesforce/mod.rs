@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod wire;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -104,6 +105,10 @@ pub struct SalesforceTarget {
     bulk_jobs: bulk::InFlight,
     /// The run's IntegrationJobRun: its Id and what the end of the run did with it.
     job_run: tokio::sync::Mutex<job_run::JobRunState>,
+    /// Graphs per composite graph request (adaptive).
+    graph_cap: limits::GraphCap,
+    /// Graphs halted by their request's failures, and re-sent.
+    graphs_halted: AtomicU64,
 }
 
 /// One request of a round, with the parent records it references.
@@ -124,6 +129,23 @@ enum RequestKind {
     /// Bulk jobs for these records and then their children.
     BulkTree(Vec<usize>),
 }
+
+/// The graphs of a round not yet sent: record indexes and their units, in order.
+#[derive(Default)]
+struct GraphQueue {
+    ids: Vec<usize>,
+    units: Vec<plan::GraphUnit>,
+}
+
+impl GraphQueue {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Re-sends of a record's graph halted by other graphs' failures before the record
+/// fails: a guard only (each halt needs 15 failures that count as attempts).
+const MAX_HALTED_RESENDS: u32 = 100;
 
 /// The parents a flat record references (`Relationship.Field` values).
 fn parents_of(r: &MappedRecord) -> impl Iterator<Item = String> + '_ {
@@ -151,6 +173,8 @@ impl SalesforceTarget {
             code_reports: Mutex::new(BTreeMap::new()),
             bulk_jobs: bulk::InFlight::default(),
             job_run: tokio::sync::Mutex::new(job_run::JobRunState::default()),
+            graph_cap: limits::GraphCap::new(plan::MAX_GRAPHS),
+            graphs_halted: AtomicU64::new(0),
         })
     }
 
@@ -169,28 +193,57 @@ impl SalesforceTarget {
         let cfg = self.client.config();
         let mut done: Vec<Option<GraphResult>> = vec![None; records.len()];
         let mut pending: Vec<usize> = (0..records.len()).collect();
-        let mut attempt = 0;
+        // Sends that count against `max_attempts`, and re-sends of halted graphs
+        // (which do not: the record was never tried).
+        let mut tries = vec![0u32; records.len()];
+        let mut halts = vec![0u32; records.len()];
         while !pending.is_empty() {
-            attempt += 1;
             let results = self.round(run, records, &pending).await?;
             let mut retry = Vec::new();
+            let mut backoff = 0;
+            let mut reason = String::new();
+            let mut halted = 0;
             for (i, r) in results {
                 match r {
-                    GraphResult::Retry(why) if attempt < cfg.max_attempts => retry.push((i, why)),
-                    GraphResult::Retry(why) => {
+                    GraphResult::Halted if halts[i] < MAX_HALTED_RESENDS => {
+                        halts[i] += 1;
+                        halted += 1;
+                        retry.push(i);
+                    }
+                    GraphResult::Halted => {
                         done[i] = Some(GraphResult::Failed(format!(
-                            "{} {}: still {why} after {attempt} attempts",
-                            records[i].table, records[i].source_id
+                            "{} {}: still PROCESSING_HALTED after {} sends",
+                            records[i].table, records[i].source_id, halts[i]
                         )))
+                    }
+                    GraphResult::Retry(why) => {
+                        tries[i] += 1;
+                        if tries[i] < cfg.max_attempts {
+                            backoff = backoff.max(tries[i]);
+                            reason = why;
+                            retry.push(i);
+                        } else {
+                            done[i] = Some(GraphResult::Failed(format!(
+                                "{} {}: still {why} after {} attempts",
+                                records[i].table, records[i].source_id, tries[i]
+                            )))
+                        }
                     }
                     other => done[i] = Some(other),
                 }
             }
-            if !retry.is_empty() {
-                tracing::debug!(records = retry.len(), attempt, reason = %retry[0].1, "Salesforce records retried");
-                tokio::time::sleep(self.client.backoff(attempt)).await;
+            if halted > 0 {
+                self.graphs_halted.fetch_add(halted, Ordering::Relaxed);
+                tracing::debug!(
+                    graphs = halted,
+                    "Salesforce graphs halted by their request's failures re-sent"
+                );
             }
-            pending = retry.into_iter().map(|(i, _)| i).collect();
+            if backoff > 0 {
+                tracing::debug!(records = retry.len() as u64 - halted, attempt = backoff, reason = %reason, "Salesforce records retried");
+                tokio::time::sleep(self.client.backoff(backoff)).await;
+            }
+            pending = retry;
         }
         Ok(done
             .into_iter()
@@ -208,6 +261,9 @@ impl SalesforceTarget {
                 Some(GraphResult::Retry(why)) => Outcome::Failed {
                     reason: format!("not written: {why}"),
                 },
+                Some(GraphResult::Halted) => Outcome::Failed {
+                    reason: "not written: PROCESSING_HALTED".into(),
+                },
                 None => Outcome::Failed {
                     reason: "no answer from Salesforce for this record".into(),
                 },
@@ -222,13 +278,24 @@ impl SalesforceTarget {
         records: &[&MappedRecord],
         pending: &[usize],
     ) -> Result<Vec<(usize, GraphResult)>, TargetError> {
-        let (requests, misfits) = self.plan_round(run, records, pending);
+        let (requests, graphs, misfits) = self.plan_round(run, records, pending);
         let mut out = Vec::with_capacity(pending.len());
         out.extend(misfits);
         let send = |kind: RequestKind| async move {
             match kind {
                 RequestKind::Graph(ids) => {
                     let r = graph::send(&self.client, records, &ids).await;
+                    if let Ok(results) = &r {
+                        let halted = results
+                            .iter()
+                            .filter(|r| matches!(r, GraphResult::Halted))
+                            .count();
+                        let failed = results
+                            .iter()
+                            .filter(|r| matches!(r, GraphResult::Failed(_) | GraphResult::Retry(_)))
+                            .count();
+                        self.graph_cap.observe(ids.len(), failed, halted);
+                    }
                     (ids, r)
                 }
                 RequestKind::Collection(ids) => {
@@ -250,20 +317,36 @@ impl SalesforceTarget {
                 }
             }
         };
+        let start = |req: Request| {
+            let parents = req.parents;
+            let fut = send(req.kind);
+            async move { (parents, fut.await) }
+        };
         // Start requests whose parents no request in flight holds (a lock conflict
         // avoided is a retry saved), up to the concurrency cap.
         let cap = self.client.config().max_concurrency;
         let mut waiting: std::collections::VecDeque<Request> = requests.into();
         let mut running = futures::stream::FuturesUnordered::new();
         let mut answers = Vec::new();
+        let mut next_graph = 0;
         loop {
+            // Graph requests are cut as they start, at the graph cap the answers so
+            // far have set (their children refer to a parent in the same graph: no
+            // parent to hold).
+            while running.len() < cap && next_graph < graphs.len() {
+                let n = plan::take_graphs(&graphs.units[next_graph..], self.graph_cap.get());
+                let ids = graphs.ids[next_graph..next_graph + n].to_vec();
+                next_graph += n;
+                running.push(start(Request {
+                    kind: RequestKind::Graph(ids),
+                    parents: Default::default(),
+                }));
+            }
             let mut i = 0;
             while running.len() < cap && i < waiting.len() {
                 if self.locks.try_take(&waiting[i].parents) {
                     let req = waiting.remove(i).expect("index in range");
-                    let parents = req.parents;
-                    let fut = send(req.kind);
-                    running.push(async move { (parents, fut.await) });
+                    running.push(start(req));
                 } else {
                     i += 1;
                 }
@@ -317,15 +400,15 @@ impl SalesforceTarget {
         Ok(out)
     }
 
-    /// Graph requests for records with children; collections, grouped by parent,
-    /// for the rest.
+    /// The graphs of records with children (cut into requests as they are sent);
+    /// collections, grouped by parent, for the rest (or Bulk jobs for a large write).
     /// Records that fit no request come back failed.
     fn plan_round(
         &self,
         run: &str,
         records: &[&MappedRecord],
         pending: &[usize],
-    ) -> (Vec<Request>, Vec<(usize, GraphResult)>) {
+    ) -> (Vec<Request>, GraphQueue, Vec<(usize, GraphResult)>) {
         let (with_children, flat): (Vec<usize>, Vec<usize>) = pending
             .iter()
             .partition(|&&i| !records[i].children.is_empty());
@@ -355,35 +438,29 @@ impl SalesforceTarget {
                     parents: Default::default(),
                 });
             }
-            return (requests, Vec::new());
+            return (requests, GraphQueue::default(), Vec::new());
         }
-        let units: Vec<_> = with_children
-            .iter()
-            .map(|&i| graph::unit(records[i]))
-            .collect();
-        let (packed, misfits) = plan::pack_graphs(&units);
-        for r in packed {
-            requests.push(Request {
-                kind: RequestKind::Graph(r.into_iter().map(|u| with_children[u]).collect()),
-                parents: Default::default(),
-            });
-        }
-        // A graph over the limits cannot be sent, nor split (children need the
-        // parent's id from the same graph): the record fails, naming the limit.
-        let misfits: Vec<(usize, GraphResult)> = misfits
-            .iter()
-            .map(|&u| {
-                let i = with_children[u];
-                let why = units[u].too_big().unwrap_or_default();
-                (
+        let mut graphs = GraphQueue::default();
+        let mut misfits = Vec::new();
+        for &i in &with_children {
+            let unit = graph::unit(records[i]);
+            match unit.too_big() {
+                None => {
+                    graphs.ids.push(i);
+                    graphs.units.push(unit);
+                }
+                // A graph over the limits cannot be sent, nor split (children need
+                // the parent's id from the same graph): the record fails, naming
+                // the limit.
+                Some(why) => misfits.push((
                     i,
                     GraphResult::Failed(format!(
                         "{} {}: {why}",
                         records[i].table, records[i].source_id
                     )),
-                )
-            })
-            .collect();
+                )),
+            }
+        }
         // Per object, records grouped by their most shared parent (a workplace
         // rather than one of its practitioners), so few requests share a parent.
         let mut shared: std::collections::HashMap<String, usize> = Default::default();
@@ -420,7 +497,7 @@ impl SalesforceTarget {
                 });
             }
         }
-        (requests, misfits)
+        (requests, graphs, misfits)
     }
 
     /// Sets the disconnect fields of swept records (and of their one-per-parent
@@ -842,6 +919,12 @@ impl Target for SalesforceTarget {
         if !actions.is_empty() {
             report.insert("post_job".into(), serde_json::Value::Array(actions));
         }
+        // Graphs Salesforce halted because other graphs of their request failed
+        // more than 14 times; each was re-sent, none is a failed record.
+        report.insert(
+            "graphs_halted".into(),
+            self.graphs_halted.load(Ordering::Relaxed).into(),
+        );
         report.insert(
             "api_calls".into(),
             self.client

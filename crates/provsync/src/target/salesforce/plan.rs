@@ -50,37 +50,41 @@ impl GraphUnit {
 /// fit in order: a request is closed when the next graph does not fit). Returns the
 /// requests as unit indexes and the units that fit none.
 pub fn pack_graphs(units: &[GraphUnit]) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let (fit, misfits): (Vec<usize>, Vec<usize>) =
+        (0..units.len()).partition(|&i| units[i].too_big().is_none());
+    let fitting: Vec<GraphUnit> = fit.iter().map(|&i| units[i].clone()).collect();
     let mut requests = Vec::new();
-    let mut misfits = Vec::new();
-    let mut cur: Vec<usize> = Vec::new();
+    let mut start = 0;
+    while start < fitting.len() {
+        let n = take_graphs(&fitting[start..], MAX_GRAPHS);
+        requests.push(fit[start..start + n].to_vec());
+        start += n;
+    }
+    (requests, misfits)
+}
+
+/// How many of `units`, from the first, go in the next request of at most
+/// `max_graphs` graphs (never more than the limits allow; at least one when there
+/// is one: each unit must fit a request alone, see `GraphUnit::too_big`).
+pub fn take_graphs(units: &[GraphUnit], max_graphs: usize) -> usize {
+    let max = max_graphs.clamp(1, MAX_GRAPHS);
     let mut nodes = 0;
     let mut kinds: BTreeSet<&str> = BTreeSet::new();
-    for (i, u) in units.iter().enumerate() {
-        if u.too_big().is_some() {
-            misfits.push(i);
-            continue;
-        }
+    for (n, u) in units.iter().enumerate() {
         let new_kinds = u
             .objects
             .iter()
             .filter(|o| !kinds.contains(o.as_str()))
             .count();
-        let fits = cur.len() < MAX_GRAPHS
-            && nodes + u.nodes <= MAX_NODES
-            && kinds.len() + new_kinds <= MAX_NODE_KINDS;
+        let fits =
+            n < max && nodes + u.nodes <= MAX_NODES && kinds.len() + new_kinds <= MAX_NODE_KINDS;
         if !fits {
-            requests.push(std::mem::take(&mut cur));
-            nodes = 0;
-            kinds.clear();
+            return n.max(1);
         }
-        cur.push(i);
         nodes += u.nodes;
         kinds.extend(u.objects.iter().map(String::as_str));
     }
-    if !cur.is_empty() {
-        requests.push(cur);
-    }
-    (requests, misfits)
+    units.len()
 }
 
 /// Packs groups of records (the records of one parent, kept together so two
@@ -160,6 +164,21 @@ mod tests {
         assert_eq!(reqs.len(), 2);
         assert_eq!(reqs[0].len(), 15);
         assert_eq!(misfits, [16]);
+    }
+
+    #[test]
+    fn a_smaller_graph_cap_closes_requests_earlier() {
+        let units: Vec<_> = (0..30)
+            .map(|_| unit(2, &["Account", "HealthcareProvider"]))
+            .collect();
+        assert_eq!(take_graphs(&units, 12), 12);
+        assert_eq!(take_graphs(&units[24..], 12), 6);
+        assert_eq!(
+            take_graphs(&units, 0),
+            1,
+            "a request holds one graph at least"
+        );
+        assert_eq!(take_graphs(&units, 500), 30);
     }
 
     #[test]
