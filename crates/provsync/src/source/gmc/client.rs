@@ -118,9 +118,16 @@ impl Client {
             }
         };
         let status = resp.status();
-        let bytes = match resp.bytes().await {
+        let bytes = match read_capped(resp, self.config.max_answer_bytes).await {
             Ok(b) => b,
-            Err(e) => {
+            Err(Read::TooBig(size)) => {
+                return Err(Failure::Body(format!(
+                    "designated body {body}: the answer is larger than source.max_answer_bytes ({} bytes){}",
+                    self.config.max_answer_bytes,
+                    size.map(|n| format!(": {n} bytes")).unwrap_or_default()
+                )))
+            }
+            Err(Read::Transport(e)) => {
                 return Ok(Attempt::Transient(format!(
                     "reading the answer: {}",
                     crate::errors::http(&e)
@@ -195,6 +202,30 @@ impl Client {
             }
         }
     }
+}
+
+/// Why an answer could not be read whole.
+enum Read {
+    /// Over the cap (its announced size, when the server gave one).
+    TooBig(Option<u64>),
+    Transport(reqwest::Error),
+}
+
+/// Reads an answer chunk by chunk up to `cap` bytes: a bigger one is refused as
+/// soon as it is known (Content-Length, or the chunk that crosses the cap) and
+/// never held whole.
+async fn read_capped(mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>, Read> {
+    if let Some(n) = resp.content_length().filter(|n| *n > cap) {
+        return Err(Read::TooBig(Some(n)));
+    }
+    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(Read::Transport)? {
+        if out.len() as u64 + chunk.len() as u64 > cap {
+            return Err(Read::TooBig(None));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// A non-2xx answer, judged by its status before its body: a SOAP fault (SOAP 1.1
@@ -341,6 +372,54 @@ mod tests {
             .map_err(|e| format!("{e:?}"));
         assert_eq!(answer.unwrap().doctors.len(), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// An answer over `max_answer_bytes` fails that body, naming the cap, whether
+    /// the server announced its size or streamed it.
+    #[tokio::test]
+    async fn an_answer_over_the_cap_fails_the_body_with_its_size() {
+        for chunked in [false, true] {
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::post(move || async move {
+                    let big = OK_ANSWER.replace(
+                        "<ReturnCode>",
+                        &format!("<!-- {} --><ReturnCode>", "x".repeat(10_000)),
+                    );
+                    if chunked {
+                        let parts = vec![Ok::<_, std::io::Error>(big.into_bytes())];
+                        axum::body::Body::from_stream(futures::stream::iter(parts))
+                    } else {
+                        axum::body::Body::from(big)
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            let config: GmcConfig = toml::from_str(&format!(
+                "url = \"{url}\"\nretries = 0\nmax_answer_bytes = 4096\n"
+            ))
+            .unwrap();
+            let client = Client::new(
+                config,
+                Credentials {
+                    username: "u".into(),
+                    password: "p".into(),
+                },
+            )
+            .unwrap();
+            let Err(Failure::Body(why)) = client.doctors_for("1-X").await else {
+                panic!("an answer over the cap must fail its body")
+            };
+            assert!(
+                why.starts_with(
+                    "designated body 1-X: the answer is larger than source.max_answer_bytes (4096 bytes)"
+                ),
+                "{why}"
+            );
+            assert_eq!(why.contains(": 10"), !chunked, "{why}");
+        }
     }
 
     #[test]

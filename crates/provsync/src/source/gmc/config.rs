@@ -46,6 +46,13 @@ pub struct GmcConfig {
     #[serde(default = "default_concurrency")]
     #[schema(default = default_concurrency)]
     pub concurrency: usize,
+    /// Largest answer read for one body, in bytes (default 64 MiB, about three
+    /// times the largest body's doctors): a bigger answer fails that body with its
+    /// size and is never held whole, so memory stays bounded by
+    /// `concurrency` x this.
+    #[serde(default = "default_max_answer_bytes")]
+    #[schema(default = default_max_answer_bytes)]
+    pub max_answer_bytes: u64,
 }
 
 fn default_username_env() -> String {
@@ -68,6 +75,9 @@ fn default_backoff() -> u64 {
 }
 fn default_concurrency() -> usize {
     4
+}
+fn default_max_answer_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 /// GMC account credentials; `Debug` hides the password.
