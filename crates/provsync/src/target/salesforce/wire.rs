@@ -255,8 +255,15 @@ pub fn describe_errors(object: &str, key: &str, errors: &[RecordError]) -> Strin
                     e.fields.join(", ")
                 )
             };
-            if let Some(d) = &e.duplicate_result {
-                s.push_str(&format!(" [{}]", d.describe()));
+            match &e.duplicate_result {
+                Some(d) => s.push_str(&format!(" [{}]", d.describe())),
+                // A Bulk API result row says no more than code and message.
+                None if e.code == "DUPLICATES_DETECTED" => s.push_str(
+                    " [an active duplicate rule flagged it (Bulk API results do not name the \
+                     rule or the match): if the rule alerts, the target option \
+                     duplicate_rule_allow_save = true saves it anyway]",
+                ),
+                None => {}
             }
             s
         })
@@ -338,6 +345,12 @@ mod tests {
         let mut blocked = r.errors[0].clone();
         blocked.duplicate_result.as_mut().unwrap().allow_save = false;
         assert!(describe_errors("Account", "M2", &[blocked]).contains("the rule blocks duplicates"));
+        let bulk = bulk_error("DUPLICATES_DETECTED:Use one of these records?: --");
+        assert!(
+            describe_errors("Account", "M2", &[bulk]).ends_with(
+                "if the rule alerts, the target option duplicate_rule_allow_save = true saves it anyway]"
+            )
+        );
     }
 
     #[test]
