@@ -29,6 +29,23 @@ pub struct Sub {
     /// JSON body.
     #[serde(default)]
     pub body: Option<Value>,
+    /// Headers of this subrequest alone.
+    #[serde(default)]
+    pub http_headers: HashMap<String, String>,
+}
+
+impl Sub {
+    /// The subrequest's own `Sforce-Duplicate-Rule-Header` sets `allowSave=true`.
+    /// Subrequests inherit only Accept, Authorization and Content-Type from the
+    /// top-level request; any other header goes in their `httpHeaders` (REST API
+    /// Developer Guide, Composite Subrequest and Composite Graph's subrequest:
+    /// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_graph_composite_subrequest.htm).
+    fn allows_save(&self) -> bool {
+        self.http_headers.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case(super::rest::DUPLICATE_RULE_HEADER)
+                && super::rest::allows_save(v)
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -144,9 +161,10 @@ pub fn run_sub(x: &mut Exec<'_>, sub: &Sub, results: &HashMap<String, Value>) ->
         )
         .into();
     };
-    let kind = x.kind;
+    let (kind, allow_save) = (x.kind, x.scope.allow_save);
+    x.scope.allow_save = sub.allows_save();
     let reply = x.dispatch(&method, path, query, &body);
-    x.kind = kind;
+    (x.kind, x.scope.allow_save) = (kind, allow_save);
     reply
 }
 

@@ -17,6 +17,9 @@ pub struct RecordError {
     /// The error makes the whole request malformed (an unknown field: Salesforce fails
     /// the JSON deserialization of the request, not one record).
     pub request_level: bool,
+    /// `duplicateResult` of a `DUPLICATES_DETECTED` error (the rule and the records
+    /// it matched).
+    pub duplicate_result: Option<Value>,
 }
 
 impl RecordError {
@@ -27,6 +30,7 @@ impl RecordError {
             message: message.into(),
             fields: Vec::new(),
             request_level: false,
+            duplicate_result: None,
         }
     }
 
@@ -44,12 +48,26 @@ impl RecordError {
 
     /// The REST shape (`errorCode`).
     pub fn rest_json(&self) -> Value {
-        json!({"message": self.message, "errorCode": self.code, "fields": self.fields})
+        self.with_duplicates(
+            json!({"message": self.message, "errorCode": self.code, "fields": self.fields}),
+        )
     }
 
     /// The collections shape (`statusCode`).
     pub fn collection_json(&self) -> Value {
-        json!({"statusCode": self.code, "message": self.message, "fields": self.fields})
+        self.with_duplicates(
+            json!({"statusCode": self.code, "message": self.message, "fields": self.fields}),
+        )
+    }
+
+    /// A `DUPLICATES_DETECTED` error carries its `duplicateResult` next to the
+    /// code and message in both shapes (the SOAP API's DuplicateError extends Error
+    /// with it: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_objects_duplicateresult.htm).
+    fn with_duplicates(&self, mut v: Value) -> Value {
+        if let (Some(d), Value::Object(m)) = (&self.duplicate_result, &mut v) {
+            m.insert("duplicateResult".into(), d.clone());
+        }
+        v
     }
 
     /// The HTTP status Salesforce answers this error with on a single-record call.

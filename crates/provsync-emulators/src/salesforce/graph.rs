@@ -248,6 +248,7 @@ mod tests {
             url: url.into(),
             reference_id: r.into(),
             body: Some(body),
+            http_headers: Default::default(),
         }
     }
 

@@ -78,6 +78,9 @@ impl ParentLocks {
 pub struct CallScope {
     /// Request number.
     pub req: u64,
+    /// The request (or composite subrequest) set `allowSave=true` in its
+    /// `Sforce-Duplicate-Rule-Header`: duplicate rules that alert let it save.
+    pub allow_save: bool,
     locks: Arc<ParentLocks>,
     held: Vec<String>,
     lock_share: f64,
@@ -96,6 +99,7 @@ impl CallScope {
     ) -> CallScope {
         CallScope {
             req,
+            allow_save: false,
             locks,
             held: Vec::new(),
             lock_share,

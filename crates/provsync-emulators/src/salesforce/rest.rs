@@ -99,6 +99,21 @@ pub struct Exec<'a> {
     pub graph_nodes: u64,
 }
 
+/// The REST API's duplicate rule header (API 52.0 and later): "allowSave=true"
+/// lets records matching a duplicate rule that alerts be saved
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_duplicaterules.htm).
+pub const DUPLICATE_RULE_HEADER: &str = "Sforce-Duplicate-Rule-Header";
+
+/// Whether a duplicate rule header value sets `allowSave=true` (fields are
+/// `name=value` pairs separated by `;`; every field defaults to false).
+pub fn allows_save(value: &str) -> bool {
+    value.split(';').any(|part| {
+        part.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("allowSave") && v.trim().eq_ignore_ascii_case("true")
+        })
+    })
+}
+
 /// A parsed API version (`v63.0` -> 63.0), when served.
 pub fn parse_version(v: &str) -> Option<f64> {
     let n: f64 = v.strip_prefix('v')?.parse().ok()?;

@@ -225,6 +225,43 @@ impl Field {
     }
 }
 
+/// What a duplicate rule does when a record matches: the Metadata API's
+/// `DuplicateRule.actionOnInsert`/`actionOnUpdate`
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_duplicaterule.htm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicateAction {
+    /// `Allow` with the `Alert` operation: the API answers `DUPLICATES_DETECTED`
+    /// unless the request sets `allowSave` in the duplicate rule header.
+    #[default]
+    Alert,
+    /// `Block`: the API refuses the record whatever the header says.
+    Block,
+}
+
+/// An active duplicate rule of an object, with the one matching rule it uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DuplicateRule {
+    /// Developer name (`DuplicateResult.duplicateRule`).
+    pub name: String,
+    /// Fields the matching rule compares (all must match).
+    pub fields: Vec<String>,
+    /// What a match does.
+    #[serde(default)]
+    pub action: DuplicateAction,
+}
+
+impl DuplicateRule {
+    /// The developer name of its matching rule (`MatchResult.rule`).
+    pub fn matching_rule(&self) -> String {
+        format!(
+            "{}_Matching_Rule",
+            self.name.trim_end_matches("_Duplicate_Rule")
+        )
+    }
+}
+
 /// One object.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -241,6 +278,10 @@ pub struct SObject {
     pub min_api_version: Option<f64>,
     /// Fields, in describe order.
     pub fields: Vec<Field>,
+    /// Active duplicate rules (none unless the schema file or
+    /// `--duplicate-rule` enables one).
+    #[serde(default)]
+    pub duplicate_rules: Vec<DuplicateRule>,
     #[serde(skip)]
     by_lower: HashMap<String, usize>,
     #[serde(skip)]
@@ -270,6 +311,51 @@ impl SObject {
     /// Served at this API version.
     pub fn available_at(&self, version: f64) -> bool {
         self.min_api_version.is_none_or(|min| version >= min)
+    }
+
+    /// Builds the name indexes and checks the duplicate rules' fields.
+    fn index(&mut self) -> Result<(), SchemaError> {
+        self.by_lower.clear();
+        self.by_relationship.clear();
+        for (i, f) in self.fields.iter().enumerate() {
+            if self
+                .by_lower
+                .insert(f.name.to_ascii_lowercase(), i)
+                .is_some()
+            {
+                return Err(SchemaError::Invalid(format!(
+                    "{}.{} is listed twice",
+                    self.name, f.name
+                )));
+            }
+            if f.kind == FieldType::Reference {
+                let Some(rel) = &f.relationship_name else {
+                    return Err(SchemaError::Invalid(format!(
+                        "{}.{} is a reference without relationshipName",
+                        self.name, f.name
+                    )));
+                };
+                self.by_relationship.insert(rel.to_ascii_lowercase(), i);
+            }
+        }
+        for rule in &mut self.duplicate_rules {
+            if rule.fields.is_empty() {
+                return Err(SchemaError::Invalid(format!(
+                    "duplicate rule {} of {} matches on no field",
+                    rule.name, self.name
+                )));
+            }
+            for f in &mut rule.fields {
+                let Some(&i) = self.by_lower.get(&f.to_ascii_lowercase()) else {
+                    return Err(SchemaError::Invalid(format!(
+                        "duplicate rule {} matches on {}.{f}, which the object lacks (or hides)",
+                        rule.name, self.name
+                    )));
+                };
+                f.clone_from(&self.fields[i].name);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -313,23 +399,7 @@ impl Schema {
                     o.fields.insert(at, Field::system(name, kind));
                 }
             }
-            for (i, f) in o.fields.iter().enumerate() {
-                if o.by_lower.insert(f.name.to_ascii_lowercase(), i).is_some() {
-                    return Err(SchemaError::Invalid(format!(
-                        "{}.{} is listed twice",
-                        o.name, f.name
-                    )));
-                }
-                if f.kind == FieldType::Reference {
-                    let Some(rel) = &f.relationship_name else {
-                        return Err(SchemaError::Invalid(format!(
-                            "{}.{} is a reference without relationshipName",
-                            o.name, f.name
-                        )));
-                    };
-                    o.by_relationship.insert(rel.to_ascii_lowercase(), i);
-                }
-            }
+            o.index()?;
             let i = schema.objects.len();
             if schema.by_prefix.insert(o.key_prefix.clone(), i).is_some() {
                 return Err(SchemaError::Invalid(format!(
@@ -375,6 +445,60 @@ impl Schema {
     /// All objects.
     pub fn objects(&self) -> &[SObject] {
         &self.objects
+    }
+
+    fn object_mut(&mut self, name: &str) -> Result<&mut SObject, SchemaError> {
+        match self.by_lower.get(&name.to_ascii_lowercase()) {
+            Some(&i) => Ok(&mut self.objects[i]),
+            None => Err(SchemaError::Invalid(format!("no object {name}"))),
+        }
+    }
+
+    /// Activates a duplicate rule on an object (`--duplicate-rule`).
+    pub fn add_duplicate_rule(
+        &mut self,
+        object: &str,
+        rule: DuplicateRule,
+    ) -> Result<(), SchemaError> {
+        let o = self.object_mut(object)?;
+        if o.duplicate_rules.iter().any(|r| r.name == rule.name) {
+            return Err(SchemaError::Invalid(format!(
+                "{} has two duplicate rules named {}",
+                o.name, rule.name
+            )));
+        }
+        o.duplicate_rules.push(rule);
+        o.index()
+    }
+
+    /// Hides a field from the integration user (`--hide-field`), as field-level
+    /// security does. The REST API Developer Guide, "Get Field Values from a
+    /// Standard Object Record"
+    /// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api/dome_get_field_values.htm):
+    /// fields inaccessible by field-level security are not returned, the record's
+    /// fields are those describe returns, and naming one answers as naming a field
+    /// that does not exist; so describe does not list it and SOQL and writes naming
+    /// it get `No such column`. The record values stay in the org, unseen.
+    pub fn hide_field(&mut self, object: &str, field: &str) -> Result<(), SchemaError> {
+        let o = self.object_mut(object)?;
+        let Some(i) = o
+            .fields
+            .iter()
+            .position(|f| f.name.eq_ignore_ascii_case(field))
+        else {
+            return Err(SchemaError::Invalid(format!("no field {}.{field}", o.name)));
+        };
+        let f = &o.fields[i];
+        // Salesforce keeps Id and universally required fields visible to every
+        // profile (field-level security cannot hide them).
+        if f.kind == FieldType::Id || f.required() {
+            return Err(SchemaError::Invalid(format!(
+                "{}.{} is required: field-level security cannot hide it",
+                o.name, f.name
+            )));
+        }
+        o.fields.remove(i);
+        o.index()
     }
 }
 

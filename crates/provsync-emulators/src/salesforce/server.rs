@@ -304,7 +304,12 @@ async fn data(
         .strip_prefix("/services/data/")
         .unwrap_or_default()
         .to_owned();
+    let allow_save = headers
+        .get(rest::DUPLICATE_RULE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(rest::allows_save);
     run_gated(emu.clone(), req, limit, len, move |x| {
+        x.scope.allow_save = allow_save;
         x.dispatch(&method, &rest, query.as_deref(), &body)
     })
     .await

@@ -1,13 +1,13 @@
 //! One record write as the org performs it: field names checked against the schema,
 //! values checked and coerced by type, parents resolved by external id, required
-//! fields, unique keys, restricted picklists against their value set, the parent
-//! row lock, then the write inside the caller's transaction.
+//! fields, active duplicate rules, unique keys, restricted picklists against their
+//! value set, the parent row lock, then the write inside the caller's transaction.
 
 use serde_json::{Map, Value};
 
 use super::errors::{no_such_column, RecordError};
 use super::limits::CallScope;
-use super::schema::{Field, FieldType, SObject};
+use super::schema::{DuplicateAction, DuplicateRule, Field, FieldType, SObject};
 use super::store::{key_text, Org, Record, Tx};
 
 /// What the write does.
@@ -128,6 +128,7 @@ pub fn write(
         Some(id) => id.clone(),
         None => org.new_id(&object.key_prefix),
     };
+    duplicates(org, object, &record, &id, scope.allow_save)?;
     unique(org, object, &record, &id)?;
     for parent in account_parents(object, &record) {
         scope.lock_parent(&parent)?;
@@ -214,6 +215,91 @@ fn required(object: &SObject, record: &Record) -> Result<(), RecordError> {
     } else {
         Err(missing(&absent))
     }
+}
+
+/// The org's duplicate rules run on every create and update (after validation,
+/// before the save). A record matches another of its object when every field the
+/// rule compares is filled in both and equal, ignoring case and surrounding space
+/// (guess: real matching rules also offer fuzzy methods, and a blank field matches
+/// or not as each MatchingRuleItem's blankValueBehavior says; the emulator takes
+/// a blank as no match:
+/// https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_matchingrule.htm).
+/// A match answers `DUPLICATES_DETECTED` with the rule and the records it matched
+/// (DuplicateResult, MatchResult, MatchRecord in the SOAP API Developer Guide:
+/// https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_objects_duplicateresult.htm),
+/// unless the rule only alerts and the request set `allowSave=true` (the REST API
+/// Developer Guide's Duplicate Rule Header:
+/// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_duplicaterules.htm;
+/// a blocking rule refuses whatever the header says: DuplicateRule.actionOnInsert
+/// in the Metadata API Developer Guide).
+fn duplicates(
+    org: &Org,
+    object: &SObject,
+    record: &Record,
+    id: &str,
+    allow_save: bool,
+) -> Result<(), RecordError> {
+    for rule in &object.duplicate_rules {
+        if rule.action == DuplicateAction::Alert && allow_save {
+            continue;
+        }
+        let Some(mine) = match_key(rule, record) else {
+            continue;
+        };
+        let matched: Vec<&str> = org
+            .table(&object.name)
+            .rows
+            .iter()
+            .filter(|(other, r)| *other != id && match_key(rule, r).as_ref() == Some(&mine))
+            .map(|(other, _)| other.as_str())
+            .collect();
+        if matched.is_empty() {
+            continue;
+        }
+        let records: Vec<Value> = matched
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "additionalInformation": [],
+                    "fieldDiffs": [],
+                    "matchConfidence": 100.0,
+                    "record": {"attributes": {"type": object.name}, "Id": m},
+                })
+            })
+            .collect();
+        // The alert text of Salesforce's standard duplicate rules.
+        let message = "Use one of these records?";
+        let mut e = RecordError::new("DUPLICATES_DETECTED", message);
+        e.duplicate_result = Some(serde_json::json!({
+            "allowSave": rule.action == DuplicateAction::Alert,
+            "duplicateRule": rule.name,
+            "duplicateRuleEntityType": object.name,
+            "errorMessage": message,
+            "matchResults": [{
+                "entityType": object.name,
+                "errors": [],
+                "matchEngine": "ExactMatchEngine",
+                "matchRecords": records,
+                "rule": rule.matching_rule(),
+                "size": matched.len(),
+                "success": true,
+            }],
+        }));
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The values a rule compares, normalised; `None` when one is blank.
+fn match_key(rule: &DuplicateRule, record: &Record) -> Option<Vec<String>> {
+    rule.fields
+        .iter()
+        .map(|f| {
+            let v = key_text(record.get(f)?)?;
+            let v = v.trim().to_lowercase();
+            (!v.is_empty()).then_some(v)
+        })
+        .collect()
 }
 
 fn unique(org: &Org, object: &SObject, record: &Record, id: &str) -> Result<(), RecordError> {
@@ -496,15 +582,21 @@ mod tests {
         org: Org,
         schema: Arc<Schema>,
         locks: Arc<ParentLocks>,
+        allow_save: bool,
     }
 
     impl Fixture {
         fn new() -> Fixture {
-            let schema = Arc::new(Schema::default_org());
+            Fixture::with(Schema::default_org())
+        }
+
+        fn with(schema: Schema) -> Fixture {
+            let schema = Arc::new(schema);
             Fixture {
                 org: Org::new(schema.clone()),
                 schema,
                 locks: Arc::new(ParentLocks::default()),
+                allow_save: false,
             }
         }
 
@@ -536,6 +628,7 @@ mod tests {
                 Arc::new(Rng::new(1)),
                 Arc::new(Stats::default()),
             );
+            scope.allow_save = self.allow_save;
             let mut tx = Tx::default();
             let o = self.schema.object(object).unwrap();
             let body = body.as_object().unwrap().clone();
@@ -572,6 +665,105 @@ mod tests {
             .upsert(1, "Account", "W1", json!({"Type": "Hospital"}))
             .unwrap_err();
         assert_eq!(err.message, "Required fields are missing: [Name]");
+    }
+
+    #[test]
+    fn duplicate_rules_alert_unless_allow_save_and_a_blocking_rule_refuses_always() {
+        use crate::salesforce::schema::{DuplicateAction, DuplicateRule};
+        let mut schema = Schema::default_org();
+        let rule = |name: &str, fields: &[&str], action| DuplicateRule {
+            name: name.into(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            action,
+        };
+        let names = rule(
+            "Person_Duplicate_Rule",
+            &["firstname", "LastName"],
+            DuplicateAction::Alert,
+        );
+        schema.add_duplicate_rule("Account", names).unwrap();
+        let phone = rule("Phone_Rule", &["Phone"], DuplicateAction::Block);
+        schema.add_duplicate_rule("Account", phone).unwrap();
+        let mut f = Fixture::with(schema);
+        let ada = json!({"FirstName": "Ada", "LastName": "Byron"});
+        let first = f.upsert(1, "Account", "M1", ada).unwrap().id;
+        // Case and surrounding space do not tell records apart.
+        let twin = json!({"FirstName": " ada", "LastName": "BYRON"});
+        let err = f.upsert(1, "Account", "M2", twin.clone()).unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str()),
+            ("DUPLICATES_DETECTED", "Use one of these records?")
+        );
+        let shown = err.collection_json();
+        let d = &shown["duplicateResult"];
+        assert_eq!(shown["statusCode"], "DUPLICATES_DETECTED");
+        assert_eq!(d["duplicateRule"], "Person_Duplicate_Rule");
+        assert_eq!(d["allowSave"], true);
+        assert_eq!(d["matchResults"][0]["rule"], "Person_Matching_Rule");
+        assert_eq!(
+            d["matchResults"][0]["matchRecords"][0]["record"]["Id"],
+            json!(first)
+        );
+        assert_eq!(err.rest_json()["duplicateResult"], *d);
+        assert!(f
+            .org
+            .find_by_key("Account", "OneKey_Id__c", "M2")
+            .is_empty());
+        // A blank compared field never matches.
+        f.upsert(1, "Account", "M3", json!({"LastName": "Byron"}))
+            .unwrap();
+        f.allow_save = true;
+        f.upsert(1, "Account", "M2", twin).unwrap();
+        // Rules run on updates too: M1 now matches M2.
+        f.allow_save = false;
+        let err = f
+            .upsert(1, "Account", "M1", json!({"MiddleName": "A"}))
+            .unwrap_err();
+        assert_eq!(err.code, "DUPLICATES_DETECTED");
+        // A blocking rule refuses whatever the header says.
+        f.allow_save = true;
+        f.upsert(1, "Account", "W1", json!({"Name": "W", "Phone": "555"}))
+            .unwrap();
+        let err = f
+            .upsert(1, "Account", "W2", json!({"Name": "V", "Phone": "555"}))
+            .unwrap_err();
+        assert_eq!(err.duplicate_result.unwrap()["allowSave"], false);
+    }
+
+    #[test]
+    fn a_hidden_field_is_absent_from_describe_and_writes_naming_it_fail() {
+        let mut schema = Schema::default_org();
+        schema.hide_field("Account", "personemail").unwrap();
+        let o = schema.object("Account").unwrap();
+        assert!(o.field("PersonEmail").is_none());
+        let d = crate::salesforce::schema::describe(o, "v65.0", |_| Vec::new());
+        assert!(!d["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "PersonEmail"));
+        let mut f = Fixture::with(schema.clone());
+        let err = f
+            .upsert(
+                1,
+                "Account",
+                "M1",
+                json!({"LastName": "B", "PersonEmail": "a@b.c"}),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "No such column 'PersonEmail' on sobject of type Account"
+        );
+        let e = schema.hide_field("HealthcareProvider", "Name").unwrap_err();
+        assert!(e.to_string().contains("required"), "{e}");
+        let rule = crate::salesforce::schema::DuplicateRule {
+            name: "R".into(),
+            fields: vec!["PersonEmail".into()],
+            action: Default::default(),
+        };
+        let e = schema.add_duplicate_rule("Account", rule).unwrap_err();
+        assert!(e.to_string().contains("lacks (or hides)"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::out::{note, outln};
 use anyhow::Context as _;
 use clap::Args;
+use provsync_emulators::salesforce::schema::{DuplicateAction, DuplicateRule};
 use provsync_emulators::salesforce::{self, auth::JwtKey, Emu, Faults, SalesforceConfig, Schema};
 
 /// Arguments of `emulate salesforce`.
@@ -71,6 +72,49 @@ pub struct SalesforceArgs {
     /// Seed of the fault rolls.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Activates a duplicate rule, `Object:Field[,Field...][:block]` (repeatable):
+    /// a record whose fields all equal another record's answers DUPLICATES_DETECTED;
+    /// the rule alerts (allowSave=true in the duplicate rule header saves anyway)
+    /// unless `:block`. Named `{Object}_Duplicate_Rule` (`_2`, ... for more).
+    #[arg(long = "duplicate-rule", value_name = "RULE")]
+    pub duplicate_rules: Vec<String>,
+    /// Hides a field from the integration user, `Object.Field` (repeatable), as
+    /// field-level security does: describe omits it, the API answers as if it did
+    /// not exist.
+    #[arg(long = "hide-field", value_name = "FIELD")]
+    pub hidden_fields: Vec<String>,
+}
+
+/// A `--duplicate-rule` value: object, and the rule (its name numbered by `n`,
+/// the object's count of rules before it).
+fn duplicate_rule(text: &str, n: usize) -> anyhow::Result<(String, DuplicateRule)> {
+    let mut parts = text.split(':');
+    let (Some(object), Some(fields)) = (parts.next(), parts.next()) else {
+        anyhow::bail!("--duplicate-rule {text:?}: expected Object:Field[,Field...][:block]");
+    };
+    let action = match parts.next() {
+        None => DuplicateAction::Alert,
+        Some("block") => DuplicateAction::Block,
+        Some(other) => anyhow::bail!("--duplicate-rule {text:?}: unknown action {other:?}"),
+    };
+    let object = object.trim().to_owned();
+    let name = match n {
+        0 => format!("{object}_Duplicate_Rule"),
+        n => format!("{object}_Duplicate_Rule_{}", n + 1),
+    };
+    let fields = fields
+        .split(',')
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty())
+        .collect();
+    Ok((
+        object,
+        DuplicateRule {
+            name,
+            fields,
+            action,
+        },
+    ))
 }
 
 impl SalesforceArgs {
@@ -95,6 +139,29 @@ impl SalesforceArgs {
             }
             None => Schema::default_org(),
         };
+        let mut schema = schema;
+        let mut per_object: std::collections::HashMap<String, usize> = Default::default();
+        for text in &self.duplicate_rules {
+            let object = text
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let n = per_object.entry(object).or_default();
+            let (object, rule) = duplicate_rule(text, *n)?;
+            *n += 1;
+            schema
+                .add_duplicate_rule(&object, rule)
+                .with_context(|| format!("--duplicate-rule {text}"))?;
+        }
+        for text in &self.hidden_fields {
+            let Some((object, field)) = text.split_once('.') else {
+                anyhow::bail!("--hide-field {text:?}: expected Object.Field");
+            };
+            schema
+                .hide_field(object, field)
+                .with_context(|| format!("--hide-field {text}"))?;
+        }
         let jwt_key = match &self.jwt_cert {
             Some(p) => {
                 let pem = std::fs::read_to_string(p)

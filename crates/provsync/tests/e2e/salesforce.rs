@@ -335,7 +335,7 @@ fn salesforce_preflight_failure_fails_the_job_before_loading() {
     assert!(failure.contains("preflight"), "{failure}");
     assert!(failure.contains("Account.Shoe_Size__c"), "{failure}");
     assert!(
-        failure.contains("HealthcareProviderNpiX does not exist"),
+        failure.contains("object HealthcareProviderNpiX does not exist"),
         "{failure}"
     );
     // Restricted picklists with no values yet (no codes sync ran): named too.
@@ -931,6 +931,129 @@ fn salesforce_records_with_codes_unknown_to_a_restricted_picklist_name_them_in_t
         )),
         "{reason}"
     );
+    org.assert_no_violations();
+}
+
+/// An org whose duplicate rule matches person accounts on LastName: the records
+/// it flags fail, each error naming the rule, the Account it matched (which the
+/// org has) and the target option; a run with `duplicate_rule_allow_save = true`
+/// saves them all, through graphs (whose nodes carry the header themselves) and
+/// collections (links, under a rule on ProviderAffiliation), never Bulk API 2.0
+/// (which takes no such header) even over `bulk_threshold`.
+#[test]
+fn salesforce_duplicate_rules_reject_records_naming_rule_and_match_and_allow_save_saves_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&["--duplicate-rule", "Account:LastName"]);
+    let mdm = Emulator::onekey(80, 1, "US");
+    let r = sync_night(dir.path(), &mdm, &org, 1, "");
+    let st = status(&r.job_id(), &state_url(dir.path()));
+    let errors = st["errors"].as_array().cloned().unwrap_or_default();
+    let duplicates: Vec<&str> = errors
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .filter(|r| r.contains("DUPLICATES_DETECTED"))
+        .collect();
+    assert!(!duplicates.is_empty(), "no duplicate reported: {st:#}");
+    assert_eq!(
+        r.kind_count("individual", "failed") as usize,
+        duplicates.len(),
+        "every failed individual is a duplicate: {st:#}"
+    );
+    let mut rejected = Vec::new();
+    for reason in &duplicates {
+        let key = reason
+            .strip_prefix("Account ")
+            .and_then(|r| r.split(':').next())
+            .unwrap_or_else(|| panic!("no record named: {reason}"));
+        let matched = reason
+            .split("duplicate rule Account_Duplicate_Rule matched Account ")
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .unwrap_or_else(|| panic!("the rule and match are not named: {reason}"));
+        assert!(
+            reason.ends_with("the target option duplicate_rule_allow_save = true saves it anyway]"),
+            "{reason}"
+        );
+        let found = org.api_get(&format!("/services/data/v65.0/sobjects/Account/{matched}"));
+        assert_eq!(
+            found["Id"], matched,
+            "the matched record is in the org: {found}"
+        );
+        assert_ne!(found["OneKey_Id__c"], key, "{reason}");
+        rejected.push(key.to_owned());
+    }
+
+    // A fresh state: every record is written again, well over bulk_threshold.
+    let again = tempfile::tempdir().unwrap();
+    let providers = job(
+        again.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &mapping("salesforce-lsc.toml"),
+        "duplicate_rule_allow_save = true\nbulk_threshold = 10",
+    );
+    let r = run_sf(again.path(), &providers);
+    assert_eq!(r.state(), "completed", "{r}");
+    assert_eq!(r.count("failed"), 0, "{r}");
+    r.assert_reconciled();
+    assert!(org.bulk_jobs().is_empty(), "{:?}", org.bulk_jobs());
+    for key in &rejected {
+        let found = org.api_get(&format!(
+            "/services/data/v65.0/sobjects/Account/OneKey_Id__c/{key}"
+        ));
+        assert_eq!(found["OneKey_Id__c"], key.as_str(), "{found}");
+    }
+    org.assert_no_violations();
+
+    // Links go as sObject Collections: the header rides on those requests too. A
+    // rule every "Works At" affiliation matches lets them all in with the option.
+    let links = Emulator::salesforce(&["--duplicate-rule", "ProviderAffiliation:AffiliationType"]);
+    let third = tempfile::tempdir().unwrap();
+    let r = sync_night(
+        third.path(),
+        &mdm,
+        &links,
+        1,
+        "duplicate_rule_allow_save = true",
+    );
+    assert_eq!(r.state(), "completed", "{r}");
+    assert_eq!(r.count("failed"), 0, "{r}");
+    assert!(links.calls("collections_upsert") > 0, "{}", links.stats());
+    assert!(links.count("ProviderAffiliation") > 1);
+    links.assert_no_violations();
+}
+
+/// A mapped field the integration user cannot see is absent from describe: the
+/// preflight names it and field-level security as the likely cause, and nothing
+/// is written.
+#[test]
+fn salesforce_preflight_names_a_mapped_field_hidden_by_field_level_security() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Emulator::salesforce(&["--hide-field", "Account.PersonEmail"]);
+    let mdm = Emulator::onekey(20, 1, "US");
+    let j = job(
+        dir.path(),
+        "providers",
+        "provider-sync",
+        "\"US\"",
+        (&mdm, &org),
+        &mapping("salesforce-lsc.toml"),
+        "",
+    );
+    let r = run_sf(dir.path(), &j);
+    assert_eq!(r.state(), "failed", "{r}");
+    let failure = r.summary["failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("preflight"), "{failure}");
+    assert!(
+        failure.contains(
+            "Account.PersonEmail (individual mapping) is not in describe: it does not exist, \
+             or is not visible to this user: check field-level security"
+        ),
+        "{failure}"
+    );
+    assert_eq!(org.written("Account"), 0);
     org.assert_no_violations();
 }
 

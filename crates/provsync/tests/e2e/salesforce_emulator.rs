@@ -85,10 +85,24 @@ impl Sf {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Option<String>, Value) {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// [`Sf::call`] with extra request headers.
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Option<String>, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -1914,4 +1928,170 @@ async fn salesforce_collections_create_and_update_by_id() {
         .call(Method::GET, &format!("{V}/sobjects/Account/{id}"), None)
         .await;
     assert_eq!(r["Active__c"], false);
+}
+
+/// Duplicate rules over HTTP: the REST and collections error shapes carry the
+/// `duplicateResult`; the request's `Sforce-Duplicate-Rule-Header: allowSave=true`
+/// saves; a composite graph's subrequests do not inherit it from the graph request
+/// but take it from their own `httpHeaders`; Bulk API 2.0 takes no such header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_duplicate_rules_answer_duplicates_detected_unless_allow_save() {
+    let sf = Sf::start(&["--duplicate-rule", "Account:Name"]).await;
+    let allow = [(
+        "Sforce-Duplicate-Rule-Header",
+        "allowSave=true; includeRecordDetails=false",
+    )];
+    let upsert = |key: &str| format!("{V}/sobjects/Account/OneKey_Id__c/{key}");
+    let (s, _, first) = sf
+        .call(Method::PATCH, &upsert("D1"), Some(json!({"Name": "Acme"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, _, b) = sf
+        .call(Method::PATCH, &upsert("D2"), Some(json!({"Name": "ACME "})))
+        .await;
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::BAD_REQUEST, "DUPLICATES_DETECTED")
+    );
+    let d = &b[0]["duplicateResult"];
+    assert_eq!(d["duplicateRule"], "Account_Duplicate_Rule", "{b}");
+    assert_eq!(d["duplicateRuleEntityType"], "Account");
+    assert_eq!(
+        d["matchResults"][0]["matchRecords"][0]["record"]["Id"],
+        first["id"]
+    );
+    let (s, b) = sf
+        .upsert_collection(
+            "Account",
+            vec![json!({"OneKey_Id__c": "D3", "Name": "acme"})],
+            false,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        b[0]["errors"][0]["statusCode"], "DUPLICATES_DETECTED",
+        "{b}"
+    );
+    assert_eq!(
+        b[0]["errors"][0]["duplicateResult"]["allowSave"], true,
+        "{b}"
+    );
+    let (s, _, b) = sf
+        .call_with(
+            Method::PATCH,
+            &upsert("D2"),
+            Some(json!({"Name": "Acme"})),
+            &allow,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // Graph: the graph request's header does not reach its nodes; a node's own does.
+    let graph = |key: &str, own: Option<Value>| {
+        let mut n = node("acc", "PATCH", &upsert(key), json!({"Name": "Acme"}));
+        if let Some(h) = own {
+            n["httpHeaders"] = h;
+        }
+        json!({"graphs": [{"graphId": "g", "compositeRequest": [n]}]})
+    };
+    let path = format!("{V}/composite/graph");
+    let (_, _, b) = sf
+        .call_with(Method::POST, &path, Some(graph("D4", None)), &allow)
+        .await;
+    assert_eq!(b["graphs"][0]["isSuccessful"], false, "{b}");
+    let body = &b["graphs"][0]["graphResponse"]["compositeResponse"][0]["body"];
+    assert_eq!(error_code(body), "DUPLICATES_DETECTED", "{b}");
+    let own = json!({"Sforce-Duplicate-Rule-Header": "allowSave=true"});
+    let (_, _, b) = sf
+        .call(Method::POST, &path, Some(graph("D4", Some(own))))
+        .await;
+    assert_eq!(b["graphs"][0]["isSuccessful"], true, "{b}");
+
+    // Bulk API 2.0: the header on the job's calls changes nothing.
+    let (_, _, j) = sf
+        .call_with(
+            Method::POST,
+            &format!("{V}/jobs/ingest"),
+            Some(json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "OneKey_Id__c",
+                        "contentType": "CSV", "lineEnding": "LF"})),
+            &allow,
+        )
+        .await;
+    let id = j["id"].as_str().unwrap().to_owned();
+    let (s, _) = sf
+        .csv(
+            Method::PUT,
+            &format!("{V}/jobs/ingest/{id}/batches"),
+            "OneKey_Id__c,Name\nD5,Acme\n",
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    sf.call_with(
+        Method::PATCH,
+        &format!("{V}/jobs/ingest/{id}"),
+        Some(json!({"state": "UploadComplete"})),
+        &allow,
+    )
+    .await;
+    let j = wait_job(&sf, &id).await;
+    assert_eq!(j["numberRecordsFailed"], 1, "{j}");
+    let (_, _, failed) = sf
+        .call(
+            Method::GET,
+            &format!("{V}/jobs/ingest/{id}/failedResults"),
+            None,
+        )
+        .await;
+    assert!(
+        failed
+            .as_str()
+            .unwrap()
+            .contains("DUPLICATES_DETECTED:Use one of these records?"),
+        "{failed}"
+    );
+    assert_eq!(sf.violations().await, 0);
+}
+
+/// A field hidden by field-level security is not in describe, and SOQL and writes
+/// naming it answer as for a field the object lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_a_hidden_field_is_not_described_queried_or_written() {
+    let sf = Sf::start(&["--hide-field", "Account.Phone"]).await;
+    let (_, _, d) = sf
+        .call(Method::GET, &format!("{V}/sobjects/Account/describe"), None)
+        .await;
+    let names: Vec<&str> = d["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Name") && !names.contains(&"Phone"),
+        "{names:?}"
+    );
+    let (s, _, b) = sf
+        .call(
+            Method::GET,
+            &format!("{V}/query?q=SELECT+Phone+FROM+Account"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::BAD_REQUEST, "INVALID_FIELD"),
+        "{b}"
+    );
+    let (s, _, b) = sf
+        .call(
+            Method::PATCH,
+            &format!("{V}/sobjects/Account/OneKey_Id__c/H1"),
+            Some(json!({"Name": "H", "Phone": "555"})),
+        )
+        .await;
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::BAD_REQUEST, "INVALID_FIELD"),
+        "{b}"
+    );
 }

@@ -15,6 +15,16 @@ use super::config::SalesforceConfig;
 use super::limits::{parse_limit_info, ApiUsage, Budget, Gate};
 use super::SfError;
 
+/// The REST API's duplicate rule header
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_duplicaterules.htm),
+/// sent on JSON writes (sObject Collections, Composite Graph, the IntegrationJobRun)
+/// when `duplicate_rule_allow_save` is set. Composite Graph subrequests do not
+/// inherit it (only Accept, Authorization and Content-Type are): each node
+/// carries it in its own `httpHeaders` too (`graph.rs`).
+pub const DUPLICATE_RULE_HEADER: &str = "Sforce-Duplicate-Rule-Header";
+/// Its value: save records that a duplicate rule alerts on.
+pub const ALLOW_SAVE: &str = "allowSave=true";
+
 /// A request body.
 #[derive(Debug, Clone)]
 pub enum Body {
@@ -293,12 +303,16 @@ impl Client {
         body: &Body,
     ) -> Result<Response, SfError> {
         let url = format!("{}{path}", session.instance_url);
+        let write = method != Method::GET;
         let mut req = self
             .http
             .request(method, &url)
             .bearer_auth(session.token.expose());
         req = match body {
             Body::None => req,
+            Body::Json(v) if self.cfg.duplicate_rule_allow_save && write => {
+                req.header(DUPLICATE_RULE_HEADER, ALLOW_SAVE).json(v)
+            }
             Body::Json(v) => req.json(v),
             Body::Csv(s) => req.header("Content-Type", "text/csv").body(s.clone()),
             Body::Soap(s) => req

@@ -52,7 +52,8 @@ pub struct SalesforceConfig {
     /// A write of at least this many records (children counted) goes through Bulk
     /// API 2.0 ingest jobs instead of graphs and collections; 0 never uses Bulk.
     /// Bulk spends a handful of calls per job whatever its size, but answers in
-    /// seconds, not milliseconds: it pays on large pages.
+    /// seconds, not milliseconds: it pays on large pages. Not used while
+    /// `duplicate_rule_allow_save` is set.
     #[serde(default = "default_bulk_threshold")]
     #[schema(default = default_bulk_threshold)]
     pub bulk_threshold: usize,
@@ -60,6 +61,14 @@ pub struct SalesforceConfig {
     #[serde(default = "default_bulk_poll_ms")]
     #[schema(default = default_bulk_poll_ms)]
     pub bulk_poll_ms: u64,
+    /// Save records an active duplicate rule flags (`allowSave=true` in the
+    /// `Sforce-Duplicate-Rule-Header`, API 52.0+): without it such records fail
+    /// with `DUPLICATES_DETECTED`, naming the rule and the matched record. A rule
+    /// set to block refuses them anyway. Bulk API 2.0 does not take the header, so
+    /// with this on every write goes through graphs and collections.
+    #[serde(default)]
+    #[schema(default = false)]
+    pub duplicate_rule_allow_save: bool,
     /// Keep the run's IntegrationJobRun in the org: created at start, updated by Id at end.
     #[serde(default = "default_true")]
     #[schema(default = default_true)]
@@ -186,6 +195,12 @@ impl SalesforceConfig {
                 "must be 50.0 or later (composite graph)".into(),
             );
         }
+        if self.duplicate_rule_allow_save && major < Some(52) {
+            return bad(
+                "duplicate_rule_allow_save",
+                "needs api_version 52.0 or later (the duplicate rule header's first)".into(),
+            );
+        }
         if !(1..=25).contains(&self.max_concurrency) {
             return bad(
                 "max_concurrency",
@@ -279,5 +294,11 @@ mod tests {
         }))
         .unwrap_err();
         assert!(e.contains("exactly one of private_key_file"), "{e}");
+        let e = parse(serde_json::json!({
+            "login_url": "x", "api_version": "51.0", "duplicate_rule_allow_save": true,
+            "auth": {"flow": "client_credentials", "client_id": "p", "client_secret_env": "S"}
+        }))
+        .unwrap_err();
+        assert!(e.contains("duplicate_rule_allow_save"), "{e}");
     }
 }

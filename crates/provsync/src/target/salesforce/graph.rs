@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::client::{Body, Client};
+use super::client::{Body, Client, ALLOW_SAVE, DUPLICATE_RULE_HEADER};
 use super::plan::GraphUnit;
 use super::wire::{self, RecordError, SaveResult};
 use super::SfError;
@@ -58,6 +58,13 @@ fn graph(client: &Client, id: usize, r: &MappedRecord) -> Value {
             "referenceId": format!("{root}c{j}"),
             "body": body,
         }));
+    }
+    if client.config().duplicate_rule_allow_save {
+        // Subrequests inherit no other header from the graph request.
+        let own = json!({ DUPLICATE_RULE_HEADER: ALLOW_SAVE });
+        for n in &mut nodes {
+            n["httpHeaders"] = own.clone();
+        }
     }
     json!({"graphId": format!("g{id}"), "compositeRequest": nodes})
 }

@@ -418,7 +418,11 @@ impl SalesforceTarget {
         // Large writes go as Bulk jobs (a few calls whatever the size); their parents
         // are not locked: Bulk answers a lock conflict per row, and those rows are
         // retried. An aborted run starts no new Bulk job.
-        if threshold > 0 && size >= threshold && !self.bulk_jobs.is_aborted(run) {
+        // Bulk API 2.0 documents no duplicate rule header: records a rule flags
+        // would fail there whatever the job says, so a job that saves them
+        // anyway writes through graphs and collections only.
+        let bulk = threshold > 0 && !self.client.config().duplicate_rule_allow_save;
+        if bulk && size >= threshold && !self.bulk_jobs.is_aborted(run) {
             if !with_children.is_empty() {
                 requests.push(Request {
                     kind: RequestKind::BulkTree(with_children),

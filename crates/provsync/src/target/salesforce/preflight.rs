@@ -166,6 +166,14 @@ pub async fn describe(client: &Client, object: &str) -> Result<Option<Describe>,
     resp.ok()?.json().map(Some)
 }
 
+/// Why describe may not list a field: describe lists only the fields the
+/// integration user can see, so a field hidden by field-level security is absent
+/// just like one that does not exist (REST API Developer Guide, "Get Field Values
+/// from a Standard Object Record":
+/// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api/dome_get_field_values.htm).
+const NOT_DESCRIBED: &str = "is not in describe: it does not exist, or is not visible to this \
+                             user: check field-level security";
+
 /// The problems of one object's fields, as the mapping uses them.
 pub fn check_object(d: &Describe, ext: &str, uses: &[Use]) -> Vec<String> {
     let o = &d.name;
@@ -173,7 +181,7 @@ pub fn check_object(d: &Describe, ext: &str, uses: &[Use]) -> Vec<String> {
     let mut problems = Vec::new();
     match find(ext) {
         None => problems.push(format!(
-            "{o}.{ext} does not exist: every synced object needs the external id field"
+            "{o}.{ext} {NOT_DESCRIBED}: every synced object needs the external id field"
         )),
         Some(f) if !f.external_id => problems.push(format!(
             "{o}.{ext} is not marked External ID: upserts by it are refused"
@@ -194,7 +202,7 @@ pub fn check_object(d: &Describe, ext: &str, uses: &[Use]) -> Vec<String> {
                 continue;
             }
             let Some(f) = find(name) else {
-                problems.push(format!("{o}.{name} ({by}) does not exist"));
+                problems.push(format!("{o}.{name} ({by}) {NOT_DESCRIBED}"));
                 continue;
             };
             if !f.createable && !f.updateable {
@@ -288,12 +296,16 @@ mod tests {
         }];
         let p = check_object(&account(), "OneKey_Id__c", &uses);
         assert_eq!(p.len(), 4, "{p:#?}");
-        assert!(p[0].contains("ShoeSize__c (individual mapping) does not exist"));
+        assert_eq!(
+            p[0],
+            "Account.ShoeSize__c (individual mapping) is not in describe: it does not exist, \
+             or is not visible to this user: check field-level security"
+        );
         assert!(p[1].contains("IsPersonAccount (individual mapping) is read only"));
         assert!(p[2].contains("has no relationship Owner"));
         assert!(p[3].contains("restricted picklist with no active values"));
         let p = check_object(&account(), "Other_Id__c", &[]);
-        assert!(p[0].contains("Account.Other_Id__c does not exist"));
+        assert!(p[0].starts_with("Account.Other_Id__c is not in describe"));
     }
 
     #[test]

@@ -16,6 +16,77 @@ pub struct RecordError {
     /// Fields at fault.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// What an active duplicate rule matched (`DUPLICATES_DETECTED` only).
+    #[serde(default, rename = "duplicateResult")]
+    pub duplicate_result: Option<DuplicateResult>,
+}
+
+/// The `duplicateResult` of a `DUPLICATES_DETECTED` error: the rule and the
+/// records it matched (SOAP API Developer Guide, DuplicateResult and MatchResult:
+/// https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_objects_duplicateresult.htm).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DuplicateResult {
+    /// Whether the rule lets the record be saved with `allowSave=true` (it alerts
+    /// rather than blocks).
+    #[serde(default)]
+    pub allow_save: bool,
+    /// The duplicate rule's developer name.
+    #[serde(default)]
+    pub duplicate_rule: String,
+    /// One result per matching rule.
+    #[serde(default)]
+    pub match_results: Vec<MatchResult>,
+}
+
+/// The records one matching rule found.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchResult {
+    /// Object of the matched records.
+    #[serde(default)]
+    pub entity_type: String,
+    /// The matched records.
+    #[serde(default)]
+    pub match_records: Vec<MatchRecord>,
+}
+
+/// One matched record.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MatchRecord {
+    /// The record (its `Id`; every field with `includeRecordDetails`).
+    #[serde(default)]
+    pub record: serde_json::Map<String, Value>,
+}
+
+impl DuplicateResult {
+    /// `rule X matched Account 001..., 001...`, and what to do about it.
+    fn describe(&self) -> String {
+        let mut matched: Vec<String> = Vec::new();
+        for m in &self.match_results {
+            let ids: Vec<&str> = m
+                .match_records
+                .iter()
+                .filter_map(|r| r.record.get("Id").and_then(Value::as_str))
+                .collect();
+            if !ids.is_empty() {
+                matched.push(format!("{} {}", m.entity_type, ids.join(", ")));
+            }
+        }
+        let matched = match matched.is_empty() {
+            true => "records it does not name".to_string(),
+            false => matched.join("; "),
+        };
+        let way_out = if self.allow_save {
+            "the target option duplicate_rule_allow_save = true saves it anyway"
+        } else {
+            "the rule blocks duplicates: merge the records or change the rule"
+        };
+        format!(
+            "duplicate rule {} matched {matched}: {way_out}",
+            self.duplicate_rule
+        )
+    }
 }
 
 /// A record write's result (collections item or graph node body on success).
@@ -135,6 +206,7 @@ pub fn bulk_error(cell: &str) -> RecordError {
             code: text.to_string(),
             message: String::new(),
             fields: Vec::new(),
+            duplicate_result: None,
         };
     };
     let (message, fields) = match rest.rsplit_once(':') {
@@ -150,6 +222,7 @@ pub fn bulk_error(cell: &str) -> RecordError {
             .filter(|f| !f.is_empty())
             .map(str::to_string)
             .collect(),
+        duplicate_result: None,
     }
 }
 
@@ -172,7 +245,7 @@ pub fn describe_errors(object: &str, key: &str, errors: &[RecordError]) -> Strin
         .iter()
         .filter(|e| !matches!(e.code.as_str(), "PROCESSING_HALTED"))
         .map(|e| {
-            if e.fields.is_empty() {
+            let mut s = if e.fields.is_empty() {
                 format!("{}: {}", e.code, e.message)
             } else {
                 format!(
@@ -181,7 +254,18 @@ pub fn describe_errors(object: &str, key: &str, errors: &[RecordError]) -> Strin
                     e.message,
                     e.fields.join(", ")
                 )
+            };
+            match &e.duplicate_result {
+                Some(d) => s.push_str(&format!(" [{}]", d.describe())),
+                // A Bulk API result row says no more than code and message.
+                None if e.code == "DUPLICATES_DETECTED" => s.push_str(
+                    " [an active duplicate rule flagged it (Bulk API results do not name the \
+                     rule or the match): if the rule alerts, the target option \
+                     duplicate_rule_allow_save = true saves it anyway]",
+                ),
+                None => {}
             }
+            s
         })
         .collect();
     format!("{object} {key}: {}", parts.join("; "))
@@ -237,6 +321,36 @@ mod tests {
         assert_eq!(e.code, "UNABLE_TO_LOCK_ROW");
         assert!(e.fields.is_empty());
         assert_eq!(bulk_error("UNKNOWN_EXCEPTION").code, "UNKNOWN_EXCEPTION");
+    }
+
+    #[test]
+    fn a_duplicate_names_the_rule_the_matched_record_and_the_way_out() {
+        let r: SaveResult = serde_json::from_value(json!({"success": false, "errors": [{
+            "statusCode": "DUPLICATES_DETECTED", "message": "Use one of these records?", "fields": [],
+            "duplicateResult": {"allowSave": true, "duplicateRule": "Standard_Person_Account_Rule",
+                "duplicateRuleEntityType": "Account", "errorMessage": "Use one of these records?",
+                "matchResults": [{"entityType": "Account", "errors": [], "matchEngine": "FuzzyMatchEngine",
+                    "matchRecords": [{"additionalInformation": [], "fieldDiffs": [], "matchConfidence": 95.0,
+                        "record": {"attributes": {"type": "Account"}, "Id": "001000000000001AAA"}}],
+                    "rule": "Standard_Person_Account_Match_Rule_v1_0", "size": 1, "success": true}]}
+        }]}))
+        .unwrap();
+        assert!(!is_retryable(&r.errors[0].code));
+        assert_eq!(
+            describe_errors("Account", "M2", &r.errors),
+            "Account M2: DUPLICATES_DETECTED: Use one of these records? [duplicate rule \
+             Standard_Person_Account_Rule matched Account 001000000000001AAA: the target option \
+             duplicate_rule_allow_save = true saves it anyway]"
+        );
+        let mut blocked = r.errors[0].clone();
+        blocked.duplicate_result.as_mut().unwrap().allow_save = false;
+        assert!(describe_errors("Account", "M2", &[blocked]).contains("the rule blocks duplicates"));
+        let bulk = bulk_error("DUPLICATES_DETECTED:Use one of these records?: --");
+        assert!(
+            describe_errors("Account", "M2", &[bulk]).ends_with(
+                "if the rule alerts, the target option duplicate_rule_allow_save = true saves it anyway]"
+            )
+        );
     }
 
     #[test]
