@@ -327,6 +327,19 @@ mod tests {
         assert!(check("1-X", r).is_err());
     }
 
+    /// A client of a fake GMC serving `app`, with these extra settings.
+    async fn client_of(app: axum::Router, settings: &str) -> Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let config: GmcConfig = toml::from_str(&format!("url = \"{url}\"\n{settings}\n")).unwrap();
+        let credentials = Credentials {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        Client::new(config, credentials).unwrap()
+    }
+
     /// An HTML 503 page (a proxy in front of GMC) is retried, and the body answers.
     #[tokio::test]
     async fn an_html_503_is_retried_until_the_body_answers() {
@@ -353,19 +366,7 @@ mod tests {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let config: GmcConfig =
-            toml::from_str(&format!("url = \"{url}\"\nretries = 3\nbackoff_ms = 1\n")).unwrap();
-        let client = Client::new(
-            config,
-            Credentials {
-                username: "u".into(),
-                password: "p".into(),
-            },
-        )
-        .unwrap();
+        let client = client_of(app, "retries = 3\nbackoff_ms = 1").await;
         let answer = client
             .doctors_for("1-X")
             .await
@@ -394,21 +395,7 @@ mod tests {
                     }
                 }),
             );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}/", listener.local_addr().unwrap());
-            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-            let config: GmcConfig = toml::from_str(&format!(
-                "url = \"{url}\"\nretries = 0\nmax_answer_bytes = 4096\n"
-            ))
-            .unwrap();
-            let client = Client::new(
-                config,
-                Credentials {
-                    username: "u".into(),
-                    password: "p".into(),
-                },
-            )
-            .unwrap();
+            let client = client_of(app, "retries = 0\nmax_answer_bytes = 4096").await;
             let Err(Failure::Body(why)) = client.doctors_for("1-X").await else {
                 panic!("an answer over the cap must fail its body")
             };
