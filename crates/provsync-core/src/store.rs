@@ -4,7 +4,7 @@
 //! Implemented by SQLite (embedded) and PostgreSQL (distributed); one conformance
 //! suite runs against both.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -133,8 +133,39 @@ pub struct KnownRecord {
     /// What it was last written placed by (`MappedRecord::anchor`; a new one means
     /// the record moved); None when unknown.
     pub anchor: Option<String>,
-    /// The store's key of the record, for the page's seen marks.
-    pub key: i64,
+}
+
+/// Which page of a run delivered a record first (the run keeps that copy), and
+/// whether another scope listed it too: a conflict, which moves nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The page that claimed the record first.
+    pub page_no: u64,
+    /// The scope it claimed it in (empty for a record rejected before mapping).
+    pub scope: Scope,
+    /// Another scope that listed the record in the same run, if one did.
+    pub conflict: Option<Scope>,
+}
+
+impl Claim {
+    /// Whether a copy of the record in `scope` conflicts with this claim: both
+    /// name a scope, and not the same one.
+    pub fn conflicts_with(&self, scope: &Scope) -> bool {
+        !self.scope.as_str().is_empty() && !scope.as_str().is_empty() && self.scope != *scope
+    }
+}
+
+/// A record two scopes listed in one run (for the run's summary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimConflict {
+    /// Kind.
+    pub kind: EntityKind,
+    /// Source id.
+    pub source_id: SourceId,
+    /// The scope of the first copy.
+    pub scope: Scope,
+    /// The other scope.
+    pub other: Scope,
 }
 
 /// A record written to the target: its new hash and (optional) target id.
@@ -163,11 +194,9 @@ pub struct PageCommit {
     pub errors: Vec<ErrorEntry>,
     /// Records written (hash and id map updates).
     pub written: Vec<HashUpdate>,
-    /// Links to load in the relations stage.
+    /// Records to load in the relations stage, after the barrier: links whose end
+    /// was not loaded yet, and records moving to another scope.
     pub staged: Vec<MappedRecord>,
-    /// Keys of the known records the page held (unchanged or not): the sweep spares
-    /// them. Records written by the run are spared anyway.
-    pub seen: Vec<i64>,
 }
 
 /// A staged link read back for the relations stage.
@@ -194,6 +223,10 @@ pub struct LinkCommit {
     pub errors: Vec<ErrorEntry>,
     /// Links written.
     pub written: Vec<HashUpdate>,
+    /// Counts of the scope moves the chunk applied or refused, by the page that
+    /// delivered them: added to that page's counts (a move is counted where its
+    /// scope's records are, for the per-scope report), not to the chunk's.
+    pub pages: BTreeMap<u64, KindCounts>,
 }
 
 /// How a schedule run was started.
@@ -464,14 +497,32 @@ pub trait StateStore: Send + Sync {
     async fn counts(&self, id: &JobId) -> Result<KindCounts, StoreError>;
 
     // --- content hashes and id map, per target ---
-    /// What the target holds of these records (a read: the page's commit marks
-    /// them seen, so a rerun of unchanged data writes one row per page, not per record).
+    /// What the target holds of these records.
     async fn known_records(
         &self,
         target: &str,
         kind: EntityKind,
         ids: &[SourceId],
     ) -> Result<HashMap<SourceId, KnownRecord>, StoreError>;
+    /// Claims records for page `page_no` of run `id` (with the scope each copy was
+    /// listed in) and returns every record's claim: the first page to claim a record
+    /// keeps it (a page claiming again, as a replayed page does, keeps its own); a
+    /// copy in another scope than the claim's marks the claim conflicted. Claimed
+    /// records are the ones the run saw: the sweep spares them.
+    async fn claim_records(
+        &self,
+        id: &JobId,
+        page_no: u64,
+        kind: EntityKind,
+        records: &[(SourceId, Scope)],
+    ) -> Result<HashMap<SourceId, Claim>, StoreError>;
+    /// Records two scopes listed in run `id` (conflicts), at most `limit`, and how
+    /// many there are.
+    async fn claim_conflicts(
+        &self,
+        id: &JobId,
+        limit: u32,
+    ) -> Result<(u64, Vec<ClaimConflict>), StoreError>;
     /// Target ids of these records (for targets with their own ids).
     async fn target_ids(
         &self,
@@ -534,7 +585,7 @@ pub trait StateStore: Send + Sync {
         scopes: &[Scope],
         id: &JobId,
     ) -> Result<u64, StoreError>;
-    /// Drops the run's seen marks once its sweep is done.
+    /// Drops the run's claims once its sweep is done.
     async fn end_run(&self, id: &JobId) -> Result<(), StoreError>;
     /// Marks swept records disconnected by run `id`.
     async fn mark_disconnected(

@@ -152,8 +152,13 @@ pub fn job_finished(state: JobState, duration: Option<Duration>, per_kind: &Kind
     if let Some(d) = duration {
         histogram!("provsync_job_duration_seconds").record(d.as_secs_f64());
     }
-    for (kind, c) in &per_kind.0 {
-        let kind = kind.as_str();
+    let unreadable = std::iter::once(("unreadable", &per_kind.unreadable));
+    for (kind, c) in per_kind
+        .kinds
+        .iter()
+        .map(|(k, c)| (k.as_str(), c))
+        .chain(unreadable)
+    {
         for (stage, outcome, n) in [
             ("extract", "extracted", c.extracted),
             ("transform", "rejected", c.rejected),

@@ -101,20 +101,35 @@ impl AddAssign for Counts {
     }
 }
 
-/// Counts per entity kind, plus their total.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KindCounts(pub BTreeMap<EntityKind, Counts>);
+/// Counts per entity kind, plus source lines whose kind could not be read (kept
+/// apart: counting them under any kind would be a guess); serialized as one map,
+/// `unreadable` beside the kinds when there were any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindCounts {
+    /// Per entity kind.
+    pub kinds: BTreeMap<EntityKind, Counts>,
+    /// Source lines whose kind could not be read (extracted and rejected).
+    pub unreadable: Counts,
+}
+
+/// The map key of unreadable lines.
+const UNREADABLE: &str = "unreadable";
 
 impl KindCounts {
     /// The counts of one kind, created on first use.
     pub fn kind_mut(&mut self, kind: EntityKind) -> &mut Counts {
-        self.0.entry(kind).or_default()
+        self.kinds.entry(kind).or_default()
     }
 
-    /// Sum over kinds.
+    /// The counts of a kind (zero when the kind was not seen).
+    pub fn of(&self, kind: EntityKind) -> Counts {
+        self.kinds.get(&kind).copied().unwrap_or_default()
+    }
+
+    /// Sum over kinds and unreadable lines.
     pub fn total(&self) -> Counts {
-        let mut t = Counts::default();
-        for c in self.0.values() {
+        let mut t = self.unreadable;
+        for c in self.kinds.values() {
             t += *c;
         }
         t
@@ -122,9 +137,42 @@ impl KindCounts {
 
     /// Adds another set of counts, kind by kind.
     pub fn add(&mut self, other: &KindCounts) {
-        for (k, c) in &other.0 {
+        for (k, c) in &other.kinds {
             *self.kind_mut(*k) += *c;
         }
+        self.unreadable += other.unreadable;
+    }
+}
+
+impl Serialize for KindCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let extra = usize::from(self.unreadable != Counts::default());
+        let mut map = s.serialize_map(Some(self.kinds.len() + extra))?;
+        for (k, c) in &self.kinds {
+            map.serialize_entry(k.as_str(), c)?;
+        }
+        if extra == 1 {
+            map.serialize_entry(UNREADABLE, &self.unreadable)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for KindCounts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, Counts>::deserialize(d)?;
+        let mut out = KindCounts::default();
+        for (k, c) in raw {
+            if k == UNREADABLE {
+                out.unreadable = c;
+            } else {
+                let kind = EntityKind::parse(&k)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown kind {k:?}")))?;
+                out.kinds.insert(kind, c);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -171,5 +219,27 @@ mod tests {
         assert_eq!(c.links_pending(), 0);
         assert_eq!(c.reconcile(), Ok(()));
         assert_eq!(c.errors(), 1);
+    }
+}
+
+#[cfg(test)]
+mod kind_counts_tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_lines_are_counted_apart_from_every_kind_and_in_the_total() {
+        let mut k = KindCounts::default();
+        k.kind_mut(EntityKind::Individual).extracted = 3;
+        k.unreadable.extracted = 1;
+        k.unreadable.rejected = 1;
+        assert_eq!(k.total().extracted, 4);
+        assert_eq!(k.of(EntityKind::Individual).extracted, 3);
+        let json = serde_json::to_value(&k).unwrap();
+        assert_eq!(json["unreadable"]["rejected"], 1);
+        assert_eq!(json["individual"]["extracted"], 3);
+        assert_eq!(serde_json::from_value::<KindCounts>(json).unwrap(), k);
+        // Without unreadable lines the map holds the kinds only, as before.
+        let plain = KindCounts::default();
+        assert_eq!(serde_json::to_string(&plain).unwrap(), "{}");
     }
 }

@@ -92,6 +92,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     note!("listening on http://{addr}");
     for s in &cfg.schedules {
         note!(
@@ -124,7 +125,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         base_dir: cfg.base_dir,
         http: cfg.http,
     };
-    crate::api::serve(listener, engine, opts, shutdown_signal())
+    crate::api::serve(listener, engine, opts, shutdown)
         .await
         .context("serving the API")?;
     if let Some(s) = stages {
@@ -142,27 +143,45 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub(super) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future resolving on SIGTERM or Ctrl-C. The handlers are installed when this
+/// is called, not when the future is first polled: a signal arriving after the
+/// process said it was ready (but before the server polled its shutdown future)
+/// must stop it cleanly, not kill it.
+pub(super) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let mut signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let (term, int) = (&mut signals.0, &mut signals.1);
+            tokio::select! {
+                _ = next_signal(term) => {}
+                _ = next_signal(int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        note!("shutting down: no new requests; running jobs resume from their ledger later");
     }
-    note!("shutting down: no new requests; running jobs resume from their ledger later");
+}
+
+/// The next delivery of `signal` (never, if it could not be installed).
+#[cfg(unix)]
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// `provsync config ...`.

@@ -130,10 +130,13 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "counts   extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {}",
             c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed, c.disconnected
         )?;
-        for (kind, c) in &per_kind.0 {
+        let unreadable = (per_kind.unreadable != Default::default())
+            .then_some(("unreadable", &per_kind.unreadable));
+        let kinds = per_kind.kinds.iter().map(|(k, c)| (k.as_str(), c));
+        for (kind, c) in kinds.chain(unreadable) {
             outln!(
                 "  {:<10} extracted {} rejected {} created {} updated {} unchanged {} failed {} disconnected {}",
-                kind.as_str(), c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed,
+                kind, c.extracted, c.rejected, c.created, c.updated, c.unchanged, c.failed,
                 c.disconnected
             )?;
         }

@@ -71,6 +71,7 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         .start(a.prefetch.max(1))
         .await
         .context("starting the stage consumers")?;
+    let shutdown = super::serve::shutdown_signal();
     let runner = Runner::new(engine.clone());
     let poller = runner.start_polling(Duration::from_millis(500));
     note!(
@@ -80,7 +81,7 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         a.prefetch,
         a.max_attempts
     );
-    super::serve::shutdown_signal().await;
+    shutdown.await;
     poller.cancel();
     stages.cancel();
     note!("worker stopped: unacknowledged messages go back to the queue");

@@ -12,19 +12,20 @@ use provsync_core::store::{JobRecord, StateStore, StoreError};
 pub fn headline(per_kind: &KindCounts, source_type: &str) -> (Counts, Vec<EntityKind>) {
     let derived = crate::source::derived_kinds(source_type);
     let own: Vec<EntityKind> = per_kind
-        .0
+        .kinds
         .keys()
         .copied()
         .filter(|k| !derived.contains(k))
         .collect();
     let kinds = if own.is_empty() {
-        per_kind.0.keys().copied().collect()
+        per_kind.kinds.keys().copied().collect()
     } else {
         own
     };
-    let mut counts = Counts::default();
+    // Unreadable lines are source lines too: they count in every headline.
+    let mut counts = per_kind.unreadable;
     for k in &kinds {
-        counts += per_kind.0[k];
+        counts += per_kind.of(*k);
     }
     (counts, kinds)
 }

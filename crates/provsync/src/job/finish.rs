@@ -6,7 +6,7 @@ use chrono::Utc;
 use provsync_core::job::{Counts, JobEvent, JobId, JobMachine, JobState, KindCounts, Mode, Stage};
 use provsync_core::model::EntityKind;
 use provsync_core::source::SourceError;
-use provsync_core::store::{ErrorEntry, JobRecord, PageEntry};
+use provsync_core::store::{ClaimConflict, ErrorEntry, JobRecord, PageEntry};
 use serde::Serialize;
 
 use super::reconcile::{self, ScopeLedger, SweepReport};
@@ -192,8 +192,27 @@ pub async fn run_without_context(engine: &Engine, id: &JobId) -> Result<(), Engi
 /// What the summary flags for an operator: a full run whose source held no record
 /// ends `completed`, but an empty snapshot is more often a broken feed than an
 /// empty register.
-fn warnings(job: &JobRecord, counts: &Counts) -> Vec<String> {
+fn warnings(
+    job: &JobRecord,
+    counts: &Counts,
+    conflicts: &(u64, Vec<ClaimConflict>),
+) -> Vec<String> {
     let mut out = Vec::new();
+    let (total, listed) = conflicts;
+    if *total > 0 {
+        let mut text = format!(
+            "{total} record(s) listed in two scopes in this run (conflicts: moved by neither, see the errors): "
+        );
+        let names: Vec<String> = listed
+            .iter()
+            .map(|c| format!("{} {} ({}, {})", c.kind, c.source_id, c.scope, c.other))
+            .collect();
+        text.push_str(&names.join(", "));
+        if *total > listed.len() as u64 {
+            text.push_str(", ...");
+        }
+        out.push(text);
+    }
     if job.spec.mode == Mode::Full && counts.extracted == 0 && job.failure.is_none() {
         out.push(
             "the source returned no records: nothing was loaded, and nothing was disconnected (an empty snapshot is never swept)"
@@ -338,7 +357,11 @@ async fn conclude(
             .map(|s| (now - s).num_milliseconds())
             .unwrap_or(0),
         scope: job.spec.scope.iter().map(|s| s.to_string()).collect(),
-        warnings: warnings(&job, &counts),
+        warnings: warnings(
+            &job,
+            &counts,
+            &engine.store.claim_conflicts(id, SUMMARY_ERRORS).await?,
+        ),
         audit_failure: None,
         target_report: None,
     };

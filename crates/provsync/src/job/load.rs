@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use provsync_core::job::{Counts, KindCounts, Threshold};
 use provsync_core::mapped::MappedRecord;
-use provsync_core::model::{EntityKind, SourceId};
-use provsync_core::store::{ErrorEntry, HashUpdate, KnownRecord, PageCommit};
+use provsync_core::model::{EntityKind, Scope, SourceId};
+use provsync_core::store::{Claim, ErrorEntry, HashUpdate, KnownRecord, PageCommit};
 use provsync_core::target::{Applied, Change, Joined, Outcome, Write};
 use tokio::sync::{mpsc, Mutex};
 
@@ -109,12 +109,13 @@ pub async fn load_page(
         errors: page.errors,
         ..PageCommit::default()
     };
-    mark_rejected_seen(ctx, &mut commit).await?;
+    claim_rejected(ctx, page.page_no, &commit.errors).await?;
     let mut by_kind: BTreeMap<EntityKind, Vec<MappedRecord>> = BTreeMap::new();
     for r in page.records {
         by_kind.entry(r.kind).or_default().push(r);
     }
     for (kind, records) in by_kind {
+        let records = claim(ctx, page.page_no, kind, records, &mut commit).await?;
         let (writes, joined) = classify(ctx, kind, records, &mut commit).await?;
         write_batches(ctx, page.page_no, kind, writes, &joined, &mut commit).await?;
     }
@@ -128,23 +129,83 @@ pub async fn load_page(
     Ok(fresh.then_some(counts))
 }
 
-/// Marks seen the known records this page rejected by id: the source still has
-/// them (only this version was refused), so the sweep must not disconnect them.
-async fn mark_rejected_seen(ctx: &JobContext, commit: &mut PageCommit) -> Result<(), EngineError> {
-    let mut by_kind: BTreeMap<EntityKind, Vec<SourceId>> = BTreeMap::new();
-    for e in &commit.errors {
+/// Claims the records this page rejected by id: the source still has them (only
+/// this copy was refused), so the sweep must not disconnect them. They name no
+/// scope, so they make no conflict.
+async fn claim_rejected(
+    ctx: &JobContext,
+    page_no: u64,
+    errors: &[ErrorEntry],
+) -> Result<(), EngineError> {
+    let mut by_kind: BTreeMap<EntityKind, Vec<(SourceId, Scope)>> = BTreeMap::new();
+    for e in errors {
         if let (Some(kind), Some(id)) = (e.kind, &e.source_id) {
-            by_kind.entry(kind).or_default().push(SourceId(id.clone()));
+            by_kind
+                .entry(kind)
+                .or_default()
+                .push((SourceId(id.clone()), Scope(String::new())));
         }
     }
     for (kind, ids) in by_kind {
-        let known = ctx
-            .store()
-            .known_records(&ctx.target_name, kind, &ids)
+        ctx.store()
+            .claim_records(&ctx.id, page_no, kind, &ids)
             .await?;
-        commit.seen.extend(known.values().map(|k| k.key));
     }
     Ok(())
+}
+
+/// Claims the page's records for the run and rejects the copies another page
+/// claimed first: a duplicate when it listed them in the same scope (the first copy
+/// is kept, whatever the page size), a conflict when another scope listed them (the
+/// record is moved by neither: `classify` holds scope moves until the barrier).
+async fn claim(
+    ctx: &JobContext,
+    page_no: u64,
+    kind: EntityKind,
+    records: Vec<MappedRecord>,
+    commit: &mut PageCommit,
+) -> Result<Vec<MappedRecord>, EngineError> {
+    let keys: Vec<(SourceId, Scope)> = records
+        .iter()
+        .map(|r| (r.source_id.clone(), r.scope.clone()))
+        .collect();
+    let claims = ctx
+        .store()
+        .claim_records(&ctx.id, page_no, kind, &keys)
+        .await?;
+    let mut kept = Vec::with_capacity(records.len());
+    for record in records {
+        match claims.get(&record.source_id) {
+            Some(c) if c.page_no != page_no => {
+                let reason = if c.conflicts_with(&record.scope) {
+                    conflict_reason(c, &record.scope)
+                } else {
+                    format!(
+                        "duplicate source_id in this run: page {} delivered it first, and that copy was kept",
+                        c.page_no
+                    )
+                };
+                commit.counts.kind_mut(kind).rejected += 1;
+                commit.errors.push(ErrorEntry {
+                    page_no: Some(page_no),
+                    stage: "load".into(),
+                    kind: Some(kind),
+                    source_id: Some(record.source_id.0),
+                    reason,
+                });
+            }
+            _ => kept.push(record),
+        }
+    }
+    Ok(kept)
+}
+
+/// Why a copy listed in `scope` is refused when `claim` holds the record.
+pub(super) fn conflict_reason(claim: &Claim, scope: &Scope) -> String {
+    format!(
+        "conflict: listed in two scopes in this run, `{}` (page {}) and `{}`; the record is moved by neither",
+        claim.scope, claim.page_no, scope
+    )
 }
 
 /// How writing `record` joins its scope, judged from what the state store knows
@@ -160,8 +221,14 @@ pub(super) fn judged_join(known: Option<&KnownRecord>, record: &MappedRecord) ->
     }
 }
 
-/// Splits records into unchanged (counted, not written) and writes (created or
-/// updated), with how each write joins its scope.
+/// Whether writing `record` moves a connected record to another scope.
+pub(super) fn moves_scope(known: &KnownRecord, record: &MappedRecord) -> bool {
+    known.connected && known.scope != record.scope
+}
+
+/// Splits records into unchanged (counted, not written), scope moves (deferred to
+/// the relations stage) and writes (created or updated), with how each write joins
+/// its scope.
 async fn classify(
     ctx: &JobContext,
     kind: EntityKind,
@@ -174,7 +241,6 @@ async fn classify(
         .store()
         .known_records(&ctx.target_name, kind, &ids)
         .await?;
-    commit.seen.extend(known.values().map(|k| k.key));
     Progress::time(&ctx.engine.progress.load_known_ns, started);
     let mut writes = Vec::with_capacity(records.len());
     let mut joined = Vec::with_capacity(records.len());
@@ -184,6 +250,13 @@ async fn classify(
         let change = match k {
             Some(k) if k.hash == record.hash && k.connected => {
                 counts.unchanged += 1;
+                continue;
+            }
+            // A move to another scope waits for the barrier: only then is it known
+            // that no other scope listed the record too (a conflict moves nobody).
+            // Its outcome is counted on this page then (`LinkCommit::pages`).
+            Some(k) if moves_scope(k, &record) => {
+                commit.staged.push(record);
                 continue;
             }
             Some(_) => Change::Updated,
@@ -225,6 +298,7 @@ async fn write_batches(
             errors: &mut commit.errors,
             written: &mut commit.written,
             staged: Some(&mut commit.staged),
+            deferred_links: false,
         };
         book_outcomes(kind, chunk, joined, outcomes, |_| page_no, &mut ledger);
     }
@@ -242,6 +316,9 @@ pub(super) struct Ledger<'a> {
     pub written: &'a mut Vec<HashUpdate>,
     /// Links to retry after the barrier (`None`: this is the relations stage).
     pub staged: Option<&'a mut Vec<MappedRecord>>,
+    /// Whether the records are links deferred at load (their outcomes are counted
+    /// as relations loaded or failed too); false at load, and for scope moves.
+    pub deferred_links: bool,
 }
 
 /// Books the target's per-record answers in the target's own terms: created,
@@ -290,7 +367,16 @@ pub(super) fn book_outcomes(
                     continue;
                 }
                 None => {
-                    book_failure(counts, ledger.errors, w, page_of(i), stage, reason, true);
+                    let deferred = ledger.deferred_links;
+                    book_failure(
+                        counts,
+                        ledger.errors,
+                        w,
+                        page_of(i),
+                        stage,
+                        reason,
+                        deferred,
+                    );
                     continue;
                 }
             },
@@ -302,12 +388,12 @@ pub(super) fn book_outcomes(
                     page_of(i),
                     stage,
                     reason,
-                    relations_stage,
+                    ledger.deferred_links,
                 );
                 continue;
             }
         };
-        if relations_stage {
+        if ledger.deferred_links {
             counts.relations_loaded += 1;
         }
         ledger.written.push(HashUpdate {

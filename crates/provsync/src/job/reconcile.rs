@@ -208,7 +208,7 @@ impl<'a> ScopeLedger<'a> {
             if !group.contains(s.scope()) {
                 continue;
             }
-            for (kind, c) in p.counts.iter().flat_map(|k| k.0.iter()) {
+            for (kind, c) in p.counts.iter().flat_map(|k| k.kinds.iter()) {
                 let e = per_kind.entry(*kind).or_default();
                 e.returned += c.extracted;
                 e.connected += c.connected;
@@ -328,7 +328,7 @@ pub async fn sweep(
     let kinds: Vec<EntityKind> = SWEEP_ORDER
         .into_iter()
         .filter(|k| ctx.mapping.handles(*k))
-        .filter(|k| counts.0.get(k).is_some_and(|c| c.extracted > 0))
+        .filter(|k| counts.of(*k).extracted > 0)
         .collect();
     for group in scope_groups(&ctx.spec) {
         let mut scope = ledger.report(&group);

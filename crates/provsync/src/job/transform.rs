@@ -9,7 +9,7 @@ use provsync_core::job::KindCounts;
 use provsync_core::mapped::MappedRecord;
 use provsync_core::mapping::Mapping;
 use provsync_core::model::{EntityKind, Record};
-use provsync_core::source::Page;
+use provsync_core::source::{BadRecord, Page};
 use provsync_core::store::ErrorEntry;
 use tokio::sync::mpsc;
 
@@ -54,23 +54,38 @@ pub async fn run(
 }
 
 fn reject(out: &mut TransformedPage, kind: EntityKind, source_id: Option<String>, reason: String) {
-    reject_as(out, kind, Some(kind), source_id, reason);
+    out.counts.kind_mut(kind).rejected += 1;
+    push_error(out, Some(kind), source_id, reason);
 }
 
-/// Rejects a record counted with `kind` whose error entry names `named` (no kind
-/// for a line whose kind could not be read).
-fn reject_as(
+/// Rejects a source line that could not be read as a record: counted under its kind
+/// when that could be read, else as an unreadable line (never under a guessed kind).
+fn reject_bad(out: &mut TransformedPage, bad: BadRecord) {
+    let counts = match bad.kind {
+        Some(kind) => out.counts.kind_mut(kind),
+        None => &mut out.counts.unreadable,
+    };
+    counts.extracted += 1;
+    counts.rejected += 1;
+    push_error(
+        out,
+        bad.kind,
+        bad.source_id,
+        format!("{}: {}", bad.position, bad.reason),
+    );
+}
+
+/// Records why a record was refused.
+fn push_error(
     out: &mut TransformedPage,
-    kind: EntityKind,
-    named: Option<EntityKind>,
+    kind: Option<EntityKind>,
     source_id: Option<String>,
     reason: String,
 ) {
-    out.counts.kind_mut(kind).rejected += 1;
     out.errors.push(ErrorEntry {
         page_no: Some(out.page_no),
         stage: "transform".into(),
-        kind: named,
+        kind,
         // An id holding NUL is shown escaped: no store or report keeps the byte.
         source_id: source_id.map(|id| id.replace('\0', "\\u0000")),
         reason,
@@ -98,18 +113,7 @@ pub fn transform_page(mapping: &Mapping, page_no: u64, page: Page) -> Transforme
         });
     }
     for bad in page.bad {
-        // A line whose kind cannot be read is counted with individuals (the counts
-        // need a kind: the bulk of any provider feed), but its error entry names no
-        // kind rather than a wrong one.
-        let kind = bad.kind.unwrap_or(EntityKind::Individual);
-        out.counts.kind_mut(kind).extracted += 1;
-        reject_as(
-            &mut out,
-            kind,
-            bad.kind,
-            bad.source_id,
-            format!("{}: {}", bad.position, bad.reason),
-        );
+        reject_bad(&mut out, bad);
     }
     let mut seen = HashSet::with_capacity(page.records.len());
     for record in page.records {
@@ -168,7 +172,6 @@ fn map_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use provsync_core::source::BadRecord;
 
     fn mapping() -> Mapping {
         Mapping::from_toml(provsync_core::mapping::SQL_PROVIDER, "sql-provider.toml").unwrap()
@@ -215,6 +218,9 @@ mod tests {
             out.errors[0].kind, None,
             "an unreadable kind is not labelled"
         );
+        assert_eq!(out.counts.unreadable.extracted, 1, "nor counted as a kind");
+        assert_eq!(out.counts.unreadable.rejected, 1);
+        assert_eq!(out.counts.of(EntityKind::Individual).extracted, 3);
         assert!(reasons[1].contains("duplicate"));
         assert_eq!(reasons[2], "last_name is empty");
         assert!(out.errors.iter().all(|e| e.page_no == Some(3)));

@@ -17,8 +17,8 @@ use provsync_core::source::{Cursor, ScopeSnapshot};
 
 use super::sqlite::SqliteStore;
 use super::{
-    Checkpoint, Delivery, Dispatch, ErrorEntry, Fired, FiredBy, HashUpdate, JobFilter, LinkCommit,
-    PageCommit, ScheduleFire, StateStore, StoreError,
+    Checkpoint, ClaimConflict, Delivery, Dispatch, ErrorEntry, Fired, FiredBy, HashUpdate,
+    JobFilter, LinkCommit, PageCommit, ScheduleFire, StateStore, StoreError,
 };
 
 /// A store under test plus whatever must live as long as it (a temp dir, a schema).
@@ -68,7 +68,8 @@ macro_rules! conformance_tests {
             pages_keep_their_scope_snapshot_and_counts,
             commit_page_is_idempotent,
             commit_page_is_atomic,
-            known_records_and_seen_marks,
+            known_records_and_claims,
+            claims_keep_the_first_copy_and_mark_conflicts,
             a_records_anchor_is_the_last_writes,
             target_ids_map,
             staged_links_round_trip_and_commit_once,
@@ -823,7 +824,6 @@ pub async fn commit_page_is_idempotent(s: &dyn StateStore) {
             update(EntityKind::Individual, "i2", "US", 2, None),
         ],
         staged: vec![activity("a1", "i1", "w1")],
-        seen: vec![],
     };
     assert!(s.commit_page(&id, "t", 0, &commit).await.unwrap());
     assert!(s.pages(&id).await.unwrap()[0].loaded);
@@ -839,7 +839,6 @@ pub async fn commit_page_is_idempotent(s: &dyn StateStore) {
         errors: vec![err(Some(0), 2)],
         written: vec![update(EntityKind::Individual, "i1", "US", 7, Some("T9"))],
         staged: vec![activity("a2", "i2", "w1")],
-        seen: vec![],
     };
     assert!(!s.commit_page(&id, "t", 0, &replay).await.unwrap());
     assert_eq!(s.counts(&id).await.unwrap(), c);
@@ -889,7 +888,6 @@ pub async fn commit_page_is_atomic(s: &dyn StateStore) {
         errors: vec![err(Some(page), 1)],
         written: vec![update(EntityKind::Individual, "i1", "US", 1, None)],
         staged: vec![activity("a1", "i1", "w1")],
-        seen: vec![],
     };
     assert!(s.commit_page(&id, "t", page, &commit).await.is_err());
     assert_eq!(s.error_count(&id).await.unwrap(), 0);
@@ -904,9 +902,9 @@ pub async fn commit_page_is_atomic(s: &dyn StateStore) {
     );
 }
 
-/// `known_records` returns what the target holds; the page commit's seen marks spare
-/// those records from the run's sweep, until the run ends.
-pub async fn known_records_and_seen_marks(s: &dyn StateStore) {
+/// `known_records` returns what the target holds; the run's claims spare those
+/// records from its sweep, until the run ends.
+pub async fn known_records_and_claims(s: &dyn StateStore) {
     let j1 = running_job(s, "t").await;
     record(s, &j1, 0).await;
     let commit = PageCommit {
@@ -931,10 +929,6 @@ pub async fn known_records_and_seen_marks(s: &dyn StateStore) {
     assert_eq!(known[&SourceId::from("i1")].scope, Scope::from("US"));
     assert_eq!(known[&SourceId::from("i2")].hash, hash(12));
     assert!(known[&SourceId::from("i2")].connected);
-    assert_ne!(
-        known[&SourceId::from("i1")].key,
-        known[&SourceId::from("i2")].key
-    );
     assert!(s
         .known_records("other", EntityKind::Individual, &ids(&["i1"]))
         .await
@@ -950,19 +944,18 @@ pub async fn known_records_and_seen_marks(s: &dyn StateStore) {
         .await
         .unwrap()
         .is_empty());
-    // A read marks nothing: before the page commit, j2 has seen nothing.
+    // A read marks nothing: before its claims, j2 has seen nothing.
     assert_eq!(
         s.unseen_count("t", EntityKind::Individual, &[], &j2)
             .await
             .unwrap(),
         2
     );
-    let commit = PageCommit {
-        seen: known.values().map(|k| k.key).collect(),
-        ..PageCommit::default()
-    };
-    s.commit_page(&j2, "t", 0, &commit).await.unwrap();
-    // Both individuals were seen by j2; the workplace was not.
+    let us = |id: &str| (SourceId::from(id), Scope::from("US"));
+    s.claim_records(&j2, 0, EntityKind::Individual, &[us("i1"), us("i2")])
+        .await
+        .unwrap();
+    // Both individuals were claimed by j2; the workplace was not.
     assert_eq!(
         s.unseen_count("t", EntityKind::Individual, &[], &j2)
             .await
@@ -1154,7 +1147,24 @@ pub async fn staged_links_round_trip_and_commit_once(s: &dyn StateStore) {
                 None,
             ),
         ],
+        // A scope move page 1 delivered, applied here: counted on page 1.
+        pages: [(
+            1,
+            counts(
+                EntityKind::Individual,
+                Counts {
+                    updated: 1,
+                    moved: 1,
+                    ..Counts::default()
+                },
+            ),
+        )]
+        .into(),
     };
+    let page1_before = s.pages(&j).await.unwrap()[1]
+        .counts
+        .clone()
+        .unwrap_or_default();
     s.commit_links(&j, "t", &chunk).await.unwrap();
     s.commit_links(&j, "t", &chunk).await.unwrap();
     let left = s.staged_links(&j, i64::MIN, 100).await.unwrap();
@@ -1163,6 +1173,16 @@ pub async fn staged_links_round_trip_and_commit_once(s: &dyn StateStore) {
     assert_eq!(total.relations_staged, 5);
     assert_eq!(total.relations_loaded, 2, "a replayed chunk counts once");
     assert_eq!(total.relations_failed, 1);
+    let page1 = s.pages(&j).await.unwrap()[1].counts.clone().unwrap();
+    assert_eq!(
+        page1.of(EntityKind::Individual).moved,
+        page1_before.of(EntityKind::Individual).moved + 1,
+        "a page's move, once"
+    );
+    assert_eq!(
+        total.moved, 1,
+        "counted on its page, not again in the chunk"
+    );
     assert_eq!(s.error_count(&j).await.unwrap(), 1);
     let tids = s
         .target_ids("t", EntityKind::Activity, &ids(&["a1"]))
@@ -1227,6 +1247,77 @@ pub async fn errors_are_paged_in_order(s: &dyn StateStore) {
     assert_eq!(s.error_count(&new_job(s, "u").await).await.unwrap(), 0);
 }
 
+/// Claims: the first page to claim a record keeps it, whatever claims it later (a
+/// replayed page keeps its own); a copy in another scope marks the claim
+/// conflicted, once, and the run lists its conflicts until it ends.
+pub async fn claims_keep_the_first_copy_and_mark_conflicts(s: &dyn StateStore) {
+    let j = running_job(s, "t").await;
+    let ind = EntityKind::Individual;
+    let rec = |id: &str, scope: &str| (SourceId::from(id), Scope::from(scope));
+    let first = s
+        .claim_records(&j, 3, ind, &[rec("x", "A"), rec("y", "A"), rec("z", "")])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(first
+        .values()
+        .all(|c| c.page_no == 3 && c.conflict.is_none()));
+    // Page 1 comes later: x in another scope (a conflict), y in the same scope
+    // (a duplicate), z named no scope (a rejected copy: a duplicate, no conflict).
+    let later = s
+        .claim_records(&j, 1, ind, &[rec("x", "B"), rec("y", "A"), rec("z", "B")])
+        .await
+        .unwrap();
+    assert_eq!(later[&SourceId::from("x")].page_no, 3);
+    assert_eq!(later[&SourceId::from("x")].scope, Scope::from("A"));
+    assert_eq!(later[&SourceId::from("x")].conflict, Some(Scope::from("B")));
+    assert_eq!(later[&SourceId::from("y")].page_no, 3);
+    assert_eq!(later[&SourceId::from("y")].conflict, None);
+    assert_eq!(later[&SourceId::from("z")].conflict, None);
+    // A replay of page 3 keeps its claims and sees the conflict.
+    let replay = s.claim_records(&j, 3, ind, &[rec("x", "A")]).await.unwrap();
+    assert_eq!(replay[&SourceId::from("x")].page_no, 3);
+    assert_eq!(
+        replay[&SourceId::from("x")].conflict,
+        Some(Scope::from("B"))
+    );
+    // Another kind is another record.
+    let w = s
+        .claim_records(&j, 1, EntityKind::Workplace, &[rec("x", "B")])
+        .await
+        .unwrap();
+    assert_eq!(w[&SourceId::from("x")].page_no, 1);
+    // A third scope changes nothing: the first conflict is the one reported.
+    s.claim_records(&j, 2, ind, &[rec("x", "C")]).await.unwrap();
+    let (total, listed) = s.claim_conflicts(&j, 10).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(
+        listed,
+        vec![ClaimConflict {
+            kind: ind,
+            source_id: SourceId::from("x"),
+            scope: Scope::from("A"),
+            other: Scope::from("B"),
+        }]
+    );
+    // Claims are per run.
+    let other = running_job(s, "t2").await;
+    let mine = s
+        .claim_records(&other, 1, ind, &[rec("x", "B")])
+        .await
+        .unwrap();
+    assert_eq!(mine[&SourceId::from("x")].page_no, 1);
+    assert_eq!(s.claim_conflicts(&other, 10).await.unwrap().0, 0);
+    // Many records in one call (more than one statement's worth).
+    let many: Vec<(SourceId, Scope)> = (0..2_500).map(|n| rec(&format!("n{n}"), "A")).collect();
+    assert_eq!(
+        s.claim_records(&j, 4, ind, &many).await.unwrap().len(),
+        2_500
+    );
+    s.end_run(&j).await.unwrap();
+    assert_eq!(s.claim_conflicts(&j, 10).await.unwrap().0, 0);
+}
+
 /// The sweep: connected counts per scope, unseen records of a run, disconnect, and a
 /// record that comes back is connected again by the next commit.
 pub async fn sweep_queries_and_reconnect(s: &dyn StateStore) {
@@ -1255,12 +1346,9 @@ pub async fn sweep_queries_and_reconnect(s: &dyn StateStore) {
     complete(s, &j1).await;
     let j2 = running_job(s, "t").await;
     record(s, &j2, 0).await;
-    let known = s.known_records("t", ind, &ids(&["a"])).await.unwrap();
-    let seen = PageCommit {
-        seen: known.values().map(|k| k.key).collect(),
-        ..PageCommit::default()
-    };
-    s.commit_page(&j2, "t", 0, &seen).await.unwrap();
+    s.claim_records(&j2, 0, ind, &[(SourceId::from("a"), Scope::from("US"))])
+        .await
+        .unwrap();
     assert_eq!(
         s.unseen_records("t", ind, &us, &j2, 10).await.unwrap(),
         ids(&["b"])
@@ -1376,8 +1464,8 @@ pub async fn counts_sum_pages_and_link_chunks(s: &dyn StateStore) {
     want.add(&links);
     let got = s.counts(&j).await.unwrap();
     assert_eq!(got, want);
-    assert_eq!(got.0[&EntityKind::Individual].extracted, 8);
-    assert_eq!(got.0[&EntityKind::Activity].relations_loaded, 2);
+    assert_eq!(got.kinds[&EntityKind::Individual].extracted, 8);
+    assert_eq!(got.kinds[&EntityKind::Activity].relations_loaded, 2);
     assert_eq!(got.total().reconcile(), Ok(()));
 }
 
@@ -1528,14 +1616,13 @@ async fn measure_100k_commit_and_known_records() {
         .unwrap();
     println!("known_records, 100k ids: {:?}", t.elapsed());
     assert_eq!(known.len(), n as usize);
-    record(s, &j, 2).await;
-    let commit = PageCommit {
-        seen: known.values().map(|k| k.key).collect(),
-        ..PageCommit::default()
-    };
+    let claims: Vec<(SourceId, Scope)> =
+        ids.into_iter().map(|id| (id, Scope::from("US"))).collect();
     let t = std::time::Instant::now();
-    s.commit_page(&j, "t", 2, &commit).await.unwrap();
-    println!("commit_page, 100k seen marks: {:?}", t.elapsed());
+    s.claim_records(&j, 2, EntityKind::Individual, &claims)
+        .await
+        .unwrap();
+    println!("claim_records, 100k records: {:?}", t.elapsed());
 }
 
 // --- schedules ---

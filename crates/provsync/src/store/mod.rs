@@ -162,6 +162,24 @@ macro_rules! forward_state_store {
                 records::known_records(&self.pool, self.target_key(target).await?, kind, ids).await
             }
 
+            async fn claim_records(
+                &self,
+                id: &JobId,
+                page_no: u64,
+                kind: EntityKind,
+                records: &[(SourceId, Scope)],
+            ) -> Result<HashMap<SourceId, Claim>, StoreError> {
+                records::claim_records(&self.pool, id, page_no, kind, records).await
+            }
+
+            async fn claim_conflicts(
+                &self,
+                id: &JobId,
+                limit: u32,
+            ) -> Result<(u64, Vec<ClaimConflict>), StoreError> {
+                records::claim_conflicts(&self.pool, id, limit).await
+            }
+
             async fn target_ids(
                 &self,
                 target: &str,
@@ -317,6 +335,7 @@ macro_rules! forward_state_store {
 
 #[macro_use]
 mod automation;
+mod claims;
 pub mod postgres;
 pub mod sqlite;
 

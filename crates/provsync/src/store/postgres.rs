@@ -31,9 +31,9 @@ use provsync_core::job::{JobId, JobSpec, JobState, KindCounts, Stage};
 use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::source::{Cursor, ScopeSnapshot};
 use provsync_core::store::{
-    CallbackDue, CallbackState, Checkpoint, Delivery, Dispatch, ErrorEntry, Fired, HeldJob,
-    JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry, ScheduleFire,
-    ScheduleRun, StagedLink, StateStore, StoreError, Transition,
+    CallbackDue, CallbackState, Checkpoint, Claim, ClaimConflict, Delivery, Dispatch, ErrorEntry,
+    Fired, HeldJob, JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry,
+    ScheduleFire, ScheduleRun, StagedLink, StateStore, StoreError, Transition,
 };
 
 use crate::errors::redact;
@@ -478,13 +478,13 @@ mod tests {
             .fetch_one(again.pool())
             .await
             .unwrap();
-        assert_eq!(applied, 6, "each migration once");
+        assert_eq!(applied, 7, "each migration once");
         again.pool().close().await;
         b.pool().close().await;
         target.pool().close().await;
     }
 
-    /// Times a 100k-record page commit, a 100k-id `known_records` and 100k seen marks
+    /// Times a 100k-record page commit, a 100k-id `known_records` and 100k claims
     /// (run by hand: `cargo test --release -p provsync --lib store::postgres::tests::measure
     /// -- --ignored --nocapture`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -541,13 +541,13 @@ mod tests {
             .unwrap();
         println!("known_records, 100k ids: {:?}", t.elapsed());
         assert_eq!(known.len(), n as usize);
-        let commit = PageCommit {
-            seen: known.values().map(|k| k.key).collect(),
-            ..PageCommit::default()
-        };
+        let claims: Vec<(SourceId, Scope)> =
+            ids.into_iter().map(|id| (id, Scope::from("US"))).collect();
         let t = std::time::Instant::now();
-        s.commit_page(&j, "t", 1, &commit).await.unwrap();
-        println!("commit_page, 100k seen marks: {:?}", t.elapsed());
+        s.claim_records(&j, 1, EntityKind::Individual, &claims)
+            .await
+            .unwrap();
+        println!("claim_records, 100k records: {:?}", t.elapsed());
         s.pool().close().await;
     }
 }

@@ -31,9 +31,9 @@ use provsync_core::job::{JobId, JobSpec, JobState, KindCounts, Stage};
 use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::source::{Cursor, ScopeSnapshot};
 use provsync_core::store::{
-    CallbackDue, CallbackState, Checkpoint, Delivery, Dispatch, ErrorEntry, Fired, HeldJob,
-    JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry, ScheduleFire,
-    ScheduleRun, StagedLink, StateStore, StoreError, Transition,
+    CallbackDue, CallbackState, Checkpoint, Claim, ClaimConflict, Delivery, Dispatch, ErrorEntry,
+    Fired, HeldJob, JobFilter, JobRecord, KnownRecord, LinkCommit, PageCommit, PageEntry,
+    ScheduleFire, ScheduleRun, StagedLink, StateStore, StoreError, Transition,
 };
 
 /// The migrations, embedded in the binary. `sqlx::migrate!` would need sqlx's
@@ -70,6 +70,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "job target ref",
         include_str!("../../migrations/postgres/0006_job_target_ref.sql"),
+    ),
+    (
+        7,
+        "run claims",
+        include_str!("../../migrations/postgres/0007_run_claims.sql"),
     ),
 ];
 

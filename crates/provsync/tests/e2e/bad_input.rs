@@ -432,3 +432,69 @@ async fn an_empty_full_snapshot_completes_with_a_warning_on_every_surface() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains(&format!("WARNING  {warning}")), "{text}");
 }
+
+/// `src` with a second copy of its `nth` individual (first name changed) appended
+/// at the end, and that individual's id and first name.
+fn with_a_second_copy(src: &Path, dst: &Path, nth: usize) -> (PathBuf, String, String) {
+    let text = std::fs::read_to_string(src).unwrap();
+    let line = text
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"individual\""))
+        .nth(nth)
+        .unwrap();
+    let mut v: Value = serde_json::from_str(line).unwrap();
+    let id = v["source_id"].as_str().unwrap().to_string();
+    let first = v["first_name"].as_str().unwrap().to_string();
+    v["first_name"] = Value::String("Second-Copy".into());
+    std::fs::write(dst, format!("{text}{v}\n")).unwrap();
+    (dst.to_path_buf(), id, first)
+}
+
+/// A source id delivered twice in one snapshot: the second copy is rejected (its
+/// error names the page of the first), the first is kept, whatever the page size
+/// (the copies on one page or on pages far apart, loaded concurrently), and the
+/// rerun ends the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_id_delivered_twice_in_one_run_keeps_the_first_copy_whatever_the_page_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = generate(dir.path(), 300, 17, 1);
+    let (file, id, first) = with_a_second_copy(&world, &dir.path().join("twice.ndjson"), 5);
+    let mut c = Checks::default();
+    for page_size in [5000, 100] {
+        let target = Target::sqlite(dir.path(), &format!("p{page_size}.db"));
+        let job = Job::full(&file, &target)
+            .option(&format!("page_size = {page_size}"))
+            .option("load_workers = 4");
+        for night in ["first", "rerun"] {
+            let what = format!("page_size {page_size}, {night} run");
+            let run = run_job(dir.path(), &format!("p{page_size}-{night}"), &job);
+            c.eq(&format!("{what}: exit code"), run.code, 2);
+            c.eq(&format!("{what}: rejected"), run.count("rejected"), 1);
+            c.eq(&format!("{what}: failed"), run.count("failed"), 0);
+            let error = &run.summary["first_errors"][0];
+            c.eq(
+                &format!("{what}: the rejected copy"),
+                error["source_id"].as_str(),
+                Some(id.as_str()),
+            );
+            let reason = error["reason"].as_str().unwrap_or("");
+            c.check(
+                &format!("{what}: the error says it is a duplicate: {reason}"),
+                reason.contains("duplicate source_id"),
+            );
+        }
+        let db = Db::open(&target).await;
+        let names = db.column("individual", "first_name").await;
+        c.eq(
+            &format!("page_size {page_size}: the first copy is kept"),
+            names.get(&id).cloned().flatten(),
+            Some(first.clone()),
+        );
+        c.check(
+            &format!("page_size {page_size}: the record is connected"),
+            db.connected_ids("individual").await.contains(&id),
+        );
+        db.close().await;
+    }
+    c.finish();
+}

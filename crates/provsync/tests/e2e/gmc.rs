@@ -1298,6 +1298,48 @@ const OUTCOMES: [(&str, [BodyOutcome; 3]); 5] = [
     ),
 ];
 
+/// Runs night `night` of bodies A, B and C answering `answers` (`=GMC,...` lists
+/// exactly those doctors, a number is the ReturnCode answered on every call),
+/// asking `concurrency` bodies at once, B last.
+fn scripted_night(
+    dir: &Path,
+    pg: &PgDatabase,
+    night: usize,
+    answers: &[(&str, &str); 3],
+    concurrency: u32,
+) -> Run {
+    let mut faults = Vec::new();
+    for (body, answer) in answers {
+        match answer.strip_prefix('=') {
+            Some(list) => faults.extend(["--body-list".into(), format!("{body}={list}")]),
+            None => faults.extend(["--body-code".into(), format!("{body}={answer}")]),
+        }
+    }
+    let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
+    let emu = Emulator::start(3, 1, night as u32, &faults);
+    let name = format!("night{night}");
+    let job = gmc_job(dir, &name, &emu, pg, "s3cret-test");
+    // B comes last: with one body asked at a time a body after a refusal is
+    // not asked, with four at once it is in flight; the tables hold for both.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace(
+            &format!("scope = [\"{A}\", \"{B}\", \"{C}\"]"),
+            &format!("scope = [\"{A}\", \"{C}\", \"{B}\"]"),
+        )
+        .replace(
+            "backoff_ms = 50\n",
+            &format!("backoff_ms = 50\nconcurrency = {concurrency}\n"),
+        )
+        // Three doctors a body: one leaving is a third of it; a conflict is a
+        // rejected record, reported, not a failed night.
+        .replace("max_failed_records = 0\n", "max_failed_records = \"50%\"\n")
+        + "max_disconnect_share = 0.5\n";
+    assert!(text.contains(&format!("\"{C}\", \"{B}\"]")), "{text}");
+    std::fs::write(&job, text).unwrap();
+    run(&job, &state_url(dir))
+}
+
 /// Runs the five nights asking `concurrency` bodies at once and checks, after each,
 /// every doctor's body against `MEMBERSHIP` and every body's outcome.
 async fn mixed_failure_nights(concurrency: u32) {
@@ -1305,37 +1347,9 @@ async fn mixed_failure_nights(concurrency: u32) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let state = state_url(dir.path());
     let db = pool(&pg).await;
     for (night, answers) in NIGHTS.iter().enumerate() {
-        let mut faults = Vec::new();
-        for (body, answer) in answers {
-            match answer.strip_prefix('=') {
-                Some(list) => faults.extend(["--body-list".into(), format!("{body}={list}")]),
-                None => faults.extend(["--body-code".into(), format!("{body}={answer}")]),
-            }
-        }
-        let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
-        let emu = Emulator::start(3, 1, night as u32, &faults);
-        let name = format!("night{night}");
-        let job = gmc_job(dir.path(), &name, &emu, &pg, "s3cret-test");
-        // B comes last: with one body asked at a time a body after a refusal is
-        // not asked, with four at once it is in flight; the table holds for both.
-        let text = std::fs::read_to_string(&job)
-            .unwrap()
-            .replace(
-                &format!("scope = [\"{A}\", \"{B}\", \"{C}\"]"),
-                &format!("scope = [\"{A}\", \"{C}\", \"{B}\"]"),
-            )
-            .replace(
-                "backoff_ms = 50\n",
-                &format!("backoff_ms = 50\nconcurrency = {concurrency}\n"),
-            )
-            // Three doctors a body: one leaving is a third of it.
-            + "max_disconnect_share = 0.5\n";
-        assert!(text.contains(&format!("\"{C}\", \"{B}\"]")), "{text}");
-        std::fs::write(&job, text).unwrap();
-        let run = run(&job, &state);
+        let run = scripted_night(dir.path(), &pg, night, answers, concurrency);
 
         let (state_expected, outcomes) = OUTCOMES[night];
         assert_eq!(run.state(), state_expected, "night {night}: {run}");
@@ -1422,4 +1436,127 @@ async fn gmc_after_a_credentials_refusal_no_new_body_is_asked_and_each_keeps_its
         };
         assert_eq!(now.get(doctor), expected, "doctor {doctor}");
     }
+}
+
+/// Nights where one GMC number is listed by two bodies: 1000011 (in B) is listed
+/// by A too, then 1000031 (new) by B and C. Written out: where each doctor is
+/// after each night ("B|C": one of them, the first body to deliver a new doctor).
+const TWO_BODIES: [[(&str, &str); 3]; 5] = [
+    [
+        (A, "=1000001,1000002"),
+        (B, "=1000011,1000012"),
+        (C, "=1000021"),
+    ],
+    [
+        (A, "=1000001,1000002,1000011"),
+        (B, "=1000011,1000012"),
+        (C, "=1000021"),
+    ],
+    [
+        (A, "=1000001,1000002,1000011"),
+        (B, "=1000011,1000012"),
+        (C, "=1000021"),
+    ],
+    [
+        (A, "=1000001,1000002"),
+        (B, "=1000011,1000012,1000031"),
+        (C, "=1000021,1000031"),
+    ],
+    [
+        (A, "=1000001,1000002"),
+        (B, "=1000011,1000012,1000031"),
+        (C, "=1000021,1000031"),
+    ],
+];
+
+/// Where each doctor is after each night of `TWO_BODIES`.
+const TWO_BODIES_MEMBERSHIP: [(&str, [&str; 5]); 5] = [
+    //  doctor      n0   n1   n2   n3   n4
+    ("1000001", [A, A, A, A, A]),
+    ("1000002", [A, A, A, A, A]),
+    ("1000011", [B, B, B, B, B]),
+    ("1000012", [B, B, B, B, B]),
+    ("1000031", ["-", "-", "-", "B|C", "B|C"]),
+];
+
+/// The doctor each night reports in a conflict ("": none).
+const TWO_BODIES_CONFLICT: [&str; 5] = ["", "1000011", "1000011", "1000031", "1000031"];
+
+async fn doctor_in_two_bodies(concurrency: u32) {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = pool(&pg).await;
+    let mut placed: Option<String> = None;
+    for (night, answers) in TWO_BODIES.iter().enumerate() {
+        let run = scripted_night(dir.path(), &pg, night, answers, concurrency);
+        let what = format!("night {night}, concurrency {concurrency}");
+        let conflict = TWO_BODIES_CONFLICT[night];
+        let id = run.job_id();
+        if conflict.is_empty() {
+            assert_eq!(run.state(), "completed", "{what}: {run}");
+        } else {
+            // Each copy the run refused is a rejected record naming both bodies.
+            assert_eq!(run.state(), "completed_with_errors", "{what}: {run}");
+            let errors = run.summary["first_errors"].as_array().unwrap();
+            assert!(!errors.is_empty(), "{what}: {run}");
+            for e in errors {
+                assert_eq!(e["source_id"], conflict, "{what}: {e}");
+                let reason = e["reason"].as_str().unwrap();
+                assert!(
+                    reason.starts_with("conflict: listed in two scopes"),
+                    "{what}: {e}"
+                );
+            }
+            let warnings = run.summary["warnings"].to_string();
+            assert!(
+                warnings.contains("listed in two scopes") && warnings.contains(conflict),
+                "{what}: the summary lists the conflict for an operator: {run}"
+            );
+            // Nobody moved, and the rerun of a night changes nothing at all.
+            assert!(
+                changes(&db, &id, "activity", "moved").await.is_empty(),
+                "{what}"
+            );
+            assert!(
+                changes(&db, &id, "individual", "moved").await.is_empty(),
+                "{what}"
+            );
+            if night == 2 || night == 4 {
+                let rows: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM change_log WHERE run_id = $1")
+                        .bind(&id)
+                        .fetch_one(&db)
+                        .await
+                        .unwrap();
+                assert_eq!(rows, 0, "{what}: a rerun logs no change, so sends no event");
+            }
+        }
+        let now = connected(&db).await;
+        for (doctor, bodies) in TWO_BODIES_MEMBERSHIP {
+            let got = now.get(doctor).map(String::as_str);
+            match bodies[night] {
+                "-" => assert_eq!(got, None, "{what}: doctor {doctor}"),
+                "B|C" => {
+                    let body = got.unwrap_or_else(|| panic!("{what}: {doctor} connected"));
+                    assert!(body == B || body == C, "{what}: doctor {doctor} in {body}");
+                    // Placed once, then never moved.
+                    let first = placed.get_or_insert_with(|| body.to_owned());
+                    assert_eq!(body, first, "{what}: doctor {doctor} stays put");
+                }
+                body => assert_eq!(got, Some(body), "{what}: doctor {doctor}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_a_doctor_listed_by_two_bodies_moves_nowhere_and_is_reported_one_at_a_time() {
+    doctor_in_two_bodies(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_a_doctor_listed_by_two_bodies_moves_nowhere_and_is_reported_four_at_once() {
+    doctor_in_two_bodies(4).await;
 }

@@ -10,7 +10,7 @@ use provsync_core::store::{
     Checkpoint, ErrorEntry, LinkCommit, PageCommit, PageEntry, StagedLink, StoreError,
 };
 
-use super::records::{insert_seen, upsert_written};
+use super::records::upsert_written;
 use super::{begin, col, db, db_job, int, json, kind, now_ms, to_json, uint, CHUNK};
 
 /// Staged links a page may hold: a link's `seq` is `page_no * LINKS_PER_PAGE + index`,
@@ -262,7 +262,6 @@ pub(super) async fn commit_page(
     // Staged before the hash updates so `created` reflects the state before this page.
     insert_staged(&mut tx, id, target, page_no, &commit.staged).await?;
     upsert_written(&mut tx, target, &commit.written, id).await?;
-    insert_seen(&mut tx, id, &commit.seen).await?;
     sqlx::query(
         "UPDATE pages SET loaded = TRUE, loaded_at = $1, counts = $2 \
          WHERE job_id = $3 AND page_no = $4",
@@ -352,6 +351,7 @@ pub(super) async fn commit_links(
     }
     insert_errors(&mut tx, id, &commit.errors).await?;
     upsert_written(&mut tx, target, &commit.written, id).await?;
+    add_page_counts(&mut tx, id, &commit.pages).await?;
     sqlx::query("DELETE FROM staged_links WHERE job_id = $1 AND seq <= $2")
         .bind(id.as_str())
         .bind(commit.upto_seq)
@@ -359,6 +359,39 @@ pub(super) async fn commit_links(
         .await
         .map_err(db("remove loaded links"))?;
     tx.commit().await.map_err(db("commit links"))
+}
+
+/// Adds the counts of records a page delivered and the relations stage booked (scope
+/// moves) to that page's counts, in the chunk's transaction.
+async fn add_page_counts(
+    conn: &mut PgConnection,
+    id: &JobId,
+    pages: &std::collections::BTreeMap<u64, KindCounts>,
+) -> Result<(), StoreError> {
+    for (page_no, delta) in pages {
+        let page =
+            i64::try_from(*page_no).map_err(|_| StoreError::Corrupt("page number".into()))?;
+        let current: Option<Option<String>> =
+            sqlx::query_scalar("SELECT counts FROM pages WHERE job_id = $1 AND page_no = $2")
+                .bind(id.as_str())
+                .bind(page)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("read page counts"))?;
+        let mut counts: KindCounts = match current.flatten() {
+            Some(text) => json(&text, "page counts")?,
+            None => KindCounts::default(),
+        };
+        counts.add(delta);
+        sqlx::query("UPDATE pages SET counts = $1 WHERE job_id = $2 AND page_no = $3")
+            .bind(to_json(&counts, "page counts")?)
+            .bind(id.as_str())
+            .bind(page)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("update page counts"))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn add_errors(

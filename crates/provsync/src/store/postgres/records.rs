@@ -7,9 +7,12 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use provsync_core::job::JobId;
 use provsync_core::model::{ContentHash, EntityKind, Scope, SourceId};
-use provsync_core::store::{HashUpdate, KnownRecord, StoreError};
+use provsync_core::store::{Claim, ClaimConflict, HashUpdate, KnownRecord, StoreError};
 
 use super::{begin, col, db, run_no, uint, CHUNK};
+use crate::store::claims::{
+    claim_of, claim_order, conflict_of, new_conflicts, CLAIM_CONFLICT_CLAUSE,
+};
 
 /// Upserts the state of written records: new hash, target id (kept when the write
 /// did not report one), connected again, seen and updated by `run`.
@@ -99,7 +102,7 @@ pub(super) async fn known_records(
         // `= ANY($3)` keeps one statement text (one cached plan) for every chunk
         // size, and uses the (target, kind, source_id) unique index.
         let rows = sqlx::query(
-            "SELECT rid, source_id, hash, connected, scope, anchor FROM record_state \
+            "SELECT source_id, hash, connected, scope, anchor FROM record_state \
              WHERE target = $1 AND kind = $2 AND source_id = ANY($3)",
         )
         .bind(target)
@@ -117,7 +120,6 @@ pub(super) async fn known_records(
                 KnownRecord {
                     hash,
                     connected: col(r, "connected")?,
-                    key: col(r, "rid")?,
                     scope: Scope(col(r, "scope")?),
                     anchor: col(r, "anchor")?,
                 },
@@ -127,42 +129,115 @@ pub(super) async fn known_records(
     Ok(known)
 }
 
-/// Marks known records as seen by a run (in the page's transaction).
-pub(super) async fn insert_seen(
-    conn: &mut PgConnection,
+/// See `StateStore::claim_records`.
+pub(super) async fn claim_records(
+    pool: &PgPool,
     run: &JobId,
-    keys: &[i64],
-) -> Result<(), StoreError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let run_no = run_no(&mut *conn, run).await?;
-    // Sorted for the same reason as upsert_written: a consistent lock order on the
-    // primary key between pages committed concurrently.
-    let mut keys = keys.to_vec();
-    keys.sort_unstable();
-    keys.dedup();
-    for chunk in keys.chunks(CHUNK) {
-        sqlx::query(
-            "INSERT INTO seen (run_no, rid) SELECT $1, k FROM unnest($2::bigint[]) AS u(k) \
-             ON CONFLICT (run_no, rid) DO NOTHING",
+    page_no: u64,
+    kind: EntityKind,
+    records: &[(SourceId, Scope)],
+) -> Result<HashMap<SourceId, Claim>, StoreError> {
+    let records = claim_order(records);
+    let page = i64::try_from(page_no).map_err(|_| StoreError::Corrupt("page number".into()))?;
+    let mut tx = begin(pool).await?;
+    let run_no = run_no(&mut tx, run).await?;
+    let mut claims = HashMap::with_capacity(records.len());
+    for chunk in records.chunks(CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
+        let scopes: Vec<&str> = chunk.iter().map(|(_, s)| s.as_str()).collect();
+        sqlx::query(&format!(
+            "INSERT INTO run_claims (run_no, kind, source_id, page_no, scope) \
+             SELECT $1, $2, u.source_id, $3, u.scope \
+             FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS u(source_id, scope, ord) \
+             ORDER BY u.ord{CLAIM_CONFLICT_CLAUSE}"
+        ))
+        .bind(run_no)
+        .bind(kind.as_str())
+        .bind(page)
+        .bind(&ids)
+        .bind(scopes)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("claim records"))?;
+        let rows = sqlx::query(
+            "SELECT source_id, page_no, scope, conflict FROM run_claims \
+             WHERE run_no = $1 AND kind = $2 AND source_id = ANY($3)",
         )
         .bind(run_no)
-        .bind(chunk)
-        .execute(&mut *conn)
+        .bind(kind.as_str())
+        .bind(&ids)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db("mark records seen"))?;
+        .map_err(db("read claims"))?;
+        for r in &rows {
+            claims.insert(
+                SourceId(col(r, "source_id")?),
+                claim_of(col(r, "page_no")?, col(r, "scope")?, col(r, "conflict")?),
+            );
+        }
     }
-    Ok(())
+    for (id, scope) in new_conflicts(page_no, &records, &mut claims) {
+        sqlx::query(
+            "UPDATE run_claims SET conflict = $1 WHERE run_no = $2 AND kind = $3 \
+             AND source_id = $4 AND conflict IS NULL",
+        )
+        .bind(scope.as_str())
+        .bind(run_no)
+        .bind(kind.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db("mark a claim conflicted"))?;
+    }
+    tx.commit().await.map_err(db("commit claims"))?;
+    Ok(claims)
 }
 
-/// Drops a run's seen marks.
+/// See `StateStore::claim_conflicts`.
+pub(super) async fn claim_conflicts(
+    pool: &PgPool,
+    run: &JobId,
+    limit: u32,
+) -> Result<(u64, Vec<ClaimConflict>), StoreError> {
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM run_claims WHERE conflict IS NOT NULL \
+         AND run_no = (SELECT run_no FROM jobs WHERE id = $1)",
+    )
+    .bind(run.as_str())
+    .fetch_one(pool)
+    .await
+    .map_err(db("count conflicts"))?;
+    let rows = sqlx::query(
+        "SELECT kind, source_id, scope, conflict FROM run_claims WHERE conflict IS NOT NULL \
+         AND run_no = (SELECT run_no FROM jobs WHERE id = $1) \
+         ORDER BY kind COLLATE \"C\", source_id COLLATE \"C\" LIMIT $2",
+    )
+    .bind(run.as_str())
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db("read conflicts"))?;
+    let conflicts = rows
+        .iter()
+        .map(|r| {
+            conflict_of(
+                col(r, "kind")?,
+                col(r, "source_id")?,
+                col(r, "scope")?,
+                col(r, "conflict")?,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((uint(total, "conflict count")?, conflicts))
+}
+
+/// Drops a run's claims.
 pub(super) async fn end_run(pool: &PgPool, run: &JobId) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM seen WHERE run_no = (SELECT run_no FROM jobs WHERE id = $1)")
+    sqlx::query("DELETE FROM run_claims WHERE run_no = (SELECT run_no FROM jobs WHERE id = $1)")
         .bind(run.as_str())
         .execute(pool)
         .await
-        .map_err(db("drop seen marks"))?;
+        .map_err(db("drop claims"))?;
     Ok(())
 }
 
@@ -191,13 +266,14 @@ pub(super) async fn target_ids(
     Ok(found)
 }
 
-/// Pushes the condition "not written nor seen by run `id`".
+/// Pushes the condition "not written nor claimed by run `id`".
 fn push_unseen<'a>(qb: &mut QueryBuilder<'a, Postgres>, id: &'a JobId) {
     qb.push(" AND (updated_run IS NULL OR updated_run <> ")
         .push_bind(id.as_str())
         .push(
-            ") AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.rid = record_state.rid \
-             AND s.run_no = (SELECT run_no FROM jobs WHERE id = ",
+            ") AND NOT EXISTS (SELECT 1 FROM run_claims c WHERE c.kind = record_state.kind \
+             AND c.source_id = record_state.source_id \
+             AND c.run_no = (SELECT run_no FROM jobs WHERE id = ",
         )
         .push_bind(id.as_str())
         .push("))");

@@ -7,9 +7,12 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use provsync_core::job::JobId;
 use provsync_core::model::{ContentHash, EntityKind, Scope, SourceId};
-use provsync_core::store::{HashUpdate, KnownRecord, StoreError};
+use provsync_core::store::{Claim, ClaimConflict, HashUpdate, KnownRecord, StoreError};
 
 use super::{begin, col, db, uint, CHUNK};
+use crate::store::claims::{
+    claim_of, claim_order, conflict_of, new_conflicts, CLAIM_CONFLICT_CLAUSE,
+};
 
 /// Upserts the state of written records: new hash, target id (kept when the write
 /// did not report one), connected again, seen and updated by `run`.
@@ -96,7 +99,7 @@ pub(super) async fn known_records(
     let mut known = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT rid, source_id, hash, connected, scope, anchor FROM record_state WHERE target = ",
+            "SELECT source_id, hash, connected, scope, anchor FROM record_state WHERE target = ",
         );
         qb.push_bind(target)
             .push(" AND kind = ")
@@ -117,7 +120,6 @@ pub(super) async fn known_records(
                 KnownRecord {
                     hash,
                     connected: col::<i64>(r, "connected")? != 0,
-                    key: col(r, "rid")?,
                     scope: Scope(col(r, "scope")?),
                     anchor: col(r, "anchor")?,
                 },
@@ -127,40 +129,125 @@ pub(super) async fn known_records(
     Ok(known)
 }
 
-/// Marks known records as seen by a run (in the page's transaction).
-pub(super) async fn insert_seen(
-    conn: &mut SqliteConnection,
+/// See `StateStore::claim_records`.
+pub(super) async fn claim_records(
+    pool: &SqlitePool,
     run: &JobId,
-    keys: &[i64],
-) -> Result<(), StoreError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
+    page_no: u64,
+    kind: EntityKind,
+    records: &[(SourceId, Scope)],
+) -> Result<HashMap<SourceId, Claim>, StoreError> {
+    let records = claim_order(records);
+    let page = i64::try_from(page_no).map_err(|_| StoreError::Corrupt("page number".into()))?;
+    let mut tx = begin(pool).await?;
     let run_no: i64 = sqlx::query_scalar("SELECT run_no FROM jobs WHERE id = ?")
         .bind(run.as_str())
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db("read run number"))?;
-    for chunk in keys.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO seen (run_no, rid) ");
-        qb.push_values(chunk, |mut b, k| {
-            b.push_bind(run_no).push_bind(*k);
+        .map_err(db("read run number"))?
+        .ok_or_else(|| StoreError::NotFound(run.0.clone()))?;
+    let mut claims = HashMap::with_capacity(records.len());
+    for chunk in records.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO run_claims (run_no, kind, source_id, page_no, scope) ",
+        );
+        qb.push_values(chunk, |mut b, (id, scope)| {
+            b.push_bind(run_no)
+                .push_bind(kind.as_str())
+                .push_bind(id.as_str())
+                .push_bind(page)
+                .push_bind(scope.as_str());
         });
+        qb.push(CLAIM_CONFLICT_CLAUSE);
         qb.build()
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await
-            .map_err(db("mark records seen"))?;
+            .map_err(db("claim records"))?;
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT source_id, page_no, scope, conflict FROM run_claims WHERE run_no = ",
+        );
+        qb.push_bind(run_no)
+            .push(" AND kind = ")
+            .push_bind(kind.as_str())
+            .push(" AND source_id IN (");
+        let mut sep = qb.separated(", ");
+        for (id, _) in chunk {
+            sep.push_bind(id.as_str());
+        }
+        sep.push_unseparated(")");
+        let rows = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("read claims"))?;
+        for r in &rows {
+            claims.insert(
+                SourceId(col(r, "source_id")?),
+                claim_of(col(r, "page_no")?, col(r, "scope")?, col(r, "conflict")?),
+            );
+        }
     }
-    Ok(())
+    for (id, scope) in new_conflicts(page_no, &records, &mut claims) {
+        sqlx::query(
+            "UPDATE run_claims SET conflict = ? WHERE run_no = ? AND kind = ? \
+             AND source_id = ? AND conflict IS NULL",
+        )
+        .bind(scope.as_str())
+        .bind(run_no)
+        .bind(kind.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db("mark a claim conflicted"))?;
+    }
+    tx.commit().await.map_err(db("commit claims"))?;
+    Ok(claims)
 }
 
-/// Drops a run's seen marks.
+/// See `StateStore::claim_conflicts`.
+pub(super) async fn claim_conflicts(
+    pool: &SqlitePool,
+    run: &JobId,
+    limit: u32,
+) -> Result<(u64, Vec<ClaimConflict>), StoreError> {
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM run_claims WHERE conflict IS NOT NULL \
+         AND run_no = (SELECT run_no FROM jobs WHERE id = ?)",
+    )
+    .bind(run.as_str())
+    .fetch_one(pool)
+    .await
+    .map_err(db("count conflicts"))?;
+    let rows = sqlx::query(
+        "SELECT kind, source_id, scope, conflict FROM run_claims WHERE conflict IS NOT NULL \
+         AND run_no = (SELECT run_no FROM jobs WHERE id = ?) ORDER BY kind, source_id LIMIT ?",
+    )
+    .bind(run.as_str())
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db("read conflicts"))?;
+    let conflicts = rows
+        .iter()
+        .map(|r| {
+            conflict_of(
+                col(r, "kind")?,
+                col(r, "source_id")?,
+                col(r, "scope")?,
+                col(r, "conflict")?,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((uint(total, "conflict count")?, conflicts))
+}
+
+/// Drops a run's claims.
 pub(super) async fn end_run(pool: &SqlitePool, run: &JobId) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM seen WHERE run_no = (SELECT run_no FROM jobs WHERE id = ?)")
+    sqlx::query("DELETE FROM run_claims WHERE run_no = (SELECT run_no FROM jobs WHERE id = ?)")
         .bind(run.as_str())
         .execute(pool)
         .await
-        .map_err(db("drop seen marks"))?;
+        .map_err(db("drop claims"))?;
     Ok(())
 }
 
@@ -192,11 +279,11 @@ pub(super) async fn target_ids(
     Ok(found)
 }
 
-/// Pushes the condition "not written nor seen by run `id`".
+/// Pushes the condition "not written nor claimed by run `id`".
 fn push_unseen<'a>(qb: &mut QueryBuilder<'a, Sqlite>, id: &'a JobId) {
     qb.push(" AND (updated_run IS NULL OR updated_run <> ")
         .push_bind(id.as_str())
-        .push(") AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.rid = record_state.rid AND s.run_no = (SELECT run_no FROM jobs WHERE id = ")
+        .push(") AND NOT EXISTS (SELECT 1 FROM run_claims c WHERE c.kind = record_state.kind AND c.source_id = record_state.source_id AND c.run_no = (SELECT run_no FROM jobs WHERE id = ")
         .push_bind(id.as_str())
         .push("))");
 }
