@@ -830,6 +830,23 @@ mod tests {
         );
     }
 
+    /// HealthcareProvider.SourceSystemIdentifier is unique but no key: the org still
+    /// refuses its value on a second record (a unique field once went unchecked
+    /// because only keys were indexed).
+    #[test]
+    fn a_unique_field_that_is_no_key_refuses_its_value_on_a_second_record() {
+        let mut f = Fixture::new();
+        let hcp = |name: &str| json!({"Name": name, "SourceSystemIdentifier": "S1"});
+        f.upsert(1, "HealthcareProvider", "H1", hcp("A")).unwrap();
+        let err = f
+            .upsert(1, "HealthcareProvider", "H2", hcp("B"))
+            .unwrap_err();
+        assert_eq!(err.code, "DUPLICATE_VALUE");
+        assert_eq!(err.fields, ["SourceSystemIdentifier"]);
+        f.upsert(1, "HealthcareProvider", "H1", hcp("A again"))
+            .unwrap();
+    }
+
     #[test]
     fn values_are_checked_by_type() {
         let mut f = Fixture::new();
@@ -868,7 +885,8 @@ mod tests {
                 1,
                 "IntegrationJobRun",
                 Op::Insert,
-                json!({"JobName": "j", "JobIdentifier": "J1", "EndDateTime": "2026-01-02T03:04:05Z"}),
+                json!({"JobName": "j", "JobIdentifier": "J1", "StartDateTime": "2026-01-02T03:00:00Z",
+                       "EndDateTime": "2026-01-02T03:04:05Z"}),
             )
             .unwrap();
         assert_eq!(

@@ -1698,7 +1698,7 @@ async fn salesforce_restart_keeps_records_value_sets_jobs_and_budget() {
     let (_, b) = sf
         .upsert_collection(
             "HealthcarePractitionerFacility",
-            vec![json!({"OneKey_Id__c": "SF", "Role__c": "Chief"})],
+            vec![json!({"OneKey_Id__c": "SF", "Name": "SF", "Role__c": "Chief"})],
             false,
         )
         .await;
