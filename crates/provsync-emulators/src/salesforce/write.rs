@@ -2,6 +2,17 @@
 //! values checked and coerced by type, parents resolved by external id, required
 //! fields, active duplicate rules, unique keys, restricted picklists against their
 //! value set, the parent row lock, then the write inside the caller's transaction.
+//!
+//! Which fields are required, writable, unique or keys comes from the schema (its
+//! sources: docs/salesforce-model.md); the error codes and the wording of their
+//! messages follow errors.rs's note (codes documented, wording as orgs answer it).
+//! Parent row locks: "when you update child records, the system locks the parent and
+//! the child records" (Best Practices for Deployments with Large Data Volumes,
+//! "Record-Level Locking",
+//! https://developer.salesforce.com/docs/atlas.en-us.draes.meta/draes/draes_object_relationships_record_level_locking.htm;
+//! the Record Locking Cheatsheet adds that a lookup "may lock the lookup record",
+//! https://resources.docs.salesforce.com/rel1/doc/en-us/static/pdf/SF_Record-Locking-Cheatsheet_web.pdf).
+//! Locking every referenced Account, and nothing else, is our reading (a guess).
 
 use serde_json::{Map, Value};
 
