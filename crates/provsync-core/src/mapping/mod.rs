@@ -34,7 +34,7 @@
 //! # key = "{from.id}"                  # the target key when not the source id
 //! [[entities.individual.children]]
 //! object = "HealthcareProviderSpecialty"
-//! parent_field = "PractitionerId"      # the child's reference to the parent record
+//! parent_field = "AccountId"           # the child's reference to the parent record
 //! for_each = "specialties"             # optional: one child per element, read as `item`
 //! key = "{source_id}-SP-{item}"        # the child's external id (default "{source_id}")
 //! when = "item"                        # optional: no child when this is null/empty/false

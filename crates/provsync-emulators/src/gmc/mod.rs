@@ -192,6 +192,9 @@ async fn call(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         )
     };
     let body_code = call.designated_body_code.as_str();
+    // The ReturnCodes are gmc.md's (99 credentials, 98 internal error, 80 unknown
+    // body, 81 no access); which one wins when several apply is not documented
+    // (guess: credentials first, then the body, then access).
     if emu.faults.always_99 || call.username != emu.username || call.password != emu.password {
         tracing::info!(body = body_code, "gmc emulator: credentials refused (99)");
         return answer(&[], "99");

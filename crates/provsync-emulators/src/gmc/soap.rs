@@ -201,7 +201,11 @@ pub fn response(
     )
 }
 
-/// A SOAP fault; `client` says the caller is at fault (else the server).
+/// A SOAP fault; `client` says the caller is at fault (else the server). The shapes
+/// are the W3C ones (SOAP 1.1 section 4.4: `faultcode` Client/Server and
+/// `faultstring`; SOAP 1.2 Part 1 section 5.4: Code Sender/Receiver and Reason). The
+/// WSDL declares no fault message and the reference (gmc.md) describes none, so when
+/// GMC faults rather than answering a ReturnCode, and with what text, is a guess.
 pub fn fault(version: Version, client: bool, reason: &str) -> String {
     let body = match version {
         Version::Soap11 => format!(

@@ -30,7 +30,8 @@ use cursor::SyncMode;
 use journal::Journal;
 use packets::Catalog;
 
-/// Largest packet size a session may ask for.
+/// Largest packet size a session may ask for (docs/onekey-contract.md: `packetSize`
+/// 1..=20000; the OneKey-style MDM is ours, so its contract is the source).
 pub const MAX_PACKET_SIZE: u32 = 20_000;
 
 /// How the emulator behaves.

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::rest::Reply;
 use super::{ApexCall, Emu};
 
-/// Calls kept (older ones are dropped).
+/// Calls kept (older ones are dropped): the emulator's own bound, not a Salesforce one.
 const KEPT: usize = 10_000;
 
 /// Records one call.

@@ -1,6 +1,13 @@
 //! Bulk API 2.0 ingest: create a job, upload its CSV once, `UploadComplete`, background
 //! processing (`InProgress` -> `JobComplete` | `Failed`, or `Aborted` by the client),
 //! and the successful / failed / unprocessed result CSVs.
+//!
+//! Error codes: the Bulk API 2.0 guide's "Errors" list (InvalidJob, InvalidJobState,
+//! InvalidBatch...,
+//! https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_0_errors.htm),
+//! spelled upper case as the REST answers carry them. Their messages, and
+//! `BULK_API_ERROR`, `INVALIDENTITY`, are the wording orgs answer as users quote it
+//! (a guess where not quoted).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +24,17 @@ use super::store::Tx;
 use super::write::{self, Op};
 use super::Emu;
 
-/// Raw CSV bytes a job takes (150 MB after base64 encoding).
+/// Raw CSV bytes a job takes: "up to 150MB (after base64 encoding)" (Bulk API 2.0
+/// Developer Guide, "Process for Creating Bulk API 2.0 Requests",
+/// https://developer.salesforce.com/docs/atlas.en-us.224.0.api_bulk_v2.meta/api_bulk_v2/creating_bulk_requests.htm;
+/// "Bulk API and Bulk API 2.0 Limits and Allocations" gives the same 150 MB).
 pub const MAX_UPLOAD_BYTES: usize = 150_000_000 / 4 * 3;
-/// Rows written per org transaction while processing (other calls interleave).
+/// Rows written per org transaction while processing (other calls interleave). The
+/// Bulk API 2.0 guide documents internal batches of 10,000 records; 200 is the chunk
+/// each batch is processed in per the Bulk API limits ("Batch processing time": "In
+/// API version 21.0 and later, the chunk size is 200 records",
+/// https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/asynch_api_concepts_limits.htm),
+/// assumed to hold for 2.0 too.
 const CHUNK: usize = 200;
 /// The integration user's id, as `createdById`.
 const USER_ID: &str = "005Em0000000001AAA";

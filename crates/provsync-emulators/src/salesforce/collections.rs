@@ -15,7 +15,10 @@ use super::rest::{violation, Exec, Reply};
 use super::store::key_text;
 use super::write::Op;
 
-/// Records per collections request.
+/// Records per collections request: "The list can contain up to 200 objects" (REST API
+/// Developer Guide, "Upsert Records Using sObject Collections",
+/// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_upsert.htm;
+/// the create and update pages say the same).
 pub const MAX_RECORDS: usize = 200;
 
 #[derive(Deserialize)]
@@ -172,13 +175,18 @@ fn answer(
     Reply::ok(Value::Array(out))
 }
 
+/// The UpsertResult/SaveResult of a record rolled back by `allOrNone` (the guide's
+/// "allOrNone Parameters in Composite and Collections Requests" documents the rollback;
+/// the code and message are the ones orgs answer, as users quote them: a guess).
 fn rolled_back() -> Value {
     json!({"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
            "message": "Record rolled back because not all records were valid and the request was using AllOrNone header",
            "fields": []})
 }
 
-/// The request body, counted for the stats, within the 200-record limit.
+/// The request body, counted for the stats, within the 200-record limit. Over it,
+/// `EXCEEDED_ID_LIMIT` with the message orgs answer as users quote it (the guide
+/// names no code: a guess).
 fn request(x: &mut Exec<'_>, body: &[u8]) -> Result<Request, Reply> {
     let req: Request = serde_json::from_slice(body).map_err(|e| Reply::from(ApiError::json(e)))?;
     x.records = req.records.len() as u64;

@@ -11,9 +11,14 @@ use serde_json::{json, Value};
 use super::errors::{processing_halted, ApiError};
 use super::rest::{violation, Body, Exec, Reply};
 
-/// Subrequests per composite request.
+/// Subrequests per composite request, and how many of them may be sObject Collections
+/// or query operations: REST API Developer Guide, "Composite"
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite.htm:
+/// "up to 25 subrequests", "up to 5 of these" query or collections operations). The
+/// guide names no error code for going over: `LIMIT_EXCEEDED` and its message are a
+/// guess.
 pub const MAX_SUBREQUESTS: usize = 25;
-/// Collections or query subrequests per composite request.
+/// See [`MAX_SUBREQUESTS`].
 pub const MAX_COLLECTIONS_OR_QUERIES: usize = 5;
 
 /// One subrequest (also a composite graph node).
@@ -222,6 +227,8 @@ pub fn handle(x: &mut Exec<'_>, body: &[u8]) -> Reply {
             ),
         );
     }
+    // The guide lists the resources a subrequest may use (not composite itself); the
+    // code for one it lacks is a guess.
     for s in &req.composite_request {
         if s.url.contains("/composite/graph") || s.url.trim_end_matches('/').ends_with("/composite")
         {

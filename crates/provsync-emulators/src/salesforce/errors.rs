@@ -1,6 +1,16 @@
 //! Salesforce's error shapes: the REST `[{"message","errorCode","fields"}]` array, the
 //! per-record `{"statusCode","message","fields"}` of collections, and the record-level
 //! error every write path shares.
+//!
+//! Sources: the shapes and HTTP statuses follow the REST API Developer Guide, "Status
+//! Codes and Error Responses"
+//! (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm);
+//! the codes are Salesforce's StatusCode and ExceptionCode values (SOAP API Developer
+//! Guide, "Core Data Types Used in API Calls": the full lists are in the org's WSDL,
+//! https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_concepts_core_data_objects.htm).
+//! Salesforce does not document its messages' wording: the emulator's messages copy
+//! what real orgs answer as users quote them, which is a guess wherever we have not
+//! seen it quoted.
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -106,7 +116,8 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    /// 404 `NOT_FOUND` as Salesforce words it for an unknown resource.
+    /// 404 `NOT_FOUND` as Salesforce words it for an unknown resource (the example of
+    /// "Status Codes and Error Responses").
     pub fn not_found() -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -166,7 +177,8 @@ pub fn no_such_column(field: &str, object: &str) -> RecordError {
     .whole_request()
 }
 
-/// `UNABLE_TO_LOCK_ROW` on a parent another transaction holds.
+/// `UNABLE_TO_LOCK_ROW` on a parent another transaction holds (the wording real orgs
+/// answer, as users quote it: "unable to obtain exclusive access to this record").
 pub fn unable_to_lock(parent_id: &str) -> RecordError {
     RecordError::new(
         "UNABLE_TO_LOCK_ROW",
@@ -174,7 +186,8 @@ pub fn unable_to_lock(parent_id: &str) -> RecordError {
     )
 }
 
-/// `PROCESSING_HALTED` for a casualty of a sibling's failure in an atomic unit.
+/// `PROCESSING_HALTED` for a casualty of a sibling's failure in an atomic unit (the
+/// status the Composite Graph Limits page names; the message is ours: a guess).
 pub fn processing_halted(message: &str) -> Value {
     json!([{"errorCode": "PROCESSING_HALTED", "message": message}])
 }

@@ -168,6 +168,8 @@ pub fn handle(x: &mut Exec<'_>, _version_text: &str, body: &[u8]) -> Reply {
     let nodes: usize = req.graphs.iter().map(|g| g.composite_request.len()).sum();
     x.graph_nodes = nodes as u64;
     x.records = nodes as u64;
+    // The limits page gives the numbers, not the answer to going over: the code
+    // `LIMIT_EXCEEDED` (and `INVALID_INPUT` for a malformed graph) is a guess.
     match validate(&req.graphs) {
         Ok(()) => {}
         Err(Refusal::Limit(limit, message)) => {

@@ -12,11 +12,18 @@ use quick_xml::Reader;
 use super::rest::{Body, Exec, Reply};
 use super::store::{PickValue, ValueSet};
 
-/// Components per read or upsert call.
+/// Components per read or upsert call: "Limit: 10" (Metadata API Developer Guide,
+/// readMetadata() and upsertMetadata() arguments,
+/// https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_upsertMetadata.htm).
+/// The fault code for going over is a guess.
 pub const MAX_COMPONENTS: usize = 10;
-/// Values per value set, inactive ones included.
+/// Values per value set: "A global value set can have up to 1,000 total values
+/// (inclusive of inactive values)" (Metadata API Developer Guide, GlobalValueSet,
+/// https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_globalvalueset.htm).
+/// The result's error code for going over is a guess.
 pub const MAX_VALUES: usize = 1_000;
-/// Characters of a value's API name or label.
+/// Characters of a value's API name or label (guess: 255, and the code
+/// `STRING_TOO_LONG` for going over, are not confirmed by the pages read).
 pub const MAX_VALUE_CHARS: usize = 255;
 const MD_NS: &str = "http://soap.sforce.com/2006/04/metadata";
 

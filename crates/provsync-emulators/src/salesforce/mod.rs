@@ -37,7 +37,9 @@ pub use server::{router, serve};
 
 /// The newest API version served (and the one `/services/data/` lists last).
 pub const LATEST_VERSION: f64 = 65.0;
-/// The oldest API version served.
+/// The oldest API version served: 21.0 to 30.0 are retired since Summer '25 (REST API
+/// Developer Guide, "API End-of-Life Policy",
+/// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/api_rest_eol.htm).
 pub const OLDEST_VERSION: f64 = 31.0;
 
 /// Everything `provsync emulate salesforce` configures.

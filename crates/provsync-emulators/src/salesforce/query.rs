@@ -11,11 +11,18 @@ use super::schema::SObject;
 use super::soql::{self, Cmp, Lit};
 use super::store::{Org, Record};
 
-/// Rows per page.
+/// Rows per page: "The maximum result size is 2000" (Salesforce Help, "Maximum number
+/// of rows returned by SOQL queries over the REST API", knowledge article 000386264,
+/// https://help.salesforce.com/s/articleView?id=000386264&type=1).
 pub const PAGE: usize = 2_000;
-/// Open cursors kept.
+/// Open cursors kept (guess: the emulator's own bound, older ones are dropped and
+/// their locators answer `INVALID_QUERY_LOCATOR`; Salesforce does not document one
+/// for REST locators).
 const MAX_CURSORS: usize = 200;
-/// Longest SOQL statement.
+/// Longest SOQL statement: "By default, 100,000 characters" (Salesforce Developer
+/// Limits and Allocations Quick Reference, "SOQL and SOSL Limits for Search Queries",
+/// https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_soslsoql.htm;
+/// the code for going over, `MALFORMED_QUERY`, is a guess).
 pub const MAX_SOQL_CHARS: usize = 100_000;
 
 /// The rows of a query not yet returned.

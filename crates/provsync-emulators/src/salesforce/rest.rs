@@ -120,6 +120,29 @@ pub fn parse_version(v: &str) -> Option<f64> {
     (OLDEST_VERSION..=LATEST_VERSION).contains(&n).then_some(n)
 }
 
+/// Why a version segment is not served. A retired version (below 31.0) answers 410:
+/// "If you request any resource or use an operation from a retired API version, REST
+/// API returns the 410:GONE error code" (REST API Developer Guide, "API End-of-Life
+/// Policy", https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/api_rest_eol.htm:
+/// versions 21.0 to 30.0 are retired since Summer '25). Anything else (a version not
+/// released yet, no version) is an unknown resource, 404. The 410 body is a guess:
+/// the SOAP API's code for a retired version, `UNSUPPORTED_API_VERSION`.
+fn unserved_version(text: &str) -> ApiError {
+    let retired = text
+        .strip_prefix('v')
+        .and_then(|v| v.parse::<f64>().ok())
+        .is_some_and(|n| n < OLDEST_VERSION);
+    if retired {
+        ApiError::new(
+            StatusCode::GONE,
+            "UNSUPPORTED_API_VERSION",
+            format!("API version {text} is retired"),
+        )
+    } else {
+        ApiError::not_found()
+    }
+}
+
 /// The `/services/data/` list of versions.
 pub fn versions() -> Value {
     let mut v = Vec::new();
@@ -152,7 +175,7 @@ impl<'a> Exec<'a> {
             return ApiError::not_found().into();
         };
         let Some(version) = parse_version(version_text) else {
-            return ApiError::not_found().into();
+            return unserved_version(version_text).into();
         };
         let segs: Vec<String> = parts.map(percent_decode).collect();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -532,4 +555,17 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_api_version_answers_gone() {
+        assert_eq!(unserved_version("v30.0").status, StatusCode::GONE);
+        assert_eq!(unserved_version("v66.0").status, StatusCode::NOT_FOUND);
+        assert_eq!(unserved_version("latest").status, StatusCode::NOT_FOUND);
+        assert_eq!(parse_version("v31.0"), Some(31.0));
+    }
 }

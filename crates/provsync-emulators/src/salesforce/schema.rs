@@ -308,6 +308,12 @@ impl SObject {
         self.fields.iter().filter(|f| f.is_key())
     }
 
+    /// Fields the store indexes by value: the keys, and unique fields that are no key
+    /// (their uniqueness is checked by lookup).
+    pub fn indexed_fields(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter().filter(|f| f.is_key() || f.unique)
+    }
+
     /// Served at this API version.
     pub fn available_at(&self, version: f64) -> bool {
         self.min_api_version.is_none_or(|min| version >= min)
@@ -634,6 +640,328 @@ mod tests {
         ] {
             assert!(o.field(f).is_some(), "{f}");
         }
+    }
+
+    /// One row of [`KEYS`]: object, then its fields marked External ID, idLookup and
+    /// unique.
+    type KeyRow = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+
+    const ONEKEY: &str = "OneKey_Id__c";
+
+    /// Per object, the fields (Id aside) marked External ID, idLookup and unique, as
+    /// docs/salesforce-model.md cites them from Salesforce's object references.
+    /// `OneKey_Id__c` is our custom key. Written out, not read from the schema file:
+    /// a change to the file that moves a key must change this table too.
+    const KEYS: &[KeyRow] = &[
+        ("Account", &[ONEKEY], &[ONEKEY], &[ONEKEY]),
+        ("Contact", &[], &[], &[]),
+        // SourceSystemIdentifier is "unique within your organization" and not
+        // idLookup (Life Sciences Cloud and Health Cloud guides).
+        (
+            "HealthcareProvider",
+            &[ONEKEY],
+            &[ONEKEY],
+            &[ONEKEY, "SourceSystemIdentifier"],
+        ),
+        (
+            "HealthcarePractitionerFacility",
+            &[ONEKEY],
+            &[ONEKEY, "Name"],
+            &[ONEKEY],
+        ),
+        // SourceSystemIdentifier: not documented (our guess).
+        (
+            "ProviderAffiliation",
+            &[ONEKEY],
+            &[ONEKEY, "SourceSystemIdentifier"],
+            &[ONEKEY],
+        ),
+        (
+            "CareSpecialty",
+            &[ONEKEY],
+            &[ONEKEY, "Name", "SpecialtyCode"],
+            &[ONEKEY],
+        ),
+        (
+            "HealthcareProviderSpecialty",
+            &[ONEKEY],
+            &[ONEKEY, "Name"],
+            &[ONEKEY],
+        ),
+        (
+            "ContactPointAddress",
+            &[ONEKEY],
+            &[ONEKEY, "Name"],
+            &[ONEKEY],
+        ),
+        ("HealthcareProviderNpi", &[ONEKEY], &[ONEKEY], &[ONEKEY]),
+        ("Identifier", &[ONEKEY], &[ONEKEY, "Name"], &[ONEKEY]),
+        // JobIdentifier is neither: upserts by it are refused.
+        ("IntegrationJobRun", &[], &[], &[]),
+    ];
+
+    #[test]
+    fn default_schema_keys_match_the_object_references() {
+        fn names(o: &SObject, pick: fn(&Field) -> bool) -> Vec<&str> {
+            let mut v: Vec<&str> = o
+                .fields
+                .iter()
+                .filter(|f| f.kind != FieldType::Id && pick(f))
+                .map(|f| f.name.as_str())
+                .collect();
+            v.sort_unstable();
+            v
+        }
+        fn sorted(list: &[&'static str]) -> Vec<&'static str> {
+            let mut v = list.to_vec();
+            v.sort_unstable();
+            v
+        }
+        let s = Schema::default_org();
+        for (object, external, lookup, unique) in KEYS {
+            let o = s
+                .object(object)
+                .unwrap_or_else(|| panic!("{object} missing"));
+            assert_eq!(
+                names(o, |f| f.external_id),
+                sorted(external),
+                "{object} externalId"
+            );
+            assert_eq!(
+                names(o, |f| f.id_lookup),
+                sorted(lookup),
+                "{object} idLookup"
+            );
+            assert_eq!(names(o, |f| f.unique), sorted(unique), "{object} unique");
+        }
+        let mut listed: Vec<&str> = KEYS.iter().map(|k| k.0).collect();
+        let mut served: Vec<&str> = s.objects().iter().map(|o| o.name.as_str()).collect();
+        listed.sort_unstable();
+        served.sort_unstable();
+        assert_eq!(served, listed, "every object of the schema is in the table");
+    }
+
+    const TEXT: FieldType = FieldType::String;
+    const AREA: FieldType = FieldType::Textarea;
+    const PICK: FieldType = FieldType::Picklist;
+    const BOOL: FieldType = FieldType::Boolean;
+    const REQ: bool = true;
+    const OPT: bool = false;
+
+    /// The fields the salesforce mappings (mappings/salesforce-*.toml) and the run's
+    /// IntegrationJobRun write, with the type and longest text (0: not text) the
+    /// object references give them (docs/salesforce-model.md), and whether the org
+    /// requires them at create. Custom fields (`__c`, `__pc`) are ours.
+    const WRITTEN: &[(&str, &str, FieldType, usize, bool)] = &[
+        ("Account", "Name", TEXT, 255, REQ),
+        ("Account", "FirstName", TEXT, 40, OPT),
+        ("Account", "MiddleName", TEXT, 40, OPT),
+        ("Account", "LastName", TEXT, 80, OPT),
+        ("Account", "Salutation", PICK, 40, OPT),
+        ("Account", "PersonTitle", TEXT, 80, OPT),
+        ("Account", "PersonBirthdate", FieldType::Date, 0, OPT),
+        ("Account", "PersonEmail", FieldType::Email, 80, OPT),
+        ("Account", "Phone", FieldType::Phone, 40, OPT),
+        ("Account", "Type", PICK, 255, OPT),
+        ("Account", "BillingStreet", AREA, 255, OPT),
+        ("Account", "BillingCity", TEXT, 40, OPT),
+        ("Account", "BillingState", TEXT, 80, OPT),
+        ("Account", "BillingPostalCode", TEXT, 20, OPT),
+        ("Account", "BillingCountry", TEXT, 80, OPT),
+        ("Account", "Gender__pc", TEXT, 40, OPT),
+        ("Account", "Specialty__pc", PICK, 255, OPT),
+        ("Account", "Active__c", BOOL, 0, OPT),
+        ("HealthcareProvider", "Name", TEXT, 255, REQ),
+        ("HealthcareProvider", "ProviderType", PICK, 40, OPT),
+        // Picklists in the Life Sciences Cloud guide; their length is not
+        // documented (our guess: the default 255).
+        ("HealthcareProvider", "ProfessionalTitle", PICK, 255, OPT),
+        ("HealthcareProvider", "OperatingCountryCode", PICK, 255, OPT),
+        (
+            "HealthcareProvider",
+            "SourceSystemIdentifier",
+            TEXT,
+            255,
+            OPT,
+        ),
+        ("HealthcareProvider", "IsActive", BOOL, 0, OPT),
+        ("HealthcareProviderSpecialty", "Name", TEXT, 255, REQ),
+        ("HealthcareProviderSpecialty", "IsActive", BOOL, 0, OPT),
+        ("HealthcareProviderNpi", "Name", TEXT, 255, REQ),
+        ("HealthcareProviderNpi", "Npi", TEXT, 15, OPT),
+        ("HealthcareProviderNpi", "NpiType", PICK, 40, OPT),
+        ("HealthcareProviderNpi", "IsActive", BOOL, 0, OPT),
+        ("ContactPointAddress", "Name", TEXT, 255, REQ),
+        ("ContactPointAddress", "Street", AREA, 255, OPT),
+        ("ContactPointAddress", "City", TEXT, 40, OPT),
+        ("ContactPointAddress", "State", TEXT, 80, OPT),
+        ("ContactPointAddress", "PostalCode", TEXT, 20, OPT),
+        ("ContactPointAddress", "Country", TEXT, 80, OPT),
+        ("ContactPointAddress", "AddressType", PICK, 40, OPT),
+        ("ContactPointAddress", "IsPrimary", BOOL, 0, OPT),
+        ("ContactPointAddress", "Active__c", BOOL, 0, OPT),
+        ("Identifier", "IdValue", TEXT, 255, OPT),
+        ("Identifier", "IdUsageType", PICK, 40, OPT),
+        ("HealthcarePractitionerFacility", "Name", TEXT, 255, REQ),
+        ("HealthcarePractitionerFacility", "Role__c", PICK, 255, OPT),
+        (
+            "HealthcarePractitionerFacility",
+            "IsPrimaryFacility",
+            BOOL,
+            0,
+            OPT,
+        ),
+        ("HealthcarePractitionerFacility", "IsActive", BOOL, 0, OPT),
+        // Name and SourceSystemIdentifier: not documented (our guess).
+        ("ProviderAffiliation", "Name", TEXT, 255, OPT),
+        ("ProviderAffiliation", "Role__c", PICK, 255, OPT),
+        ("ProviderAffiliation", "IsPrimary", BOOL, 0, OPT),
+        (
+            "ProviderAffiliation",
+            "SourceSystemIdentifier",
+            TEXT,
+            255,
+            OPT,
+        ),
+        ("ProviderAffiliation", "IsActive", BOOL, 0, OPT),
+        ("IntegrationJobRun", "JobName", TEXT, 255, REQ),
+        ("IntegrationJobRun", "JobIdentifier", TEXT, 255, REQ),
+        (
+            "IntegrationJobRun",
+            "StartDateTime",
+            FieldType::Datetime,
+            0,
+            REQ,
+        ),
+        (
+            "IntegrationJobRun",
+            "EndDateTime",
+            FieldType::Datetime,
+            0,
+            OPT,
+        ),
+        ("IntegrationJobRun", "Status", PICK, 40, OPT),
+        ("IntegrationJobRun", "JobAdditionalInfo", TEXT, 255, OPT),
+        (
+            "IntegrationJobRun",
+            "JobExectionSummary",
+            AREA,
+            131_072,
+            OPT,
+        ),
+    ];
+
+    /// The references the mappings write: object, field, relationship name, the
+    /// object it points to, required at create.
+    const REFERENCES: &[(&str, &str, &str, &str, bool)] = &[
+        ("Account", "ParentId", "Parent", "Account", OPT),
+        ("HealthcareProvider", "AccountId", "Account", "Account", OPT),
+        (
+            "HealthcareProviderSpecialty",
+            "AccountId",
+            "Account",
+            "Account",
+            OPT,
+        ),
+        (
+            "HealthcareProviderNpi",
+            "AccountId",
+            "Account",
+            "Account",
+            OPT,
+        ),
+        ("ContactPointAddress", "ParentId", "Parent", "Account", OPT),
+        // Master-detail: required (the org also takes Contact and more).
+        (
+            "Identifier",
+            "ParentRecordId",
+            "ParentRecord",
+            "Account",
+            REQ,
+        ),
+        (
+            "HealthcarePractitionerFacility",
+            "AccountId",
+            "Account",
+            "Account",
+            OPT,
+        ),
+        (
+            "HealthcarePractitionerFacility",
+            "HealthcareProviderId",
+            "HealthcareProvider",
+            "HealthcareProvider",
+            OPT,
+        ),
+        (
+            "ProviderAffiliation",
+            "AccountId",
+            "Account",
+            "Account",
+            REQ,
+        ),
+        (
+            "ProviderAffiliation",
+            "RelatedAccountId",
+            "RelatedAccount",
+            "Account",
+            OPT,
+        ),
+    ];
+
+    #[test]
+    fn default_schema_fields_the_mappings_write_match_the_object_references() {
+        let s = Schema::default_org();
+        let field = |object: &str, name: &str| {
+            s.object(object)
+                .and_then(|o| o.field(name))
+                .unwrap_or_else(|| panic!("{object}.{name} missing"))
+                .clone()
+        };
+        for &(object, name, kind, length, required) in WRITTEN {
+            let f = field(object, name);
+            assert_eq!(f.kind, kind, "{object}.{name} type");
+            if kind.is_text() {
+                assert_eq!(f.max_length(), length, "{object}.{name} length");
+            }
+            assert_eq!(f.required(), required, "{object}.{name} required");
+            assert!(f.createable && f.updateable, "{object}.{name} writable");
+            assert_eq!(f.custom, name.ends_with("__c") || name.ends_with("__pc"));
+        }
+        for &(object, name, relationship, to, required) in REFERENCES {
+            let f = field(object, name);
+            assert_eq!(f.kind, FieldType::Reference, "{object}.{name}");
+            assert_eq!(f.relationship_name.as_deref(), Some(relationship));
+            assert_eq!(f.reference_to, [to], "{object}.{name} refers to");
+            assert_eq!(f.required(), required, "{object}.{name} required");
+        }
+        // PractitionerId refers to a Contact on every provider object, not to the
+        // person Account: the mappings reach the practitioner another way.
+        for object in [
+            "HealthcarePractitionerFacility",
+            "HealthcareProviderSpecialty",
+            "HealthcareProviderNpi",
+        ] {
+            assert_eq!(field(object, "PractitionerId").reference_to, ["Contact"]);
+        }
+        // Read only: the org computes them.
+        for (object, name) in [("Account", "IsPersonAccount"), ("Identifier", "Name")] {
+            let f = field(object, name);
+            assert!(!f.createable && !f.updateable, "{object}.{name}");
+        }
+        let affiliation = field("ProviderAffiliation", "AffiliationType");
+        assert!(affiliation.restricted_picklist);
+        let values: Vec<&str> = affiliation
+            .picklist_values
+            .iter()
+            .map(|v| v.value.as_str())
+            .collect();
+        assert_eq!(values, ["Hard", "Soft"]);
     }
 
     #[test]

@@ -21,7 +21,11 @@ use super::rest::{self, Body, Exec, Reply};
 use super::store::Tx;
 use super::{apex, auth, epoch_secs, metadata, Emu};
 
-/// Longest request URI Salesforce accepts.
+/// Longest request URI Salesforce accepts: "the maximum length for the combined URI
+/// and headers is 16,384 bytes ... If the URI itself exceeds this limit, the request
+/// returns a 414 URI Too Long error" (Salesforce Help, knowledge article 000386264,
+/// https://help.salesforce.com/s/articleView?id=000386264&type=1). The error body's
+/// code and message are a guess.
 pub const MAX_URI_BYTES: usize = 16_384;
 /// Largest body accepted (a Bulk upload of 150 MB base64 is about 112 MB raw).
 const MAX_BODY_BYTES: usize = 160 * 1024 * 1024;
@@ -183,10 +187,14 @@ enum Gate {
 fn gate(emu: &Emu, headers: &HeaderMap, session: Option<&str>) -> Gate {
     let faults = emu.faults();
     if emu.rng.chance(faults.fail_503) {
+        // An injected fault: its body is ours (guess: real 503s vary).
         emu.stats.fail_503();
         let body = json!([{"message": "Service temporarily unavailable (emulated)", "errorCode": "SERVER_UNAVAILABLE"}]);
         return Gate::Refuse((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
     }
+    // 401 "The session ID or OAuth token used has expired or is invalid" (REST API
+    // Developer Guide, "Status Codes and Error Responses"); the code and message are
+    // those orgs answer, as users quote them.
     let token = session.or_else(|| bearer(headers));
     if !token.is_some_and(|t| emu.tokens.valid(t)) {
         emu.stats.auth_refused();
@@ -204,6 +212,12 @@ fn gate(emu: &Emu, headers: &HeaderMap, session: Option<&str>) -> Gate {
     let now = epoch_secs();
     let mut org = emu.org_guard();
     let used = org.calls.used(now, emu.window_secs);
+    // "API Request Limits and Allocations"
+    // (https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm):
+    // at most 25 concurrent calls of 20 seconds or longer in a production org, beyond
+    // which the API answers REQUEST_LIMIT_EXCEEDED; a total request allocation per 24
+    // hours, the same code (403 per "Status Codes and Error Responses"). The two
+    // messages are the wording orgs answer as users quote it.
     if emu.inflight.long_running(emu.long_call) >= emu.max_long_calls {
         drop(org);
         let e = ApiError::new(

@@ -333,7 +333,7 @@ impl Org {
         }
         let before = self.remove_raw(&o.name, &id);
         let table = self.tables.entry(o.name.clone()).or_default();
-        for f in o.key_fields() {
+        for f in o.indexed_fields() {
             if let Some(v) = record.get(&f.name).and_then(key_text) {
                 table
                     .index
@@ -353,7 +353,7 @@ impl Org {
         let o = schema.object(object)?;
         let table = self.tables.get_mut(&o.name)?;
         let before = table.rows.remove(id)?;
-        for f in o.key_fields() {
+        for f in o.indexed_fields() {
             if let Some(v) = before.get(&f.name).and_then(key_text) {
                 if let Some(ids) = table.index.get_mut(&f.name).and_then(|m| m.get_mut(&v)) {
                     ids.retain(|x| x != id);

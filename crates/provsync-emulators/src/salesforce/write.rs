@@ -2,6 +2,17 @@
 //! values checked and coerced by type, parents resolved by external id, required
 //! fields, active duplicate rules, unique keys, restricted picklists against their
 //! value set, the parent row lock, then the write inside the caller's transaction.
+//!
+//! Which fields are required, writable, unique or keys comes from the schema (its
+//! sources: docs/salesforce-model.md); the error codes and the wording of their
+//! messages follow errors.rs's note (codes documented, wording as orgs answer it).
+//! Parent row locks: "when you update child records, the system locks the parent and
+//! the child records" (Best Practices for Deployments with Large Data Volumes,
+//! "Record-Level Locking",
+//! https://developer.salesforce.com/docs/atlas.en-us.draes.meta/draes/draes_object_relationships_record_level_locking.htm;
+//! the Record Locking Cheatsheet adds that a lookup "may lock the lookup record",
+//! https://resources.docs.salesforce.com/rel1/doc/en-us/static/pdf/SF_Record-Locking-Cheatsheet_web.pdf).
+//! Locking every referenced Account, and nothing else, is our reading (a guess).
 
 use serde_json::{Map, Value};
 
@@ -830,6 +841,23 @@ mod tests {
         );
     }
 
+    /// HealthcareProvider.SourceSystemIdentifier is unique but no key: the org still
+    /// refuses its value on a second record (a unique field once went unchecked
+    /// because only keys were indexed).
+    #[test]
+    fn a_unique_field_that_is_no_key_refuses_its_value_on_a_second_record() {
+        let mut f = Fixture::new();
+        let hcp = |name: &str| json!({"Name": name, "SourceSystemIdentifier": "S1"});
+        f.upsert(1, "HealthcareProvider", "H1", hcp("A")).unwrap();
+        let err = f
+            .upsert(1, "HealthcareProvider", "H2", hcp("B"))
+            .unwrap_err();
+        assert_eq!(err.code, "DUPLICATE_VALUE");
+        assert_eq!(err.fields, ["SourceSystemIdentifier"]);
+        f.upsert(1, "HealthcareProvider", "H1", hcp("A again"))
+            .unwrap();
+    }
+
     #[test]
     fn values_are_checked_by_type() {
         let mut f = Fixture::new();
@@ -868,7 +896,8 @@ mod tests {
                 1,
                 "IntegrationJobRun",
                 Op::Insert,
-                json!({"JobName": "j", "JobIdentifier": "J1", "EndDateTime": "2026-01-02T03:04:05Z"}),
+                json!({"JobName": "j", "JobIdentifier": "J1", "StartDateTime": "2026-01-02T03:00:00Z",
+                       "EndDateTime": "2026-01-02T03:04:05Z"}),
             )
             .unwrap();
         assert_eq!(

@@ -1008,8 +1008,8 @@ fn salesforce_duplicate_rules_reject_records_naming_rule_and_match_and_allow_sav
     org.assert_no_violations();
 
     // Links go as sObject Collections: the header rides on those requests too. A
-    // rule every "Works At" affiliation matches lets them all in with the option.
-    let links = Emulator::salesforce(&["--duplicate-rule", "ProviderAffiliation:AffiliationType"]);
+    // rule every active affiliation matches lets them all in with the option.
+    let links = Emulator::salesforce(&["--duplicate-rule", "ProviderAffiliation:IsActive"]);
     let third = tempfile::tempdir().unwrap();
     let r = sync_night(
         third.path(),
@@ -1188,7 +1188,8 @@ struct OrgRecord {
 }
 
 /// The org's records of each provider kind (the salesforce-lsc mapping: person and
-/// business Accounts, `Works At` and `Parent` ProviderAffiliations), by record id.
+/// business Accounts, and ProviderAffiliations from a person Account (activities)
+/// or from a business one (the workplace hierarchy)), by record id.
 fn org_records(org: &Emulator) -> BTreeMap<String, OrgRecord> {
     let text = |v: &Value| v.as_str().map(str::to_string);
     let mut out = BTreeMap::new();
@@ -1213,11 +1214,12 @@ fn org_records(org: &Emulator) -> BTreeMap<String, OrgRecord> {
     }
     for r in soql(
         org,
-        "SELECT Id, AffiliationType, IsActive, RelatedAccountId, LastModifiedDate FROM ProviderAffiliation",
+        "SELECT Id, AccountId, IsActive, RelatedAccountId, LastModifiedDate FROM ProviderAffiliation",
     ) {
-        let kind = match r["AffiliationType"].as_str() {
-            Some("Works At") => "activity",
-            Some("Parent") => "relation",
+        let from = text(&r["AccountId"]).and_then(|id| out.get(&id));
+        let kind = match from.map(|a| a.kind) {
+            Some("individual") => "activity",
+            Some("workplace") => "relation",
             other => panic!("an affiliation of no provider kind: {other:?}"),
         };
         out.insert(

@@ -370,7 +370,10 @@ async fn salesforce_upsert_by_a_field_neither_external_id_nor_id_lookup_is_refus
         .call(
             Method::POST,
             &format!("{v65}/sobjects/IntegrationJobRun"),
-            Some(json!({"JobName": "provsync provider-sync full", "JobIdentifier": "J1"})),
+            Some(
+                json!({"JobName": "provsync provider-sync full", "JobIdentifier": "J1",
+                        "StartDateTime": "2026-01-02T03:00:00Z"}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -525,14 +528,20 @@ async fn salesforce_field_validation_answers_salesforce_errors() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _, _) = sf
+    sf.call(
+        Method::PATCH,
+        &up("Account", "PA"),
+        Some(json!({"Name": "PA"})),
+    )
+    .await;
+    let (s, _, b) = sf
         .call(
             Method::PATCH,
             "/services/data/v65.0/sobjects/ProviderAffiliation/OneKey_Id__c/P1",
-            Some(json!({"Name": "p"})),
+            Some(json!({"Name": "p", "Account": {"OneKey_Id__c": "PA"}})),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(s, StatusCode::CREATED, "{b}");
     // Data errors are not limit violations.
     assert_eq!(sf.violations().await, 0);
 }
@@ -842,7 +851,7 @@ async fn salesforce_composite_references_all_or_none_and_limits() {
     let path = format!("{V}/composite");
     let req = json!({"allOrNone": true, "compositeRequest": [
         node("acc", "PATCH", &format!("{V}/sobjects/Account/OneKey_Id__c/CP1"), json!({"Name": "Clinic"})),
-        node("addr", "POST", &format!("{V}/sobjects/ContactPointAddress"), json!({"ParentId": "@{acc.id}", "City": "Leeds"})),
+        node("addr", "POST", &format!("{V}/sobjects/ContactPointAddress"), json!({"ParentId": "@{acc.id}", "Name": "Leeds", "City": "Leeds"})),
         node("q", "GET", &format!("{V}/query?q=SELECT+Id+FROM+Account+WHERE+OneKey_Id__c='CP1'"), Value::Null),
     ]});
     let (s, _, b) = sf.call(Method::POST, &path, Some(req)).await;
@@ -1698,7 +1707,7 @@ async fn salesforce_restart_keeps_records_value_sets_jobs_and_budget() {
     let (_, b) = sf
         .upsert_collection(
             "HealthcarePractitionerFacility",
-            vec![json!({"OneKey_Id__c": "SF", "Role__c": "Chief"})],
+            vec![json!({"OneKey_Id__c": "SF", "Name": "SF", "Role__c": "Chief"})],
             false,
         )
         .await;
