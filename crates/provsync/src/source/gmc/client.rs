@@ -5,9 +5,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use provsync_core::source::SourceError;
+use tokio::io::AsyncBufRead;
+use tokio_util::io::StreamReader;
 
 use super::config::{Credentials, GmcConfig};
-use super::response::{self, Response};
+use super::response::{self, ParseError, Response};
 
 const ACTION: &str = "https://webcache.gmc-uk.org/GMCWebServices/GetDoctorsForDB";
 
@@ -118,26 +120,19 @@ impl Client {
             }
         };
         let status = resp.status();
-        let bytes = match read_capped(resp, self.config.max_answer_bytes).await {
-            Ok(b) => b,
-            Err(Read::TooBig(size)) => {
-                return Err(Failure::Body(format!(
-                    "designated body {body}: the answer is larger than source.max_answer_bytes ({} bytes){}",
-                    self.config.max_answer_bytes,
-                    size.map(|n| format!(": {n} bytes")).unwrap_or_default()
-                )))
-            }
-            Err(Read::Transport(e)) => {
-                return Ok(Attempt::Transient(format!(
-                    "reading the answer: {}",
-                    crate::errors::http(&e)
-                )))
-            }
-        };
-        if !status.is_success() {
-            return judge_error_status(body, status, &bytes);
+        let cap = self.config.max_answer_bytes;
+        if let Some(n) = resp.content_length().filter(|n| *n > cap) {
+            return Err(too_big(body, cap, Some(n)));
         }
-        let parsed = response::parse(&bytes)
+        let parsed = response::parse(capped_body(resp, cap)).await;
+        // Bytes that stopped coming (the cap, the connection) decide before the XML does.
+        if let Err(ParseError::Read(e)) = &parsed {
+            return read_failure(body, cap, e);
+        }
+        if !status.is_success() {
+            return judge_error_status(body, status, parsed.ok().and_then(|r| r.fault));
+        }
+        let parsed = parsed
             .map_err(|e| Failure::Body(format!("designated body {body}: HTTP {status}, {e}")))?;
         if let Some(fault) = &parsed.fault {
             return Err(Failure::Body(format!(
@@ -204,40 +199,69 @@ impl Client {
     }
 }
 
-/// Why an answer could not be read whole.
+/// Why an answer's bytes stopped coming.
+#[derive(Debug, thiserror::Error)]
 enum Read {
-    /// Over the cap (its announced size, when the server gave one).
-    TooBig(Option<u64>),
+    /// More than the cap arrived.
+    #[error("the answer is over the cap")]
+    TooBig,
+    /// The connection failed.
+    #[error(transparent)]
     Transport(reqwest::Error),
 }
 
-/// Reads an answer chunk by chunk up to `cap` bytes: a bigger one is refused as
-/// soon as it is known (Content-Length, or the chunk that crosses the cap) and
-/// never held whole.
-async fn read_capped(mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>, Read> {
-    if let Some(n) = resp.content_length().filter(|n| *n > cap) {
-        return Err(Read::TooBig(Some(n)));
-    }
-    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(Read::Transport)? {
-        if out.len() as u64 + chunk.len() as u64 > cap {
-            return Err(Read::TooBig(None));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+/// The failure of an answer over `max_answer_bytes`, with its size when announced.
+fn too_big(body: &str, cap: u64, size: Option<u64>) -> Failure {
+    Failure::Body(format!(
+        "designated body {body}: the answer is larger than source.max_answer_bytes ({cap} bytes){}",
+        size.map(|n| format!(": {n} bytes")).unwrap_or_default()
+    ))
 }
 
-/// A non-2xx answer, judged by its status before its body: a SOAP fault (SOAP 1.1
-/// sends faults with HTTP 500) fails the body; any other answer (an HTML error page
-/// from a proxy or load balancer) is retried when the status says a retry can help
-/// (5xx, 408, 429), and fails the body otherwise.
+/// An answer whose bytes stopped coming: over the cap fails the body, a transport
+/// error is retried.
+fn read_failure(body: &str, cap: u64, e: &std::io::Error) -> Result<Attempt, Failure> {
+    match e.get_ref().and_then(|e| e.downcast_ref::<Read>()) {
+        Some(Read::TooBig) => Err(too_big(body, cap, None)),
+        Some(Read::Transport(e)) => Ok(Attempt::Transient(format!(
+            "reading the answer: {}",
+            crate::errors::http(e)
+        ))),
+        None => Ok(Attempt::Transient(format!("reading the answer: {e}"))),
+    }
+}
+
+/// An answer's body as a reader of its chunks as they arrive, failing with
+/// [`Read::TooBig`] on the chunk that takes it past `cap` bytes, so the answer is
+/// parsed without being held whole and never read past the cap.
+fn capped_body(resp: reqwest::Response, cap: u64) -> impl AsyncBufRead + Unpin {
+    let chunks = futures::stream::try_unfold((resp, 0u64), move |(mut resp, read)| async move {
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| std::io::Error::other(Read::Transport(e)))?;
+        let Some(chunk) = chunk else {
+            return Ok(None);
+        };
+        let read = read + chunk.len() as u64;
+        if read > cap {
+            return Err(std::io::Error::other(Read::TooBig));
+        }
+        Ok(Some((chunk, (resp, read))))
+    });
+    StreamReader::new(Box::pin(chunks))
+}
+
+/// A non-2xx answer, judged by its status, whatever its body parsed to: a SOAP
+/// fault (SOAP 1.1 sends faults with HTTP 500) fails the body; any other answer (an
+/// HTML error page from a proxy or load balancer) is retried when the status says a
+/// retry can help (5xx, 408, 429), and fails the body otherwise.
 fn judge_error_status(
     body: &str,
     status: reqwest::StatusCode,
-    bytes: &[u8],
+    fault: Option<String>,
 ) -> Result<Attempt, Failure> {
-    if let Some(fault) = response::parse(bytes).ok().and_then(|r| r.fault) {
+    if let Some(fault) = fault {
         return Err(Failure::Body(format!(
             "designated body {body}: HTTP {status}, SOAP fault: {fault}"
         )));
@@ -388,7 +412,12 @@ mod tests {
                         &format!("<!-- {} --><ReturnCode>", "x".repeat(10_000)),
                     );
                     if chunked {
-                        let parts = vec![Ok::<_, std::io::Error>(big.into_bytes())];
+                        // Small chunks: the parser has read a part when the cap is met.
+                        let parts: Vec<_> = big
+                            .as_bytes()
+                            .chunks(64)
+                            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                            .collect();
                         axum::body::Body::from_stream(futures::stream::iter(parts))
                     } else {
                         axum::body::Body::from(big)
@@ -411,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_client_error_status_fails_the_body_without_a_retry() {
-        let r = judge_error_status("1-X", reqwest::StatusCode::FORBIDDEN, b"<html>no</html>");
+        let r = judge_error_status("1-X", reqwest::StatusCode::FORBIDDEN, None);
         assert!(
             matches!(r, Err(Failure::Body(why)) if why == "designated body 1-X: HTTP 403 Forbidden")
         );

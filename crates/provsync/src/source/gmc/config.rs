@@ -48,8 +48,9 @@ pub struct GmcConfig {
     pub concurrency: usize,
     /// Largest answer read for one body, in bytes (default 64 MiB, about three
     /// times the largest body's doctors): a bigger answer fails that body with its
-    /// size and is never held whole, so memory stays bounded by
-    /// `concurrency` x this.
+    /// size. Answers are parsed as they arrive and never held whole; a body's
+    /// doctors are held until its answer is complete, so memory stays bounded by
+    /// `concurrency` x the doctors of this many bytes.
     #[serde(default = "default_max_answer_bytes")]
     #[schema(default = default_max_answer_bytes)]
     pub max_answer_bytes: u64,

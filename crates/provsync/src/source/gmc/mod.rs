@@ -86,8 +86,9 @@ impl GmcSource {
     }
 }
 
-/// The page of a body GMC answered: its workplace, then each doctor and connection.
-fn body_page(body: &str, response: &response::Response, next: Option<Cursor>) -> Page {
+/// The page of a body GMC answered: its workplace, then each doctor and connection
+/// (each raw doctor is dropped once it is records).
+fn body_page(body: &str, response: response::Response, next: Option<Cursor>) -> Page {
     let mut page = Page {
         records: Vec::with_capacity(1 + 2 * response.doctors.len()),
         bad: Vec::new(),
@@ -97,8 +98,8 @@ fn body_page(body: &str, response: &response::Response, next: Option<Cursor>) ->
         }),
     };
     page.records.push(records::body(body));
-    for d in &response.doctors {
-        match records::doctor(body, d) {
+    for d in response.doctors {
+        match records::doctor(body, &d) {
             Ok(rs) => page.records.extend(rs),
             Err(b) => page.bad.push(b),
         }
@@ -184,7 +185,7 @@ impl Source for GmcSource {
                     gmc_request_id = %response.gmc_request_id,
                     "gmc body fetched"
                 );
-                Ok(body_page(&body, &response, next))
+                Ok(body_page(&body, response, next))
             }
             Err(Failure::Refused(reason)) => {
                 tracing::error!(body, %reason, "gmc refused the credentials: no new body is asked");

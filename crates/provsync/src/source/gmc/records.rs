@@ -13,22 +13,22 @@ use provsync_core::model::{
 };
 use provsync_core::source::BadRecord;
 
-use super::response::RawDoctor;
+use super::response::{Field, RawDoctor};
 
 /// Role code of a designated-body connection.
 pub const ROLE: &str = "designated_body_connection";
 
 /// (GMC field, identifier system, whether it is a dd/MM/yyyy date).
-const ATTRIBUTES: [(&str, &str, bool); 8] = [
-    ("SubmissionDate", "gmc.submission_date", true),
-    ("DateAdded", "gmc.date_added", true),
-    ("DoctorStatus", "gmc.doctor_status", false),
-    ("UnderNotice", "gmc.under_notice", false),
-    ("Sanction", "gmc.sanction", false),
-    ("Breach", "gmc.breach", false),
-    ("Investigation", "gmc.investigation", false),
+const ATTRIBUTES: [(Field, &str, bool); 8] = [
+    (Field::SubmissionDate, "gmc.submission_date", true),
+    (Field::DateAdded, "gmc.date_added", true),
+    (Field::DoctorStatus, "gmc.doctor_status", false),
+    (Field::UnderNotice, "gmc.under_notice", false),
+    (Field::Sanction, "gmc.sanction", false),
+    (Field::Breach, "gmc.breach", false),
+    (Field::Investigation, "gmc.investigation", false),
     (
-        "PreliminaryInvestigation",
+        Field::PreliminaryInvestigation,
         "gmc.preliminary_investigation",
         false,
     ),
@@ -66,7 +66,7 @@ fn bad(body: &str, d: &RawDoctor, id: Option<&str>, reason: String) -> BadRecord
 
 /// A doctor of `body` as its individual and its connection, or why it is refused.
 pub fn doctor(body: &str, d: &RawDoctor) -> Result<[Record; 2], BadRecord> {
-    let gmc = d.get("GMCReferenceNumber").unwrap_or("").trim();
+    let gmc = d.get(Field::GmcReferenceNumber).unwrap_or("").trim();
     if gmc.len() != 7 || !gmc.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(
             body,
@@ -90,7 +90,7 @@ pub fn doctor(body: &str, d: &RawDoctor) -> Result<[Record; 2], BadRecord> {
                         body,
                         d,
                         Some(gmc),
-                        format!("{field} {v:?} is not dd/MM/yyyy"),
+                        format!("{} {v:?} is not dd/MM/yyyy", field.name()),
                     )
                 })?
                 .to_string()
@@ -109,8 +109,12 @@ pub fn doctor(body: &str, d: &RawDoctor) -> Result<[Record; 2], BadRecord> {
     };
     let individual = Individual {
         meta: meta.clone(),
-        first_name: d.get("DoctorFirstName").unwrap_or("").trim().to_owned(),
-        last_name: d.get("DoctorLastName").unwrap_or("").trim().to_owned(),
+        first_name: d
+            .get(Field::DoctorFirstName)
+            .unwrap_or("")
+            .trim()
+            .to_owned(),
+        last_name: d.get(Field::DoctorLastName).unwrap_or("").trim().to_owned(),
         middle_name: None,
         title: Some("Dr".into()),
         gender: None,
@@ -136,14 +140,12 @@ pub fn doctor(body: &str, d: &RawDoctor) -> Result<[Record; 2], BadRecord> {
 mod tests {
     use super::*;
 
-    fn raw(fields: &[(&str, &str)]) -> RawDoctor {
-        RawDoctor {
-            position: 3,
-            fields: fields
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
+    fn raw(fields: &[(Field, &str)]) -> RawDoctor {
+        let mut d = RawDoctor::new(3);
+        for (field, value) in fields {
+            d.set(*field, value).unwrap();
         }
+        d
     }
 
     #[test]
@@ -151,10 +153,10 @@ mod tests {
         let [i, a] = doctor(
             "1-AIIDHJ",
             &raw(&[
-                ("GMCReferenceNumber", "1234567"),
-                ("DoctorLastName", "Khan"),
-                ("SubmissionDate", "31/01/2027"),
-                ("UnderNotice", "On Hold"),
+                (Field::GmcReferenceNumber, "1234567"),
+                (Field::DoctorLastName, "Khan"),
+                (Field::SubmissionDate, "31/01/2027"),
+                (Field::UnderNotice, "On Hold"),
             ]),
         )
         .unwrap();
@@ -174,8 +176,8 @@ mod tests {
         let e = doctor(
             "1-X",
             &raw(&[
-                ("GMCReferenceNumber", "1234567"),
-                ("DateAdded", "2020-01-01"),
+                (Field::GmcReferenceNumber, "1234567"),
+                (Field::DateAdded, "2020-01-01"),
             ]),
         )
         .unwrap_err();
@@ -186,6 +188,6 @@ mod tests {
 
     #[test]
     fn a_missing_gmc_number_is_refused() {
-        assert!(doctor("1-X", &raw(&[("DoctorLastName", "Hall")])).is_err());
+        assert!(doctor("1-X", &raw(&[(Field::DoctorLastName, "Hall")])).is_err());
     }
 }
