@@ -1,6 +1,6 @@
 //! Per-target record state: content hashes, the id map and the sweep stamps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -11,7 +11,7 @@ use provsync_core::store::{Claim, ClaimConflict, HashUpdate, KnownRecord, StoreE
 
 use super::{begin, col, db, run_no, uint, CHUNK};
 use crate::store::claims::{
-    claim_of, claim_order, conflict_of, new_conflicts, CLAIM_CONFLICT_CLAUSE,
+    claim_of, claim_order, conflict_of, new_conflicts, take_inserted, CLAIM_CONFLICT_CLAUSE,
 };
 
 /// Upserts the state of written records: new hash, target id (kept when the write
@@ -145,27 +145,36 @@ pub(super) async fn claim_records(
     for chunk in records.chunks(CHUNK) {
         let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
         let scopes: Vec<&str> = chunk.iter().map(|(_, s)| s.as_str()).collect();
-        sqlx::query(&format!(
+        let inserted: HashSet<String> = sqlx::query_scalar(&format!(
             "INSERT INTO run_claims (run_no, kind, source_id, page_no, scope) \
              SELECT $1, $2, u.source_id, $3, u.scope \
              FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS u(source_id, scope, ord) \
-             ORDER BY u.ord{CLAIM_CONFLICT_CLAUSE}"
+             ORDER BY u.ord{CLAIM_CONFLICT_CLAUSE} RETURNING source_id"
         ))
         .bind(run_no)
         .bind(kind.as_str())
         .bind(page)
         .bind(&ids)
         .bind(scopes)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db("claim records"))?;
+        .map_err(db("claim records"))?
+        .into_iter()
+        .collect();
+        let rest: Vec<&str> = take_inserted(page_no, chunk, &inserted, &mut claims)
+            .into_iter()
+            .map(SourceId::as_str)
+            .collect();
+        if rest.is_empty() {
+            continue;
+        }
         let rows = sqlx::query(
             "SELECT source_id, page_no, scope, conflict FROM run_claims \
              WHERE run_no = $1 AND kind = $2 AND source_id = ANY($3)",
         )
         .bind(run_no)
         .bind(kind.as_str())
-        .bind(&ids)
+        .bind(rest)
         .fetch_all(&mut *tx)
         .await
         .map_err(db("read claims"))?;

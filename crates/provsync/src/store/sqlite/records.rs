@@ -1,6 +1,6 @@
 //! Per-target record state: content hashes, the id map and the sweep stamps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -11,7 +11,7 @@ use provsync_core::store::{Claim, ClaimConflict, HashUpdate, KnownRecord, StoreE
 
 use super::{begin, col, db, uint, CHUNK};
 use crate::store::claims::{
-    claim_of, claim_order, conflict_of, new_conflicts, CLAIM_CONFLICT_CLAUSE,
+    claim_of, claim_order, conflict_of, new_conflicts, take_inserted, CLAIM_CONFLICT_CLAUSE,
 };
 
 /// Upserts the state of written records: new hash, target id (kept when the write
@@ -158,11 +158,18 @@ pub(super) async fn claim_records(
                 .push_bind(page)
                 .push_bind(scope.as_str());
         });
-        qb.push(CLAIM_CONFLICT_CLAUSE);
-        qb.build()
-            .execute(&mut *tx)
+        qb.push(CLAIM_CONFLICT_CLAUSE).push(" RETURNING source_id");
+        let inserted: HashSet<String> = qb
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
             .await
-            .map_err(db("claim records"))?;
+            .map_err(db("claim records"))?
+            .into_iter()
+            .collect();
+        let rest = take_inserted(page_no, chunk, &inserted, &mut claims);
+        if rest.is_empty() {
+            continue;
+        }
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT source_id, page_no, scope, conflict FROM run_claims WHERE run_no = ",
         );
@@ -171,7 +178,7 @@ pub(super) async fn claim_records(
             .push_bind(kind.as_str())
             .push(" AND source_id IN (");
         let mut sep = qb.separated(", ");
-        for (id, _) in chunk {
+        for id in rest {
             sep.push_bind(id.as_str());
         }
         sep.push_unseparated(")");
