@@ -270,6 +270,67 @@ async fn gmc_run_reports_each_body_outcome_with_doctors_returned_connected_moved
     assert!(moved > 0, "night 1 moves doctors: {run}");
 }
 
+/// Bodies of 35 doctors with `page_size = 10`: each body loads in 4 pages (its
+/// snapshot on the last), and is reconciled once, as one scope, over all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_body_larger_than_a_page_loads_in_pages_and_is_swept_once_as_one_scope() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_url(dir.path());
+    let db = pool(&pg).await;
+    let night = |n: u32| {
+        let emu = Emulator::start(2, 35, n, &[]);
+        let job = gmc_job(dir.path(), &format!("night{n}"), &emu, &pg, "s3cret-test");
+        let text = std::fs::read_to_string(&job).unwrap() + "page_size = 10\n";
+        std::fs::write(&job, text).unwrap();
+        (emu, job)
+    };
+    let (emu0, job0) = night(0);
+    let before = emu0.membership();
+    let run0 = run(&job0, &state);
+    run0.expect_code(0);
+    assert_eq!(run0.summary["pages"], 8, "two bodies of 4 pages: {run0}");
+    assert_eq!(connected(&db).await, before);
+
+    let (emu1, job1) = night(1);
+    let after = emu1.membership();
+    let removed: BTreeSet<String> = before
+        .keys()
+        .filter(|d| !after.contains_key(*d))
+        .cloned()
+        .collect();
+    assert!(!removed.is_empty(), "night 1 removes doctors");
+    let run1 = run(&job1, &state);
+    run1.expect_code(0);
+    run1.assert_reconciled();
+    assert_eq!(run1.summary["pages"], 8, "{run1}");
+    assert_eq!(connected(&db).await, after);
+    let reported = scopes(&run1);
+    assert_eq!(reported.len(), 2, "one report a body: {run1}");
+    let new = per_body(&after);
+    for (body, doctors) in &new {
+        let r = &reported[body];
+        assert_eq!(r["outcome"], "swept", "{r}");
+        let returned = &r["per_kind"]["individual"]["returned"];
+        assert_eq!(returned, doctors.len() as u64, "summed over its pages: {r}");
+    }
+    let id = run1.job_id();
+    assert_eq!(
+        changes(&db, &id, "individual", "disconnected").await,
+        removed
+    );
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM change_log WHERE run_id = $1 AND kind = 'individual' AND change = 'disconnected'",
+    )
+    .bind(&id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(logged as usize, removed.len(), "each swept once");
+}
+
 /// A doctors store under test: PostgreSQL with the recipe's mapping, or an SQLite
 /// file with the default provider mapping (doctors in `individuals`).
 enum Store {
@@ -1298,9 +1359,10 @@ const OUTCOMES: [(&str, [BodyOutcome; 3]); 5] = [
     ),
 ];
 
-/// Runs the five nights asking `concurrency` bodies at once and checks, after each,
-/// every doctor's body against `MEMBERSHIP` and every body's outcome.
-async fn mixed_failure_nights(concurrency: u32) {
+/// Runs the five nights asking `concurrency` bodies at once, `page_size` doctors a
+/// page, and checks, after each, every doctor's body against `MEMBERSHIP` and every
+/// body's outcome.
+async fn mixed_failure_nights(concurrency: u32, page_size: u32) {
     let Some(pg) = PgDatabase::create().await else {
         return;
     };
@@ -1332,7 +1394,7 @@ async fn mixed_failure_nights(concurrency: u32) {
                 &format!("backoff_ms = 50\nconcurrency = {concurrency}\n"),
             )
             // Three doctors a body: one leaving is a third of it.
-            + "max_disconnect_share = 0.5\n";
+            + &format!("max_disconnect_share = 0.5\npage_size = {page_size}\n");
         assert!(text.contains(&format!("\"{C}\", \"{B}\"]")), "{text}");
         std::fs::write(&job, text).unwrap();
         let run = run(&job, &state);
@@ -1373,12 +1435,19 @@ async fn mixed_failure_nights(concurrency: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gmc_each_complete_body_is_applied_and_swept_whatever_the_others_answer_one_at_a_time() {
-    mixed_failure_nights(1).await;
+    mixed_failure_nights(1, 2_500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gmc_each_complete_body_is_applied_and_swept_whatever_the_others_answer_four_at_once() {
-    mixed_failure_nights(4).await;
+    mixed_failure_nights(4, 2_500).await;
+}
+
+/// The same nights with every doctor on a page of its own: a body is swept once
+/// all its pages are loaded, and a failed body changes none of its doctors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_each_complete_body_is_applied_and_swept_whatever_the_others_answer_a_doctor_a_page() {
+    mixed_failure_nights(4, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
