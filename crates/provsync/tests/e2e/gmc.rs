@@ -331,6 +331,40 @@ async fn gmc_body_larger_than_a_page_loads_in_pages_and_is_swept_once_as_one_sco
     assert_eq!(logged as usize, removed.len(), "each swept once");
 }
 
+/// A run killed in the middle of a body resumes there: it asks GMC for the body
+/// again, goes on from the offset of the first page not loaded (the answer is the
+/// same list), and ends with the register's doctors, the body swept once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_run_killed_in_the_middle_of_a_body_resumes_from_the_page_it_was_at() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_url(dir.path());
+    let emu = Emulator::start(1, 50_000, 0, &[]);
+    let job = gmc_job(dir.path(), "killed", &emu, &pg, "s3cret-test");
+    let text = std::fs::read_to_string(&job).unwrap() + "page_size = 100\n";
+    std::fs::write(&job, text).unwrap();
+    let mut bg = spawn(&job, &state, dir.path(), "killed");
+    let id = bg.job_id();
+    bg.wait_for_status(&id, &state, "some pages of the body are loaded", |s| {
+        s["counts"]["created"].as_u64().unwrap_or(0) >= 1000
+    });
+    bg.child.kill().unwrap(); // SIGKILL
+    bg.child.wait().unwrap();
+
+    let resumed = run(&job, &state);
+    resumed.expect_code(0);
+    assert_eq!(resumed.job_id(), id, "the rerun resumes the killed job");
+    resumed.assert_reconciled();
+    assert_eq!(connected(&pool(&pg).await).await, emu.membership());
+    let reported = scopes(&resumed);
+    assert_eq!(reported.len(), 1, "{resumed}");
+    let r = reported.values().next().unwrap();
+    assert_eq!(r["outcome"], "swept", "{r}");
+    assert_eq!(r["per_kind"]["individual"]["returned"], 50_000, "{r}");
+}
+
 /// A doctors store under test: PostgreSQL with the recipe's mapping, or an SQLite
 /// file with the default provider mapping (doctors in `individuals`).
 enum Store {
