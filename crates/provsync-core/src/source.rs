@@ -44,25 +44,36 @@ pub struct Page {
     pub bad: Vec<BadRecord>,
     /// Cursor of the next page; `None` on the last page.
     pub next: Option<Cursor>,
-    /// Set by sources that deliver each scope whole in one page (a GMC designated
-    /// body): what this page says of its scope, so the sweep runs scope by scope.
+    /// Set by sources that deliver each scope whole (a GMC designated body): what
+    /// this page says of its scope, so the sweep runs scope by scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<ScopeSnapshot>,
 }
 
-/// What a page says of the one scope it holds whole. The sweep of a scope runs only
-/// after its page, complete, is loaded; a failed or refused scope disconnects
-/// nothing, and the other scopes' complete pages are loaded and swept all the same.
+/// What a page says of the one scope it holds. A scope comes in one page or several
+/// (`Part` pages, then the one that says how it ended); the sweep of a scope runs
+/// only after its complete last page and every other page of it are loaded; a
+/// failed or refused scope disconnects nothing, and the other scopes' complete
+/// pages are loaded and swept all the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ScopeSnapshot {
-    /// The source answered with success: the page holds every record of the scope.
+    /// Some of the scope's records; more pages of it follow, the last one says how
+    /// the scope ended. The source had the scope's whole answer before sending it.
+    Part {
+        /// The scope.
+        scope: Scope,
+    },
+    /// The source answered with success: with the scope's `Part` pages before it,
+    /// the page holds every record of the scope.
     Complete {
         /// The scope.
         scope: Scope,
     },
     /// The source could not deliver the scope (access denied, malformed answer,
-    /// retries exhausted): the page holds no record of it.
+    /// retries exhausted): the page holds no record of it. (Only a run resumed in
+    /// the middle of a scope can have loaded `Part` pages of it before; the scope
+    /// is not swept all the same.)
     Failed {
         /// The scope.
         scope: Scope,
@@ -84,16 +95,22 @@ impl ScopeSnapshot {
     /// The scope the page is about.
     pub fn scope(&self) -> &Scope {
         match self {
-            ScopeSnapshot::Complete { scope }
+            ScopeSnapshot::Part { scope }
+            | ScopeSnapshot::Complete { scope }
             | ScopeSnapshot::Failed { scope, .. }
             | ScopeSnapshot::Refused { scope, .. } => scope,
         }
     }
 
+    /// Whether the page says the scope arrived whole (its last page).
+    pub fn complete(&self) -> bool {
+        matches!(self, ScopeSnapshot::Complete { .. })
+    }
+
     /// Why the scope failed, if it did.
     pub fn failure(&self) -> Option<&str> {
         match self {
-            ScopeSnapshot::Complete { .. } => None,
+            ScopeSnapshot::Part { .. } | ScopeSnapshot::Complete { .. } => None,
             ScopeSnapshot::Failed { reason, .. } | ScopeSnapshot::Refused { reason, .. } => {
                 Some(reason)
             }

@@ -4,9 +4,11 @@
 //! share of its records, is refused and reported instead. This replaces the seeds'
 //! "mark everything disconnected first" step.
 //!
-//! When the source delivers each scope whole in one page (a GMC designated body),
-//! the pages say so ([`ScopeSnapshot`]) and reconciliation is per scope: a scope
-//! whose complete page was loaded is swept even if another scope failed, or the
+//! When the source delivers each scope whole (a GMC designated body, in one page or
+//! several), the pages say so ([`ScopeSnapshot`]: every page names its scope, the
+//! last says how it ended) and reconciliation is per scope: a scope whose complete
+//! last page and every other page were loaded is swept even if another scope
+//! failed, or the
 //! source refused the run's credentials on another scope (the run then ends
 //! `failed`, after the sweep); a failed scope disconnects nobody. Otherwise the
 //! run's snapshot is one: all or nothing.
@@ -128,9 +130,9 @@ impl SweepReport {
     }
 }
 
-/// What the page ledger says of each scope, for sources with a page per scope.
+/// What the page ledger says of each scope, for sources that deliver scope by scope.
 pub struct ScopeLedger<'a> {
-    /// The pages that carry a snapshot, latest fetch of each page.
+    /// The pages that name their scope, latest fetch of each page.
     pages: Vec<(&'a ScopeSnapshot, &'a PageEntry)>,
 }
 
@@ -145,8 +147,8 @@ impl<'a> ScopeLedger<'a> {
         }
     }
 
-    /// Whether the source delivered a scope per page (then scopes are reconciled
-    /// one by one).
+    /// Whether the source delivered scope by scope (then scopes are reconciled one
+    /// by one).
     pub fn per_scope(&self) -> bool {
         !self.pages.is_empty()
     }
@@ -155,7 +157,27 @@ impl<'a> ScopeLedger<'a> {
     pub fn any_complete(&self) -> bool {
         self.pages
             .iter()
-            .any(|(s, p)| s.failure().is_none() && p.loaded)
+            .any(|(s, _)| s.complete() && self.loaded_whole(s.scope()))
+    }
+
+    /// The pages of a group of scopes.
+    fn of<'b>(
+        &'b self,
+        group: &'b [Scope],
+    ) -> impl Iterator<Item = &'b (&'a ScopeSnapshot, &'a PageEntry)> + 'b {
+        self.pages
+            .iter()
+            .filter(move |(s, _)| group.contains(s.scope()))
+    }
+
+    /// Whether a scope's complete last page and every other page of it are loaded,
+    /// and none failed.
+    fn loaded_whole(&self, scope: &Scope) -> bool {
+        let group = std::slice::from_ref(scope);
+        self.of(group).any(|(s, _)| s.complete())
+            && self
+                .of(group)
+                .all(|(s, p)| p.loaded && s.failure().is_none())
     }
 
     /// The reason of the first scope on which the source refused the run itself.
@@ -168,20 +190,16 @@ impl<'a> ScopeLedger<'a> {
         self.pages.iter().find_map(|(s, _)| s.failure())
     }
 
-    /// Why a scope must not be swept: it failed, or its complete page was not loaded.
+    /// Why a scope must not be swept: it failed, or its complete last page or
+    /// another of its pages was not loaded.
     fn blocker(&self, group: &[Scope]) -> Option<String> {
         if !self.per_scope() {
             return None;
         }
-        let mine: Vec<_> = self
-            .pages
-            .iter()
-            .filter(|(s, _)| group.contains(s.scope()))
-            .collect();
-        if let Some(reason) = mine.iter().find_map(|(s, _)| s.failure()) {
+        if let Some(reason) = self.of(group).find_map(|(s, _)| s.failure()) {
             return Some(reason.to_owned());
         }
-        if mine.is_empty() || mine.iter().any(|(_, p)| !p.loaded) {
+        if !self.of(group).any(|(s, _)| s.complete()) || self.of(group).any(|(_, p)| !p.loaded) {
             return Some(format!(
                 "scope {}: no complete snapshot of it was loaded",
                 group_name(group)
@@ -192,22 +210,17 @@ impl<'a> ScopeLedger<'a> {
 
     /// Rejected or failed records and records extracted in a scope's pages.
     fn errors(&self, group: &[Scope]) -> (u64, u64) {
-        self.pages
-            .iter()
-            .filter(|(s, _)| group.contains(s.scope()))
+        self.of(group)
             .filter_map(|(_, p)| p.counts.as_ref())
             .map(|c| c.total())
             .fold((0, 0), |(e, x), c| (e + c.errors(), x + c.extracted))
     }
 
-    /// The scope's report before its sweep: returned, connected and moved from its
-    /// page counts; failed if its page failed.
+    /// The scope's report before its sweep: returned, connected and moved summed
+    /// over its pages; failed if it failed or was not loaded whole.
     fn report(&self, group: &[Scope]) -> ScopeReport {
         let mut per_kind: BTreeMap<EntityKind, ScopeCounts> = BTreeMap::new();
-        for (s, p) in &self.pages {
-            if !group.contains(s.scope()) {
-                continue;
-            }
+        for (_, p) in self.of(group) {
             for (kind, c) in p.counts.iter().flat_map(|k| k.kinds.iter()) {
                 let e = per_kind.entry(*kind).or_default();
                 e.returned += c.extracted;
@@ -216,11 +229,7 @@ impl<'a> ScopeLedger<'a> {
             }
         }
         let reason = self.blocker(group);
-        let failed = self
-            .pages
-            .iter()
-            .any(|(s, _)| group.contains(s.scope()) && s.failure().is_some())
-            || (self.per_scope() && reason.is_some());
+        let failed = self.per_scope() && reason.is_some();
         ScopeReport {
             scope: group_name(group),
             outcome: if failed {
@@ -414,5 +423,99 @@ async fn sweep_kind(
         if last {
             return Ok(disconnected);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use provsync_core::source::Cursor;
+
+    use super::*;
+
+    /// A page of scope `A` with `doctors` individuals, one of them moved in.
+    fn page(page_no: u64, snapshot: ScopeSnapshot, loaded: bool, doctors: u64) -> PageEntry {
+        let mut counts = KindCounts::default();
+        let c = counts.kind_mut(EntityKind::Individual);
+        c.extracted = doctors;
+        c.connected = doctors - 1;
+        c.moved = 1;
+        PageEntry {
+            page_no,
+            cursor: Cursor(page_no.to_string()),
+            loaded,
+            records: doctors,
+            snapshot: Some(snapshot),
+            counts: loaded.then_some(counts),
+        }
+    }
+
+    fn part() -> ScopeSnapshot {
+        ScopeSnapshot::Part {
+            scope: Scope::from("A"),
+        }
+    }
+
+    fn complete() -> ScopeSnapshot {
+        ScopeSnapshot::Complete {
+            scope: Scope::from("A"),
+        }
+    }
+
+    #[test]
+    fn a_scope_in_several_pages_is_one_scope_whose_counts_sum_over_its_pages() {
+        let pages = [
+            page(0, part(), true, 10),
+            page(1, part(), true, 10),
+            page(2, complete(), true, 5),
+        ];
+        let ledger = ScopeLedger::new(&pages);
+        assert!(ledger.any_complete());
+        let r = ledger.report(&[Scope::from("A")]);
+        assert_eq!(r.outcome, ScopeOutcome::Swept, "{r:?}");
+        let c = r.per_kind[&EntityKind::Individual];
+        assert_eq!((c.returned, c.connected, c.moved), (25, 22, 3));
+        assert_eq!(ledger.errors(&[Scope::from("A")]), (0, 25));
+    }
+
+    #[test]
+    fn a_scope_is_not_complete_until_every_page_of_it_is_loaded() {
+        let pages = [
+            page(0, part(), true, 10),
+            page(1, part(), false, 10),
+            page(2, complete(), true, 5),
+        ];
+        let ledger = ScopeLedger::new(&pages);
+        assert!(!ledger.any_complete());
+        let r = ledger.report(&[Scope::from("A")]);
+        assert_eq!(r.outcome, ScopeOutcome::Failed);
+        assert!(r.reason.unwrap().contains("no complete snapshot"));
+    }
+
+    #[test]
+    fn a_scope_without_its_complete_last_page_is_not_complete() {
+        let pages = [page(0, part(), true, 10)];
+        let ledger = ScopeLedger::new(&pages);
+        assert!(!ledger.any_complete());
+        assert_eq!(
+            ledger.report(&[Scope::from("A")]).outcome,
+            ScopeOutcome::Failed
+        );
+    }
+
+    #[test]
+    fn a_scope_failing_after_some_of_its_pages_loaded_is_failed() {
+        let failed = ScopeSnapshot::Failed {
+            scope: Scope::from("A"),
+            reason: "designated body A: GMC's answer changed".into(),
+        };
+        let pages = [page(0, part(), true, 10), page(1, failed, true, 1)];
+        let ledger = ScopeLedger::new(&pages);
+        assert!(!ledger.any_complete());
+        let r = ledger.report(&[Scope::from("A")]);
+        assert_eq!(r.outcome, ScopeOutcome::Failed);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("designated body A: GMC's answer changed")
+        );
     }
 }

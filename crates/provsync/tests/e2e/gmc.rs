@@ -270,6 +270,101 @@ async fn gmc_run_reports_each_body_outcome_with_doctors_returned_connected_moved
     assert!(moved > 0, "night 1 moves doctors: {run}");
 }
 
+/// Bodies of 35 doctors with `page_size = 10`: each body loads in 4 pages (its
+/// snapshot on the last), and is reconciled once, as one scope, over all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_body_larger_than_a_page_loads_in_pages_and_is_swept_once_as_one_scope() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_url(dir.path());
+    let db = pool(&pg).await;
+    let night = |n: u32| {
+        let emu = Emulator::start(2, 35, n, &[]);
+        let job = gmc_job(dir.path(), &format!("night{n}"), &emu, &pg, "s3cret-test");
+        let text = std::fs::read_to_string(&job).unwrap() + "page_size = 10\n";
+        std::fs::write(&job, text).unwrap();
+        (emu, job)
+    };
+    let (emu0, job0) = night(0);
+    let before = emu0.membership();
+    let run0 = run(&job0, &state);
+    run0.expect_code(0);
+    assert_eq!(run0.summary["pages"], 8, "two bodies of 4 pages: {run0}");
+    assert_eq!(connected(&db).await, before);
+
+    let (emu1, job1) = night(1);
+    let after = emu1.membership();
+    let removed: BTreeSet<String> = before
+        .keys()
+        .filter(|d| !after.contains_key(*d))
+        .cloned()
+        .collect();
+    assert!(!removed.is_empty(), "night 1 removes doctors");
+    let run1 = run(&job1, &state);
+    run1.expect_code(0);
+    run1.assert_reconciled();
+    assert_eq!(run1.summary["pages"], 8, "{run1}");
+    assert_eq!(connected(&db).await, after);
+    let reported = scopes(&run1);
+    assert_eq!(reported.len(), 2, "one report a body: {run1}");
+    let new = per_body(&after);
+    for (body, doctors) in &new {
+        let r = &reported[body];
+        assert_eq!(r["outcome"], "swept", "{r}");
+        let returned = &r["per_kind"]["individual"]["returned"];
+        assert_eq!(returned, doctors.len() as u64, "summed over its pages: {r}");
+    }
+    let id = run1.job_id();
+    assert_eq!(
+        changes(&db, &id, "individual", "disconnected").await,
+        removed
+    );
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM change_log WHERE run_id = $1 AND kind = 'individual' AND change = 'disconnected'",
+    )
+    .bind(&id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(logged as usize, removed.len(), "each swept once");
+}
+
+/// A run killed in the middle of a body resumes there: it asks GMC for the body
+/// again, goes on from the offset of the first page not loaded (the answer is the
+/// same list), and ends with the register's doctors, the body swept once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_run_killed_in_the_middle_of_a_body_resumes_from_the_page_it_was_at() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_url(dir.path());
+    let emu = Emulator::start(1, 50_000, 0, &[]);
+    let job = gmc_job(dir.path(), "killed", &emu, &pg, "s3cret-test");
+    let text = std::fs::read_to_string(&job).unwrap() + "page_size = 100\n";
+    std::fs::write(&job, text).unwrap();
+    let mut bg = spawn(&job, &state, dir.path(), "killed");
+    let id = bg.job_id();
+    bg.wait_for_status(&id, &state, "some pages of the body are loaded", |s| {
+        s["counts"]["created"].as_u64().unwrap_or(0) >= 1000
+    });
+    bg.child.kill().unwrap(); // SIGKILL
+    bg.child.wait().unwrap();
+
+    let resumed = run(&job, &state);
+    resumed.expect_code(0);
+    assert_eq!(resumed.job_id(), id, "the rerun resumes the killed job");
+    resumed.assert_reconciled();
+    assert_eq!(connected(&pool(&pg).await).await, emu.membership());
+    let reported = scopes(&resumed);
+    assert_eq!(reported.len(), 1, "{resumed}");
+    let r = reported.values().next().unwrap();
+    assert_eq!(r["outcome"], "swept", "{r}");
+    assert_eq!(r["per_kind"]["individual"]["returned"], 50_000, "{r}");
+}
+
 /// A doctors store under test: PostgreSQL with the recipe's mapping, or an SQLite
 /// file with the default provider mapping (doctors in `individuals`).
 enum Store {
@@ -1300,13 +1395,14 @@ const OUTCOMES: [(&str, [BodyOutcome; 3]); 5] = [
 
 /// Runs night `night` of bodies A, B and C answering `answers` (`=GMC,...` lists
 /// exactly those doctors, a number is the ReturnCode answered on every call),
-/// asking `concurrency` bodies at once, B last.
+/// asking `concurrency` bodies at once, B last, `page_size` doctors a page.
 fn scripted_night(
     dir: &Path,
     pg: &PgDatabase,
     night: usize,
     answers: &[(&str, &str); 3],
     concurrency: u32,
+    page_size: u32,
 ) -> Run {
     let mut faults = Vec::new();
     for (body, answer) in answers {
@@ -1334,22 +1430,23 @@ fn scripted_night(
         // Three doctors a body: one leaving is a third of it; a conflict is a
         // rejected record, reported, not a failed night.
         .replace("max_failed_records = 0\n", "max_failed_records = \"50%\"\n")
-        + "max_disconnect_share = 0.5\n";
+        + &format!("max_disconnect_share = 0.5\npage_size = {page_size}\n");
     assert!(text.contains(&format!("\"{C}\", \"{B}\"]")), "{text}");
     std::fs::write(&job, text).unwrap();
     run(&job, &state_url(dir))
 }
 
-/// Runs the five nights asking `concurrency` bodies at once and checks, after each,
-/// every doctor's body against `MEMBERSHIP` and every body's outcome.
-async fn mixed_failure_nights(concurrency: u32) {
+/// Runs the five nights asking `concurrency` bodies at once, `page_size` doctors a
+/// page, and checks, after each, every doctor's body against `MEMBERSHIP` and every
+/// body's outcome.
+async fn mixed_failure_nights(concurrency: u32, page_size: u32) {
     let Some(pg) = PgDatabase::create().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let db = pool(&pg).await;
     for (night, answers) in NIGHTS.iter().enumerate() {
-        let run = scripted_night(dir.path(), &pg, night, answers, concurrency);
+        let run = scripted_night(dir.path(), &pg, night, answers, concurrency, page_size);
 
         let (state_expected, outcomes) = OUTCOMES[night];
         assert_eq!(run.state(), state_expected, "night {night}: {run}");
@@ -1387,12 +1484,19 @@ async fn mixed_failure_nights(concurrency: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gmc_each_complete_body_is_applied_and_swept_whatever_the_others_answer_one_at_a_time() {
-    mixed_failure_nights(1).await;
+    mixed_failure_nights(1, 2_500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gmc_each_complete_body_is_applied_and_swept_whatever_the_others_answer_four_at_once() {
-    mixed_failure_nights(4).await;
+    mixed_failure_nights(4, 2_500).await;
+}
+
+/// The same nights with every doctor on a page of its own: a body is swept once
+/// all its pages are loaded, and a failed body changes none of its doctors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmc_each_complete_body_is_applied_and_swept_whatever_the_others_answer_a_doctor_a_page() {
+    mixed_failure_nights(4, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1490,7 +1594,7 @@ async fn doctor_in_two_bodies(concurrency: u32) {
     let db = pool(&pg).await;
     let mut placed: Option<String> = None;
     for (night, answers) in TWO_BODIES.iter().enumerate() {
-        let run = scripted_night(dir.path(), &pg, night, answers, concurrency);
+        let run = scripted_night(dir.path(), &pg, night, answers, concurrency, 2500);
         let what = format!("night {night}, concurrency {concurrency}");
         let conflict = TWO_BODIES_CONFLICT[night];
         let id = run.job_id();

@@ -301,7 +301,7 @@ fn check(body: &str, r: Response) -> Result<Response, Failure> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -351,11 +351,17 @@ mod tests {
         assert!(check("1-X", r).is_err());
     }
 
-    /// A client of a fake GMC serving `app`, with these extra settings.
-    async fn client_of(app: axum::Router, settings: &str) -> Client {
+    /// Serves `app` as a fake GMC; returns its URL.
+    pub(in crate::source::gmc) async fn fake_gmc(app: axum::Router) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    /// A client of a fake GMC serving `app`, with these extra settings.
+    async fn client_of(app: axum::Router, settings: &str) -> Client {
+        let url = fake_gmc(app).await;
         let config: GmcConfig = toml::from_str(&format!("url = \"{url}\"\n{settings}\n")).unwrap();
         let credentials = Credentials {
             username: "u".into(),

@@ -135,6 +135,33 @@ pub struct Response {
     pub fault: Option<String>,
 }
 
+impl Response {
+    /// A fingerprint of the doctors listed (every field, in order): two answers of a
+    /// body with the same fingerprint list the same doctors in the same order.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for d in &self.doctors {
+            h.update((d.text.len() as u64).to_le_bytes());
+            h.update(d.text.as_bytes());
+            for span in &d.spans {
+                match span {
+                    Some((start, end)) => {
+                        h.update([1]);
+                        h.update(start.to_le_bytes());
+                        h.update(end.to_le_bytes());
+                    }
+                    None => h.update([0]),
+                }
+            }
+        }
+        let sum = h.finalize();
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&sum[..8]);
+        format!("{:016x}", u64::from_be_bytes(head))
+    }
+}
+
 /// Why a response could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ParseError {
