@@ -10,6 +10,13 @@
 //! Signature: `X-Provsync-Signature: sha256=<hex HMAC-SHA256(key, "<timestamp>.<body>")>`
 //! with `X-Provsync-Timestamp: <unix seconds>`: the receiver recomputes it and
 //! refuses stale timestamps, which defeats replays.
+//!
+//! Where a callback may go is [`address`]'s rule, checked when the job is submitted
+//! and again before each attempt; the attempt then connects to the addresses just
+//! checked (no second lookup), so a DNS answer changed in between cannot send it
+//! elsewhere.
+
+pub mod address;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +29,7 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CallbackSettings;
+use address::Destination;
 
 /// How often the loop looks for due callbacks.
 const POLL: Duration = Duration::from_millis(250);
@@ -66,29 +74,34 @@ pub fn backoff(attempt: u32) -> Duration {
     base + Duration::from_millis(extra)
 }
 
+/// A client for one attempt to `to`: its host name resolves only to the addresses
+/// checked for it.
+fn pinned_client(
+    settings: &CallbackSettings,
+    to: &Destination,
+) -> reqwest::Result<reqwest::Client> {
+    let mut b = crate::http::client_builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+        // A callback URL is the caller's: no redirect at all, not even within it.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(domain) = &to.domain {
+        b = b.resolve_to_addrs(domain, &to.addrs);
+    }
+    b.build()
+}
+
 /// Delivers queued callbacks.
 #[derive(Clone)]
 pub struct Deliverer {
     store: Arc<dyn StateStore>,
     settings: CallbackSettings,
-    http: reqwest::Client,
 }
 
 impl Deliverer {
     /// A deliverer over `store`.
     pub fn new(store: Arc<dyn StateStore>, settings: CallbackSettings) -> Self {
-        let http = crate::http::client_builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            // A callback URL is the caller's: no redirect at all, not even within it.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client");
-        Self {
-            store,
-            settings,
-            http,
-        }
+        Self { store, settings }
     }
 
     /// Runs the delivery loop until the token is cancelled.
@@ -173,17 +186,19 @@ impl Deliverer {
                 false,
             ));
         };
-        if let Some(why) = self.settings.refuse(&c.url) {
-            return Err((why, false));
-        }
+        // The rule may have changed (a restart with new settings) and so may DNS.
+        let to = address::admit(&self.settings, &c.url)
+            .await
+            .map_err(|r| (r.why, r.transient))?;
+        let http = pinned_client(&self.settings, &to)
+            .map_err(|e| (format!("cannot build the HTTP client: {e}"), false))?;
         let body = self
             .payload(c)
             .await
             .map_err(|e| (format!("cannot build the payload: {e}"), true))?;
         let body = serde_json::to_vec(&body).map_err(|e| (e.to_string(), false))?;
         let ts = Utc::now().timestamp();
-        let resp = self
-            .http
+        let resp = http
             .post(&c.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(EVENT_HEADER, format!("job.{}", c.event))
@@ -259,6 +274,42 @@ mod tests {
             hex,
             "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
         );
+    }
+
+    #[tokio::test]
+    async fn an_attempt_connects_to_the_checked_address_and_follows_no_redirect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(|| async { "ok" }))
+            .route(
+                "/moved",
+                axum::routing::post(|| async { axum::response::Redirect::temporary("/hook") }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let settings = CallbackSettings {
+            timeout: Duration::from_secs(5),
+            ..CallbackSettings::default()
+        };
+        // A name no resolver knows: only the pin can take the request to `addr`.
+        let to = Destination {
+            domain: Some("receiver.invalid".into()),
+            addrs: vec![addr],
+        };
+        let http = pinned_client(&settings, &to).unwrap();
+        let port = addr.port();
+        let ok = http
+            .post(format!("http://receiver.invalid:{port}/hook"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let moved = http
+            .post(format!("http://receiver.invalid:{port}/moved"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(moved.status(), 307, "the redirect was followed");
     }
 
     #[test]

@@ -126,16 +126,15 @@ async fn submit(
     caller: &Caller,
     spec: &JobSpec,
 ) -> Result<(JobId, JobState), ApiError> {
-    if let Some(why) = spec
+    // A malformed URL is left to the job's own validation (`invalid_job`).
+    let well_formed = spec
         .callback_url
         .as_deref()
-        .and_then(|url| st.callbacks.refuse(url))
-    {
-        return Err(ApiError::field(
-            ErrorCode::InvalidValue,
-            "callback_url",
-            why,
-        ));
+        .filter(|u| provsync_core::job::spec::check_callback_url(u).is_ok());
+    if let Some(url) = well_formed {
+        crate::callback::address::admit(&st.callbacks, url)
+            .await
+            .map_err(|r| ApiError::field(ErrorCode::InvalidValue, "callback_url", r.why))?;
     }
     let (id, how) = st
         .engine

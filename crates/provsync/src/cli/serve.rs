@@ -206,9 +206,17 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
                 cfg.callbacks.max_attempts,
                 cfg.callbacks.timeout.as_secs(),
                 if cfg.callbacks.allowed_hosts.is_empty() {
-                    String::new()
+                    ", no allowed_hosts: every callback refused".to_owned()
                 } else {
-                    format!(", hosts {}", cfg.callbacks.allowed_hosts.join(" "))
+                    format!(
+                        ", hosts {}{}",
+                        cfg.callbacks.allowed_hosts.join(" "),
+                        if cfg.callbacks.allow_private_addresses {
+                            ", private addresses allowed"
+                        } else {
+                            ""
+                        }
+                    )
                 }
             )?;
             match &cfg.relay {

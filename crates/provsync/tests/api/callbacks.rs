@@ -1,6 +1,7 @@
 //! Callbacks: a job's `callback_url` gets signed `job.accepted` and `job.finished`
 //! POSTs, retried after a failure, never holding the job up; requests asking for
-//! callbacks the server cannot sign or send are refused.
+//! callbacks the server cannot sign or may not send are refused (deny by default,
+//! and no loopback, link-local or private address unless listed as itself).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,8 +25,8 @@ struct Got {
 }
 
 /// A receiver on 127.0.0.1 that answers 503 to the first attempt of each event
-/// (after `delay`) and 200 afterwards.
-async fn receiver(delay: Duration) -> (String, Arc<Mutex<Vec<Got>>>) {
+/// (after `delay`) and 200 afterwards; with its URL and address.
+async fn receiver(delay: Duration) -> (String, std::net::SocketAddr, Arc<Mutex<Vec<Got>>>) {
     let got: Arc<Mutex<Vec<Got>>> = Arc::default();
     let keep = got.clone();
     let app = axum::Router::new().route(
@@ -55,7 +56,7 @@ async fn receiver(delay: Duration) -> (String, Arc<Mutex<Vec<Got>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/hook"), got)
+    (format!("http://{addr}/hook"), addr, got)
 }
 
 fn verify(g: &Got) -> Value {
@@ -90,8 +91,9 @@ fn server_with_callbacks(state: &str, extra_hosts: &str) -> Server {
 
 async fn callbacks_are_signed_retried_and_never_hold_the_job_up(state: &str) {
     // The first attempt of each event takes 2 s and fails.
-    let (url, got) = receiver(Duration::from_secs(2)).await;
-    let s = server_with_callbacks(state, "");
+    let (url, addr, got) = receiver(Duration::from_secs(2)).await;
+    // A loopback receiver is allowed the documented way: its address listed as itself.
+    let s = server_with_callbacks(state, &format!("allowed_hosts = [\"{addr}\"]\n"));
     let world = generate(s.path(), 200);
     let mut body = job(&world, &s.path().join("provider.db"));
     body["callback_url"] = json!(url);
@@ -187,6 +189,14 @@ async fn callback_urls_the_server_cannot_sign_or_may_not_call_are_refused() {
         v["message"].as_str().unwrap().contains("allowed_hosts"),
         "{v}"
     );
+    body["callback_url"] = json!("https://elsewhere.example/hook");
+    let (st, v) = s.submit(&body).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let m = v["message"].as_str().unwrap();
+    assert!(
+        m.contains("elsewhere.example") && m.contains("allowed_hosts"),
+        "{v}"
+    );
     body["callback_url"] = json!("ftp://crm.example/x");
     let (st, v) = s.submit(&body).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
@@ -195,3 +205,60 @@ async fn callback_urls_the_server_cannot_sign_or_may_not_call_are_refused() {
 }
 
 crate::on_both_stores!(callbacks_are_signed_retried_and_never_hold_the_job_up);
+
+/// POSTs a job with `callback_url` to `s` and returns the refusal's message.
+async fn refusal(s: &Server, url: &str) -> String {
+    let world = generate(s.path(), 10);
+    let mut body = job(&world, &s.path().join("provider.db"));
+    body["callback_url"] = json!(url);
+    let (st, v) = s.submit(&body).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{url}: {v}");
+    assert_eq!(v["code"], "invalid_value", "{v}");
+    assert_eq!(v["field"], "callback_url", "{v}");
+    v["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_are_refused_without_allowed_hosts_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    let s = server_with_callbacks(&state, "");
+    for url in ["https://crm.example/hook", "http://127.0.0.1:9/hook"] {
+        let m = refusal(&s, url).await;
+        assert!(m.contains("[callbacks] allowed_hosts"), "{url}: {m}");
+        assert!(m.contains("denied by default"), "{url}: {m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_to_loopback_metadata_or_unlisted_hosts_are_refused_at_submission() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    // localhost is listed by name: it resolves to loopback, which only the address
+    // itself listed admits, even with allow_private_addresses.
+    let s = server_with_callbacks(
+        &state,
+        "allowed_hosts = [\"crm.example\", \"localhost\", \"127.0.0.1:9000\"]\n\
+         allow_private_addresses = true\n",
+    );
+    let m = refusal(&s, "http://127.0.0.1:9001/hook").await;
+    assert!(
+        m.contains("127.0.0.1:9001") && m.contains("loopback") && m.contains("allowed_hosts"),
+        "{m}"
+    );
+    let m = refusal(&s, "http://169.254.169.254/latest/meta-data").await;
+    assert!(
+        m.contains("169.254.169.254") && m.contains("link-local"),
+        "{m}"
+    );
+    let m = refusal(&s, "https://elsewhere.example/hook").await;
+    assert!(
+        m.contains("elsewhere.example") && m.contains("not in [callbacks] allowed_hosts"),
+        "{m}"
+    );
+    let m = refusal(&s, "http://localhost:9000/hook").await;
+    assert!(
+        m.contains("\"localhost\" resolves to") && m.contains("loopback"),
+        "{m}"
+    );
+}
