@@ -508,11 +508,13 @@ pub trait StateStore: Send + Sync {
     /// listed in) and returns every record's claim: the first page to claim a record
     /// keeps it (a page claiming again, as a replayed page does, keeps its own); a
     /// copy in another scope than the claim's marks the claim conflicted. Claimed
-    /// records are the ones the run saw: the sweep spares them.
+    /// records are the ones the run saw: the sweep spares them. `None` claims
+    /// rejected copies: seen, but any page's copy takes such a claim over (page
+    /// `u64::MAX` while nobody has), so a rejected copy never beats a good one.
     async fn claim_records(
         &self,
         id: &JobId,
-        page_no: u64,
+        page_no: Option<u64>,
         kind: EntityKind,
         records: &[(SourceId, Scope)],
     ) -> Result<HashMap<SourceId, Claim>, StoreError>;

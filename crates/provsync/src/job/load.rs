@@ -109,7 +109,7 @@ pub async fn load_page(
         errors: page.errors,
         ..PageCommit::default()
     };
-    claim_rejected(ctx, page.page_no, &commit.errors).await?;
+    claim_rejected(ctx, &commit.errors).await?;
     let mut by_kind: BTreeMap<EntityKind, Vec<MappedRecord>> = BTreeMap::new();
     for r in page.records {
         by_kind.entry(r.kind).or_default().push(r);
@@ -131,12 +131,9 @@ pub async fn load_page(
 
 /// Claims the records this page rejected by id: the source still has them (only
 /// this copy was refused), so the sweep must not disconnect them. They name no
-/// scope, so they make no conflict.
-async fn claim_rejected(
-    ctx: &JobContext,
-    page_no: u64,
-    errors: &[ErrorEntry],
-) -> Result<(), EngineError> {
+/// scope, so they make no conflict, and a good copy on any page (loaded before or
+/// after this one) takes their claim over.
+async fn claim_rejected(ctx: &JobContext, errors: &[ErrorEntry]) -> Result<(), EngineError> {
     let mut by_kind: BTreeMap<EntityKind, Vec<(SourceId, Scope)>> = BTreeMap::new();
     for e in errors {
         if let (Some(kind), Some(id)) = (e.kind, &e.source_id) {
@@ -147,9 +144,7 @@ async fn claim_rejected(
         }
     }
     for (kind, ids) in by_kind {
-        ctx.store()
-            .claim_records(&ctx.id, page_no, kind, &ids)
-            .await?;
+        ctx.store().claim_records(&ctx.id, None, kind, &ids).await?;
     }
     Ok(())
 }
@@ -171,7 +166,7 @@ async fn claim(
         .collect();
     let claims = ctx
         .store()
-        .claim_records(&ctx.id, page_no, kind, &keys)
+        .claim_records(&ctx.id, Some(page_no), kind, &keys)
         .await?;
     let mut kept = Vec::with_capacity(records.len());
     for record in records {

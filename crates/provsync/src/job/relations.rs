@@ -189,7 +189,7 @@ async fn conflicted_moves(
         // Claimed at load: this reads the claims back.
         let claims = ctx
             .store()
-            .claim_records(&ctx.id, page, kind, &records)
+            .claim_records(&ctx.id, Some(page), kind, &records)
             .await?;
         for (id, scope) in records {
             let Some(claim) = claims.get(&id) else {

@@ -8,10 +8,22 @@ use provsync_core::model::{EntityKind, Scope, SourceId};
 use provsync_core::store::{Claim, ClaimConflict, StoreError};
 
 /// The clause ending a claim insert: a record claimed already keeps its claim,
-/// unless the claim was carried over from a seen mark by migration 0007 (page
-/// -1, unknown): then the first page to claim the record again takes it over.
+/// unless its page is -1 (a rejected copy's claim, or one carried over from a seen
+/// mark by migration 0007): then the first page to claim the record takes it over.
 pub(crate) const CLAIM_CONFLICT_CLAUSE: &str = " ON CONFLICT (run_no, kind, source_id) DO UPDATE \
      SET page_no = excluded.page_no, scope = excluded.scope WHERE run_claims.page_no = -1";
+
+/// The page a claim is made for, as returned (`u64::MAX`: a rejected copy's, which
+/// any page takes over) and as stored (-1).
+pub(crate) fn claim_page(page_no: Option<u64>) -> Result<(u64, i64), StoreError> {
+    match page_no {
+        Some(p) => Ok((
+            p,
+            i64::try_from(p).map_err(|_| StoreError::Corrupt("page number".into()))?,
+        )),
+        None => Ok((u64::MAX, -1)),
+    }
+}
 
 /// The records to claim once each, in key order (pages claiming concurrently lock
 /// rows in the same order; an upsert must not touch a row twice in one statement).

@@ -952,7 +952,7 @@ pub async fn known_records_and_claims(s: &dyn StateStore) {
         2
     );
     let us = |id: &str| (SourceId::from(id), Scope::from("US"));
-    s.claim_records(&j2, 0, EntityKind::Individual, &[us("i1"), us("i2")])
+    s.claim_records(&j2, Some(0), EntityKind::Individual, &[us("i1"), us("i2")])
         .await
         .unwrap();
     // Both individuals were claimed by j2; the workplace was not.
@@ -1255,7 +1255,12 @@ pub async fn claims_keep_the_first_copy_and_mark_conflicts(s: &dyn StateStore) {
     let ind = EntityKind::Individual;
     let rec = |id: &str, scope: &str| (SourceId::from(id), Scope::from(scope));
     let first = s
-        .claim_records(&j, 3, ind, &[rec("x", "A"), rec("y", "A"), rec("z", "")])
+        .claim_records(
+            &j,
+            Some(3),
+            ind,
+            &[rec("x", "A"), rec("y", "A"), rec("z", "")],
+        )
         .await
         .unwrap();
     assert_eq!(first.len(), 3);
@@ -1265,7 +1270,12 @@ pub async fn claims_keep_the_first_copy_and_mark_conflicts(s: &dyn StateStore) {
     // Page 1 comes later: x in another scope (a conflict), y in the same scope
     // (a duplicate), z named no scope (a rejected copy: a duplicate, no conflict).
     let later = s
-        .claim_records(&j, 1, ind, &[rec("x", "B"), rec("y", "A"), rec("z", "B")])
+        .claim_records(
+            &j,
+            Some(1),
+            ind,
+            &[rec("x", "B"), rec("y", "A"), rec("z", "B")],
+        )
         .await
         .unwrap();
     assert_eq!(later[&SourceId::from("x")].page_no, 3);
@@ -1274,8 +1284,29 @@ pub async fn claims_keep_the_first_copy_and_mark_conflicts(s: &dyn StateStore) {
     assert_eq!(later[&SourceId::from("y")].page_no, 3);
     assert_eq!(later[&SourceId::from("y")].conflict, None);
     assert_eq!(later[&SourceId::from("z")].conflict, None);
+    // A rejected copy (no page) is seen, but a good copy on any page, even one
+    // loaded after it, takes its claim over; a later rejected copy changes nothing.
+    let rejected = s
+        .claim_records(&j, None, ind, &[rec("r", "")])
+        .await
+        .unwrap();
+    assert_eq!(rejected[&SourceId::from("r")].page_no, u64::MAX);
+    let good = s
+        .claim_records(&j, Some(0), ind, &[rec("r", "A")])
+        .await
+        .unwrap();
+    assert_eq!(good[&SourceId::from("r")].page_no, 0);
+    assert_eq!(good[&SourceId::from("r")].scope, Scope::from("A"));
+    let again = s
+        .claim_records(&j, None, ind, &[rec("r", "")])
+        .await
+        .unwrap();
+    assert_eq!(again[&SourceId::from("r")].page_no, 0);
     // A replay of page 3 keeps its claims and sees the conflict.
-    let replay = s.claim_records(&j, 3, ind, &[rec("x", "A")]).await.unwrap();
+    let replay = s
+        .claim_records(&j, Some(3), ind, &[rec("x", "A")])
+        .await
+        .unwrap();
     assert_eq!(replay[&SourceId::from("x")].page_no, 3);
     assert_eq!(
         replay[&SourceId::from("x")].conflict,
@@ -1283,12 +1314,14 @@ pub async fn claims_keep_the_first_copy_and_mark_conflicts(s: &dyn StateStore) {
     );
     // Another kind is another record.
     let w = s
-        .claim_records(&j, 1, EntityKind::Workplace, &[rec("x", "B")])
+        .claim_records(&j, Some(1), EntityKind::Workplace, &[rec("x", "B")])
         .await
         .unwrap();
     assert_eq!(w[&SourceId::from("x")].page_no, 1);
     // A third scope changes nothing: the first conflict is the one reported.
-    s.claim_records(&j, 2, ind, &[rec("x", "C")]).await.unwrap();
+    s.claim_records(&j, Some(2), ind, &[rec("x", "C")])
+        .await
+        .unwrap();
     let (total, listed) = s.claim_conflicts(&j, 10).await.unwrap();
     assert_eq!(total, 1);
     assert_eq!(
@@ -1303,7 +1336,7 @@ pub async fn claims_keep_the_first_copy_and_mark_conflicts(s: &dyn StateStore) {
     // Claims are per run.
     let other = running_job(s, "t2").await;
     let mine = s
-        .claim_records(&other, 1, ind, &[rec("x", "B")])
+        .claim_records(&other, Some(1), ind, &[rec("x", "B")])
         .await
         .unwrap();
     assert_eq!(mine[&SourceId::from("x")].page_no, 1);
@@ -1311,7 +1344,10 @@ pub async fn claims_keep_the_first_copy_and_mark_conflicts(s: &dyn StateStore) {
     // Many records in one call (more than one statement's worth).
     let many: Vec<(SourceId, Scope)> = (0..2_500).map(|n| rec(&format!("n{n}"), "A")).collect();
     assert_eq!(
-        s.claim_records(&j, 4, ind, &many).await.unwrap().len(),
+        s.claim_records(&j, Some(4), ind, &many)
+            .await
+            .unwrap()
+            .len(),
         2_500
     );
     s.end_run(&j).await.unwrap();
@@ -1346,9 +1382,14 @@ pub async fn sweep_queries_and_reconnect(s: &dyn StateStore) {
     complete(s, &j1).await;
     let j2 = running_job(s, "t").await;
     record(s, &j2, 0).await;
-    s.claim_records(&j2, 0, ind, &[(SourceId::from("a"), Scope::from("US"))])
-        .await
-        .unwrap();
+    s.claim_records(
+        &j2,
+        Some(0),
+        ind,
+        &[(SourceId::from("a"), Scope::from("US"))],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.unseen_records("t", ind, &us, &j2, 10).await.unwrap(),
         ids(&["b"])
@@ -1619,7 +1660,7 @@ async fn measure_100k_commit_and_known_records() {
     let claims: Vec<(SourceId, Scope)> =
         ids.into_iter().map(|id| (id, Scope::from("US"))).collect();
     let t = std::time::Instant::now();
-    s.claim_records(&j, 2, EntityKind::Individual, &claims)
+    s.claim_records(&j, Some(2), EntityKind::Individual, &claims)
         .await
         .unwrap();
     println!("claim_records, 100k records: {:?}", t.elapsed());

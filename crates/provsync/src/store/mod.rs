@@ -165,7 +165,7 @@ macro_rules! forward_state_store {
             async fn claim_records(
                 &self,
                 id: &JobId,
-                page_no: u64,
+                page_no: Option<u64>,
                 kind: EntityKind,
                 records: &[(SourceId, Scope)],
             ) -> Result<HashMap<SourceId, Claim>, StoreError> {

@@ -544,7 +544,7 @@ mod tests {
         let claims: Vec<(SourceId, Scope)> =
             ids.into_iter().map(|id| (id, Scope::from("US"))).collect();
         let t = std::time::Instant::now();
-        s.claim_records(&j, 1, EntityKind::Individual, &claims)
+        s.claim_records(&j, Some(1), EntityKind::Individual, &claims)
             .await
             .unwrap();
         println!("claim_records, 100k records: {:?}", t.elapsed());

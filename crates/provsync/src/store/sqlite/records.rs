@@ -11,7 +11,8 @@ use provsync_core::store::{Claim, ClaimConflict, HashUpdate, KnownRecord, StoreE
 
 use super::{begin, col, db, uint, CHUNK};
 use crate::store::claims::{
-    claim_of, claim_order, conflict_of, new_conflicts, take_inserted, CLAIM_CONFLICT_CLAUSE,
+    claim_of, claim_order, claim_page, conflict_of, new_conflicts, take_inserted,
+    CLAIM_CONFLICT_CLAUSE,
 };
 
 /// Upserts the state of written records: new hash, target id (kept when the write
@@ -133,12 +134,12 @@ pub(super) async fn known_records(
 pub(super) async fn claim_records(
     pool: &SqlitePool,
     run: &JobId,
-    page_no: u64,
+    page_no: Option<u64>,
     kind: EntityKind,
     records: &[(SourceId, Scope)],
 ) -> Result<HashMap<SourceId, Claim>, StoreError> {
     let records = claim_order(records);
-    let page = i64::try_from(page_no).map_err(|_| StoreError::Corrupt("page number".into()))?;
+    let (page_no, page) = claim_page(page_no)?;
     let mut tx = begin(pool).await?;
     let run_no: i64 = sqlx::query_scalar("SELECT run_no FROM jobs WHERE id = ?")
         .bind(run.as_str())
