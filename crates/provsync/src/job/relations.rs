@@ -107,7 +107,7 @@ async fn apply_moves(
     batch: usize,
     commit: &mut LinkCommit,
 ) -> Result<(), EngineError> {
-    let conflicted = conflicted_moves(ctx, kind, &moves, known).await?;
+    let conflicted = conflicted_moves(ctx, kind, &moves).await?;
     let mut by_page: BTreeMap<u64, Vec<MappedRecord>> = BTreeMap::new();
     for (page, record) in moves {
         by_page.entry(page).or_default().push(record);
@@ -163,26 +163,20 @@ fn change_of(known: Option<&KnownRecord>) -> Change {
     }
 }
 
-/// The deferred scope moves of a chunk that another scope listed too in this run
+/// The scope moves of a chunk that another scope listed too in this run
 /// (their claim is conflicted, or another page holds it), with why they are
 /// refused, keyed by (page, source id).
 async fn conflicted_moves(
     ctx: &JobContext,
     kind: EntityKind,
-    staged: &[(u64, MappedRecord)],
-    known: &HashMap<SourceId, KnownRecord>,
+    moves: &[(u64, MappedRecord)],
 ) -> Result<HashMap<(u64, SourceId), String>, EngineError> {
     let mut by_page: BTreeMap<u64, Vec<(SourceId, Scope)>> = BTreeMap::new();
-    for (page, r) in staged {
-        if known
-            .get(&r.source_id)
-            .is_some_and(|k| load::moves_scope(k, r))
-        {
-            by_page
-                .entry(*page)
-                .or_default()
-                .push((r.source_id.clone(), r.scope.clone()));
-        }
+    for (page, r) in moves {
+        by_page
+            .entry(*page)
+            .or_default()
+            .push((r.source_id.clone(), r.scope.clone()));
     }
     let mut out = HashMap::new();
     for (page, records) in by_page {
@@ -195,15 +189,12 @@ async fn conflicted_moves(
             let Some(claim) = claims.get(&id) else {
                 continue;
             };
-            let reason = match &claim.conflict {
-                _ if claim.page_no != page => conflict_reason(claim, &scope),
-                Some(other) => format!(
-                    "conflict: listed in two scopes in this run, `{}` (page {page}) and `{other}`; the record is moved by neither",
-                    claim.scope
-                ),
+            let other = match &claim.conflict {
+                _ if claim.page_no != page => &scope,
+                Some(other) => other,
                 None => continue,
             };
-            out.insert((page, id), reason);
+            out.insert((page, id.clone()), conflict_reason(claim, other));
         }
     }
     Ok(out)
