@@ -42,8 +42,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use provsync_core::job::JobSpec;
+use provsync_core::job::{ConnectorSpec, JobSpec};
 use serde::Deserialize;
+
+use crate::connections::reach::Bounds;
+use crate::connections::Connections;
 
 use crate::schedule::{self, AfterFailure, Schedule};
 
@@ -113,6 +116,17 @@ pub struct ConfigFile {
     /// Scheduled jobs.
     #[serde(default)]
     pub schedules: Vec<ScheduleEntry>,
+    /// Named sources that API requests and schedules use (`[sources.<name>]`).
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, crate::source::SourceConfig>)]
+    pub sources: BTreeMap<String, ConnectorSpec>,
+    /// Named targets that API requests and schedules use (`[targets.<name>]`).
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, crate::target::TargetConfig>)]
+    pub targets: BTreeMap<String, ConnectorSpec>,
+    /// What callers of the API may choose beyond the named connections.
+    #[serde(default)]
+    pub api: ApiEntry,
     /// The change relay `serve` runs beside the API (none without the table).
     #[serde(default)]
     pub relay: Option<RelayEntry>,
@@ -132,6 +146,44 @@ pub struct ConfigFile {
     /// The file's name and text, so that errors found later name the line.
     #[serde(skip)]
     pub origin: Option<(String, String)>,
+}
+
+/// The `[api]` table: what a caller of the API may choose besides the named
+/// connections.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiEntry {
+    /// Folder of the mappings a request names: `"mapping": "lsc-custom"` reads
+    /// `<folder>/lsc-custom.toml` (relative to the config file). Without it a request
+    /// uses its target's default mapping.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub mappings: Option<PathBuf>,
+    /// Lets `admin` tokens describe a source or target in full (`{"type": "file",
+    /// "path": ...}`) instead of naming a connection; off by default. Even then their
+    /// files must lie under `data_folders` and their hosts be in `allowed_hosts`.
+    #[serde(default)]
+    pub free_form_connectors: bool,
+    /// Folders whose files free-form connectors may read and write (relative to the
+    /// config file; each must exist).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub data_folders: Vec<PathBuf>,
+    /// Hosts free-form connectors may connect to: `host`, `host:port` or an IP
+    /// address (`"127.0.0.1:5432"`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// What the API lets callers choose, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct ApiSettings {
+    /// Folder of the mappings requests name (canonical).
+    pub mappings: Option<PathBuf>,
+    /// Whether `admin` tokens may describe connectors in full.
+    pub free_form_connectors: bool,
+    /// Where such connectors may reach.
+    pub bounds: Bounds,
 }
 
 /// The `[callbacks]` table.
@@ -354,6 +406,10 @@ pub struct Config {
     /// Where relative paths of jobs submitted over the API start: the config
     /// file's folder, or the working directory when there is no file.
     pub base_dir: PathBuf,
+    /// The named sources and targets.
+    pub connections: Connections,
+    /// What API callers may choose besides them.
+    pub api: ApiSettings,
 }
 
 /// Overrides from the command line (highest precedence).
@@ -435,7 +491,10 @@ const NOT_CONFIG: [&str; 9] = [
 ];
 
 /// Top-level keys of the file, for telling overrides from unrelated variables.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 11] = [
+    "api",
+    "sources",
+    "targets",
     "http",
     "listen",
     "state",
@@ -569,7 +628,7 @@ fn placed(origin: Option<&(String, String)>, e: ConfigError) -> ConfigError {
     let is_key_path = |s: &str| {
         !s.is_empty()
             && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'))
     };
     match e.0.split_once(": ") {
         Some((field, message)) if is_key_path(field) => {
@@ -612,7 +671,11 @@ fn resolve_file(file: ConfigFile, flags: &Overrides) -> Result<Config, ConfigErr
     }
     let tokens = tokens(&file.tokens)?;
     let callbacks = callbacks(&file.callbacks, file.base_dir.as_deref())?;
-    let schedules = schedules(&file.schedules, file.base_dir.as_deref())?;
+    let connections =
+        Connections::configure(&file.sources, &file.targets, file.base_dir.as_deref())
+            .map_err(ConfigError)?;
+    let api = api_settings(&file.api, file.base_dir.as_deref())?;
+    let schedules = schedules(&file.schedules, file.base_dir.as_deref(), &connections)?;
     let relay = file.relay.as_ref().map(relay).transpose()?;
     let http = http_limits(&file.http)?;
     let base_dir = match file.base_dir {
@@ -631,6 +694,42 @@ fn resolve_file(file: ConfigFile, flags: &Overrides) -> Result<Config, ConfigErr
         ignored_env: file.ignored_env,
         http,
         base_dir,
+        connections,
+        api,
+    })
+}
+
+fn api_settings(a: &ApiEntry, base: Option<&Path>) -> Result<ApiSettings, ConfigError> {
+    let folder = |key: &str, p: &Path| {
+        let path = crate::paths::relative_to(base, p);
+        match path.canonicalize() {
+            Ok(real) if real.is_dir() => Ok(real),
+            Ok(_) => Err(ConfigError(format!(
+                "api.{key}: {} is not a folder",
+                path.display()
+            ))),
+            Err(e) => Err(ConfigError(format!("api.{key}: {}: {e}", path.display()))),
+        }
+    };
+    let mappings = a
+        .mappings
+        .as_deref()
+        .map(|m| folder("mappings", m))
+        .transpose()?;
+    let data_folders = a
+        .data_folders
+        .iter()
+        .map(|d| folder("data_folders", d))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::callback::address::check_host_entries("api.allowed_hosts", &a.allowed_hosts)
+        .map_err(ConfigError)?;
+    Ok(ApiSettings {
+        mappings,
+        free_form_connectors: a.free_form_connectors,
+        bounds: Bounds {
+            data_folders,
+            allowed_hosts: a.allowed_hosts.clone(),
+        },
     })
 }
 
@@ -751,7 +850,11 @@ fn callbacks(c: &CallbacksEntry, base: Option<&Path>) -> Result<CallbackSettings
     })
 }
 
-fn schedules(entries: &[ScheduleEntry], base: Option<&Path>) -> Result<Vec<Schedule>, ConfigError> {
+fn schedules(
+    entries: &[ScheduleEntry],
+    base: Option<&Path>,
+    connections: &Connections,
+) -> Result<Vec<Schedule>, ConfigError> {
     let mut by_name: BTreeMap<String, Schedule> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         let at = |field: &str| format!("schedules[{i}].{field}");
@@ -791,11 +894,15 @@ fn schedules(entries: &[ScheduleEntry], base: Option<&Path>) -> Result<Vec<Sched
                 if let Some(base) = base {
                     crate::paths::resolve_job_paths(&mut spec, base);
                 }
+                connections.resolve(&mut spec).map_err(|errs| {
+                    let e = &errs[0];
+                    ConfigError(format!("{}.{}: {}", at("job"), e.field, e.message))
+                })?;
                 spec
             }
             (None, Some(f)) => {
                 let path = crate::paths::relative_to(base, f);
-                crate::job::file::read(&path)
+                crate::job::file::read_with(&path, connections)
                     .map_err(|e| ConfigError(format!("{}: {e}", at("job_file"))))?
             }
         };

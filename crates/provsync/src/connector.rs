@@ -93,6 +93,30 @@ pub fn tagged_schema(variants: Vec<(&'static str, RefOr<Schema>)>) -> RefOr<Sche
     RefOr::T(Schema::OneOf(one_of.build()))
 }
 
+/// The schema of a job's `source` or `target` (`key`): a configured connection's
+/// name, or the section written out in full (the component `full`).
+pub fn named_or_full(key: &str, full: &str) -> RefOr<Schema> {
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .title(Some("connection"))
+        .description(Some(format!(
+            "The name of a configured {key} connection (GET /v1/connections)."
+        )))
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .pattern(Some("^[A-Za-z0-9_-]+$"))
+        .build();
+    let one_of = OneOfBuilder::new()
+        .item(name)
+        .item(utoipa::openapi::Ref::from_schema_name(full))
+        .description(Some(format!(
+            "A {key} connection's name; or, where the service allows it, the connector \
+             written out in full (`type` and its keys)."
+        )))
+        .build();
+    RefOr::T(Schema::OneOf(one_of))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

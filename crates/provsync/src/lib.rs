@@ -5,6 +5,7 @@ pub mod api;
 pub mod callback;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod connector;
 pub mod errors;
 pub mod events;

@@ -25,7 +25,7 @@ pub fn folder_of(file: &Path) -> PathBuf {
 
 /// The file of a `sqlite:` URL and the rest (`?mode=...`), or `None` for an
 /// in-memory database or another scheme.
-fn sqlite_file(url: &str) -> Option<(&str, &str)> {
+pub(crate) fn sqlite_file(url: &str) -> Option<(&str, &str)> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -77,6 +77,19 @@ pub(crate) fn rewrite_settings(
             *s = resolve(s);
         }
     }
+}
+
+/// The string at a dotted path into nested tables (`auth.private_key_file`).
+pub(crate) fn setting<'a>(
+    settings: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'a str> {
+    let mut parts = key.split('.');
+    let mut at = settings.get(parts.next()?)?;
+    for p in parts {
+        at = at.get(p)?;
+    }
+    at.as_str()
 }
 
 /// The string at a dotted path into nested tables, if there is one.

@@ -38,15 +38,103 @@ pub enum Mode {
 }
 
 /// A source or target: its `type` plus connector-specific settings, which the
-/// connector validates with its own typed, `deny_unknown_fields` config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// connector validates with its own typed, `deny_unknown_fields` config. Written
+/// either out in full (a table with `type`) or as the name of a connection the
+/// service configuration holds (`source = "onekey-eu"`): such a reference has an
+/// empty `kind` until the service puts the connection in its place.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectorSpec {
-    /// Connector type, e.g. `file`, `csv-facilities`, `sqlite`, `postgres`.
-    #[serde(rename = "type")]
+    /// Connector type, e.g. `file`, `csv-facilities`, `sqlite`, `postgres`; empty
+    /// for a reference not yet resolved.
     pub kind: String,
+    /// The named connection of the service configuration this section came from
+    /// (`None` for a section written out in full, as a job file does).
+    pub connection: Option<String>,
     /// Connector settings.
-    #[serde(flatten)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ConnectorSpec {
+    /// A reference to the connection `name`, to be resolved by the service.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            kind: String::new(),
+            connection: Some(name.into()),
+            settings: serde_json::Map::new(),
+        }
+    }
+
+    /// The connection name of a reference not yet resolved.
+    pub fn unresolved(&self) -> Option<&str> {
+        match &self.connection {
+            Some(name) if self.kind.is_empty() => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// A section as written out: `type`, the connection it came from, the settings.
+#[derive(Serialize, Deserialize)]
+struct Section {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connection: Option<String>,
+    #[serde(flatten)]
+    settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Serialize for ConnectorSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Some(name) = self.unresolved() {
+            return s.serialize_str(name);
+        }
+        Section {
+            kind: self.kind.clone(),
+            connection: self.connection.clone(),
+            settings: self.settings.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConnectorSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ConnectorSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a connection's name or a table with `type` and its settings")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+                if name.trim().is_empty() {
+                    return Err(E::custom("a connection name must not be empty"));
+                }
+                Ok(ConnectorSpec::named(name))
+            }
+
+            // Delegated, so that a missing `type` or a bad key keeps serde's message.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let s = Section::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                if s.kind.is_empty() && s.connection.is_some() {
+                    return Err(serde::de::Error::custom(
+                        "`connection` is not a setting: name a connection as a string",
+                    ));
+                }
+                Ok(ConnectorSpec {
+                    kind: s.kind,
+                    connection: s.connection,
+                    settings: s.settings,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// A failure threshold: a count of records, or a share of the extracted ones.
@@ -326,6 +414,44 @@ mod tests {
         let errs = spec.validate().unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["options.page_size", "scope[0]"]);
+    }
+
+    #[test]
+    fn a_section_is_a_table_or_a_connection_name() {
+        let spec: JobSpec = toml::from_str(
+            "source = \"onekey-eu\"\n[target]\ntype = \"sqlite\"\nurl = \"sqlite://t.db\"\n",
+        )
+        .unwrap();
+        assert_eq!(spec.source.unresolved(), Some("onekey-eu"));
+        assert_eq!(spec.target.unresolved(), None);
+        assert_eq!(spec.target.kind, "sqlite");
+        // Both forms come back as they were written.
+        let again: JobSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec);
+        let resolved = ConnectorSpec {
+            connection: Some("crm".into()),
+            ..spec.target.clone()
+        };
+        let v = serde_json::to_value(&resolved).unwrap();
+        assert_eq!(v["connection"], "crm");
+        assert_eq!(
+            serde_json::from_value::<ConnectorSpec>(v).unwrap(),
+            resolved
+        );
+    }
+
+    #[test]
+    fn a_section_without_type_is_refused_naming_it() {
+        let e = toml::from_str::<JobSpec>("source = \"x\"\n[target]\nurl = \"u\"\n").unwrap_err();
+        assert!(e.to_string().contains("missing field `type`"), "{e}");
+        let e =
+            toml::from_str::<JobSpec>("source = \"\"\n[target]\ntype = \"sqlite\"\n").unwrap_err();
+        assert!(e.to_string().contains("must not be empty"), "{e}");
+        let e = serde_json::from_value::<JobSpec>(serde_json::json!({
+            "source": {"type": "", "connection": "x"}, "target": "y"
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("not a setting"), "{e}");
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub async fn create(
 ) -> ApiResult {
     caller.require(Role::Operate)?;
     let mut spec = parse_job_request(&read_body(body)?)?;
-    crate::paths::resolve_job_paths(&mut spec, &st.base_dir);
+    super::request::admit(&st, &caller, &mut spec)?;
     accepted(submit(&st, &caller, &spec).await?)
 }
 
@@ -186,7 +186,7 @@ pub async fn codes_sync(
     caller.require(Role::Operate)?;
     let body = read_body(body)?;
     let mut spec = parse_job_request(&body)?;
-    crate::paths::resolve_job_paths(&mut spec, &st.base_dir);
+    super::request::admit(&st, &caller, &mut spec)?;
     // The kind as the caller wrote it (JobSpec defaults an absent one).
     let explicit = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -211,6 +211,11 @@ pub fn scopes_of(job: &provsync_core::store::JobRecord) -> Value {
         .and_then(|s| s.pointer("/sweep/scopes"))
         .cloned()
         .unwrap_or_else(|| json!([]))
+}
+
+/// The named connections a job runs over (`null` for a section written out).
+pub fn connections_of(spec: &JobSpec) -> Value {
+    json!({"source": spec.source.connection, "target": spec.target.connection})
 }
 
 /// Milliseconds from start to end of a job that ended.
@@ -260,6 +265,7 @@ pub async fn status_view(st: &AppState, id: &JobId) -> Result<Value, ApiError> {
         "kind": job.spec.kind,
         "mode": job.spec.mode,
         "target": job.target,
+        "connections": connections_of(&job.spec),
         "requested_by": job.requested_by,
         "failure": job.failure,
         "audit_failure": audit_failure(&job),
@@ -318,6 +324,7 @@ pub async fn list_view(store: &dyn StateStore, filter: &JobFilter) -> Result<Val
             "stage": job.stage,
             "kind": job.spec.kind,
             "target": job.target,
+            "connections": connections_of(&job.spec),
             "requested_by": job.requested_by,
             "failure": job.failure,
             "audit_failure": audit_failure(job),
@@ -538,6 +545,7 @@ pub async fn replay(
             format!("job {earlier} rejected or failed no identified record"),
         ));
     }
+    super::request::admit_again(&st, &caller, &job.spec)?;
     let mut spec = job.spec.clone();
     spec.mode = provsync_core::job::Mode::Delta;
     spec.replay_of = Some(earlier.clone());

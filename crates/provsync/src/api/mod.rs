@@ -4,9 +4,11 @@
 //! [`runner`] that drives started, queued-then-started and orphaned jobs.
 
 pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod jobs;
 pub mod openapi;
+pub mod request;
 pub mod runner;
 pub mod schedules;
 pub mod server;
@@ -24,7 +26,8 @@ use provsync_core::job::JobState;
 use provsync_core::store::JobFilter;
 
 use crate::callback::Deliverer;
-use crate::config::{CallbackSettings, Role, Token};
+use crate::config::{ApiSettings, CallbackSettings, Role, Token};
+use crate::connections::Connections;
 use crate::job::Engine;
 use crate::schedule::{Schedule, Scheduler};
 use error::{ApiError, ErrorCode};
@@ -47,6 +50,10 @@ pub struct AppState {
     pub callbacks: CallbackSettings,
     /// Where a submitted job's relative paths start (the config file's folder).
     pub base_dir: std::path::PathBuf,
+    /// The named sources and targets requests use.
+    pub connections: Connections,
+    /// What requests may choose besides them.
+    pub api: ApiSettings,
 }
 
 /// What `serve` needs besides the engine and the listener.
@@ -62,6 +69,10 @@ pub struct ServeOptions {
     pub base_dir: std::path::PathBuf,
     /// Connection limits and timeouts.
     pub http: server::HttpLimits,
+    /// The named sources and targets requests use.
+    pub connections: Connections,
+    /// What requests may choose besides them.
+    pub api: ApiSettings,
 }
 
 /// The API's router.
@@ -73,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/replay", post(jobs::replay))
         .route("/codes-sync", post(jobs::codes_sync))
         .route("/jobs/{id}/errors", get(jobs::errors))
+        .route("/connections", get(connections::list))
         .route("/schedules", get(schedules::list))
         .route("/admin/sync/{schedule}", post(schedules::trigger));
     Router::new()
@@ -197,6 +209,8 @@ pub async fn serve(
         scheduler,
         callbacks: opts.callbacks,
         base_dir: opts.base_dir,
+        connections: opts.connections,
+        api: opts.api,
     });
     let app = router(state);
     let result = server::run(listener, app, opts.http, shutdown).await;

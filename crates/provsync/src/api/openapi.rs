@@ -41,12 +41,18 @@ use super::error::{ApiError, ErrorCode, FieldError};
         super::jobs::errors,
         super::schedules::list,
         super::schedules::trigger,
+        super::connections::list,
     ),
     components(schemas(
         ApiError,
         ErrorCode,
         FieldError,
         JobRequest,
+        SourceRef,
+        TargetRef,
+        JobConnections,
+        ConnectionList,
+        ConnectionView,
         JobKind,
         Mode,
         crate::source::SourceConfig,
@@ -126,10 +132,13 @@ pub async fn openapi_json() -> Response {
 // ---- request mirror ----
 
 /// A job request: `provsync_core::job::JobSpec` plus the optional `callback_url`.
-/// Unknown fields are refused (`unknown_field`). Relative file paths in it
-/// (`mapping`, a source's `path` or `secret_file`, a `sqlite://` target) start at
-/// the folder of the service's configuration file (the service's working
-/// directory when it has none).
+/// Unknown fields are refused (`unknown_field`). The source and target name
+/// connections the service configures (`GET /v1/connections`). Where the service
+/// allows it (`[api] free_form_connectors`, `admin` tokens only), they may be
+/// written out in full instead; relative file paths in them start at the folder of
+/// the service's configuration file, and must lie in its `[api] data_folders`.
+/// A job file (`provsync run job.toml`) has the same keys and writes its source and
+/// target out in full.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
@@ -146,14 +155,17 @@ pub struct JobRequest {
     #[schema(example = json!(["US"]))]
     #[serde(default)]
     pub scope: Vec<String>,
-    /// Where the data comes from: `type` picks the connector, whose keys follow.
-    #[schema(value_type = crate::source::SourceConfig)]
+    /// Where the data comes from: a source connection's name, or the connector
+    /// written out in full (`type` picks it, its keys follow).
+    #[schema(value_type = SourceRef)]
     pub source: serde_json::Value,
-    /// Where it goes: `type` picks the connector, whose keys follow.
-    #[schema(value_type = crate::target::TargetConfig)]
+    /// Where it goes: a target connection's name, or the connector written out in
+    /// full.
+    #[schema(value_type = TargetRef)]
     pub target: serde_json::Value,
-    /// Path of the mapping file (relative: from the configuration file's folder);
-    /// the target's default mapping when absent.
+    /// Over the API: the name of a mapping in the service's `[api] mappings` folder
+    /// (`lsc-custom` reads `lsc-custom.toml`). In a job file: its path (relative to
+    /// the job file). The target's default mapping when absent.
     pub mapping: Option<String>,
     /// Tuning and safety options.
     #[serde(default)]
@@ -164,6 +176,60 @@ pub struct JobRequest {
     pub callback_url: Option<String>,
     /// Re-run only the records this earlier run rejected or failed (mode must be `delta`).
     pub replay_of: Option<String>,
+}
+
+/// A job's source: a configured connection's name or a full section.
+pub struct SourceRef;
+
+impl utoipa::PartialSchema for SourceRef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::connector::named_or_full("source", "Source")
+    }
+}
+
+impl ToSchema for SourceRef {}
+
+/// A job's target: a configured connection's name or a full section.
+pub struct TargetRef;
+
+impl utoipa::PartialSchema for TargetRef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::connector::named_or_full("target", "Target")
+    }
+}
+
+impl ToSchema for TargetRef {}
+
+/// The connections a job ran over (`null`: written out in full).
+#[derive(Serialize, ToSchema)]
+pub struct JobConnections {
+    /// The source connection's name.
+    pub source: Option<String>,
+    /// The target connection's name.
+    pub target: Option<String>,
+}
+
+/// `GET /v1/connections`.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionList {
+    pub sources: Vec<ConnectionView>,
+    pub targets: Vec<ConnectionView>,
+}
+
+/// A configured connection, without its secrets or their references.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionView {
+    /// What a job request names.
+    pub name: String,
+    /// The connector type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where it points: `url`, `path`, `login_url`, `instance_url`, `schema`,
+    /// `scope`, `api_version`, those it has.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    /// Targets: the name jobs on it queue under (one runs at a time).
+    pub queue: Option<String>,
 }
 
 /// What a job does.
@@ -352,6 +418,8 @@ pub struct JobStatus {
     pub mode: Mode,
     /// Target dispatch name.
     pub target: String,
+    /// The named connections the job runs over.
+    pub connections: JobConnections,
     pub requested_by: String,
     pub failure: Option<String>,
     /// Set when the target's own record of the finished run (Salesforce:
@@ -489,6 +557,8 @@ pub struct JobListItem {
     pub stage: Stage,
     pub kind: JobKind,
     pub target: String,
+    /// The named connections the job runs over.
+    pub connections: JobConnections,
     pub requested_by: String,
     pub failure: Option<String>,
     /// As `audit_failure` of the job's status.

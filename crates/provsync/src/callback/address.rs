@@ -198,12 +198,28 @@ fn url_host(h: &str) -> EntryHost {
         .map_or_else(|_| EntryHost::Name(h.to_owned()), EntryHost::Ip)
 }
 
+/// Whether a URL's `host` (as `Url::host_str` gives it) and `port` match one of
+/// `entries` (host names or IP literals, each with an optional port).
+pub fn listed(entries: &[String], host: &str, port: u16) -> bool {
+    let wanted = url_host(host);
+    entries
+        .iter()
+        .filter_map(|e| parse_entry(e).ok())
+        .any(|e| e.host == wanted && e.port.is_none_or(|p| p == port))
+}
+
 /// Checks every `allowed_hosts` entry at start, so a typo is not found by a caller.
 pub fn check_allowed_hosts(entries: &[String]) -> Result<(), String> {
+    check_host_entries("callbacks.allowed_hosts", entries)
+}
+
+/// Checks a list of host entries (`host`, `host:port`, an IP address); `key` names
+/// the list in the error.
+pub fn check_host_entries(key: &str, entries: &[String]) -> Result<(), String> {
     entries
         .iter()
         .try_for_each(|e| parse_entry(e).map(drop))
-        .map_err(|e| format!("callbacks.allowed_hosts: {e}"))
+        .map_err(|e| format!("{key}: {e}"))
 }
 
 /// Where an admitted callback goes: the URL's host name (none for an IP literal)
@@ -256,11 +272,7 @@ pub async fn admit(settings: &CallbackSettings, url: &str) -> Result<Destination
         return Err(Refused::new("the URL has no host or port"));
     };
     let wanted = url_host(host);
-    let listed = settings
-        .allowed_hosts
-        .iter()
-        .filter_map(|e| parse_entry(e).ok())
-        .any(|e| e.host == wanted && e.port.is_none_or(|p| p == port));
+    let listed = listed(&settings.allowed_hosts, host, port);
     let shown = match &wanted {
         EntryHost::Name(d) => format!("{d}:{port}"),
         EntryHost::Ip(ip) => SocketAddr::new(*ip, port).to_string(),

@@ -124,6 +124,8 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         schedules: cfg.schedules,
         base_dir: cfg.base_dir,
         http: cfg.http,
+        connections: cfg.connections,
+        api: cfg.api,
     };
     crate::api::serve(listener, engine, opts, shutdown)
         .await
@@ -229,6 +231,46 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
                 )?,
                 None => outln!("  relay  off")?,
             }
+            let listing = cfg.connections.listing();
+            for side in ["sources", "targets"] {
+                let items = listing[side]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                outln!("  {side}  {}", items.len())?;
+                for c in items {
+                    outln!(
+                        "    {} ({}){}",
+                        c["name"].as_str().unwrap_or_default(),
+                        c["type"].as_str().unwrap_or_default(),
+                        c["queue"]
+                            .as_str()
+                            .map(|q| format!(", jobs queue under {q}"))
+                            .unwrap_or_default()
+                    )?;
+                }
+            }
+            let api = &cfg.api;
+            outln!(
+                "  api  mappings {}; free-form connectors {}",
+                api.mappings
+                    .as_ref()
+                    .map_or_else(|| "built-in only".to_owned(), |m| m.display().to_string()),
+                if api.free_form_connectors {
+                    format!(
+                        "allowed to admin tokens (data folders: {}; hosts: {})",
+                        list_or_none(
+                            api.bounds
+                                .data_folders
+                                .iter()
+                                .map(|d| d.display().to_string())
+                        ),
+                        list_or_none(api.bounds.allowed_hosts.iter().cloned())
+                    )
+                } else {
+                    "refused".to_owned()
+                }
+            )?;
             outln!("  schedules  {}", cfg.schedules.len())?;
             for s in &cfg.schedules {
                 outln!(
@@ -248,5 +290,15 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
 
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Items joined by spaces, or `none`.
+fn list_or_none(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(" ")
     }
 }

@@ -11,6 +11,25 @@ use super::{Engine, EngineError};
 /// keys, wrong types, secrets written inline). Returns every problem found, or the
 /// target's dispatch key.
 pub fn check(spec: &JobSpec) -> Result<String, Vec<SpecError>> {
+    // A name only the service's configuration resolves (`source = "onekey-eu"`).
+    let unresolved: Vec<SpecError> = [("source", &spec.source), ("target", &spec.target)]
+        .into_iter()
+        .filter_map(|(key, s)| {
+            Some(SpecError {
+                field: key.into(),
+                message: format!(
+                    "names the connection {:?}; connections are configured for the \
+                     service ([{key}s.<name>] in its configuration) and used by API \
+                     requests and schedules; here write the {key} out in full \
+                     ({key}.type and its settings)",
+                    s.unresolved()?
+                ),
+            })
+        })
+        .collect();
+    if !unresolved.is_empty() {
+        return Err(unresolved);
+    }
     let mut errs = spec.validate().err().unwrap_or_default();
     if let Err(e) = crate::source::SourceConfig::parse(&spec.source) {
         errs.push(e);

@@ -6,29 +6,47 @@ use std::path::Path;
 
 use provsync_core::job::JobSpec;
 
+use crate::connections::Connections;
+
 /// A job file that cannot be read or does not hold a valid job; the message names
 /// the file and, for each problem, the line and the key.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct JobFileError(pub String);
 
-/// Reads, resolves and checks a job file.
+/// Reads, resolves and checks a job file that writes its source and target out
+/// in full (`provsync run job.toml`).
 pub fn read(path: &Path) -> Result<JobSpec, JobFileError> {
+    read_with(path, &Connections::default())
+}
+
+/// Reads, resolves and checks a job file that may name the service's
+/// `connections` (a schedule's `job_file`).
+pub fn read_with(path: &Path, connections: &Connections) -> Result<JobSpec, JobFileError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| JobFileError(format!("cannot read job file {origin}: {e}")))?;
-    parse(&text, &origin, &crate::paths::folder_of(path))
+    parse(&text, &origin, &crate::paths::folder_of(path), connections)
 }
 
 /// Parses a job file's text (`origin` names it in errors; relative paths start at
-/// `base`) and checks it as a submission would.
-pub fn parse(text: &str, origin: &str, base: &Path) -> Result<JobSpec, JobFileError> {
+/// `base`; named connections come from `connections`) and checks it as a
+/// submission would.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    connections: &Connections,
+) -> Result<JobSpec, JobFileError> {
     let mut spec: JobSpec = toml::from_str(text).map_err(|e| {
         // toml quotes the offending line: a URL in it must not show its password.
         JobFileError(crate::secret::redact_urls(&format!("{origin}: {e}")))
     })?;
     crate::paths::resolve_job_paths(&mut spec, base);
-    if let Err(errs) = super::dispatch::check(&spec) {
+    let checked = connections
+        .resolve(&mut spec)
+        .and_then(|()| super::dispatch::check(&spec).map(drop));
+    if let Err(errs) = checked {
         let list: Vec<String> = errs
             .iter()
             .map(|e| crate::toml_place::describe(origin, text, &e.field, &e.message))
@@ -48,7 +66,14 @@ mod tests {
     use super::*;
 
     fn errors_of(text: &str) -> String {
-        parse(text, "job.toml", Path::new("/jobs")).unwrap_err().0
+        parse(
+            text,
+            "job.toml",
+            Path::new("/jobs"),
+            &Connections::default(),
+        )
+        .unwrap_err()
+        .0
     }
 
     #[test]

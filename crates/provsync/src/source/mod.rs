@@ -53,8 +53,16 @@ impl SourceConfig {
         })
     }
 
+    /// Settings that name network endpoints (the hosts a source reaches).
+    pub(crate) fn url_settings(kind: &str) -> &'static [&'static str] {
+        match kind {
+            "onekey" | "gmc" => &["url"],
+            _ => &[],
+        }
+    }
+
     /// Settings that name files (dotted paths), which start at the job file's folder.
-    fn file_settings(kind: &str) -> &'static [&'static str] {
+    pub(crate) fn file_settings(kind: &str) -> &'static [&'static str] {
         match kind {
             "file" | "csv-facilities" | "nucc" => &["path"],
             "gmc" => &["secret_file"],

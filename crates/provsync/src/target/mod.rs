@@ -181,23 +181,39 @@ pub fn target_name(spec: &ConnectorSpec) -> Result<String, SpecError> {
     Ok(TargetConfig::parse(spec)?.name())
 }
 
+/// Settings of a target that name files (dotted paths); a `sqlite` target's
+/// database is its `url` ([`sqlite_url_setting`]).
+pub(crate) fn file_settings(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "postgres" => &["password_file"],
+        "salesforce" => &["auth.private_key_file", "auth.client_secret_file"],
+        _ => &[],
+    }
+}
+
+/// Settings of a target that name network endpoints (the hosts it reaches).
+pub(crate) fn url_settings(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "postgres" => &["url"],
+        "salesforce" => &["login_url", "instance_url"],
+        _ => &[],
+    }
+}
+
+/// The setting holding a `sqlite:` URL, whose file is a path like the others.
+pub(crate) fn sqlite_url_setting(kind: &str) -> Option<&'static str> {
+    (kind == "sqlite").then_some("url")
+}
+
 /// Makes the relative files a target's settings name start at `base`: a `sqlite`
 /// target's database, a `postgres` password file, a Salesforce key or secret file.
 pub fn resolve_paths(spec: &mut ConnectorSpec, base: &std::path::Path) {
-    match spec.kind.as_str() {
-        "sqlite" => crate::paths::rewrite_settings(&mut spec.settings, &["url"], |url| {
+    if let Some(key) = sqlite_url_setting(&spec.kind) {
+        crate::paths::rewrite_settings(&mut spec.settings, &[key], |url| {
             crate::paths::sqlite_url_relative_to(base, url)
-        }),
-        "postgres" => {
-            crate::paths::rewrite_file_settings(&mut spec.settings, &["password_file"], base)
-        }
-        "salesforce" => crate::paths::rewrite_file_settings(
-            &mut spec.settings,
-            &["auth.private_key_file", "auth.client_secret_file"],
-            base,
-        ),
-        _ => {}
+        });
     }
+    crate::paths::rewrite_file_settings(&mut spec.settings, file_settings(&spec.kind), base);
 }
 
 /// Opens the target a job names, its calls counted and timed.

@@ -285,8 +285,8 @@ async fn a_created_token_passes_config_check_and_serve_accepts_it() {
 
     let state = format!("sqlite://{}", dir.path().join("state.db").display());
     let s = Server::start_configured(dir, &state, &entry);
-    let world = generate(s.path(), 20);
-    let request = job(&world, &s.path().join("target.db"));
+    world_named(s.path(), 20);
+    let request = named_job();
     let (st, v) = s
         .call(Method::POST, "/v1/jobs", Some(&token), Some(&request))
         .await;

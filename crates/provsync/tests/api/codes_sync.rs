@@ -26,7 +26,7 @@ async fn codes_sync_loads_the_code_list_and_refuses_another_kind(state: &str) {
         .call(
             Method::POST,
             "/v1/codes-sync",
-            Some(OPERATE_TOKEN),
+            Some(ADMIN_TOKEN),
             Some(&body),
         )
         .await;
@@ -47,7 +47,7 @@ async fn codes_sync_loads_the_code_list_and_refuses_another_kind(state: &str) {
         .call(
             Method::POST,
             "/v1/codes-sync",
-            Some(OPERATE_TOKEN),
+            Some(ADMIN_TOKEN),
             Some(&wrong),
         )
         .await;

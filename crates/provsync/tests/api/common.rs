@@ -54,6 +54,43 @@ pub fn config_text(state: &str) -> String {
     s
 }
 
+/// The connections every test server has: `world` reads `world.ndjson` of the
+/// server's folder (see [`world_named`]), `warehouse` writes its `provider.db`.
+pub const NAMED_CONNECTIONS: &str = r#"
+[sources.world]
+type = "file"
+path = "world.ndjson"
+
+[targets.warehouse]
+type = "sqlite"
+url = "sqlite://provider.db"
+"#;
+
+/// A job over the named connections `world` and `warehouse`.
+pub fn named_job() -> Value {
+    serde_json::json!({"scope": ["US"], "source": "world", "target": "warehouse"})
+}
+
+/// Generates a world into `dir/world.ndjson`, the file of the `world` connection.
+pub fn world_named(dir: &Path, individuals: u32) -> PathBuf {
+    let generated = generate(dir, individuals);
+    let named = dir.join("world.ndjson");
+    std::fs::rename(&generated, &named).unwrap();
+    named
+}
+
+/// The `[api]` table of the test servers: admin tokens may write connectors out in
+/// full (most tests describe their own files), within the server's folder and the
+/// repository's fixtures, and reach loopback hosts only.
+pub fn free_form_api(dir: &Path) -> String {
+    format!(
+        "[api]\nfree_form_connectors = true\ndata_folders = [{:?}, {:?}]\n\
+         allowed_hosts = [\"127.0.0.1\"]\n",
+        dir.display().to_string(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../..")
+    )
+}
+
 impl Server {
     /// Starts the server with a SQLite state store and waits for `listening on`.
     pub fn start() -> Server {
@@ -85,7 +122,19 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Server {
         let config = dir.path().join("provsync.toml");
-        std::fs::write(&config, format!("{}\n{extra}", config_text(state))).unwrap();
+        let api = if extra.contains("[api]") {
+            String::new()
+        } else {
+            free_form_api(dir.path())
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n{extra}\n{NAMED_CONNECTIONS}\n{api}",
+                config_text(state)
+            ),
+        )
+        .unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("serve").arg("--config").arg(&config);
         for (k, _) in std::env::vars() {
@@ -203,8 +252,10 @@ impl Server {
         self.call(Method::GET, path, Some(READ_TOKEN), None).await
     }
 
+    /// `POST /v1/jobs` with the admin token (test jobs write their connectors out
+    /// in full, which only admin tokens may).
     pub async fn submit(&self, job: &Value) -> (StatusCode, Value) {
-        self.call(Method::POST, "/v1/jobs", Some(OPERATE_TOKEN), Some(job))
+        self.call(Method::POST, "/v1/jobs", Some(ADMIN_TOKEN), Some(job))
             .await
     }
 

@@ -30,11 +30,18 @@ fn with_bad_lines(src: &Path, dst: &Path) -> PathBuf {
 
 async fn a_job_submitted_over_http_completes_and_is_reported(state: &str) {
     let s = Server::start_with_state(state);
-    let world = generate(s.path(), 300);
+    let world = world_named(s.path(), 300);
     let (_, extracted) = world_counts(&world);
-    let body = job(&world, &s.path().join("provider.db"));
 
-    let (st, v) = s.submit(&body).await;
+    // Over the configured connections: an operate token names them.
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(OPERATE_TOKEN),
+            Some(&named_job()),
+        )
+        .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["state"], "running", "{v}");
     let id = v["job_id"].as_str().unwrap().to_owned();
@@ -53,6 +60,11 @@ async fn a_job_submitted_over_http_completes_and_is_reported(state: &str) {
     assert_eq!(sum, extracted, "{job:#}");
     assert_eq!(n(&job["errors"]["total"]), 0);
     assert_eq!(job["requested_by"], "api:crm");
+    assert_eq!(
+        job["connections"],
+        serde_json::json!({"source": "world", "target": "warehouse"}),
+        "{job:#}"
+    );
     assert_eq!(job["stage"], "done", "{job:#}");
     for t in ["created_at", "started_at", "finished_at"] {
         assert!(job["timings"][t].is_string(), "{t}: {job:#}");

@@ -94,7 +94,11 @@ async fn a_job_running_at_sigterm_is_resumed_by_the_next_server(state: &str) {
     let (_, extracted) = world_counts(&world);
     let mut body = job(&world, &dir.path().join("provider.db"));
     body["options"] = serde_json::json!({"page_size": 200});
-    let mut s = Server::start_with_state(state);
+    let mut s = Server::start_configured(
+        tempfile::tempdir().unwrap(),
+        state,
+        &free_form_api(dir.path()),
+    );
     let (st, v) = s.submit(&body).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     let id = v["job_id"].as_str().unwrap().to_owned();
@@ -109,7 +113,11 @@ async fn a_job_running_at_sigterm_is_resumed_by_the_next_server(state: &str) {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status:?}:\n{}", s.logs());
-    let s = Server::start_with_state(state);
+    let s = Server::start_configured(
+        tempfile::tempdir().unwrap(),
+        state,
+        &free_form_api(dir.path()),
+    );
     // The stopped process's lease has not lapsed yet: the job is as it left it.
     let (_, half) = s.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(half["state"], "running", "{half:#}");

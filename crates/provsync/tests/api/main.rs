@@ -12,6 +12,7 @@ mod concurrency;
 mod connections;
 mod gmc_nightly;
 mod jobs;
+mod least_privilege;
 mod lifecycle;
 mod observability;
 mod replay;

@@ -235,7 +235,7 @@ async fn metrics_need_a_token_and_count_a_finished_job() {
 }
 
 /// Every route of the router, with its method, and whether it needs a token.
-const ROUTES: [(&str, &str, bool); 13] = [
+const ROUTES: [(&str, &str, bool); 14] = [
     ("/healthz", "get", false),
     ("/readyz", "get", false),
     ("/metrics", "get", true),
@@ -249,6 +249,7 @@ const ROUTES: [(&str, &str, bool); 13] = [
     ("/v1/jobs/{id}/errors", "get", true),
     ("/v1/schedules", "get", true),
     ("/v1/admin/sync/{schedule}", "post", true),
+    ("/v1/connections", "get", true),
 ];
 
 async fn fetch_document(s: &Server) -> (Value, String) {

@@ -36,7 +36,15 @@ async fn replay_reruns_only_the_failed_records_once_the_feed_is_fixed(state: &st
     let path = format!("/v1/jobs/{first}/replay");
     let (st, v) = s.call(Method::POST, &path, Some(READ_TOKEN), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "a read token cannot replay: {v}");
+    // The run wrote its connectors out in full: replaying it needs what
+    // submitting it did.
     let (st, v) = s.call(Method::POST, &path, Some(OPERATE_TOKEN), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("needs role admin"),
+        "{v}"
+    );
+    let (st, v) = s.call(Method::POST, &path, Some(ADMIN_TOKEN), None).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["replay_of"], first.as_str(), "{v}");
     let replay = v["job_id"].as_str().unwrap().to_owned();
