@@ -686,15 +686,22 @@ impl Serve {
     }
 
     /// `provsync serve` on the state store `state` (config in `dir`), on a free
-    /// port, with [`SERVE_TOKEN`] and the environment `env` for its jobs.
+    /// port, with [`SERVE_TOKEN`] and the environment `env` for its jobs. The token
+    /// is an admin's, and the server lets it submit job files as they are
+    /// (connectors written out in full) within `dir` and the repository, to hosts on
+    /// 127.0.0.1 (the emulators).
     pub fn on_state(dir: &Path, state: &str, env: &[(&str, &str)]) -> Serve {
         let config = dir.join("serve.toml");
         std::fs::write(
             &config,
             format!(
                 "listen = \"127.0.0.1:0\"\nstate = \"{state}\"\n\
-                 [[tokens]]\nname = \"e2e\"\nsha256 = \"{}\"\nrole = \"operate\"\n",
-                provsync::config::sha256_hex(SERVE_TOKEN)
+                 [[tokens]]\nname = \"e2e\"\nsha256 = \"{}\"\nrole = \"admin\"\n\
+                 [api]\nfree_form_connectors = true\ndata_folders = [{:?}, {:?}]\n\
+                 allowed_hosts = [\"127.0.0.1\"]\n",
+                provsync::config::sha256_hex(SERVE_TOKEN),
+                dir.display().to_string(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
             ),
         )
         .unwrap();

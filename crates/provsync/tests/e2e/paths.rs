@@ -267,7 +267,9 @@ fn a_job_submitted_over_the_api_finds_relative_paths_from_the_config_folder() {
         &config,
         format!(
             "listen = \"127.0.0.1:0\"\nstate = \"sqlite://state.db\"\n\
-             [[tokens]]\nname = \"crm\"\nsha256 = \"{}\"\nrole = \"operate\"\n",
+             [[tokens]]\nname = \"crm\"\nsha256 = \"{}\"\nrole = \"operate\"\n\
+             [sources.world]\ntype = \"file\"\npath = \"world.ndjson\"\n\
+             [targets.provider]\ntype = \"sqlite\"\nurl = \"sqlite://provider.db\"\n",
             provsync::config::sha256_hex(token)
         ),
     )
@@ -277,11 +279,8 @@ fn a_job_submitted_over_the_api_finds_relative_paths_from_the_config_folder() {
         .env_remove("PROVSYNC_STATE")
         .current_dir(&elsewhere);
     let s = Serve::start(cmd);
-    let job = serde_json::json!({
-        "scope": ["US"],
-        "source": {"type": "file", "path": "world.ndjson"},
-        "target": {"type": "sqlite", "url": "sqlite://provider.db"},
-    });
+    // The connections' relative paths start at the config folder.
+    let job = serde_json::json!({"scope": ["US"], "source": "world", "target": "provider"});
     let accepted = s.call(
         token,
         &[
