@@ -51,6 +51,18 @@ async fn a_job_syncs_end_to_end_over_https_and_plain_http_on_the_port_gets_nothi
     assert!(untrusting.is_err(), "{untrusting:?}");
     s.http = client_trusting_the_test_ca();
 
+    // A client that connects and never starts its handshake holds up no one (the
+    // handshake runs in the connection's task, not the accept loop, whose header
+    // timeout of 10 s would otherwise stall the next request past the bound).
+    let _silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let resp = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert_eq!(resp.map(|r| r.status()).ok(), Some(StatusCode::OK));
+
     // Plain HTTP on the HTTPS port gets no HTTP answer, and the server keeps serving.
     let plain = reqwest::Client::new()
         .get(format!("http://{addr}/healthz"))
