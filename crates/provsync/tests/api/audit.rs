@@ -16,7 +16,13 @@ fn audit_line<'a>(logs: &'a str, needles: &[&str]) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_aborts_and_refusals_are_audited_by_token_name_route_job_and_outcome() {
-    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    // A schedule to trigger (its job fails on its missing file: no matter here).
+    let extra = "[[schedules]]\nname = \"nightly\"\ncron = \"0 0 3 * * *\"\n\
+                 [schedules.job.source]\ntype = \"file\"\npath = \"w.ndjson\"\n\
+                 [schedules.job.target]\ntype = \"sqlite\"\nurl = \"sqlite://t.db\"\n";
+    let s = Server::start_configured(dir, &state, extra);
     let world = generate(s.path(), 6_000);
     let body = job(&world, &s.path().join("provider.db"));
     let (st, first) = s.submit(&body).await;
@@ -51,6 +57,14 @@ async fn starts_aborts_and_refusals_are_audited_by_token_name_route_job_and_outc
         )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    let trigger = "/v1/admin/sync/nightly";
+    let (st, v) = s
+        .call(Method::POST, trigger, Some(OPERATE_TOKEN), None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = s.call(Method::POST, trigger, Some(ADMIN_TOKEN), None).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let triggered = v["job_id"].as_str().unwrap().to_owned();
     for id in [&first, &second] {
         assert_eq!(s.wait_terminal(id).await["state"], "aborted");
     }
@@ -119,11 +133,25 @@ async fn starts_aborts_and_refusals_are_audited_by_token_name_route_job_and_outc
             "code=unauthorized",
         ],
     );
+    let route = "route=/v1/admin/sync/{schedule}";
+    audit_line(
+        &logs,
+        &[route, "token=crm", "job=-", "status=403", "code=forbidden"],
+    );
+    audit_line(
+        &logs,
+        &[
+            route,
+            "token=ops",
+            &format!("job={triggered}"),
+            "status=202",
+        ],
+    );
     let audits = logs
         .lines()
         .filter(|l| l.contains("provsync::api::audit"))
         .count();
-    assert_eq!(audits, 6, "one event per state-changing request:\n{logs}");
+    assert_eq!(audits, 8, "one event per state-changing request:\n{logs}");
     for secret in [READ_TOKEN, OPERATE_TOKEN, ADMIN_TOKEN, "not-a-token-77f0"] {
         for shown in [secret.to_owned(), provsync::config::sha256_hex(secret)] {
             assert!(!logs.contains(&shown), "{shown} reached the log:\n{logs}");
