@@ -19,6 +19,10 @@
 //! cron = "0 30 1 * * *"   # sec min hour day month weekday (seconds optional)
 //! job_file = "jobs/codes.toml"
 //!
+//! [tls]                   # serve HTTPS (PEM files; default plain HTTP)
+//! cert_file = "tls/server.crt"   # the chain, leaf first
+//! key_file = "tls/server.key"
+//!
 //! [relay]                 # also publish a target's change outbox to RabbitMQ
 //! database = "postgres://postgres@127.0.0.1:5432/provsync"
 //! schema = "gmc"
@@ -133,6 +137,9 @@ pub struct ConfigFile {
     /// Connection limits and timeouts of the HTTP server.
     #[serde(default)]
     pub http: HttpEntry,
+    /// Serve HTTPS (plain HTTP without the table).
+    #[serde(default)]
+    pub tls: Option<TlsEntry>,
     /// Folder that relative paths start from (the config file's).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -247,6 +254,24 @@ pub struct HttpEntry {
     #[serde(default)]
     #[schema(default = 30, minimum = 1)]
     pub body_timeout_secs: Option<u64>,
+    /// Refused tokens one client address may present per minute; once spent,
+    /// its requests with a token get 429 until the budget refills (at this rate).
+    #[serde(default)]
+    #[schema(default = 10, minimum = 1)]
+    pub auth_failures_per_minute: Option<u32>,
+}
+
+/// The `[tls]` table: `serve` speaks HTTPS with this certificate and key.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsEntry {
+    /// PEM file of the certificate chain, leaf first (relative to the config file).
+    #[schema(value_type = String)]
+    pub cert_file: PathBuf,
+    /// PEM file of the private key (PKCS#8, PKCS#1 or SEC1; relative to the config
+    /// file).
+    #[schema(value_type = String)]
+    pub key_file: PathBuf,
 }
 
 /// The `[relay]` table: `serve` drains a target database's change outbox to a
@@ -403,6 +428,8 @@ pub struct Config {
     pub ignored_env: Vec<String>,
     /// Connection limits and timeouts of the HTTP server.
     pub http: crate::api::server::HttpLimits,
+    /// The certificate and key to serve HTTPS with (plain HTTP when `None`).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Where relative paths of jobs submitted over the API start: the config
     /// file's folder, or the working directory when there is no file.
     pub base_dir: PathBuf,
@@ -491,11 +518,12 @@ const NOT_CONFIG: [&str; 9] = [
 ];
 
 /// Top-level keys of the file, for telling overrides from unrelated variables.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "api",
     "sources",
     "targets",
     "http",
+    "tls",
     "listen",
     "state",
     "queue",
@@ -678,6 +706,11 @@ fn resolve_file(file: ConfigFile, flags: &Overrides) -> Result<Config, ConfigErr
     let schedules = schedules(&file.schedules, file.base_dir.as_deref(), &connections)?;
     let relay = file.relay.as_ref().map(relay).transpose()?;
     let http = http_limits(&file.http)?;
+    let tls = file
+        .tls
+        .as_ref()
+        .map(|t| tls(t, file.base_dir.as_deref()))
+        .transpose()?;
     let base_dir = match file.base_dir {
         Some(b) => b,
         None => std::env::current_dir()
@@ -693,6 +726,7 @@ fn resolve_file(file: ConfigFile, flags: &Overrides) -> Result<Config, ConfigErr
         relay,
         ignored_env: file.ignored_env,
         http,
+        tls,
         base_dir,
         connections,
         api,
@@ -733,6 +767,16 @@ fn api_settings(a: &ApiEntry, base: Option<&Path>) -> Result<ApiSettings, Config
     })
 }
 
+fn tls(
+    t: &TlsEntry,
+    base: Option<&Path>,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, ConfigError> {
+    let cert = crate::paths::relative_to(base, &t.cert_file);
+    let key = crate::paths::relative_to(base, &t.key_file);
+    crate::api::tls::server_config(&cert, &key)
+        .map_err(|e| ConfigError(format!("tls.{}: {e}", e.config_key())))
+}
+
 fn http_limits(h: &HttpEntry) -> Result<crate::api::server::HttpLimits, ConfigError> {
     let d = crate::api::server::HttpLimits::default();
     let at_least_one = |key: &str, v: Option<u64>, default: u64| match v {
@@ -756,6 +800,12 @@ fn http_limits(h: &HttpEntry) -> Result<crate::api::server::HttpLimits, ConfigEr
             h.body_timeout_secs,
             d.body_timeout.as_secs(),
         )?),
+        auth_failures_per_minute: match h.auth_failures_per_minute {
+            None => d.auth_failures_per_minute,
+            Some(n) => std::num::NonZeroU32::new(n).ok_or_else(|| {
+                ConfigError("http.auth_failures_per_minute: must be at least 1".into())
+            })?,
+        },
     })
 }
 

@@ -1,16 +1,19 @@
 //! Bearer tokens: configured as SHA-256 hashes with a role; the presented token is
 //! hashed and compared with every configured hash in constant time. The request log
-//! names the token, never shows it.
+//! names the token, never shows it. Refused tokens are counted per client address
+//! ([`super::throttle`]), and every state-changing request is written to the audit
+//! log (target `provsync::api::audit`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::{ApiError, ErrorCode, Forbidden};
+use super::error::{AboutJob, ApiError, ErrorCode, Forbidden};
 use super::AppState;
 use crate::config::{Role, Token};
 
@@ -107,9 +110,30 @@ fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/openapi.json")
 }
 
-/// Authenticates every request but the health routes and the OpenAPI document,
-/// logs each request with method, path, status, latency and token name (and each
-/// refusal with its reason), and counts it in the HTTP metrics by route template.
+/// 429 `too_many_requests` with `Retry-After`: the address spent its budget of
+/// refused tokens.
+fn too_many(wait: Duration) -> Response {
+    let secs = super::throttle::retry_after_secs(wait);
+    let mut resp = ApiError::new(
+        ErrorCode::TooManyRequests,
+        format!("too many refused tokens from this address: try again in {secs} s"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// Methods that change state (every `POST` route): their requests are audited.
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Authenticates every request but the health routes and the OpenAPI document
+/// (answering 429 without looking at the token when the client's address has
+/// spent its refused-token budget), logs each request with method, path, status,
+/// latency and token name (and each refusal with its reason), audits each
+/// state-changing one, and counts it in the HTTP metrics by route template.
 pub async fn auth_and_log(
     State(state): State<Arc<AppState>>,
     mut req: Request,
@@ -124,10 +148,21 @@ pub async fn auth_and_log(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let mut token_name: Option<String> = None;
     let mut refused: Option<String> = None;
+    let presents_token = req.headers().contains_key(header::AUTHORIZATION);
     let resp = if is_public(&path) {
         next.run(req).await
+    } else if let Some(wait) = peer
+        .filter(|_| presents_token)
+        .and_then(|p| state.throttle.blocked(p))
+    {
+        refused = Some("too many refused tokens from this address".to_owned());
+        too_many(wait)
     } else {
         match authenticate(&state.tokens, req.headers()) {
             Ok(caller) => {
@@ -137,10 +172,22 @@ pub async fn auth_and_log(
             }
             Err(r) => {
                 refused = Some(r.reason().to_owned());
+                // Only a wrong token is a guess; a missing one is not.
+                if let (Refused::UnknownToken, Some(p)) = (r, peer) {
+                    if let Some(wait) = state.throttle.failed(p) {
+                        tracing::warn!(
+                            target: "provsync::api::auth",
+                            peer = %p,
+                            retry_after_s = super::throttle::retry_after_secs(wait),
+                            "too many refused tokens: this address gets 429 until its budget refills"
+                        );
+                    }
+                }
                 ApiError::from(r).into_response()
             }
         }
     };
+    let peer_shown = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
     if let Some(Forbidden(reason)) = resp.extensions().get::<Forbidden>() {
         refused = Some(reason.clone());
     }
@@ -153,8 +200,25 @@ pub async fn auth_and_log(
             route = %route,
             status = resp.status().as_u16(),
             token = token_name.as_deref().unwrap_or("-"),
+            peer = %peer_shown,
             %reason,
             "token refused"
+        );
+    }
+    // Who asked for what and what came of it, refusals included; the token by
+    // its name only (abort keeps no actor in the store: this is its record).
+    if changes_state(&method) && !is_public(&path) {
+        tracing::info!(
+            target: "provsync::api::audit",
+            method = %method,
+            route = %route,
+            path = %path,
+            token = %token_name.as_deref().unwrap_or("-"),
+            job = %resp.extensions().get::<AboutJob>().map_or("-", |j| j.0.as_str()),
+            status = resp.status().as_u16(),
+            code = %resp.extensions().get::<ErrorCode>().map_or_else(|| "-".to_owned(), |c| c.name()),
+            peer = %peer_shown,
+            "audit"
         );
     }
     tracing::info!(

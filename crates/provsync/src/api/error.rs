@@ -12,7 +12,8 @@ use provsync_core::store::StoreError;
 /// `invalid_value`, `invalid_job`, `invalid_parameter` 400; `unauthorized` 401;
 /// `forbidden` 403; `job_not_found`, `not_found` 404; `method_not_allowed` 405;
 /// `schedule_not_found` 404; `job_finished`, `job_not_finished`, `nothing_to_replay`,
-/// `schedule_running` 409; `payload_too_large` 413; `internal` 500; `not_ready` 503.
+/// `schedule_running` 409; `payload_too_large` 413; `too_many_requests` 429;
+/// `internal` 500; `not_ready` 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -48,6 +49,8 @@ pub enum ErrorCode {
     NothingToReplay,
     /// The body is larger than allowed.
     PayloadTooLarge,
+    /// Too many refused tokens from this address: wait `Retry-After` seconds.
+    TooManyRequests,
     /// The state store does not answer.
     NotReady,
     /// Something failed on our side (the message says what, without secrets).
@@ -74,6 +77,7 @@ impl ErrorCode {
             | ErrorCode::NothingToReplay
             | ErrorCode::ScheduleRunning => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -227,20 +231,40 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Segment {
 #[derive(Debug, Clone)]
 pub struct Forbidden(pub String);
 
+/// The job a response is about (a started, aborted, replayed or running job), for
+/// the audit log: set from the `job_id` of the body.
+#[derive(Debug, Clone)]
+pub struct AboutJob(pub String);
+
+impl ErrorCode {
+    /// The code as the body spells it.
+    pub fn name(self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => s,
+            _ => format!("{self:?}"),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();
-        let unauthorized = self.code == ErrorCode::Unauthorized;
-        let forbidden =
-            (self.code == ErrorCode::Forbidden).then(|| Forbidden(self.message.clone()));
+        let code = self.code;
+        let forbidden = (code == ErrorCode::Forbidden).then(|| Forbidden(self.message.clone()));
+        let job = self.job_id.clone().map(AboutJob);
         let mut resp = (status, axum::Json(self)).into_response();
-        if unauthorized {
+        if code == ErrorCode::Unauthorized {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(f) = forbidden {
             resp.extensions_mut().insert(f);
         }
+        if let Some(j) = job {
+            resp.extensions_mut().insert(j);
+        }
+        // The request log and the audit log read the code back from here.
+        resp.extensions_mut().insert(code);
         resp
     }
 }

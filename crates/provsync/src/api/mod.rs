@@ -12,6 +12,8 @@ pub mod request;
 pub mod runner;
 pub mod schedules;
 pub mod server;
+pub mod throttle;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +56,11 @@ pub struct AppState {
     pub connections: Connections,
     /// What requests may choose besides them.
     pub api: ApiSettings,
+    /// Refused-token budgets of peer addresses.
+    pub throttle: throttle::AuthThrottle,
+    /// Served over TLS: cookies the API sets (the web page's session cookie, when
+    /// there is a web page) carry `Secure`.
+    pub secure_cookies: bool,
 }
 
 /// What `serve` needs besides the engine and the listener.
@@ -73,6 +80,8 @@ pub struct ServeOptions {
     pub connections: Connections,
     /// What requests may choose besides them.
     pub api: ApiSettings,
+    /// Serve HTTPS with this certificate and key (plain HTTP without).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The API's router.
@@ -211,9 +220,11 @@ pub async fn serve(
         base_dir: opts.base_dir,
         connections: opts.connections,
         api: opts.api,
+        throttle: throttle::AuthThrottle::per_minute(opts.http.auth_failures_per_minute),
+        secure_cookies: opts.tls.is_some(),
     });
     let app = router(state);
-    let result = server::run(listener, app, opts.http, shutdown).await;
+    let result = server::run(listener, app, opts.http, opts.tls, shutdown).await;
     // Stop taking work: no new ticks, no new orphans; queued callbacks stay in
     // the outbox for the next process.
     ticking.cancel();
@@ -228,7 +239,16 @@ pub async fn serve(
     result
 }
 
-/// The 200/202 JSON response helper.
+/// The 200/202 JSON response helper; a `job_id` in the body also names the job
+/// the response is about for the audit log ([`error::AboutJob`]).
 pub(crate) fn json(status: StatusCode, value: serde_json::Value) -> Response {
-    (status, Json(value)).into_response()
+    let job = value
+        .get("job_id")
+        .and_then(serde_json::Value::as_str)
+        .map(|id| error::AboutJob(id.to_owned()));
+    let mut resp = (status, Json(value)).into_response();
+    if let Some(j) = job {
+        resp.extensions_mut().insert(j);
+    }
+    resp
 }

@@ -93,11 +93,49 @@ use super::error::{ApiError, ErrorCode, FieldError};
 )]
 pub struct ApiDoc;
 
-/// Adds `components.securitySchemes.bearer`.
+/// Adds `components.securitySchemes.bearer`, and to every operation that takes a
+/// token the 429 its client's address gets once it has presented too many wrong
+/// ones (see `api::throttle`).
 struct BearerAuth;
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{header::HeaderBuilder, ContentBuilder, Ref, ResponseBuilder, Type};
+        let throttled = ResponseBuilder::new()
+            .description(
+                "Too many refused tokens from this address (`too_many_requests`); the \
+                 token was not checked",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(utoipa::openapi::schema::Object::with_type(Type::Integer))
+                    .description(Some("Seconds until the address may try again"))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ApiError")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|op| op.security.is_some())
+            {
+                op.responses
+                    .responses
+                    .insert("429".to_owned(), throttled.clone().into());
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -639,5 +677,13 @@ mod tests {
         );
         assert!(v["paths"]["/healthz"]["get"].get("security").is_none());
         assert!(v["paths"]["/v1/jobs"]["post"]["security"].is_array());
+        let throttled = &v["paths"]["/v1/jobs"]["post"]["responses"]["429"];
+        assert!(
+            throttled["headers"]["Retry-After"].is_object(),
+            "{throttled}"
+        );
+        assert!(v["paths"]["/healthz"]["get"]["responses"]
+            .get("429")
+            .is_none());
     }
 }

@@ -93,7 +93,8 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal();
-    note!("listening on http://{addr}");
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    note!("listening on {scheme}://{addr}");
     for s in &cfg.schedules {
         note!(
             "schedule {} ({}{}): next tick {}",
@@ -126,6 +127,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         http: cfg.http,
         connections: cfg.connections,
         api: cfg.api,
+        tls: cfg.tls,
     };
     crate::api::serve(listener, engine, opts, shutdown)
         .await
@@ -194,6 +196,14 @@ pub fn config_command(a: ConfigArgs) -> anyhow::Result<ExitCode> {
             outln!("{}: ok", file.display())?;
             outln!("  listen  {}", cfg.listen)?;
             outln!("  state   {}", crate::secret::redact_urls(&cfg.state))?;
+            outln!(
+                "  tls     {}",
+                if cfg.tls.is_some() {
+                    "on (certificate and key loaded)"
+                } else {
+                    "off (plain HTTP)"
+                }
+            )?;
             outln!("  tokens  {}", cfg.tokens.len())?;
             for t in &cfg.tokens {
                 outln!("    {} ({})", t.name, t.role)?;

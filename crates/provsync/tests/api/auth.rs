@@ -128,17 +128,6 @@ fn config_check_prints_names_and_roles_but_no_hashes_and_refuses_unknown_keys() 
     assert!(err.contains("tokens[0]") && err.contains("roles"), "{err}");
 }
 
-fn config_check(file: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(bin());
-    cmd.args(["config", "check"]).arg(file);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PROVSYNC_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(env.iter().copied()).output().unwrap()
-}
-
 #[test]
 fn environment_overrides_reach_every_key_and_a_bad_one_is_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -161,15 +161,16 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on http://") {
+                // `listening on http://...`, or `https://...` with `[tls]`.
+                if let Some(url) = line.strip_prefix("listening on ") {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
+                        let _ = tx.send(url.trim().to_owned());
                     }
                 }
                 keep.lock().unwrap().push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -181,7 +182,7 @@ impl Server {
         };
         Server {
             child: Some(child),
-            base: format!("http://{addr}"),
+            base,
             dir,
             stderr: lines,
             http: reqwest::Client::builder()
@@ -292,6 +293,18 @@ impl Server {
         })
         .await
     }
+}
+
+/// Runs `provsync config check <file>` with only `env` of the `PROVSYNC_*` variables.
+pub fn config_check(file: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(["config", "check"]).arg(file);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PROVSYNC_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied()).output().unwrap()
 }
 
 /// Runs `provsync generate` into `dir`.

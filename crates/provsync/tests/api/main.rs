@@ -5,7 +5,9 @@
 
 mod common;
 
+mod audit;
 mod auth;
+mod brute_force;
 mod callbacks;
 mod codes_sync;
 mod concurrency;
@@ -17,4 +19,5 @@ mod lifecycle;
 mod observability;
 mod replay;
 mod schedules;
+mod tls;
 mod validation;
