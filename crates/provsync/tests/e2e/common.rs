@@ -688,7 +688,8 @@ impl Serve {
     /// `provsync serve` on the state store `state` (config in `dir`), on a free
     /// port, with [`SERVE_TOKEN`] and the environment `env` for its jobs. The token
     /// is an admin's, and the server lets it submit job files as they are
-    /// (connectors written out in full) within `dir` and the repository, to hosts on
+    /// (connectors written out in full) within the temporary folder (where the
+    /// scenarios keep their worlds and targets) and the repository, to hosts on
     /// 127.0.0.1 (the emulators).
     pub fn on_state(dir: &Path, state: &str, env: &[(&str, &str)]) -> Serve {
         let config = dir.join("serve.toml");
@@ -700,7 +701,7 @@ impl Serve {
                  [api]\nfree_form_connectors = true\ndata_folders = [{:?}, {:?}]\n\
                  allowed_hosts = [\"127.0.0.1\"]\n",
                 provsync::config::sha256_hex(SERVE_TOKEN),
-                dir.display().to_string(),
+                std::env::temp_dir().display().to_string(),
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
             ),
         )
