@@ -1,6 +1,8 @@
 //! Sources: where provider master data comes from. Each connector is a module with
 //! its typed config; `open` picks one by the job's `source.type`.
 
+#[cfg(test)]
+mod conformance;
 pub mod facilities;
 pub mod file;
 pub mod gmc;
