@@ -29,16 +29,21 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CallbackSettings;
+use crate::retry::Backoff;
 use address::Destination;
 
 /// How often the loop looks for due callbacks.
 const POLL: Duration = Duration::from_millis(250);
 /// Callbacks claimed per round.
 const BATCH: u32 = 32;
-/// First retry delay; doubled per attempt up to [`MAX_DELAY`].
-const FIRST_DELAY: Duration = Duration::from_secs(1);
-/// Longest retry delay.
-const MAX_DELAY: Duration = Duration::from_secs(300);
+/// Retry delays: 1 s, 2 s, 4 s ... 300 s, each plus up to a quarter (the top of the
+/// range, 1.25 s ... 375 s, with a fifth of it random); attempts are the settings'.
+const BACKOFF: Backoff = Backoff {
+    attempts: 0,
+    base: Duration::from_millis(1250),
+    max: Duration::from_secs(375),
+    jitter: 0.2,
+};
 
 /// Header with the signature.
 pub const SIGNATURE_HEADER: &str = "x-provsync-signature";
@@ -58,20 +63,6 @@ pub fn sign(key: &[u8], timestamp: i64, body: &[u8]) -> String {
     let digest = mac.finalize().into_bytes();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
-}
-
-/// The delay before retry number `attempt` (1-based), with up to 25% jitter.
-pub fn backoff(attempt: u32) -> Duration {
-    let base = FIRST_DELAY
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(MAX_DELAY);
-    let jitter = base.as_millis() as u64 / 4;
-    let extra = if jitter == 0 {
-        0
-    } else {
-        uuid::Uuid::now_v7().as_u128() as u64 % jitter
-    };
-    base + Duration::from_millis(extra)
 }
 
 /// A client for one attempt to `to`: its host name resolves only to the addresses
@@ -144,15 +135,20 @@ impl Deliverer {
 
     async fn deliver(&self, c: CallbackDue) -> Result<(), provsync_core::store::StoreError> {
         let attempt = c.attempts + 1;
+        let policy = Backoff {
+            attempts: self.settings.max_attempts,
+            ..BACKOFF
+        };
         let outcome = match self.attempt(&c).await {
             Ok(()) => Delivery::Delivered,
-            Err((error, retryable)) if retryable && attempt < self.settings.max_attempts => {
-                let at =
-                    Utc::now() + chrono::Duration::from_std(backoff(attempt)).unwrap_or_default();
-                Delivery::Retry { error, at }
-            }
-            Err((error, _)) => Delivery::GiveUp {
-                error: format!("after {attempt} attempt(s): {error}"),
+            Err((error, retryable)) => match policy.after(attempt, None).filter(|_| retryable) {
+                Some(delay) => Delivery::Retry {
+                    error,
+                    at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+                },
+                None => Delivery::GiveUp {
+                    error: format!("after {attempt} attempt(s): {error}"),
+                },
             },
         };
         let label = match &outcome {
@@ -314,16 +310,20 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let b1 = backoff(1);
+        let b1 = BACKOFF.delay(1, None);
         assert!(
-            b1 >= Duration::from_secs(1) && b1 < Duration::from_millis(1250),
+            b1 >= Duration::from_secs(1) && b1 <= Duration::from_millis(1250),
             "{b1:?}"
         );
-        let b4 = backoff(4);
+        let b4 = BACKOFF.delay(4, None);
         assert!(
-            b4 >= Duration::from_secs(8) && b4 < Duration::from_secs(10),
+            b4 >= Duration::from_secs(8) && b4 <= Duration::from_secs(10),
             "{b4:?}"
         );
-        assert!(backoff(30) <= MAX_DELAY + MAX_DELAY / 4);
+        let b30 = BACKOFF.delay(30, None);
+        assert!(
+            b30 >= Duration::from_secs(300) && b30 <= Duration::from_secs(375),
+            "{b30:?}"
+        );
     }
 }

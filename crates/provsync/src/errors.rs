@@ -36,15 +36,6 @@ pub fn http(e: &reqwest::Error) -> String {
     text
 }
 
-/// `msg` with `secret` replaced (a password a library may echo: a message that
-/// reaches a log must never depend on it not doing so).
-pub fn redact(msg: String, secret: Option<&str>) -> String {
-    match secret {
-        Some(s) if !s.is_empty() => msg.replace(s, "***"),
-        _ => msg,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod paths;
 pub mod pg;
 pub mod queue;
+pub mod retry;
 pub mod schedule;
 pub mod secret;
 pub mod source;

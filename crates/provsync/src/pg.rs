@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 
-use crate::errors::redact;
+use crate::secret::{redact, url_password};
 
 /// How long [`connect`] keeps retrying a server that refuses or is starting up (a
 /// restart), before it reports the cause.
@@ -69,15 +69,6 @@ pub enum PgError {
         /// What went wrong, as the OS or the server said it.
         cause: String,
     },
-}
-
-/// The password of a `postgres://user:password@...` URL, to keep out of messages.
-pub fn url_password(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (_, pw) = userinfo.split_once(':')?;
-    (!pw.is_empty()).then(|| pw.to_owned())
 }
 
 /// What a failed connection attempt says, in the OS's or the server's words.
@@ -201,12 +192,5 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, PgError::Url(_)), "{e}");
         assert!(!e.to_string().contains("s3cret"), "{e}");
-    }
-
-    #[test]
-    fn the_password_of_a_url_is_found() {
-        assert_eq!(url_password("postgres://u:pw@h/db").as_deref(), Some("pw"));
-        assert_eq!(url_password("postgres://u@h/db"), None);
-        assert_eq!(url_password("postgres://h/db?x=a:b@c"), None);
     }
 }

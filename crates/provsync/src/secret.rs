@@ -91,26 +91,54 @@ pub fn redact_urls(text: &str) -> String {
     while let Some(s) = rest.find("://") {
         let (head, tail) = rest.split_at(s + 3);
         out.push_str(head);
-        // The authority ends where a path, query, quote or blank begins.
-        let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace())
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@').and_then(|at| {
-            let userinfo = &authority[..at];
-            userinfo.find(':').map(|c| (c, at))
-        }) {
-            Some((c, at)) => {
-                out.push_str(&authority[..c]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
+        let authority = authority(tail);
+        match password_in(authority) {
+            Some(pw) => {
+                out.push_str(&authority[..pw.start]);
+                out.push_str("***");
+                out.push_str(&authority[pw.end..]);
             }
             None => out.push_str(authority),
         }
-        rest = &tail[end..];
+        rest = &tail[authority.len()..];
     }
     out.push_str(rest);
     out
+}
+
+/// The password of a `scheme://user:password@host/...` URL, if it has one.
+pub fn url_password(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = authority(rest);
+    password_in(authority)
+        .map(|pw| authority[pw].to_owned())
+        .filter(|pw| !pw.is_empty())
+}
+
+/// `text` with `secret` replaced by `***`: a password a library may echo (a message
+/// that reaches a log must never depend on it not doing so).
+pub fn redact(text: String, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if !s.is_empty() => text.replace(s, "***"),
+        _ => text,
+    }
+}
+
+/// The authority at the start of what follows a URL's `://`: it ends where a path,
+/// query, fragment, quote or blank begins.
+fn authority(after_scheme: &str) -> &str {
+    let end = after_scheme
+        .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace())
+        .unwrap_or(after_scheme.len());
+    &after_scheme[..end]
+}
+
+/// Where the password sits in an authority (`user:password@host`): after the
+/// user's first `:`, up to the last `@`.
+fn password_in(authority: &str) -> Option<std::ops::Range<usize>> {
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    Some(colon + 1..at)
 }
 
 /// Whether a key (the last segment of `field`) holds a secret value inline, so a
@@ -139,6 +167,22 @@ mod tests {
         );
         assert_eq!(redact_urls("no url: a:b@c"), "no url: a:b@c");
         assert_eq!(redact_urls("http://host:8080/p"), "http://host:8080/p");
+    }
+
+    #[test]
+    fn a_url_password_is_found_and_a_secret_value_replaced() {
+        assert_eq!(url_password("postgres://u:pw@h/db").as_deref(), Some("pw"));
+        assert_eq!(
+            url_password("postgres://u:p@ss@h/db").as_deref(),
+            Some("p@ss")
+        );
+        assert_eq!(url_password("postgres://u@h/db"), None);
+        assert_eq!(url_password("postgres://u:@h/db"), None);
+        assert_eq!(url_password("postgres://h/db?x=a:b@c"), None);
+        assert_eq!(url_password("no url"), None);
+        assert_eq!(redact("a s3cret b".into(), Some("s3cret")), "a *** b");
+        assert_eq!(redact("a b".into(), Some("")), "a b");
+        assert_eq!(redact("a b".into(), None), "a b");
     }
 
     #[test]

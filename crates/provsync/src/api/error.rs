@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::job::EngineError;
+use provsync_core::fault::Domain;
 use provsync_core::store::StoreError;
 
 /// Stable error codes and their HTTP status: `invalid_json`, `unknown_field`,
@@ -13,7 +14,7 @@ use provsync_core::store::StoreError;
 /// `forbidden` 403; `job_not_found`, `not_found` 404; `method_not_allowed` 405;
 /// `schedule_not_found` 404; `job_finished`, `job_not_finished`, `nothing_to_replay`,
 /// `schedule_running` 409; `payload_too_large` 413; `too_many_requests` 429;
-/// `internal` 500; `not_ready` 503.
+/// `internal` 500; `not_ready`, `upstream_unavailable` 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -53,6 +54,9 @@ pub enum ErrorCode {
     TooManyRequests,
     /// The state store does not answer.
     NotReady,
+    /// A source or target does not answer or is failing: its system's fault,
+    /// not the request's, and a later retry may help.
+    UpstreamUnavailable,
     /// Something failed on our side (the message says what, without secrets).
     Internal,
 }
@@ -78,7 +82,7 @@ impl ErrorCode {
             | ErrorCode::ScheduleRunning => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NotReady | ErrorCode::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -162,7 +166,8 @@ impl ApiError {
         }
     }
 
-    /// An engine failure mapped to the table.
+    /// An engine failure mapped to the table by whose it is: the request's
+    /// (`invalid_job`), a source's or target's (`upstream_unavailable`), or ours.
     pub fn engine(e: EngineError) -> Self {
         match e {
             EngineError::Invalid(errs) => {
@@ -197,8 +202,18 @@ impl ApiError {
             }
             EngineError::Store(s) => Self::store(s),
             other => {
-                tracing::error!(error = %other, "engine failed");
-                Self::new(ErrorCode::Internal, other.to_string())
+                let code = match other.domain() {
+                    Domain::User => ErrorCode::InvalidJob,
+                    Domain::External => {
+                        tracing::warn!(error = %other, "a source or target failed");
+                        ErrorCode::UpstreamUnavailable
+                    }
+                    Domain::Internal => {
+                        tracing::error!(error = %other, "engine failed");
+                        ErrorCode::Internal
+                    }
+                };
+                Self::new(code, other.to_string())
             }
         }
     }
@@ -266,5 +281,40 @@ impl IntoResponse for ApiError {
         // The request log and the audit log read the code back from here.
         resp.extensions_mut().insert(code);
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use provsync_core::source::SourceError;
+    use provsync_core::target::TargetError;
+
+    #[test]
+    fn engine_errors_map_by_whose_they_are() {
+        let code = |e: EngineError| ApiError::engine(e).code;
+        let down = TargetError::Unavailable("postgres target: connection refused".into());
+        assert_eq!(code(down.into()), ErrorCode::UpstreamUnavailable);
+        assert_eq!(ErrorCode::UpstreamUnavailable.status(), 503);
+        assert_eq!(
+            code(SourceError::Unavailable("503".into()).into()),
+            ErrorCode::UpstreamUnavailable
+        );
+        assert_eq!(
+            code(TargetError::Refused("bad password".into()).into()),
+            ErrorCode::InvalidJob
+        );
+        assert_eq!(
+            code(SourceError::Config("no url".into()).into()),
+            ErrorCode::InvalidJob
+        );
+        assert_eq!(
+            code(SourceError::BadCursor("x".into()).into()),
+            ErrorCode::Internal
+        );
+        assert_eq!(code(EngineError::Task("panic".into())), ErrorCode::Internal);
+        let e = ApiError::engine(TargetError::Unavailable("refused".into()).into());
+        assert_eq!(e.message, "target unavailable: refused");
+        assert_eq!(e.code.name(), "upstream_unavailable");
     }
 }

@@ -22,6 +22,7 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
+use provsync_core::fault::Domain;
 use provsync_core::job::{
     IllegalTransition, JobEvent, JobId, JobMachine, JobState, SpecError, Stage,
 };
@@ -67,18 +68,27 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// Who can fix it: the job's settings and this process's setup (a variable not
+    /// set, a file missing) are the user's; a connector's failure says its own.
+    pub fn domain(&self) -> Domain {
+        match self {
+            EngineError::Invalid(_) | EngineError::Mapping(_) | EngineError::Unfit(_) => {
+                Domain::User
+            }
+            EngineError::Source(e) => e.domain(),
+            EngineError::Target(e) => e.domain(),
+            EngineError::Store(_)
+            | EngineError::Illegal(_)
+            | EngineError::Busy(_)
+            | EngineError::Task(_) => Domain::Internal,
+        }
+    }
+
     /// Whether the error lies in this process's setup or the job's settings (a
     /// variable not set, a file missing, refused credentials): trying the same
     /// work again cannot help.
     pub fn is_setup(&self) -> bool {
-        matches!(
-            self,
-            EngineError::Invalid(_)
-                | EngineError::Mapping(_)
-                | EngineError::Unfit(_)
-                | EngineError::Source(SourceError::Config(_) | SourceError::Refused(_))
-                | EngineError::Target(TargetError::Config(_) | TargetError::Refused(_))
-        )
+        self.domain() == Domain::User
     }
 }
 

@@ -255,7 +255,7 @@ pub async fn connect(url: &str) -> Result<Connection, String> {
         Ok(connected) => connected.map_err(|e| {
             // lapin's messages may echo the URL.
             let cause = crate::secret::redact_urls(&crate::errors::chain(&e));
-            let cause = crate::errors::redact(cause, password.as_deref());
+            let cause = crate::secret::redact(cause, password.as_deref());
             format!("cannot connect to RabbitMQ at {at}: {cause}")
         }),
         Err(_) => Err(format!(

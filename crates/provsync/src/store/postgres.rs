@@ -36,7 +36,7 @@ use provsync_core::store::{
     ScheduleFire, ScheduleRun, StagedLink, StateStore, StoreError, Transition,
 };
 
-use crate::errors::redact;
+use crate::secret::redact;
 
 /// The schema the store uses when the URL names none.
 pub const DEFAULT_SCHEMA: &str = "provsync_state";
@@ -73,7 +73,7 @@ struct ParsedUrl {
 }
 
 fn parse_url(url: &str) -> Result<ParsedUrl, StoreError> {
-    let password = crate::pg::url_password(url);
+    let password = crate::secret::url_password(url);
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),

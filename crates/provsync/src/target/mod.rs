@@ -56,7 +56,7 @@ impl PostgresConfig {
     /// Refuses a password written into the URL: the job spec holding it would be
     /// stored (state store tables and their write-ahead log) and shown.
     fn check(&self) -> Result<(), SpecError> {
-        if crate::pg::url_password(&self.url).is_some() {
+        if crate::secret::url_password(&self.url).is_some() {
             return Err(SpecError {
                 field: "target.url".into(),
                 message: "carries a password, and job specs are stored: give it with \

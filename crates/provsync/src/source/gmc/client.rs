@@ -10,6 +10,7 @@ use tokio_util::io::StreamReader;
 
 use super::config::{Credentials, GmcConfig};
 use super::response::{self, ParseError, Response};
+use crate::retry::Backoff;
 
 const ACTION: &str = "https://webcache.gmc-uk.org/GMCWebServices/GetDoctorsForDB";
 
@@ -165,10 +166,9 @@ impl Client {
     /// 0 with a list), or an error naming the body and the cause. A call is sent once
     /// started; after a refusal (99) on any body it is not retried.
     pub async fn doctors_for(&self, body: &str) -> Result<Response, Failure> {
-        let mut delay = Duration::from_millis(self.config.backoff_ms);
-        let mut attempt = 0;
+        let mut retries = self.retry().start();
         loop {
-            match self.attempt(body).await? {
+            let why = match self.attempt(body).await? {
                 Attempt::Done(r) => {
                     let checked = check(body, r);
                     if let Err(Failure::Refused(why)) = &checked {
@@ -177,24 +177,32 @@ impl Client {
                     }
                     return checked;
                 }
-                Attempt::Transient(why) if attempt < self.config.retries => {
-                    attempt += 1;
-                    tracing::warn!(body, attempt, %why, "gmc call failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    if let Some(refusal) = self.refusal.get() {
-                        return Err(Failure::Body(format!(
-                            "designated body {body}: {why}, not retried: the credentials were refused ({refusal})"
-                        )));
-                    }
-                }
-                Attempt::Transient(why) => {
-                    return Err(Failure::Body(format!(
-                        "designated body {body}: {why} (after {} retries)",
-                        self.config.retries
-                    )))
-                }
+                Attempt::Transient(why) => why,
+            };
+            let Some(delay) = retries.next(None) else {
+                return Err(Failure::Body(format!(
+                    "designated body {body}: {why} (after {} retries)",
+                    self.config.retries
+                )));
+            };
+            tracing::warn!(body, attempt = retries.failed(), %why, "gmc call failed; retrying");
+            tokio::time::sleep(delay).await;
+            if let Some(refusal) = self.refusal.get() {
+                return Err(Failure::Body(format!(
+                    "designated body {body}: {why}, not retried: the credentials were refused ({refusal})"
+                )));
             }
+        }
+    }
+
+    /// The retry policy: `retries` after the first attempt, the delay doubling from
+    /// `backoff_ms` without jitter or cap (as documented for `source.backoff_ms`).
+    fn retry(&self) -> Backoff {
+        Backoff {
+            attempts: self.config.retries.saturating_add(1),
+            base: Duration::from_millis(self.config.backoff_ms),
+            max: Duration::MAX,
+            jitter: 0.0,
         }
     }
 }
@@ -450,6 +458,15 @@ pub(super) mod tests {
         assert!(
             matches!(r, Err(Failure::Body(why)) if why == "designated body 1-X: HTTP 403 Forbidden")
         );
+    }
+
+    #[tokio::test]
+    async fn retries_double_from_backoff_ms_without_jitter() {
+        let client = client_of(axum::Router::new(), "retries = 2\nbackoff_ms = 500").await;
+        let mut r = client.retry().start();
+        assert_eq!(r.next(None), Some(Duration::from_millis(500)));
+        assert_eq!(r.next(None), Some(Duration::from_millis(1000)));
+        assert_eq!(r.next(None), None, "two retries, three attempts");
     }
 
     const OK_ANSWER: &str = r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetDoctorsForDBResponse xmlns="https://webcache.gmc-uk.org/GMCWebServices/"><GetDoctorsForDBResult><Doctors><GetDoctorsForDBResponse_Doctor><GMCReferenceNumber>1234567</GMCReferenceNumber></GetDoctorsForDBResponse_Doctor></Doctors><ReturnCode>0</ReturnCode></GetDoctorsForDBResult></GetDoctorsForDBResponse></soap:Body></soap:Envelope>"#;

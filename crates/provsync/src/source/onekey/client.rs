@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::config::{Credentials, OneKeySettings};
+use crate::retry::Backoff;
 
 /// Renew a token this long before the MDM says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
@@ -89,10 +90,7 @@ pub struct Client {
     base: String,
     credentials: Credentials,
     token: Mutex<Option<Token>>,
-    attempts: u32,
-    backoff: Duration,
-    backoff_max: Duration,
-    jitter: AtomicU64,
+    retry: Backoff,
     /// Retries made (transient errors and 429), for logs and tests.
     pub retries: AtomicU64,
 }
@@ -122,40 +120,20 @@ impl Client {
             .map_err(|e| {
                 SourceError::Config(format!("HTTP client: {}", crate::errors::http(&e)))
             })?;
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
         Ok(Self {
             http,
             base: s.url.trim_end_matches('/').to_owned(),
             credentials: s.credentials()?,
             token: Mutex::new(None),
-            attempts: s.max_attempts,
-            backoff: Duration::from_millis(s.backoff_ms),
-            backoff_max: Duration::from_millis(s.backoff_max_ms),
-            jitter: AtomicU64::new(seed),
+            retry: Backoff {
+                attempts: s.max_attempts,
+                base: Duration::from_millis(s.backoff_ms),
+                max: Duration::from_millis(s.backoff_max_ms),
+                // Equal jitter: half of each delay fixed, half random.
+                jitter: 0.5,
+            },
             retries: AtomicU64::new(0),
         })
-    }
-
-    /// The delay before retry `attempt` (from 1): exponential, capped, with equal
-    /// jitter (half fixed, half random), and never shorter than `Retry-After`.
-    fn delay(&self, attempt: u32, at_least: Option<Duration>) -> Duration {
-        let exp = self
-            .backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.backoff_max);
-        // xorshift64: jitter needs no quality, only spread between clients.
-        let mut x = self.jitter.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.jitter.store(x, Ordering::Relaxed);
-        let half = exp / 2;
-        let jittered = half + half.mul_f64((x >> 11) as f64 / (1u64 << 53) as f64);
-        jittered.max(at_least.unwrap_or_default())
     }
 
     /// A valid bearer token: the cached one, or a new one.
@@ -245,65 +223,69 @@ impl Client {
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, CallError> {
-        let mut last = String::new();
-        for attempt in 1..=self.attempts {
-            if attempt > 1 {
-                self.retries.fetch_add(1, Ordering::Relaxed);
-            }
-            let wait_hint;
-            match build().send().await {
-                Err(e) => {
-                    last = format!("transport: {}", crate::errors::http(&e));
-                    wait_hint = None;
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let hint = retry_after(resp.headers());
-                    let body = match resp.bytes().await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            last = format!("reading the body: {}", crate::errors::http(&e));
-                            self.pause(attempt, None).await;
-                            continue;
-                        }
-                    };
-                    if status.is_success() {
-                        return Ok(body.to_vec());
-                    }
-                    let err: ErrorBody = serde_json::from_slice(&body).unwrap_or(ErrorBody {
-                        code: None,
-                        message: Some(String::from_utf8_lossy(&body).chars().take(200).collect()),
-                        error: None,
-                    });
-                    let code = err.code.or(err.error).unwrap_or_else(|| "UNKNOWN".into());
-                    let message = err.message.unwrap_or_default();
-                    if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) {
-                        return Err(CallError::Api {
-                            what: what.to_owned(),
-                            status: status.as_u16(),
-                            code,
-                            message,
-                        });
-                    }
-                    last = format!("HTTP {} {code}: {message}", status.as_u16());
-                    wait_hint = hint;
-                }
-            }
-            if attempt < self.attempts {
-                tracing::debug!(call = what, attempt, error = %last, "retrying");
-                self.pause(attempt, wait_hint).await;
-            }
+        let mut retries = self.retry.start();
+        loop {
+            let (last, hint) = match self.once(what, build()).await {
+                Ok(body) => return Ok(body),
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Transient(last, hint)) => (last, hint),
+            };
+            let Some(delay) = retries.next(hint) else {
+                return Err(CallError::Exhausted {
+                    what: what.to_owned(),
+                    attempts: retries.failed(),
+                    last,
+                });
+            };
+            tracing::debug!(call = what, attempt = retries.failed(), error = %last, "retrying");
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
         }
-        Err(CallError::Exhausted {
-            what: what.to_owned(),
-            attempts: self.attempts,
-            last,
-        })
     }
 
-    async fn pause(&self, attempt: u32, at_least: Option<Duration>) {
-        tokio::time::sleep(self.delay(attempt, at_least)).await;
+    /// One attempt, its failure classified: 429, 5xx and transport errors are
+    /// transient (with the server's `Retry-After`), any other answer is final.
+    async fn once(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
+        let resp = req.send().await.map_err(|e| {
+            Failure::Transient(format!("transport: {}", crate::errors::http(&e)), None)
+        })?;
+        let status = resp.status();
+        let hint = retry_after(resp.headers());
+        let body = resp.bytes().await.map_err(|e| {
+            Failure::Transient(
+                format!("reading the body: {}", crate::errors::http(&e)),
+                None,
+            )
+        })?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        let err: ErrorBody = serde_json::from_slice(&body).unwrap_or(ErrorBody {
+            code: None,
+            message: Some(String::from_utf8_lossy(&body).chars().take(200).collect()),
+            error: None,
+        });
+        let code = err.code.or(err.error).unwrap_or_else(|| "UNKNOWN".into());
+        let message = err.message.unwrap_or_default();
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            let last = format!("HTTP {} {code}: {message}", status.as_u16());
+            return Err(Failure::Transient(last, hint));
+        }
+        Err(Failure::Final(CallError::Api {
+            what: what.to_owned(),
+            status: status.as_u16(),
+            code,
+            message,
+        }))
     }
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// A retry can help: why, and the delay the server asked for.
+    Transient(String, Option<Duration>),
+    /// A retry cannot help.
+    Final(CallError),
 }
 
 #[cfg(test)]
@@ -319,18 +301,28 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_is_capped_jittered_and_honours_retry_after() {
-        let c = client();
-        for attempt in 1..=10 {
-            let exp = Duration::from_millis((100u64 << (attempt - 1)).min(1000));
-            let d = c.delay(attempt, None);
-            assert!(
-                d >= exp / 2 && d <= exp,
-                "attempt {attempt}: {d:?} vs {exp:?}"
-            );
-        }
-        assert!(c.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
-        let spread: std::collections::HashSet<_> = (0..20).map(|_| c.delay(5, None)).collect();
-        assert!(spread.len() > 1, "jitter spreads delays");
+    fn the_retry_policy_follows_the_settings() {
+        assert_eq!(
+            client().retry,
+            Backoff {
+                attempts: 8,
+                base: Duration::from_millis(100),
+                max: Duration::from_millis(1000),
+                jitter: 0.5,
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(1)));
     }
 }

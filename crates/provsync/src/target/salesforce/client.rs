@@ -2,7 +2,6 @@
 //! failures with jittered exponential backoff, `Sforce-Limit-Info` bookkeeping, the
 //! adaptive concurrency gate, and parking while the daily API budget is spent.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use super::auth::{self, Credentials, Session};
 use super::config::SalesforceConfig;
 use super::limits::{parse_limit_info, ApiUsage, Budget, Gate};
 use super::SfError;
+use crate::retry::Backoff;
 
 /// The REST API's duplicate rule header
 /// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_duplicaterules.htm),
@@ -181,19 +181,19 @@ impl Client {
         if let (Some(cur), None) = (guard.as_ref(), stale) {
             return Ok(cur.clone());
         }
-        let mut attempt = 0;
+        let mut retries = self.retry().start();
         let mut s = loop {
             self.calls.fetch_add(1, Ordering::Relaxed);
-            match auth::login(&self.http, &self.cfg.login_url, &self.creds).await {
+            let m = match auth::login(&self.http, &self.cfg.login_url, &self.creds).await {
                 Ok(s) => break s,
-                Err(SfError::Transient(m)) if attempt + 1 < self.cfg.max_attempts => {
-                    attempt += 1;
-                    tracing::warn!(attempt, reason = %m, "Salesforce login failed, retrying");
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                }
-                Err(SfError::Transient(m)) => return Err(SfError::Unavailable(m)),
+                Err(SfError::Transient(m)) => m,
                 Err(e) => return Err(e),
-            }
+            };
+            let Some(delay) = retries.next(None) else {
+                return Err(SfError::Unavailable(m));
+            };
+            tracing::warn!(attempt = retries.failed(), reason = %m, "Salesforce login failed, retrying");
+            tokio::time::sleep(delay).await;
         };
         if let Some(url) = &self.cfg.instance_url {
             s.instance_url = url.trim_end_matches('/').to_string();
@@ -202,11 +202,20 @@ impl Client {
         Ok(s)
     }
 
-    /// Full-jitter exponential backoff for retry `attempt` (1-based), capped at 30 s.
+    /// The retry policy: `max_attempts`, full jitter below twice `backoff_ms`
+    /// doubled per retry, capped at 30 s.
+    fn retry(&self) -> Backoff {
+        Backoff {
+            attempts: self.cfg.max_attempts,
+            base: Duration::from_millis(self.cfg.backoff_ms.max(1).saturating_mul(2)),
+            max: Duration::from_secs(30),
+            jitter: 1.0,
+        }
+    }
+
+    /// The delay before retry `attempt` (1-based) of the retry policy.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.cfg.backoff_ms.max(1);
-        let cap = base.saturating_mul(1 << attempt.min(16)).min(30_000);
-        Duration::from_millis(jitter(cap))
+        self.retry().delay(attempt, None)
     }
 
     /// Sends one API call (`path` from the host root) with the connector's retry policy:
@@ -235,7 +244,7 @@ impl Client {
         body: &Body,
         urgent: bool,
     ) -> Result<Response, SfError> {
-        let mut attempt: u32 = 0;
+        let mut retries = self.retry().start();
         let mut reauthed = false;
         let mut parked_since: Option<Instant> = None;
         loop {
@@ -284,14 +293,14 @@ impl Client {
                 Err(SfError::Transient(m)) => m,
                 Err(e) => return Err(e),
             };
-            attempt += 1;
-            if attempt >= self.cfg.max_attempts {
+            let Some(delay) = retries.next(None) else {
                 return Err(SfError::Unavailable(format!(
-                    "{method} {path}: {failure} (after {attempt} attempts)"
+                    "{method} {path}: {failure} (after {} attempts)",
+                    retries.failed()
                 )));
-            }
-            tracing::debug!(%path, attempt, reason = %failure, "Salesforce call retried");
-            tokio::time::sleep(self.backoff(attempt)).await;
+            };
+            tracing::debug!(%path, attempt = retries.failed(), reason = %failure, "Salesforce call retried");
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -496,14 +505,6 @@ pub fn is_daily_limit(message: &str) -> bool {
     m.contains("totalrequests") || m.contains("daily")
 }
 
-/// Uniform in `0..=cap` ms, from the standard library's randomly keyed hasher.
-fn jitter(cap: u64) -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish() % (cap + 1)
-}
-
 /// Escapes text for an XML element.
 pub fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -520,13 +521,6 @@ mod tests {
     fn limit_messages_are_told_apart() {
         assert!(is_daily_limit("TotalRequests Limit exceeded."));
         assert!(!is_daily_limit("ConcurrentPerOrgLongTxn Limit exceeded."));
-    }
-
-    #[test]
-    fn jitter_stays_in_range_and_varies() {
-        let v: Vec<u64> = (0..200).map(|_| jitter(100)).collect();
-        assert!(v.iter().all(|x| *x <= 100));
-        assert!(v.iter().any(|x| *x != v[0]));
     }
 
     #[test]
@@ -658,6 +652,20 @@ mod server_tests {
                 used: 42,
                 max: 15000
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn the_retry_policy_is_full_jitter_from_twice_backoff_ms_capped_at_30_s() {
+        let (_, client) = serve(vec![]).await;
+        assert_eq!(
+            client.retry(),
+            Backoff {
+                attempts: 4,
+                base: Duration::from_millis(10),
+                max: Duration::from_secs(30),
+                jitter: 1.0,
+            }
         );
     }
 
