@@ -509,6 +509,7 @@ impl Loader<'_> {
         Path::compile(text, kind).map_err(|m| self.err(v.span(), field, m))
     }
 
+    /// One mapped field: a path string, or a table of one source and its modifiers.
     fn field(
         &self,
         kind: PathCtx,
@@ -544,128 +545,74 @@ impl Loader<'_> {
                 ))
             }
         };
-        // (key, span) of each source and modifier present, to check they fit together.
-        let mut sources: Vec<(&str, Range<usize>)> = Vec::new();
-        let mut modifiers: Vec<(&str, Range<usize>)> = Vec::new();
-        let mut separator = None;
-        let mut date_format_v = None;
+        let keys = self.field_keys(kind, field, spec, translations, &mut expr)?;
+        let source = self.one_source(v, field, &keys.sources)?;
+        self.modifiers_fit(field, source, &keys.modifiers)?;
+        if let (Source::Concat { separator: s, .. }, Some(sep)) =
+            (&mut expr.source, keys.separator.clone())
+        {
+            *s = sep;
+        }
+        if let Source::Path(p) = &expr.source {
+            let date_format = self.path_modifiers_fit(field, v, &keys, &expr, p)?;
+            expr.date_format = date_format;
+        }
+        Ok(expr)
+    }
+
+    /// Reads each key of a field table into `expr`, refusing unknown keys and values
+    /// of the wrong type; whether the keys fit together is checked after.
+    fn field_keys<'v, 'i>(
+        &self,
+        kind: PathCtx,
+        field: &str,
+        spec: &'v DeTable<'i>,
+        translations: &HashMap<String, Arc<Translation>>,
+        expr: &mut FieldExpr,
+    ) -> Result<FieldKeys<'v, 'i>, MappingError> {
+        let mut keys = FieldKeys::default();
         for (k, v) in entries(spec) {
             let key: &str = k.get_ref();
             match key {
                 "from" => {
-                    sources.push(("from", k.span()));
+                    keys.sources.push(("from", k.span()));
                     expr.source = Source::Path(self.path(kind, v, field, "from")?);
                 }
                 "concat" => {
-                    sources.push(("concat", k.span()));
-                    let DeValue::Array(items) = v.get_ref() else {
-                        return Err(self.err(v.span(), field, "concat must be an array of paths"));
-                    };
-                    if items.is_empty() {
-                        return Err(self.err(v.span(), field, "concat has no parts"));
-                    }
-                    let mut parts = Vec::new();
-                    for item in items.iter() {
-                        let p = self.path(kind, item, field, "a concat part")?;
-                        if !p.shape.is_textual() {
-                            return Err(self.err(
-                                item.span(),
-                                field,
-                                format!("concat part {} is an object, not text", p.text),
-                            ));
-                        }
-                        parts.push(p);
-                    }
-                    expr.source = Source::Concat {
-                        parts,
-                        separator: String::new(),
-                    };
+                    keys.sources.push(("concat", k.span()));
+                    expr.source = self.concat(kind, v, field)?;
                 }
                 "constant" => {
-                    sources.push(("constant", k.span()));
-                    let c = scalar_json(v.get_ref()).ok_or_else(|| {
-                        self.err(
-                            v.span(),
-                            field,
-                            format!(
-                                "constant must be a string, number or boolean, not {}",
-                                v.get_ref().type_str()
-                            ),
-                        )
-                    })?;
-                    expr.source = Source::Constant(c);
+                    keys.sources.push(("constant", k.span()));
+                    expr.source = Source::Constant(self.scalar(v, field, "constant")?);
                 }
                 "separator" => {
-                    modifiers.push(("separator", k.span()));
-                    separator = Some(self.string(v, field, "separator")?.to_string());
+                    keys.modifiers.push(("separator", k.span()));
+                    keys.separator = Some(self.string(v, field, "separator")?.to_string());
                 }
                 "translate" => {
-                    modifiers.push(("translate", k.span()));
-                    let t = self.string(v, field, "translate")?;
-                    let table = translations.get(t).ok_or_else(|| {
-                        let mut known: Vec<_> = translations.keys().map(String::as_str).collect();
-                        known.sort_unstable();
-                        self.err(
-                            v.span(),
-                            field,
-                            format!(
-                                "translate names a missing table {t:?} (translations has: {})",
-                                known.join(", ")
-                            ),
-                        )
-                    })?;
-                    expr.translate = Some(table.clone());
+                    keys.modifiers.push(("translate", k.span()));
+                    expr.translate = Some(self.translation(v, field, translations)?);
                 }
                 "on_missing" => {
-                    modifiers.push(("on_missing", k.span()));
-                    expr.on_missing = match self.string(v, field, "on_missing")? {
-                        "keep" => OnMissing::Keep,
-                        "default" => OnMissing::Default,
-                        "reject" => OnMissing::Reject,
-                        other => {
-                            return Err(self.err(
-                                v.span(),
-                                field,
-                                format!(
-                                    "on_missing {other:?} is not one of: keep, default, reject"
-                                ),
-                            ))
-                        }
-                    };
+                    keys.modifiers.push(("on_missing", k.span()));
+                    expr.on_missing = self.on_missing(v, field)?;
                 }
                 "default" => {
-                    modifiers.push(("default", k.span()));
-                    expr.default = Some(scalar_json(v.get_ref()).ok_or_else(|| {
-                        self.err(
-                            v.span(),
-                            field,
-                            format!(
-                                "default must be a string, number or boolean, not {}",
-                                v.get_ref().type_str()
-                            ),
-                        )
-                    })?);
+                    keys.modifiers.push(("default", k.span()));
+                    expr.default = Some(self.scalar(v, field, "default")?);
                 }
                 "join" => {
-                    modifiers.push(("join", k.span()));
+                    keys.modifiers.push(("join", k.span()));
                     expr.join = Some(self.string(v, field, "join")?.to_string());
                 }
                 "date_format" => {
-                    modifiers.push(("date_format", k.span()));
-                    date_format_v = Some(v);
+                    keys.modifiers.push(("date_format", k.span()));
+                    keys.date_format = Some(v);
                 }
                 "required" => {
-                    modifiers.push(("required", k.span()));
-                    match v.get_ref() {
-                        DeValue::Boolean(b) => expr.required = *b,
-                        other => {
-                            return Err(self.err(
-                                v.span(),
-                                field,
-                                format!("required must be true or false, not {}", other.type_str()),
-                            ))
-                        }
-                    }
+                    keys.modifiers.push(("required", k.span()));
+                    expr.required = self.boolean(v, field, "required")?;
                 }
                 other => {
                     return Err(self.err(
@@ -676,39 +623,155 @@ impl Loader<'_> {
                 }
             }
         }
-        let source = match sources.as_slice() {
-            [] => {
-                return Err(self.err(
-                    v.span(),
-                    field,
-                    "no source: give one of from, concat, constant",
-                ))
-            }
-            [(s, _)] => *s,
-            [(a, _), (b, span), ..] => {
-                return Err(self.err(
-                    span.clone(),
-                    field,
-                    format!(
-                        "two sources ({a} and {b}): give exactly one of from, concat, constant"
-                    ),
-                ))
-            }
+        Ok(keys)
+    }
+
+    /// A `concat` source: a non-empty array of paths to text.
+    fn concat(
+        &self,
+        kind: PathCtx,
+        v: &Spanned<DeValue<'_>>,
+        field: &str,
+    ) -> Result<Source, MappingError> {
+        let DeValue::Array(items) = v.get_ref() else {
+            return Err(self.err(v.span(), field, "concat must be an array of paths"));
         };
-        // Modifiers that only make sense with one source.
-        for (m, span) in &modifiers {
-            let allowed: &[&str] = match source {
-                "from" => &[
-                    "translate",
-                    "on_missing",
-                    "default",
-                    "join",
-                    "date_format",
-                    "required",
-                ],
-                "concat" => &["separator", "default", "required"],
-                _ => &[],
-            };
+        if items.is_empty() {
+            return Err(self.err(v.span(), field, "concat has no parts"));
+        }
+        let mut parts = Vec::new();
+        for item in items.iter() {
+            let p = self.path(kind, item, field, "a concat part")?;
+            if !p.shape.is_textual() {
+                return Err(self.err(
+                    item.span(),
+                    field,
+                    format!("concat part {} is an object, not text", p.text),
+                ));
+            }
+            parts.push(p);
+        }
+        Ok(Source::Concat {
+            parts,
+            separator: String::new(),
+        })
+    }
+
+    /// A string, number or boolean (`constant`, `default`).
+    fn scalar(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        field: &str,
+        what: &str,
+    ) -> Result<Value, MappingError> {
+        scalar_json(v.get_ref()).ok_or_else(|| {
+            self.err(
+                v.span(),
+                field,
+                format!(
+                    "{what} must be a string, number or boolean, not {}",
+                    v.get_ref().type_str()
+                ),
+            )
+        })
+    }
+
+    /// A `true` or `false`.
+    fn boolean(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        field: &str,
+        what: &str,
+    ) -> Result<bool, MappingError> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Ok(*b),
+            other => Err(self.err(
+                v.span(),
+                field,
+                format!("{what} must be true or false, not {}", other.type_str()),
+            )),
+        }
+    }
+
+    /// The translation table `translate` names, which must be in `translations`.
+    fn translation(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        field: &str,
+        translations: &HashMap<String, Arc<Translation>>,
+    ) -> Result<Arc<Translation>, MappingError> {
+        let t = self.string(v, field, "translate")?;
+        let table = translations.get(t).ok_or_else(|| {
+            let mut known: Vec<_> = translations.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            self.err(
+                v.span(),
+                field,
+                format!(
+                    "translate names a missing table {t:?} (translations has: {})",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        Ok(table.clone())
+    }
+
+    /// What `on_missing` does with a value the translation lacks.
+    fn on_missing(&self, v: &Spanned<DeValue<'_>>, field: &str) -> Result<OnMissing, MappingError> {
+        match self.string(v, field, "on_missing")? {
+            "keep" => Ok(OnMissing::Keep),
+            "default" => Ok(OnMissing::Default),
+            "reject" => Ok(OnMissing::Reject),
+            other => Err(self.err(
+                v.span(),
+                field,
+                format!("on_missing {other:?} is not one of: keep, default, reject"),
+            )),
+        }
+    }
+
+    /// The one source key of a field table.
+    fn one_source(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        field: &str,
+        sources: &[(&'static str, Range<usize>)],
+    ) -> Result<&'static str, MappingError> {
+        match sources {
+            [] => Err(self.err(
+                v.span(),
+                field,
+                "no source: give one of from, concat, constant",
+            )),
+            [(s, _)] => Ok(*s),
+            [(a, _), (b, span), ..] => Err(self.err(
+                span.clone(),
+                field,
+                format!("two sources ({a} and {b}): give exactly one of from, concat, constant"),
+            )),
+        }
+    }
+
+    /// Refuses modifiers that do not apply to the field's source.
+    fn modifiers_fit(
+        &self,
+        field: &str,
+        source: &str,
+        modifiers: &[(&'static str, Range<usize>)],
+    ) -> Result<(), MappingError> {
+        let allowed: &[&str] = match source {
+            "from" => &[
+                "translate",
+                "on_missing",
+                "default",
+                "join",
+                "date_format",
+                "required",
+            ],
+            "concat" => &["separator", "default", "required"],
+            _ => &[],
+        };
+        for (m, span) in modifiers {
             if !allowed.contains(m) {
                 return Err(self.err(
                     span.clone(),
@@ -717,63 +780,86 @@ impl Loader<'_> {
                 ));
             }
         }
-        if let (Source::Concat { separator: s, .. }, Some(sep)) = (&mut expr.source, separator) {
-            *s = sep;
+        Ok(())
+    }
+
+    /// Refuses modifiers of a `from` field that do not fit the path's shape or each
+    /// other; returns the parsed `date_format`, if given.
+    fn path_modifiers_fit(
+        &self,
+        field: &str,
+        v: &Spanned<DeValue<'_>>,
+        keys: &FieldKeys<'_, '_>,
+        expr: &FieldExpr,
+        p: &Path,
+    ) -> Result<Option<Vec<Item<'static>>>, MappingError> {
+        let key_span = |name: &str| keys.span_of(name).unwrap_or_else(|| v.span());
+        if expr.on_missing != OnMissing::Keep && expr.translate.is_none() {
+            return Err(self.err(key_span("on_missing"), field, "on_missing needs translate"));
         }
-        let key_span = |name: &str| {
-            modifiers
-                .iter()
-                .find(|(m, _)| *m == name)
-                .map(|(_, s)| s.clone())
-                .unwrap_or_else(|| v.span())
+        if expr.translate.is_some() && !p.shape.is_textual() {
+            return Err(self.err(
+                key_span("translate"),
+                field,
+                format!(
+                    "translate needs a single value or a list of them; {} is an object",
+                    p.text
+                ),
+            ));
+        }
+        if expr.join.is_some() && !p.shape.is_scalar_list() {
+            return Err(self.err(
+                key_span("join"),
+                field,
+                format!("join needs a list of single values; {} is not one", p.text),
+            ));
+        }
+        let Some(fv) = keys.date_format else {
+            return Ok(None);
         };
-        if let Source::Path(p) = &expr.source {
-            if expr.on_missing != OnMissing::Keep && expr.translate.is_none() {
-                return Err(self.err(key_span("on_missing"), field, "on_missing needs translate"));
-            }
-            if expr.translate.is_some() && !p.shape.is_textual() {
-                return Err(self.err(
-                    key_span("translate"),
-                    field,
-                    format!(
-                        "translate needs a single value or a list of them; {} is an object",
-                        p.text
-                    ),
-                ));
-            }
-            if expr.join.is_some() && !p.shape.is_scalar_list() {
-                return Err(self.err(
-                    key_span("join"),
-                    field,
-                    format!("join needs a list of single values; {} is not one", p.text),
-                ));
-            }
-            if let Some(fv) = date_format_v {
-                if expr.translate.is_some() {
-                    return Err(self.err(
-                        key_span("date_format"),
-                        field,
-                        "date_format and translate do not combine (translate yields codes, not dates)",
-                    ));
-                }
-                let scalar = p.shape.scalar();
-                if !matches!(scalar, Some(Scalar::Date | Scalar::DateTime)) {
-                    return Err(self.err(
-                        key_span("date_format"),
-                        field,
-                        format!(
-                            "date_format needs a date or datetime; {} is not one",
-                            p.text
-                        ),
-                    ));
-                }
-                let fmt = self.string(fv, field, "date_format")?;
-                let items = date_items(fmt, scalar == Some(Scalar::Date))
-                    .map_err(|m| self.err(fv.span(), field, m))?;
-                expr.date_format = Some(items);
-            }
+        if expr.translate.is_some() {
+            return Err(self.err(
+                key_span("date_format"),
+                field,
+                "date_format and translate do not combine (translate yields codes, not dates)",
+            ));
         }
-        Ok(expr)
+        let scalar = p.shape.scalar();
+        if !matches!(scalar, Some(Scalar::Date | Scalar::DateTime)) {
+            return Err(self.err(
+                key_span("date_format"),
+                field,
+                format!(
+                    "date_format needs a date or datetime; {} is not one",
+                    p.text
+                ),
+            ));
+        }
+        let fmt = self.string(fv, field, "date_format")?;
+        let items = date_items(fmt, scalar == Some(Scalar::Date))
+            .map_err(|m| self.err(fv.span(), field, m))?;
+        Ok(Some(items))
+    }
+}
+
+/// The keys of one field table as read, before checking that they fit together.
+#[derive(Default)]
+struct FieldKeys<'v, 'i> {
+    /// (key, span) of each source present.
+    sources: Vec<(&'static str, Range<usize>)>,
+    /// (key, span) of each modifier present.
+    modifiers: Vec<(&'static str, Range<usize>)>,
+    separator: Option<String>,
+    date_format: Option<&'v Spanned<DeValue<'i>>>,
+}
+
+impl FieldKeys<'_, '_> {
+    /// Where a modifier's key is, if present.
+    fn span_of(&self, name: &str) -> Option<Range<usize>> {
+        self.modifiers
+            .iter()
+            .find(|(m, _)| *m == name)
+            .map(|(_, s)| s.clone())
     }
 }
 

@@ -292,31 +292,7 @@ async fn conclude(
     }
     let counts = per_kind.total();
     let reconciled = counts.reconcile();
-    if let Err(e) = &reconciled {
-        engine
-            .store
-            .add_errors(
-                id,
-                &[ErrorEntry {
-                    page_no: None,
-                    stage: "finish".into(),
-                    kind: None,
-                    source_id: None,
-                    reason: format!("counts do not reconcile: {e}"),
-                }],
-            )
-            .await?;
-        engine
-            .apply(id, JobEvent::Fail(format!("counts do not reconcile: {e}")))
-            .await?;
-    }
-    let job = engine.store.job(id).await?;
-    if job.failure.is_none() {
-        if let Some(reason) = threshold_failure(&job, &counts) {
-            engine.apply(id, JobEvent::Fail(reason)).await?;
-        }
-    }
-    let job = engine.store.job(id).await?;
+    let job = fail_if_off(engine, id, &reconciled, &counts).await?;
     // A scope that failed or whose sweep was refused leaves the run with errors:
     // the other scopes are reconciled, but the night's sync is not whole.
     let mut with_errors =
@@ -328,43 +304,16 @@ async fn conclude(
             .apply(JobEvent::Finished { with_errors })
     };
     let mut final_state = ending(with_errors)?;
-    let pages = engine.store.page_progress(id).await?.0;
-    let not_loaded = NotLoaded::of(&engine.store.pages(id).await?);
-    let now = Utc::now();
-    let (headline, counted) = super::counts::headline(&per_kind, &job.spec.source.kind);
-    let summary = RunSummary {
-        job_id: id.to_string(),
-        state: final_state,
-        kind: job.spec.kind.as_str(),
-        mode: job.spec.mode,
-        target: job.target.clone(),
-        requested_by: job.requested_by.clone(),
-        counts: headline,
-        counted,
+    let summary = summarize(
+        engine,
+        &job,
         per_kind,
-        pages,
-        not_loaded,
         sweep,
-        reconciled: reconciled.is_ok(),
-        failure: job.failure.clone(),
-        errors_total: engine.store.error_count(id).await?,
-        first_errors: engine.store.errors(id, 0, SUMMARY_ERRORS).await?,
-        created_at: job.created_at.to_rfc3339(),
-        started_at: job.started_at.map(|t| t.to_rfc3339()),
-        finished_at: now.to_rfc3339(),
-        duration_ms: job
-            .started_at
-            .map(|s| (now - s).num_milliseconds())
-            .unwrap_or(0),
-        scope: job.spec.scope.iter().map(|s| s.to_string()).collect(),
-        warnings: warnings(
-            &job,
-            &counts,
-            &engine.store.claim_conflicts(id, SUMMARY_ERRORS).await?,
-        ),
-        audit_failure: None,
-        target_report: None,
-    };
+        final_state,
+        &counts,
+        reconciled.is_ok(),
+    )
+    .await?;
     let mut value = serde_json::to_value(&summary).expect("summary serializes");
     if let Some(ctx) = ctx {
         // The target's audit record is written with the state the run ends in if it
@@ -417,4 +366,91 @@ async fn conclude(
         tracing::info!(job = %next, target = %job.target, "next queued job started");
     }
     Ok(())
+}
+
+/// Fails the run whose counts do not reconcile (with an error saying so) or that
+/// passed a threshold; the job as it then stands.
+async fn fail_if_off(
+    engine: &Engine,
+    id: &JobId,
+    reconciled: &Result<(), String>,
+    counts: &Counts,
+) -> Result<JobRecord, EngineError> {
+    if let Err(e) = reconciled {
+        engine
+            .store
+            .add_errors(
+                id,
+                &[ErrorEntry {
+                    page_no: None,
+                    stage: "finish".into(),
+                    kind: None,
+                    source_id: None,
+                    reason: format!("counts do not reconcile: {e}"),
+                }],
+            )
+            .await?;
+        engine
+            .apply(id, JobEvent::Fail(format!("counts do not reconcile: {e}")))
+            .await?;
+    }
+    let job = engine.store.job(id).await?;
+    if job.failure.is_none() {
+        if let Some(reason) = threshold_failure(&job, counts) {
+            engine.apply(id, JobEvent::Fail(reason)).await?;
+        }
+    }
+    Ok(engine.store.job(id).await?)
+}
+
+/// The run's summary as it ends in `state`.
+async fn summarize(
+    engine: &Engine,
+    job: &JobRecord,
+    per_kind: KindCounts,
+    sweep: SweepReport,
+    state: JobState,
+    counts: &Counts,
+    reconciled: bool,
+) -> Result<RunSummary, EngineError> {
+    let pages = engine.store.page_progress(&job.id).await?.0;
+    let not_loaded = NotLoaded::of(&engine.store.pages(&job.id).await?);
+    let now = Utc::now();
+    let (headline, counted) = super::counts::headline(&per_kind, &job.spec.source.kind);
+    Ok(RunSummary {
+        job_id: job.id.to_string(),
+        state,
+        kind: job.spec.kind.as_str(),
+        mode: job.spec.mode,
+        target: job.target.clone(),
+        requested_by: job.requested_by.clone(),
+        counts: headline,
+        counted,
+        per_kind,
+        pages,
+        not_loaded,
+        sweep,
+        reconciled,
+        failure: job.failure.clone(),
+        errors_total: engine.store.error_count(&job.id).await?,
+        first_errors: engine.store.errors(&job.id, 0, SUMMARY_ERRORS).await?,
+        created_at: job.created_at.to_rfc3339(),
+        started_at: job.started_at.map(|t| t.to_rfc3339()),
+        finished_at: now.to_rfc3339(),
+        duration_ms: job
+            .started_at
+            .map(|s| (now - s).num_milliseconds())
+            .unwrap_or(0),
+        scope: job.spec.scope.iter().map(|s| s.to_string()).collect(),
+        warnings: warnings(
+            job,
+            counts,
+            &engine
+                .store
+                .claim_conflicts(&job.id, SUMMARY_ERRORS)
+                .await?,
+        ),
+        audit_failure: None,
+        target_report: None,
+    })
 }

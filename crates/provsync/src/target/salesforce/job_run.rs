@@ -262,6 +262,69 @@ pub async fn run_action(
     Ok(resp.ok()?.status.as_u16())
 }
 
+/// The run's IntegrationJobRun, created at the start and ended with the run.
+impl super::SalesforceTarget {
+    /// The IntegrationJobRun's Status values, described once per process.
+    async fn job_run_statuses(&self, jr: &mut JobRunState) -> Result<Vec<PicklistValue>, SfError> {
+        if jr.statuses.is_none() {
+            jr.statuses = Some(statuses(&self.client).await?);
+        }
+        Ok(jr.statuses.clone().unwrap_or_default())
+    }
+
+    /// Creates the run's IntegrationJobRun, unless the org has one already (a run
+    /// that lost its Id, e.g. killed between the create and the state store's write).
+    pub(super) async fn create_job_run(
+        &self,
+        jr: &mut JobRunState,
+        job_id: &str,
+        info: &serde_json::Value,
+    ) -> Result<String, SfError> {
+        let statuses = self.job_run_statuses(jr).await?;
+        if let Some(id) = find(&self.client, job_id).await? {
+            tracing::info!(job = %job_id, id = %id, "IntegrationJobRun of the run found by its JobIdentifier");
+            return Ok(id);
+        }
+        let fields = start_fields(info, status_for("running", &statuses));
+        let id = create(&self.client, fields).await?;
+        tracing::info!(job = %job_id, id = %id, "IntegrationJobRun created");
+        Ok(id)
+    }
+
+    /// Ends the run's IntegrationJobRun: updated by its Id, found by JobIdentifier if
+    /// this process has no Id, created whole if the start could not create it.
+    pub(super) async fn end_job_run(
+        &self,
+        jr: &mut JobRunState,
+        job_id: &str,
+        summary: &serde_json::Value,
+    ) -> Result<serde_json::Value, SfError> {
+        let statuses = self.job_run_statuses(jr).await?;
+        let state = summary["state"].as_str().unwrap_or_default();
+        let status = status_for(state, &statuses);
+        let mut fields = end_fields(summary, status.clone());
+        let id = match jr.id.clone() {
+            Some(id) => id,
+            None => match find(&self.client, job_id).await? {
+                Some(id) => id,
+                None => {
+                    let mut all = start_fields(summary, None);
+                    all.append(&mut fields);
+                    let id = create(&self.client, all).await?;
+                    jr.id = Some(id.clone());
+                    return Ok(serde_json::json!({
+                        "written": true, "id": id, "status": status,
+                        "note": "created at the end: the start of the run could not create it",
+                    }));
+                }
+            },
+        };
+        jr.id = Some(id.clone());
+        update(&self.client, &id, fields).await?;
+        Ok(serde_json::json!({"written": true, "id": id, "status": status}))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
