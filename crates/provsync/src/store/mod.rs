@@ -336,7 +336,10 @@ macro_rules! forward_state_store {
 #[macro_use]
 mod automation;
 mod claims;
+#[macro_use]
+mod jobs;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -16,14 +16,16 @@
 //! - `commit_page` locks the page's ledger row, so a page delivered twice commits once.
 
 mod automation;
-mod jobs;
+mod dialect;
+mod jobs {
+    jobs_queries!();
+}
 mod ledger;
 mod records;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 
@@ -205,35 +207,13 @@ impl PostgresStore {
 
 // --- helpers shared by the submodules ---
 
-/// Current time as epoch milliseconds (the store's timestamp format).
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
+/// The sqlx types the shared queries are expanded over.
+type Db = Postgres;
+type Pool = PgPool;
+type Conn = PgConnection;
+type DbRow = PgRow;
 
-/// Epoch milliseconds back to a timestamp.
-fn ms_to_dt(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
-}
-
-/// Maps a sqlx error to `Backend`, saying what was being done.
-fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |e| StoreError::Backend(format!("{context}: {e}"))
-}
-
-/// Like [`db`], but a foreign key violation means the job does not exist.
-fn db_job<'a>(context: &'static str, id: &'a JobId) -> impl Fn(sqlx::Error) -> StoreError + 'a {
-    move |e| {
-        let fk = e
-            .as_database_error()
-            .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation));
-        if fk {
-            StoreError::NotFound(id.0.clone())
-        } else {
-            StoreError::Backend(format!("{context}: {e}"))
-        }
-    }
-}
+use super::sql::{db, db_job, int, json, kind, ms_to_dt, now_ms, parse_state, to_json, uint};
 
 /// Reads a column, reporting an undecodable value as `Corrupt`.
 fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T, StoreError>
@@ -242,31 +222,6 @@ where
 {
     row.try_get(name)
         .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
-}
-
-/// Decodes a JSON column.
-fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-/// Encodes a value as JSON text.
-fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encode {what}: {e}")))
-}
-
-/// A `u64` as the `BIGINT` the schema stores.
-fn int(v: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{what} {v} exceeds i64")))
-}
-
-/// A stored `BIGINT` that must not be negative.
-fn uint(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is negative")))
-}
-
-/// Parses a stored kind name.
-fn kind(s: &str) -> Result<EntityKind, StoreError> {
-    EntityKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown entity kind {s:?}")))
 }
 
 /// Starts a transaction (READ COMMITTED; callers take the row locks they need).
