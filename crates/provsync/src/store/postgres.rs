@@ -20,8 +20,12 @@ mod dialect;
 mod jobs {
     jobs_queries!();
 }
-mod ledger;
-mod records;
+mod ledger {
+    ledger_queries!();
+}
+mod records {
+    records_queries!();
+}
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -178,31 +182,6 @@ impl PostgresStore {
     pub fn schema(&self) -> &str {
         &self.schema
     }
-
-    /// The number of a target, given on first use.
-    async fn target_key(&self, name: &str) -> Result<i64, StoreError> {
-        if let Some(k) = self.target_keys.lock().expect("target keys").get(name) {
-            return Ok(*k);
-        }
-        // Two statements, not one `INSERT ... RETURNING` + fallback SELECT: when
-        // another process inserts the name concurrently, ours waits and does
-        // nothing, and only a new statement's snapshot sees the row it committed.
-        sqlx::query("INSERT INTO targets (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(db("register target"))?;
-        let key: i64 = sqlx::query_scalar("SELECT id FROM targets WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("read target number"))?;
-        self.target_keys
-            .lock()
-            .expect("target keys")
-            .insert(name.to_owned(), key);
-        Ok(key)
-    }
 }
 
 // --- helpers shared by the submodules ---
@@ -227,16 +206,6 @@ where
 /// Starts a transaction (READ COMMITTED; callers take the row locks they need).
 async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreError> {
     pool.begin().await.map_err(db("begin transaction"))
-}
-
-/// The run number of a job (its seen marks are keyed by it).
-async fn run_no(conn: &mut PgConnection, id: &JobId) -> Result<i64, StoreError> {
-    sqlx::query_scalar("SELECT run_no FROM jobs WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(db("read run number"))?
-        .ok_or_else(|| StoreError::NotFound(id.0.clone()))
 }
 
 forward_state_store!(PostgresStore);

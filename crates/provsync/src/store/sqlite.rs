@@ -12,8 +12,12 @@ mod dialect;
 mod jobs {
     jobs_queries!();
 }
-mod ledger;
-mod records;
+mod ledger {
+    ledger_queries!();
+}
+mod records {
+    records_queries!();
+}
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -115,28 +119,6 @@ impl MigrationSource<'static> for Embedded {
 }
 
 impl SqliteStore {
-    /// The number of a target, given on first use.
-    async fn target_key(&self, name: &str) -> Result<i64, StoreError> {
-        if let Some(k) = self.target_keys.lock().expect("target keys").get(name) {
-            return Ok(*k);
-        }
-        sqlx::query("INSERT OR IGNORE INTO targets (name) VALUES (?)")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(db("register target"))?;
-        let key: i64 = sqlx::query_scalar("SELECT id FROM targets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("read target number"))?;
-        self.target_keys
-            .lock()
-            .expect("target keys")
-            .insert(name.to_owned(), key);
-        Ok(key)
-    }
-
     /// Opens (creating it, and its folder, if missing) and migrates the database
     /// at a `sqlite:` URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
