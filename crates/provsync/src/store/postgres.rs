@@ -15,7 +15,9 @@
 //!   while holding a job lock: no lock-order cycle with dispatch.
 //! - `commit_page` locks the page's ledger row, so a page delivered twice commits once.
 
-mod automation;
+mod automation {
+    automation_queries!();
+}
 mod dialect;
 mod jobs {
     jobs_queries!();

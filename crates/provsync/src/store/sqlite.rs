@@ -7,7 +7,9 @@
 //! timeout. The SQL sticks to what PostgreSQL also accepts (`ON CONFLICT`,
 //! `RETURNING`, `VALUES` rows named `column1..n`) so the PostgreSQL store can share it.
 
-mod automation;
+mod automation {
+    automation_queries!();
+}
 mod dialect;
 mod jobs {
     jobs_queries!();
