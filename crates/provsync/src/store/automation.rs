@@ -1,7 +1,8 @@
 //! Schedules, the callback outbox and the ledger's page count, written once for both backends: the SQL is
 //! portable (`$N` placeholders, which SQLite takes too; `ON CONFLICT`; no row
-//! locks), and [`automation_queries!`] expands the same functions over each
-//! backend's pool, `begin`, `col` and `jobs::insert_job`.
+//! locks), and [`automation_queries!`] expands the same functions in each backend
+//! module, as `jobs_queries!` does, over its `Pool`, `Conn`, `begin`, `col` and
+//! `jobs::insert_job`.
 //!
 //! Firing a schedule first upserts its `schedules` row: in PostgreSQL that takes the
 //! row lock until commit, in SQLite the transaction already holds the write lock,
@@ -10,7 +11,7 @@
 
 /// Expands the schedule and callback queries inside a backend module.
 macro_rules! automation_queries {
-    ($pool:ty) => {
+    () => {
         use chrono::{DateTime, Utc};
         use provsync_core::job::{JobId, JobState};
         use provsync_core::store::{
@@ -19,7 +20,7 @@ macro_rules! automation_queries {
         };
 
         use super::{begin, col, db, ms_to_dt, now_ms};
-        use crate::store::automation::PoolDb;
+        use super::{Conn, Pool};
 
         fn parse_state(s: &str) -> Result<JobState, StoreError> {
             JobState::parse(s)
@@ -34,7 +35,7 @@ macro_rules! automation_queries {
         /// event), in the caller's transaction: `create_job` for `accepted`, the
         /// transition that ends the job for `finished`.
         pub(super) async fn queue_callback(
-            conn: &mut <<$pool as PoolDb>::Db as sqlx::Database>::Connection,
+            conn: &mut Conn,
             id: &JobId,
             event: &str,
             now: i64,
@@ -54,7 +55,7 @@ macro_rules! automation_queries {
         }
 
         pub(super) async fn page_progress(
-            pool: &$pool,
+            pool: &Pool,
             id: &JobId,
         ) -> Result<(u64, u64), StoreError> {
             let (recorded, loaded): (i64, i64) = sqlx::query_as(
@@ -69,7 +70,7 @@ macro_rules! automation_queries {
         }
 
         pub(super) async fn fire_schedule(
-            pool: &$pool,
+            pool: &Pool,
             fire: &ScheduleFire<'_>,
         ) -> Result<Fired, StoreError> {
             let now = now_ms();
@@ -163,7 +164,7 @@ macro_rules! automation_queries {
         }
 
         async fn insert_run(
-            conn: &mut <<$pool as PoolDb>::Db as sqlx::Database>::Connection,
+            conn: &mut Conn,
             fire: &ScheduleFire<'_>,
             job: Option<&JobId>,
             after: Option<&JobId>,
@@ -190,7 +191,7 @@ macro_rules! automation_queries {
         }
 
         pub(super) async fn schedule_runs(
-            pool: &$pool,
+            pool: &Pool,
             schedule: &str,
             limit: u32,
         ) -> Result<Vec<ScheduleRun>, StoreError> {
@@ -227,7 +228,7 @@ macro_rules! automation_queries {
         }
 
         pub(super) async fn held_jobs(
-            pool: &$pool,
+            pool: &Pool,
             older_than_ms: i64,
         ) -> Result<Vec<HeldJob>, StoreError> {
             let rows = sqlx::query(
@@ -260,7 +261,7 @@ macro_rules! automation_queries {
         }
 
         pub(super) async fn claim_callbacks(
-            pool: &$pool,
+            pool: &Pool,
             limit: u32,
             lease_ms: i64,
         ) -> Result<Vec<CallbackDue>, StoreError> {
@@ -304,7 +305,7 @@ macro_rules! automation_queries {
         }
 
         pub(super) async fn callback_attempted(
-            pool: &$pool,
+            pool: &Pool,
             job: &JobId,
             event: &str,
             outcome: &Delivery,
@@ -342,7 +343,7 @@ macro_rules! automation_queries {
         }
 
         pub(super) async fn callbacks(
-            pool: &$pool,
+            pool: &Pool,
             job: &JobId,
         ) -> Result<Vec<CallbackState>, StoreError> {
             let rows = sqlx::query(
@@ -374,14 +375,4 @@ macro_rules! automation_queries {
                 .collect()
         }
     };
-}
-
-/// The database type behind a pool (names the connection type in the macro).
-pub(super) trait PoolDb {
-    /// The sqlx database.
-    type Db: sqlx::Database;
-}
-
-impl<DB: sqlx::Database> PoolDb for sqlx::Pool<DB> {
-    type Db = DB;
 }

@@ -7,6 +7,33 @@
 /// targets): written once, so the backends differ only in their SQL.
 macro_rules! forward_state_store {
     ($store:ty) => {
+        impl $store {
+            /// The number of a target, given on first use.
+            async fn target_key(&self, name: &str) -> Result<i64, StoreError> {
+                if let Some(k) = self.target_keys.lock().expect("target keys").get(name) {
+                    return Ok(*k);
+                }
+                // Two statements, not one `INSERT ... RETURNING` + fallback SELECT: when
+                // another process inserts the name concurrently, ours waits and does
+                // nothing, and only a new statement's snapshot sees the row it committed.
+                sqlx::query("INSERT INTO targets (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db("register target"))?;
+                let key: i64 = sqlx::query_scalar("SELECT id FROM targets WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("read target number"))?;
+                self.target_keys
+                    .lock()
+                    .expect("target keys")
+                    .insert(name.to_owned(), key);
+                Ok(key)
+            }
+        }
+
         #[async_trait::async_trait]
         impl StateStore for $store {
             async fn create_job(
@@ -336,7 +363,14 @@ macro_rules! forward_state_store {
 #[macro_use]
 mod automation;
 mod claims;
+#[macro_use]
+mod jobs;
+#[macro_use]
+mod ledger;
+#[macro_use]
+mod records;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -15,15 +15,23 @@
 //!   while holding a job lock: no lock-order cycle with dispatch.
 //! - `commit_page` locks the page's ledger row, so a page delivered twice commits once.
 
-mod automation;
-mod jobs;
-mod ledger;
-mod records;
+mod automation {
+    automation_queries!();
+}
+mod dialect;
+mod jobs {
+    jobs_queries!();
+}
+mod ledger {
+    ledger_queries!();
+}
+mod records {
+    records_queries!();
+}
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 
@@ -176,64 +184,17 @@ impl PostgresStore {
     pub fn schema(&self) -> &str {
         &self.schema
     }
-
-    /// The number of a target, given on first use.
-    async fn target_key(&self, name: &str) -> Result<i64, StoreError> {
-        if let Some(k) = self.target_keys.lock().expect("target keys").get(name) {
-            return Ok(*k);
-        }
-        // Two statements, not one `INSERT ... RETURNING` + fallback SELECT: when
-        // another process inserts the name concurrently, ours waits and does
-        // nothing, and only a new statement's snapshot sees the row it committed.
-        sqlx::query("INSERT INTO targets (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(db("register target"))?;
-        let key: i64 = sqlx::query_scalar("SELECT id FROM targets WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("read target number"))?;
-        self.target_keys
-            .lock()
-            .expect("target keys")
-            .insert(name.to_owned(), key);
-        Ok(key)
-    }
 }
 
 // --- helpers shared by the submodules ---
 
-/// Current time as epoch milliseconds (the store's timestamp format).
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
+/// The sqlx types the shared queries are expanded over.
+type Db = Postgres;
+type Pool = PgPool;
+type Conn = PgConnection;
+type DbRow = PgRow;
 
-/// Epoch milliseconds back to a timestamp.
-fn ms_to_dt(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
-}
-
-/// Maps a sqlx error to `Backend`, saying what was being done.
-fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |e| StoreError::Backend(format!("{context}: {e}"))
-}
-
-/// Like [`db`], but a foreign key violation means the job does not exist.
-fn db_job<'a>(context: &'static str, id: &'a JobId) -> impl Fn(sqlx::Error) -> StoreError + 'a {
-    move |e| {
-        let fk = e
-            .as_database_error()
-            .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation));
-        if fk {
-            StoreError::NotFound(id.0.clone())
-        } else {
-            StoreError::Backend(format!("{context}: {e}"))
-        }
-    }
-}
+use super::sql::{db, db_job, int, json, kind, ms_to_dt, now_ms, parse_state, to_json, uint};
 
 /// Reads a column, reporting an undecodable value as `Corrupt`.
 fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T, StoreError>
@@ -244,44 +205,9 @@ where
         .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
 }
 
-/// Decodes a JSON column.
-fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-/// Encodes a value as JSON text.
-fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encode {what}: {e}")))
-}
-
-/// A `u64` as the `BIGINT` the schema stores.
-fn int(v: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{what} {v} exceeds i64")))
-}
-
-/// A stored `BIGINT` that must not be negative.
-fn uint(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is negative")))
-}
-
-/// Parses a stored kind name.
-fn kind(s: &str) -> Result<EntityKind, StoreError> {
-    EntityKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown entity kind {s:?}")))
-}
-
 /// Starts a transaction (READ COMMITTED; callers take the row locks they need).
 async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreError> {
     pool.begin().await.map_err(db("begin transaction"))
-}
-
-/// The run number of a job (its seen marks are keyed by it).
-async fn run_no(conn: &mut PgConnection, id: &JobId) -> Result<i64, StoreError> {
-    sqlx::query_scalar("SELECT run_no FROM jobs WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(db("read run number"))?
-        .ok_or_else(|| StoreError::NotFound(id.0.clone()))
 }
 
 forward_state_store!(PostgresStore);

@@ -7,17 +7,25 @@
 //! timeout. The SQL sticks to what PostgreSQL also accepts (`ON CONFLICT`,
 //! `RETURNING`, `VALUES` rows named `column1..n`) so the PostgreSQL store can share it.
 
-mod automation;
-mod jobs;
-mod ledger;
-mod records;
+mod automation {
+    automation_queries!();
+}
+mod dialect;
+mod jobs {
+    jobs_queries!();
+}
+mod ledger {
+    ledger_queries!();
+}
+mod records {
+    records_queries!();
+}
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
@@ -113,28 +121,6 @@ impl MigrationSource<'static> for Embedded {
 }
 
 impl SqliteStore {
-    /// The number of a target, given on first use.
-    async fn target_key(&self, name: &str) -> Result<i64, StoreError> {
-        if let Some(k) = self.target_keys.lock().expect("target keys").get(name) {
-            return Ok(*k);
-        }
-        sqlx::query("INSERT OR IGNORE INTO targets (name) VALUES (?)")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(db("register target"))?;
-        let key: i64 = sqlx::query_scalar("SELECT id FROM targets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("read target number"))?;
-        self.target_keys
-            .lock()
-            .expect("target keys")
-            .insert(name.to_owned(), key);
-        Ok(key)
-    }
-
     /// Opens (creating it, and its folder, if missing) and migrates the database
     /// at a `sqlite:` URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -217,35 +203,13 @@ impl SqliteStore {
 
 // --- helpers shared by the submodules ---
 
-/// Current time as epoch milliseconds (the store's timestamp format).
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
+/// The sqlx types the shared queries are expanded over.
+type Db = Sqlite;
+type Pool = SqlitePool;
+type Conn = sqlx::SqliteConnection;
+type DbRow = SqliteRow;
 
-/// Epoch milliseconds back to a timestamp.
-fn ms_to_dt(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
-}
-
-/// Maps a sqlx error to `Backend`, saying what was being done.
-fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |e| StoreError::Backend(format!("{context}: {e}"))
-}
-
-/// Like [`db`], but a foreign key violation means the job does not exist.
-fn db_job<'a>(context: &'static str, id: &'a JobId) -> impl Fn(sqlx::Error) -> StoreError + 'a {
-    move |e| {
-        let fk = e
-            .as_database_error()
-            .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation));
-        if fk {
-            StoreError::NotFound(id.0.clone())
-        } else {
-            StoreError::Backend(format!("{context}: {e}"))
-        }
-    }
-}
+use super::sql::{db, db_job, int, json, kind, ms_to_dt, now_ms, parse_state, to_json, uint};
 
 /// Reads a column, reporting an undecodable value as `Corrupt`.
 fn col<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, StoreError>
@@ -254,31 +218,6 @@ where
 {
     row.try_get(name)
         .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
-}
-
-/// Decodes a JSON column.
-fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-/// Encodes a value as JSON text.
-fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encode {what}: {e}")))
-}
-
-/// A `u64` as the `BIGINT` the schema stores.
-fn int(v: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{what} {v} exceeds i64")))
-}
-
-/// A stored `BIGINT` that must not be negative.
-fn uint(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is negative")))
-}
-
-/// Parses a stored kind name.
-fn kind(s: &str) -> Result<EntityKind, StoreError> {
-    EntityKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown entity kind {s:?}")))
 }
 
 /// Starts a write transaction holding SQLite's write lock from the first statement.

@@ -1,3 +1,0 @@
-//! Schedules and callbacks: the shared queries of `store::automation` over postgres.
-
-automation_queries!(sqlx::postgres::PgPool);
