@@ -4,8 +4,8 @@
 //! malformed record becomes a bad record naming where it is, and its neighbours
 //! all come through.
 //!
-//! Implementations covered: `file` (NDJSON), `nucc` (CSV, gzip or not) and
-//! `csv-facilities`. OneKey and GMC are still to join (through their emulators).
+//! Implementations covered: `file` (NDJSON), `nucc` and `csv-facilities` (CSV).
+//! OneKey and GMC are still to join (through their emulators).
 
 use std::sync::Arc;
 
@@ -139,6 +139,43 @@ fn nucc_source() -> Fixture {
         bad_at: ":3".into(),
         _dir: dir,
     }
+}
+
+/// A folder of two VA facility CSVs (a page each); the second holds a row without
+/// a name as its line 3.
+fn facilities_source() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "id,name,address,city,state,zip,phone,type,ownership,emergency,quality,LAT,LON\n";
+    let row = |id: u32, name: &str| {
+        format!("{id},{name},1 Road,Manchester,NH,03104,603-624-4366,VA Facility,Government,no,,43.01,-71.43\n")
+    };
+    let a: String = (0..3)
+        .map(|i| row(600 + i, &format!("Center {i}")))
+        .collect();
+    let b = format!(
+        "{}{}{}",
+        row(700, "Clinic A"),
+        row(701, ""),
+        row(702, "Clinic C")
+    );
+    std::fs::write(dir.path().join("a.csv"), format!("{header}{a}")).unwrap();
+    std::fs::write(dir.path().join("b.csv"), format!("{header}{b}")).unwrap();
+    let source = super::facilities::FacilitiesSource::new(super::facilities::FacilitiesConfig {
+        path: dir.path().to_path_buf(),
+        scope: "US".into(),
+    });
+    Fixture {
+        source: Arc::new(source),
+        request: request(&["US"], 100),
+        good: 5,
+        bad_at: "b.csv:3".into(),
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn the_csv_facilities_source_keeps_the_source_contract() {
+    conforms(facilities_source()).await;
 }
 
 #[tokio::test]
