@@ -93,11 +93,7 @@ fn config_check_prints_names_and_roles_but_no_hashes_and_refuses_unknown_keys() 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.toml");
     std::fs::write(&file, config_text("sqlite://s.db")).unwrap();
-    let o = std::process::Command::new(bin())
-        .args(["config", "check"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let o = config_check(&file, &[]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
@@ -118,11 +114,7 @@ fn config_check_prints_names_and_roles_but_no_hashes_and_refuses_unknown_keys() 
         config_text("sqlite://s.db").replace("role = \"read\"", "role = \"read\"\nroles = 1"),
     )
     .unwrap();
-    let o = std::process::Command::new(bin())
-        .args(["config", "check"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let o = config_check(&file, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("tokens[0]") && err.contains("roles"), "{err}");

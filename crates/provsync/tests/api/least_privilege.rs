@@ -293,11 +293,7 @@ fn a_schedule_naming_no_connection_stops_the_start_at_its_line() {
          [schedules.job]\nsource = \"wrold\"\ntarget = \"warehouse\"\n",
     )
     .unwrap();
-    let o = std::process::Command::new(bin())
-        .args(["config", "check"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let o = config_check(&file, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(
